@@ -1,0 +1,68 @@
+"""grantflow: the lifecycle of purchased-service projects, with rules and an audit trail.
+
+>>> import grantflow
+>>> engine = grantflow.open()
+>>> applicant = grantflow.Actor(id="org-1", roles=frozenset({"applicant"}))
+>>> outcome = engine.submit(actor=applicant, data={"title": "Skills for couriers"})
+>>> outcome.accepted, outcome.state
+(True, 'applied')
+"""
+
+from grantflow._engine import Engine
+from grantflow._open import open
+from grantflow.audit import Checkpoint, VerifyReport
+from grantflow.errors import (
+    ConcurrencyError,
+    GrantflowError,
+    IdempotencyError,
+    IdempotencyKeyInUse,
+    IdempotencyKeyMismatch,
+    InvalidInput,
+    LifecycleDefinitionError,
+    ProjectExists,
+    ProjectNotFound,
+    RuleDefinitionError,
+    SchemaVersionError,
+    StoreError,
+    TransitionRefused,
+    UnknownEvent,
+)
+from grantflow.models import Actor, AuditEntry, Outcome, Project, Record, Refusal, Verdict
+from grantflow.policy import Policy
+from grantflow.rules import RuleBook, RuleContext
+from grantflow.states import PURCHASED_SERVICE, Lifecycle
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PURCHASED_SERVICE",
+    "Actor",
+    "AuditEntry",
+    "Checkpoint",
+    "ConcurrencyError",
+    "Engine",
+    "GrantflowError",
+    "IdempotencyError",
+    "IdempotencyKeyInUse",
+    "IdempotencyKeyMismatch",
+    "InvalidInput",
+    "Lifecycle",
+    "LifecycleDefinitionError",
+    "Outcome",
+    "Policy",
+    "Project",
+    "ProjectExists",
+    "ProjectNotFound",
+    "Record",
+    "Refusal",
+    "RuleBook",
+    "RuleContext",
+    "RuleDefinitionError",
+    "SchemaVersionError",
+    "StoreError",
+    "TransitionRefused",
+    "UnknownEvent",
+    "Verdict",
+    "VerifyReport",
+    "open",
+]

@@ -1,0 +1,653 @@
+"""The engine: decide with rules, commit with a compare-and-set, then tell the listeners.
+
+A fire runs in four steps, and only step 3 touches the database for writing:
+
+1. read the project snapshot and look up the facts the event's rules declare;
+2. decide: lifecycle edge and roles, then every rule (pure; no I/O);
+3. commit one `Change`: compare-and-set on (id, state, version), audit entry, records;
+4. log the entry through structlog and call the listeners (they observe, never veto).
+
+If step 3 loses a race, the engine starts again from step 1 (at most `retries` times),
+so the decision is always taken on the state that is written over.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from types import MappingProxyType, TracebackType
+from typing import Any, Self
+
+import structlog
+from pydantic import TypeAdapter, ValidationError
+
+from grantflow._canonical import freeze, plain, thaw, validate_json
+from grantflow._machine import TransitionTable
+from grantflow.audit import (
+    Checkpoint,
+    Problem,
+    VerifyReport,
+    check_chain,
+    leaf_hash,
+    merkle_root,
+    replay,
+    seal,
+)
+from grantflow.errors import (
+    ConcurrencyError,
+    InvalidInput,
+    ProjectNotFound,
+    UnknownEvent,
+)
+from grantflow.models import Actor, AuditEntry, Identifier, Outcome, Project, Record, Refusal
+from grantflow.persistence import Change, Store
+from grantflow.policy import Policy
+from grantflow.rules import PASS, FactRequest, RuleBook, RuleContext, Verdict, refuse, rule_name
+from grantflow.states import PURCHASED_SERVICE, Lifecycle
+
+__all__ = ["Clock", "Engine", "Listener"]
+
+#: A function returning the current time, timezone-aware.
+Clock = Callable[[], datetime]
+#: Called with every audit entry after it is committed.
+Listener = Callable[[AuditEntry], None]
+
+_log = structlog.get_logger("grantflow")
+_IDENTIFIER: TypeAdapter[str] = TypeAdapter(Identifier)
+RECORD_EVENT_PREFIX = "record."
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _check_id(value: object, field: str) -> str:
+    try:
+        return _IDENTIFIER.validate_python(value, strict=True)
+    except ValidationError as exc:
+        raise InvalidInput(
+            f"{field}: {exc.errors()[0]['msg']}", field=field, errors=exc.errors()
+        ) from exc
+
+
+def _check_actor(actor: object) -> Actor:
+    if not isinstance(actor, Actor):
+        raise InvalidInput(f"actor must be an Actor, not {type(actor).__name__}", field="actor")
+    return actor
+
+
+def _clean(value: Mapping[str, Any] | None, field: str) -> Mapping[str, Any]:
+    if value is None:
+        return _EMPTY
+    if not isinstance(value, Mapping):
+        raise InvalidInput(f"{field} must be a mapping", field=field)
+    validate_json(value, field=field)
+    cleaned: Mapping[str, Any] = freeze(plain(value))
+    return cleaned
+
+
+class Engine:
+    """Runs projects through a lifecycle over a store; create one with `grantflow.open`.
+
+    An engine holds no per-project state: the store is the single source of truth, and
+    several engines (threads, processes, hosts) may share one database.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        lifecycle: Lifecycle = PURCHASED_SERVICE,
+        rules: RuleBook | None = None,
+        policy: Policy | None = None,
+        policies: Sequence[Policy] = (),
+        clock: Clock = _utc_now,
+        listeners: Sequence[Listener] = (),
+        retries: int = 3,
+    ) -> None:
+        self._store = store
+        self._lifecycle = lifecycle
+        self._table = TransitionTable(lifecycle)
+        self._rules = (rules or RuleBook()).copy()
+        self._policy = policy or Policy()
+        self._policies = {p.version: p for p in (*policies, self._policy)}
+        self._clock = clock
+        self._listeners = tuple(listeners)
+        self._retries = retries
+
+    def __repr__(self) -> str:
+        return f"Engine(store={self._store!r}, lifecycle={self._lifecycle.name!r})"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- properties ----------------------------------------------------------------------
+
+    @property
+    def store(self) -> Store:
+        """The store this engine writes to."""
+        return self._store
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        """The lifecycle this engine enforces."""
+        return self._lifecycle
+
+    @property
+    def policy(self) -> Policy:
+        """The policy new projects are pinned to."""
+        return self._policy
+
+    @property
+    def rules(self) -> RuleBook:
+        """A copy of the engine's rule book."""
+        return self._rules.copy()
+
+    def close(self) -> None:
+        """Close the store."""
+        self._store.close()
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def get(self, project_id: str) -> Project:
+        """Return the project; `ProjectNotFound` if there is none."""
+        project = self._store.load(_check_id(project_id, "project_id"))
+        if project is None:
+            raise ProjectNotFound(f"no project {project_id!r}", project_id=project_id)
+        return project
+
+    def history(self, project_id: str) -> list[AuditEntry]:
+        """Return every audit entry of the project (accepted and refused), oldest first."""
+        pid = _check_id(project_id, "project_id")
+        entries = list(self._store.entries(pid))
+        if not entries:
+            raise ProjectNotFound(f"no project {project_id!r}", project_id=project_id)
+        return entries
+
+    def events(self, project_id: str, *, actor: Actor) -> list[str]:
+        """Return the events with an edge from the project's state that `actor` may fire.
+
+        Rules are not run (they usually need the evidence you will send); ask `can_fire`.
+        """
+        actor = _check_actor(actor)
+        project = self.get(project_id)
+        return [
+            name
+            for name in self._table.events_from(project.state)
+            if self._role_refusal(name, actor) is None
+        ]
+
+    def policy_for(self, project: Project) -> Policy:
+        """Return the policy `project` is pinned to (the engine's when it is unknown)."""
+        return self._policies.get(str(project.data.get("policy_version", "")), self._policy)
+
+    # -- writes --------------------------------------------------------------------------
+
+    def submit(
+        self,
+        *,
+        actor: Actor,
+        data: Mapping[str, Any] | None = None,
+        project_id: str | None = None,
+        evidence: Mapping[str, Any] | None = None,
+    ) -> Outcome:
+        """Submit a new project; when accepted it is in the lifecycle's first state.
+
+        A refused submission is still audited (in the chain of `project_id`) but creates
+        no project. Raises `ProjectExists` if `project_id` is taken.
+        """
+        actor = _check_actor(actor)
+        pid = _check_id(project_id, "project_id") if project_id is not None else _new_id()
+        clean_data = _clean(data, "data")
+        clean_evidence = _clean(evidence, "evidence")
+        event = self._lifecycle.initial_event
+        for _attempt in self._attempts(pid, event.name):
+            version, head = self._store.chain_tip(pid)
+            now = self._now()
+            draft = Project(
+                id=pid,
+                state="",
+                version=version,
+                head=head,
+                data={**clean_data, "policy_version": self._policy.version},
+                created_at=now,
+                updated_at=now,
+            )
+            outcome = self._attempt(draft, event.name, actor, clean_evidence, now, None)
+            if outcome is not None:
+                return outcome
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def fire(
+        self,
+        project_id: str,
+        event: str,
+        *,
+        actor: Actor,
+        evidence: Mapping[str, Any] | None = None,
+    ) -> Outcome:
+        """Attempt `event` on the project; the outcome says whether it was accepted and why not.
+
+        Every attempt is audited. A refusal is not an exception: call
+        `Outcome.raise_for_refusal()` to make it one.
+        """
+        pid, actor, clean_evidence = self._check_fire(project_id, event, actor, evidence)
+        for _attempt in self._attempts(pid, event):
+            project = self.get(pid)
+            outcome = self._attempt(project, event, actor, clean_evidence, self._now(), None)
+            if outcome is not None:
+                return outcome
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def can_fire(
+        self,
+        project_id: str,
+        event: str,
+        *,
+        actor: Actor,
+        evidence: Mapping[str, Any] | None = None,
+    ) -> Outcome:
+        """Decide `event` exactly as `fire` would, and write nothing."""
+        pid, actor, clean_evidence = self._check_fire(project_id, event, actor, evidence)
+        project = self.get(pid)
+        now = self._now()
+        target, verdict, _effects = self._decide(project, event, actor, clean_evidence, now)
+        return Outcome(
+            project_id=pid,
+            event=event,
+            accepted=verdict.passed,
+            from_state=project.state,
+            state=target if verdict.passed else project.state,
+            refusals=verdict.refusals,
+        )
+
+    def add_record(
+        self,
+        project_id: str,
+        kind: str,
+        data: Mapping[str, Any],
+        *,
+        actor: Actor,
+        record_id: str | None = None,
+    ) -> Outcome:
+        """Add a record (a review, an expenditure, ...) through the rules of ``record.<kind>``.
+
+        The record is audited and hash-chained like a transition; the state does not change.
+        """
+        pid = _check_id(project_id, "project_id")
+        kind = _check_id(kind, "kind")
+        actor = _check_actor(actor)
+        clean_data = _clean(data, "data")
+        rid = _check_id(record_id, "record_id") if record_id is not None else None
+        event = RECORD_EVENT_PREFIX + kind
+        for _attempt in self._attempts(pid, event):
+            project = self.get(pid)
+            record = Record(
+                kind=kind,
+                id=rid or f"{kind}-{project.version + 1}",
+                data=clean_data,
+                seq=project.version + 1,
+            )
+            if any(r.kind == kind and r.id == record.id for r in project.records):
+                raise InvalidInput(
+                    f"record {kind}/{record.id} already exists on project {pid!r}",
+                    field="record_id",
+                    project_id=pid,
+                    event=event,
+                    state=project.state,
+                )
+            evidence = freeze({"record": {"kind": kind, "id": record.id, "data": clean_data}})
+            outcome = self._attempt(project, event, actor, evidence, self._now(), record)
+            if outcome is not None:
+                return outcome
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- integrity -----------------------------------------------------------------------
+
+    def verify(self, *, checkpoint: Checkpoint | None = None) -> VerifyReport:
+        """Recompute every chain; report the first bad (project, seq) of each broken one.
+
+        With `checkpoint`, also prove that each chain head it covers is still there,
+        unchanged: this catches truncation and tails recomputed after the checkpoint.
+        """
+        problems: list[Problem] = []
+        projects = entries = 0
+        for pid in self._store.chain_ids():
+            projects += 1
+            chain = list(self._store.entries(pid))
+            count, problem = check_chain(pid, chain)
+            entries += count
+            if problem is None:
+                problem = self._check_row(pid, chain)
+            if problem is not None:
+                problems.append(problem)
+        if checkpoint is not None:
+            problems.extend(self._check_checkpoint(checkpoint))
+        return VerifyReport(projects=projects, entries=entries, problems=tuple(problems))
+
+    def checkpoint(self) -> Checkpoint:
+        """Return (and store) a Merkle root over every chain head; keep it somewhere safe."""
+        leaves = []
+        for pid in self._store.chain_ids():
+            seq, head = self._store.chain_tip(pid)
+            leaves.append((pid, seq, head))
+        root = merkle_root([leaf_hash(*leaf) for leaf in leaves])
+        cp = Checkpoint(id=uuid.uuid4().hex, at=self._now(), size=len(leaves), root=root)
+        self._store.save_checkpoint(cp, leaves)
+        return cp
+
+    def replay(self, project_id: str) -> Project:
+        """Rebuild the project from its audit entries alone (it should equal `get`)."""
+        project = replay(self.history(project_id))
+        if project is None:
+            raise ProjectNotFound(f"no project {project_id!r}", project_id=project_id)
+        return project
+
+    def state_at(self, project_id: str, when: datetime) -> str | None:
+        """Return the project's state at `when` (``None`` if it did not exist yet)."""
+        if when.tzinfo is None:
+            raise InvalidInput("when must be timezone-aware", field="when")
+        upto = [e for e in self.history(project_id) if e.at <= when]
+        project = replay(upto)
+        return project.state if project else None
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _now(self) -> datetime:
+        now = self._clock()
+        if now.tzinfo is None:
+            raise InvalidInput("the engine clock returned a naive datetime", field="clock")
+        return now.astimezone(UTC)
+
+    def _check_fire(
+        self, project_id: str, event: str, actor: Actor, evidence: Mapping[str, Any] | None
+    ) -> tuple[str, Actor, Mapping[str, Any]]:
+        pid = _check_id(project_id, "project_id")
+        event = _check_id(event, "event")
+        if not self._lifecycle.has_event(event) or self._lifecycle.event(event).creates:
+            raise UnknownEvent(
+                f"lifecycle {self._lifecycle.name!r} has no event {event!r} to fire"
+                + (" (use submit)" if self._lifecycle.has_event(event) else ""),
+                project_id=pid,
+                event=event,
+            )
+        return pid, _check_actor(actor), _clean(evidence, "evidence")
+
+    def _attempts(self, project_id: str, event: str) -> Iterator[int]:
+        """Yield attempt numbers; the caller returns on success, else we raise at the end."""
+        yield from range(self._retries)
+        yield self._retries
+        raise ConcurrencyError(
+            f"project {project_id!r} kept changing; gave up after {self._retries + 1} attempts",
+            project_id=project_id,
+            event=event,
+        )
+
+    def _role_refusal(self, event: str, actor: Actor) -> Refusal | None:
+        if not self._lifecycle.has_event(event):
+            return None
+        roles = self._lifecycle.event(event).roles
+        if not roles or actor.has_any(roles):
+            return None
+        return Refusal(
+            code="lifecycle.role",
+            message=f"{event} may only be done by: {', '.join(sorted(roles))}",
+            message_zh=f"只有以下角色可以执行{event}：{'、'.join(sorted(roles))}",
+            rule="lifecycle",
+            details={"required": sorted(roles), "actor_roles": sorted(actor.roles)},
+        )
+
+    def _target(self, project: Project, event: str) -> tuple[str | None, Refusal | None]:
+        if event.startswith(RECORD_EVENT_PREFIX):
+            return project.state, None
+        if self._lifecycle.event(event).creates:
+            return self._lifecycle.event(event).target, None
+        target = self._table.target(event, project.state)
+        if target is not None:
+            return target, None
+        terminal = self._lifecycle.state(project.state).terminal
+        return None, Refusal(
+            code="lifecycle.no_edge",
+            message=(
+                f"{event} is not possible from {project.state}"
+                + (" (a terminal state)" if terminal else "")
+            ),
+            message_zh=f"当前状态（{self._lifecycle.state(project.state).label_zh}）不能执行{event}",
+            rule="lifecycle",
+            details={"state": project.state, "event": event, "terminal": terminal},
+        )
+
+    def _decide(
+        self,
+        project: Project,
+        event: str,
+        actor: Actor,
+        evidence: Mapping[str, Any],
+        now: datetime,
+    ) -> tuple[str | None, Verdict, list[Any]]:
+        refusals: list[Refusal] = []
+        role = self._role_refusal(event, actor)
+        if role is not None:
+            refusals.append(role)
+        target, no_edge = self._target(project, event)
+        if no_edge is not None:
+            refusals.append(no_edge)
+            return None, Verdict(refusals=tuple(refusals)), []
+        policy = self.policy_for(project)
+        facts = self._facts(project, event, actor, evidence, policy)
+        ctx = RuleContext(
+            project=project,
+            event=event,
+            source=project.state or None,
+            target=target,
+            actor=actor,
+            evidence=evidence,
+            now=now,
+            policy=policy,
+            facts=freeze(facts),
+        )
+        for r in self._rules.rules_for(event):
+            refusals.extend(self._run_rule(r, ctx).refusals)
+        verdict = Verdict(refusals=tuple(refusals))
+        effects = [eff(ctx) for eff in self._rules.effects_for(event)] if verdict.passed else []
+        return target, verdict, effects
+
+    def _facts(
+        self,
+        project: Project,
+        event: str,
+        actor: Actor,
+        evidence: Mapping[str, Any],
+        policy: Policy,
+    ) -> dict[str, Any]:
+        providers = self._rules.facts_for(event)
+        if not providers:
+            return {}
+        request = FactRequest(
+            reader=self._store,
+            project=project,
+            event=event,
+            actor=actor,
+            evidence=evidence,
+            policy=policy,
+        )
+        return {name: provider(request) for name, provider in providers}
+
+    @staticmethod
+    def _run_rule(r: Callable[[RuleContext], Verdict], ctx: RuleContext) -> Verdict:
+        name = rule_name(r)
+        try:
+            verdict = r(ctx)
+        except Exception as exc:  # a broken rule refuses: fail closed, and say why
+            _log.warning("grantflow.rule_error", rule=name, error=repr(exc), transition=ctx.event)
+            return refuse(
+                "rule.error",
+                f"rule {name} failed: {exc!r}",
+                f"规则 {name} 执行出错：{exc!r}",
+                rule=name,
+            )
+        if not isinstance(verdict, Verdict):  # type: ignore[unreachable, unused-ignore]
+            return refuse(  # type: ignore[unreachable, unused-ignore]
+                "rule.bad_verdict",
+                f"rule {name} returned {type(verdict).__name__}, not a Verdict",
+                f"规则 {name} 的返回值不是 Verdict",
+                rule=name,
+            )
+        if verdict is PASS or verdict.passed:
+            return verdict
+        return Verdict(
+            refusals=tuple(
+                r if r.rule else r.model_copy(update={"rule": name}) for r in verdict.refusals
+            )
+        )
+
+    def _attempt(  # noqa: PLR0917
+        self,
+        project: Project,
+        event: str,
+        actor: Actor,
+        evidence: Mapping[str, Any],
+        now: datetime,
+        record: Record | None,
+    ) -> Outcome | None:
+        """Decide and commit once; ``None`` means the compare-and-set lost, try again."""
+        target, verdict, effects = self._decide(project, event, actor, evidence, now)
+        seq = project.version + 1
+        creating = project.state == ""
+        records: list[Record] = [record] if record is not None and verdict.passed else []
+        patch: dict[str, Any] = thaw(project.data) if creating else {}
+        for eff in effects:
+            records.extend(r.model_copy(update={"seq": seq}) for r in eff.records)
+            patch.update(thaw(plain(eff.data)))
+        to_state = target if verdict.passed else (project.state or None)
+        entry = seal(
+            project_id=project.id,
+            seq=seq,
+            kind="submit" if creating else ("record" if record else "fire"),
+            event=event,
+            from_state=project.state or None,
+            to_state=to_state,
+            accepted=verdict.passed,
+            actor=actor,
+            at=now,
+            evidence=evidence,
+            refusals=verdict.refusals,
+            records=records,
+            data=patch if verdict.passed else {},
+            prev_hash=project.head,
+        )
+        after = self._after(project, entry, creating)
+        change = Change(
+            entry=entry,
+            expected_state=None if creating else project.state,
+            expected_version=project.version,
+            after=after,
+        )
+        try:
+            self._store.commit(change)
+        except ConcurrencyError:
+            _log.debug("grantflow.retry", project_id=project.id, transition=event, version=seq - 1)
+            return None
+        self._emit(entry)
+        return Outcome(
+            project_id=project.id,
+            event=event,
+            accepted=entry.accepted,
+            from_state=entry.from_state,
+            state=after.state if after else None,
+            refusals=entry.refusals,
+            entry=entry,
+        )
+
+    @staticmethod
+    def _after(project: Project, entry: AuditEntry, creating: bool) -> Project | None:
+        if creating and not entry.accepted:
+            return None
+        if not entry.accepted:
+            return project.model_copy(update={"version": entry.seq, "head": entry.hash})
+        return Project(
+            id=project.id,
+            state=entry.to_state or project.state,
+            version=entry.seq,
+            head=entry.hash,
+            data={**thaw(project.data), **thaw(entry.data)} if not creating else entry.data,
+            records=(*project.records, *entry.records),
+            created_at=entry.at if creating else project.created_at,
+            updated_at=entry.at,
+        )
+
+    def _emit(self, entry: AuditEntry) -> None:
+        _log.info(
+            "grantflow.audit",
+            project_id=entry.project_id,
+            seq=entry.seq,
+            transition=entry.event,
+            from_state=entry.from_state,
+            to_state=entry.to_state,
+            accepted=entry.accepted,
+            actor=entry.actor.id,
+            refusals=[r.code for r in entry.refusals],
+            hash=entry.hash,
+        )
+        for listener in self._listeners:
+            try:
+                listener(entry)
+            except Exception as exc:  # listeners observe; a failing one must not undo a commit
+                _log.error("grantflow.listener_error", listener=repr(listener), error=repr(exc))
+
+    def _check_row(self, project_id: str, chain: list[AuditEntry]) -> Problem | None:
+        project = self._store.load(project_id)
+        if project is None:
+            if any(e.accepted and e.kind == "submit" for e in chain):
+                return Problem(project_id=project_id, seq=None, reason="project row missing")
+            return None
+        if not chain:
+            return Problem(project_id=project_id, seq=1, reason="project has no audit chain")
+        last = chain[-1]
+        if (project.version, project.head) != (last.seq, last.hash):
+            return Problem(
+                project_id=project_id,
+                seq=project.version,
+                reason=f"project row at version {project.version}, chain ends at {last.seq}",
+            )
+        rebuilt = replay(chain)
+        if rebuilt is None or rebuilt.state != project.state:
+            return Problem(
+                project_id=project_id, seq=last.seq, reason="project state differs from replay"
+            )
+        return None
+
+    def _check_checkpoint(self, checkpoint: Checkpoint) -> list[Problem]:
+        leaves = self._store.checkpoint_leaves(checkpoint.id)
+        if leaves is None:
+            return [Problem(project_id="", seq=None, reason="checkpoint not found in store")]
+        problems: list[Problem] = []
+        current = []
+        for pid, seq, head in leaves:
+            stored = self._store.entry_hash_at(pid, seq)
+            current.append(leaf_hash(pid, seq, stored or ""))
+            if stored != head:
+                reason = "entry missing (truncated)" if stored is None else "entry rewritten"
+                problems.append(Problem(project_id=pid, seq=seq, reason=reason))
+        expected = merkle_root([leaf_hash(*leaf) for leaf in leaves])
+        if len(leaves) != checkpoint.size or expected != checkpoint.root:
+            problems.append(
+                Problem(project_id="", seq=None, reason="checkpoint leaves altered in store")
+            )
+        elif merkle_root(current) != checkpoint.root and not problems:
+            problems.append(Problem(project_id="", seq=None, reason="checkpoint root mismatch"))
+        return problems
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex

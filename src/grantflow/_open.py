@@ -1,0 +1,82 @@
+"""`grantflow.open`: one call from a URL (or nothing) to a ready `Engine`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from grantflow._engine import Clock, Engine, Listener, _utc_now
+from grantflow.errors import InvalidInput, StoreError
+from grantflow.persistence import MemoryStore, Store
+from grantflow.policy import Policy
+from grantflow.rules import RuleBook
+from grantflow.states import PURCHASED_SERVICE, Lifecycle
+
+if TYPE_CHECKING:
+    import sqlalchemy
+
+__all__ = ["open"]
+
+
+def open(
+    url: str | sqlalchemy.Engine | Store | None = None,
+    *,
+    lifecycle: Lifecycle = PURCHASED_SERVICE,
+    rules: RuleBook | None = None,
+    discover_rules: bool = True,
+    policy: Policy | None = None,
+    policies: Sequence[Policy] = (),
+    clock: Clock = _utc_now,
+    listeners: Sequence[Listener] = (),
+    retries: int = 3,
+    **store_options: Any,
+) -> Engine:
+    """Open an engine on a store.
+
+    Args:
+        url: ``None`` or ``"memory://"`` for an in-memory store; a SQLAlchemy URL such as
+            ``"sqlite:///grants.db"`` or ``"postgresql+psycopg://..."``; an existing
+            `sqlalchemy.Engine` (grantflow's tables go into that database); or a `Store`.
+        lifecycle: the lifecycle to enforce (default: the purchased-service lifecycle).
+        rules: the rule book.
+        discover_rules: also add the rule books published under the ``grantflow.rules``
+            entry-point group.
+        policy: the policy new projects are pinned to.
+        policies: older policy versions that pinned projects still use.
+        clock: returns the current time (timezone-aware); inject one in tests.
+        listeners: called with every committed audit entry; they observe, never veto.
+        retries: how often a fire that lost a race is decided again before
+            `ConcurrencyError` is raised.
+        **store_options: passed to the SQL store (``table_prefix``, ``schema``, ...).
+
+    >>> import grantflow
+    >>> with grantflow.open() as engine:
+    ...     engine.lifecycle.name
+    'purchased-service'
+    """
+    store = _store(url, store_options)
+    book = RuleBook()
+    if rules is not None:
+        book.extend(rules)
+    if discover_rules:
+        book.extend(RuleBook.from_entry_points())
+    return Engine(
+        store,
+        lifecycle=lifecycle,
+        rules=book,
+        policy=policy,
+        policies=policies,
+        clock=clock,
+        listeners=listeners,
+        retries=retries,
+    )
+
+
+def _store(url: object, options: dict[str, Any]) -> Store:
+    if url is None or url == "memory://":
+        if options:
+            raise InvalidInput(f"options {sorted(options)} do not apply to the memory store")
+        return MemoryStore()
+    if isinstance(url, MemoryStore):
+        return url
+    raise StoreError(f"no store for {url!r}: SQL stores are not built yet")

@@ -1,0 +1,207 @@
+"""The tamper-evident audit trail: hash chains, Merkle checkpoints, verification, replay.
+
+Each project has a chain: entry ``n`` stores the hash of entry ``n - 1`` (`GENESIS` for
+the first) and its own hash, sha256 over the canonical encoding of all its other fields.
+A checkpoint is a Merkle root (RFC 6962 hashing) over every chain's head; keep it outside
+the database and `Engine.verify(checkpoint=...)` also proves no tail was cut or rewritten
+before it was taken.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from grantflow._canonical import canonical_bytes
+from grantflow.models import Actor, AuditEntry, Project, Record, Refusal
+
+__all__ = [
+    "GENESIS",
+    "Checkpoint",
+    "Problem",
+    "VerifyReport",
+    "check_chain",
+    "entry_hash",
+    "leaf_hash",
+    "merkle_root",
+    "replay",
+    "seal",
+]
+
+#: The `prev_hash` of a chain's first entry.
+GENESIS = "0" * 64
+
+
+def _entry_body(entry: AuditEntry | Mapping[str, Any]) -> dict[str, Any]:
+    data = entry.model_dump(mode="python") if isinstance(entry, AuditEntry) else dict(entry)
+    data.pop("hash", None)
+    return data
+
+
+def entry_hash(entry: AuditEntry | Mapping[str, Any]) -> str:
+    """Return the sha256 hex digest of an entry's canonical encoding, `hash` excluded."""
+    return hashlib.sha256(canonical_bytes(_entry_body(entry))).hexdigest()
+
+
+def seal(
+    *,
+    project_id: str,
+    seq: int,
+    kind: str,
+    event: str,
+    from_state: str | None,
+    to_state: str | None,
+    accepted: bool,
+    actor: Actor,
+    at: datetime,
+    evidence: Mapping[str, Any],
+    refusals: Sequence[Refusal],
+    records: Sequence[Record],
+    data: Mapping[str, Any],
+    prev_hash: str,
+) -> AuditEntry:
+    """Build an `AuditEntry` with its hash computed."""
+    body: dict[str, Any] = {
+        "project_id": project_id,
+        "seq": seq,
+        "kind": kind,
+        "event": event,
+        "from_state": from_state,
+        "to_state": to_state,
+        "accepted": accepted,
+        "actor": actor,
+        "at": at,
+        "evidence": evidence,
+        "refusals": tuple(refusals),
+        "records": tuple(records),
+        "data": data,
+        "prev_hash": prev_hash,
+    }
+    digest = hashlib.sha256(canonical_bytes(body)).hexdigest()
+    return AuditEntry.model_validate({**body, "hash": digest})
+
+
+class Problem(BaseModel):
+    """One integrity failure: which project, the first bad sequence number, and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    project_id: str
+    seq: int | None
+    reason: str
+
+
+class VerifyReport(BaseModel):
+    """What `Engine.verify` found: ``ok`` when there is no problem."""
+
+    model_config = ConfigDict(frozen=True)
+
+    projects: int
+    entries: int
+    problems: tuple[Problem, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """True when every chain (and the checkpoint, if given) verified."""
+        return not self.problems
+
+
+class Checkpoint(BaseModel):
+    """A portfolio digest to keep outside the database: Merkle root over chain heads."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    at: datetime
+    size: int
+    root: str
+
+
+def check_chain(project_id: str, entries: Iterable[AuditEntry]) -> tuple[int, Problem | None]:
+    """Verify one chain; return the number of entries read and the first problem, if any.
+
+    Detects edited entries (hash mismatch), deleted or inserted ones (sequence gap or
+    broken link), reordered ones, and entries filed under another project.
+    """
+    prev = GENESIS
+    count = 0
+    for expected_seq, entry in enumerate(entries, start=1):
+        count += 1
+        if entry.project_id != project_id:
+            return count, Problem(project_id=project_id, seq=entry.seq, reason="foreign entry")
+        if entry.seq != expected_seq:
+            return count, Problem(
+                project_id=project_id,
+                seq=expected_seq,
+                reason=f"sequence gap: expected {expected_seq}, found {entry.seq}",
+            )
+        if entry.prev_hash != prev:
+            return count, Problem(project_id=project_id, seq=entry.seq, reason="broken link")
+        if entry_hash(entry) != entry.hash:
+            return count, Problem(project_id=project_id, seq=entry.seq, reason="hash mismatch")
+        prev = entry.hash
+    return count, None
+
+
+def leaf_hash(project_id: str, seq: int, head: str) -> bytes:
+    """RFC 6962 leaf hash of one chain head: sha256(0x00 || canonical leaf)."""
+    leaf = canonical_bytes({"project_id": project_id, "seq": seq, "head": head})
+    return hashlib.sha256(b"\x00" + leaf).digest()
+
+
+def merkle_root(leaves: Sequence[bytes]) -> str:
+    """RFC 6962 Merkle tree hash over leaf hashes (already domain-separated), hex."""
+    if not leaves:
+        return hashlib.sha256(b"").hexdigest()
+    return _mth(leaves).hex()
+
+
+def _mth(leaves: Sequence[bytes]) -> bytes:
+    if len(leaves) == 1:
+        return leaves[0]
+    split = 1 << ((len(leaves) - 1).bit_length() - 1)
+    return hashlib.sha256(b"\x01" + _mth(leaves[:split]) + _mth(leaves[split:])).digest()
+
+
+def replay(entries: Iterable[AuditEntry]) -> Project | None:
+    """Rebuild a project from its audit entries; ``None`` if no entry created it.
+
+    Accepted entries set the state, merge their `data` into the project's attributes and
+    add their records; refused entries only advance the version and head.
+    """
+    project_id = ""
+    version = 0
+    head = GENESIS
+    state = ""
+    data: dict[str, Any] = {}
+    records: list[Record] = []
+    created: datetime | None = None
+    updated: datetime | None = None
+    for entry in entries:
+        version = entry.seq
+        head = entry.hash
+        if entry.accepted:
+            if entry.to_state is not None:
+                state = entry.to_state
+            data.update(entry.data)
+            records.extend(entry.records)
+            if entry.kind == "submit":
+                created = entry.at
+            updated = entry.at
+        project_id = entry.project_id
+    if created is None or updated is None:
+        return None
+    return Project(
+        id=project_id,
+        state=state,
+        version=version,
+        head=head,
+        data=data,
+        records=tuple(records),
+        created_at=created,
+        updated_at=updated,
+    )

@@ -1,0 +1,187 @@
+"""Immutable value objects exchanged with grantflow: actors, projects, verdicts, outcomes, audit.
+
+All of them are frozen pydantic models: safe to share between threads, hashable where
+their fields are, and serialisable with ``model_dump(mode="json")``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from grantflow.errors import TransitionRefused
+
+__all__ = [
+    "Actor",
+    "AuditEntry",
+    "AuditKind",
+    "Outcome",
+    "Project",
+    "Record",
+    "Refusal",
+    "Verdict",
+]
+
+
+def _no_control_chars(value: str) -> str:
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+#: An identifier: 1-128 printable characters, no surrounding white space.
+Identifier = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=128, strip_whitespace=False),
+    AfterValidator(_no_control_chars),
+]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Actor(_Frozen):
+    """Who attempts a transition: an id, the roles they hold and their organisation.
+
+    >>> Actor(id="u-1", roles=frozenset({"purchaser"}), organisation="city-federation").id
+    'u-1'
+    """
+
+    id: Identifier
+    roles: frozenset[Identifier] = frozenset()
+    organisation: Identifier | None = None
+
+    def has_any(self, roles: frozenset[str] | set[str]) -> bool:
+        """Return whether the actor holds at least one of ``roles``."""
+        return not self.roles.isdisjoint(roles)
+
+
+class Refusal(_Frozen):
+    """One rule's "no": a stable code, the reason in English and Chinese, and details."""
+
+    code: str
+    message: str
+    message_zh: str
+    rule: str = ""
+    details: Mapping[str, Any] = Field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message} / {self.message_zh}"
+
+
+class Verdict(_Frozen):
+    """What a rule returns: passed when it holds no refusal.
+
+    Build one with `grantflow.rules.PASS` or `grantflow.rules.refuse(...)`.
+    """
+
+    refusals: tuple[Refusal, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        """True when no rule refused."""
+        return not self.refusals
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __add__(self, other: Verdict) -> Verdict:
+        if not other.refusals:
+            return self
+        if not self.refusals:
+            return other
+        return Verdict(refusals=self.refusals + other.refusals)
+
+
+class Record(_Frozen):
+    """A record a project accumulates (a review, a contract, an expenditure, ...).
+
+    `kind` names the record type; `data` is its JSON-compatible payload; `seq` is the audit
+    sequence number of the entry that added it.
+    """
+
+    kind: Identifier
+    id: Identifier
+    data: Mapping[str, Any] = Field(default_factory=dict)
+    seq: int = 0
+
+
+class Project(_Frozen):
+    """A snapshot of one project: its state, version, attributes and records.
+
+    `version` counts the project's audit entries; it is the compare-and-set token for writes.
+    `head` is the hash of its latest audit entry.
+    """
+
+    id: Identifier
+    state: str
+    version: int
+    head: str
+    data: Mapping[str, Any] = Field(default_factory=dict)
+    records: tuple[Record, ...] = ()
+    created_at: datetime
+    updated_at: datetime
+
+    def records_of(self, kind: str) -> tuple[Record, ...]:
+        """Return the project's records of one kind, oldest first."""
+        return tuple(r for r in self.records if r.kind == kind)
+
+
+AuditKind = Literal["submit", "fire", "record", "migrate"]
+
+
+class AuditEntry(_Frozen):
+    """One link of a project's audit chain: an attempt, accepted or refused.
+
+    `hash` is sha256 over the canonical encoding of every other field, `prev_hash` included,
+    so editing, deleting, inserting or reordering entries breaks the chain.
+    """
+
+    project_id: str
+    seq: int
+    kind: AuditKind
+    event: str
+    from_state: str | None
+    to_state: str | None
+    accepted: bool
+    actor: Actor
+    at: datetime
+    evidence: Mapping[str, Any] = Field(default_factory=dict)
+    refusals: tuple[Refusal, ...] = ()
+    records: tuple[Record, ...] = ()
+    data: Mapping[str, Any] = Field(default_factory=dict)
+    prev_hash: str
+    hash: str
+
+
+class Outcome(_Frozen):
+    """The result of `Engine.fire`, `Engine.submit` or `Engine.can_fire`.
+
+    `state` is the project's state after the attempt (unchanged when refused); `entry` is
+    the audit entry written, ``None`` for `can_fire`, which writes nothing.
+    """
+
+    project_id: str
+    event: str
+    accepted: bool
+    from_state: str | None
+    state: str | None
+    refusals: tuple[Refusal, ...] = ()
+    entry: AuditEntry | None = None
+
+    def raise_for_refusal(self) -> Outcome:
+        """Raise `TransitionRefused` if the attempt was refused; return self otherwise."""
+        if not self.accepted:
+            codes = ", ".join(r.code for r in self.refusals)
+            raise TransitionRefused(
+                f"{self.event!r} refused for project {self.project_id!r}: {codes}",
+                refusals=self.refusals,
+                project_id=self.project_id,
+                event=self.event,
+                state=self.from_state,
+            )
+        return self

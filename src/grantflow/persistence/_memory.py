@@ -1,0 +1,146 @@
+"""An in-memory store: the reference implementation of the store protocol, for tests."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from typing import Any
+
+from grantflow.audit import GENESIS, Checkpoint
+from grantflow.errors import ConcurrencyError, ProjectExists
+from grantflow.models import AuditEntry, Project, Record
+from grantflow.persistence._protocol import Change, Leaf
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore:
+    """Keeps projects and chains in dictionaries; one lock makes each commit atomic.
+
+    Nothing survives the process. Use it in tests and to try grantflow out.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._projects: dict[str, Project] = {}
+        self._chains: dict[str, list[AuditEntry]] = {}
+        self._checkpoints: dict[str, tuple[Checkpoint, list[Leaf]]] = {}
+
+    def __repr__(self) -> str:
+        return f"MemoryStore(projects={len(self._projects)})"
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def load(self, project_id: str) -> Project | None:
+        """Return the project or ``None``."""
+        return self._projects.get(project_id)
+
+    def chain_tip(self, project_id: str) -> tuple[int, str]:
+        """Return (last seq, last hash) of the chain."""
+        chain = self._chains.get(project_id)
+        if not chain:
+            return 0, GENESIS
+        return chain[-1].seq, chain[-1].hash
+
+    def entries(self, project_id: str) -> Iterator[AuditEntry]:
+        """Yield the chain's entries in order."""
+        yield from list(self._chains.get(project_id, ()))
+
+    def chain_ids(self) -> Iterator[str]:
+        """Yield every chain id, sorted."""
+        yield from sorted(self._chains)
+
+    def projects(self, *, state: str | None = None) -> Iterator[Project]:
+        """Yield projects in id order, without records."""
+        for pid in sorted(self._projects):
+            project = self._projects[pid]
+            if state is None or project.state == state:
+                yield project.model_copy(update={"records": ()})
+
+    def find_records(
+        self, kind: str, field: str, values: Collection[str]
+    ) -> list[tuple[str, Record]]:
+        """Return (project id, record) pairs matching ``data[field] in values``."""
+        wanted = set(values)
+        return [
+            (pid, record)
+            for pid, project in sorted(self._projects.items())
+            for record in project.records
+            if record.kind == kind and str(record.data.get(field)) in wanted
+        ]
+
+    def count_projects(
+        self, data_equals: Mapping[str, Any], *, exclude_states: Collection[str] = ()
+    ) -> int:
+        """Count projects matching every key of `data_equals`."""
+        return sum(
+            1
+            for p in self._projects.values()
+            if p.state not in exclude_states
+            and all(p.data.get(k) == v for k, v in data_equals.items())
+        )
+
+    def entry_hash_at(self, project_id: str, seq: int) -> str | None:
+        """Return the hash of entry `seq`, if present."""
+        for entry in self._chains.get(project_id, ()):
+            if entry.seq == seq:
+                return entry.hash
+        return None
+
+    def checkpoint_leaves(self, checkpoint_id: str) -> list[Leaf] | None:
+        """Return the leaves of a saved checkpoint."""
+        saved = self._checkpoints.get(checkpoint_id)
+        return list(saved[1]) if saved else None
+
+    # -- writes --------------------------------------------------------------------------
+
+    def commit(self, change: Change) -> None:
+        """Apply `change` atomically (compare-and-set under the lock)."""
+        entry = change.entry
+        with self._lock:
+            chain = self._chains.get(entry.project_id, [])
+            tip = chain[-1].seq if chain else 0
+            current = self._projects.get(entry.project_id)
+            if change.expected_state is None:
+                if current is not None:
+                    raise ProjectExists(
+                        f"project {entry.project_id!r} already exists",
+                        project_id=entry.project_id,
+                        event=entry.event,
+                    )
+            elif (
+                current is None
+                or current.state != change.expected_state
+                or current.version != change.expected_version
+            ):
+                raise self._conflict(change)
+            if tip != change.expected_version or entry.seq != tip + 1:
+                raise self._conflict(change)
+            self._chains.setdefault(entry.project_id, []).append(entry)
+            if change.after is not None:
+                self._projects[entry.project_id] = change.after
+
+    def save_checkpoint(self, checkpoint: Checkpoint, leaves: Sequence[Leaf]) -> None:
+        """Keep the checkpoint and its leaves."""
+        with self._lock:
+            self._checkpoints[checkpoint.id] = (checkpoint, list(leaves))
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    @staticmethod
+    def _conflict(change: Change) -> ConcurrencyError:
+        entry = change.entry
+        return ConcurrencyError(
+            f"project {entry.project_id!r} changed since version {change.expected_version}",
+            project_id=entry.project_id,
+            event=entry.event,
+            state=change.expected_state,
+            expected_version=change.expected_version,
+        )
+
+    # -- test support --------------------------------------------------------------------
+
+    def _tamper(self, project_id: str, entries: list[AuditEntry]) -> None:
+        """Replace a chain wholesale (tests use it to prove `verify` catches tampering)."""
+        self._chains[project_id] = entries

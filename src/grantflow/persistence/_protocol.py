@@ -1,0 +1,101 @@
+"""The store protocol every backend implements, and the `Change` a transition commits."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from grantflow.audit import Checkpoint
+from grantflow.models import AuditEntry, Project, Record
+
+__all__ = ["Change", "Leaf", "Store", "StoreReader"]
+
+#: One chain head in a checkpoint: (project id, sequence number, entry hash).
+Leaf = tuple[str, int, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One attempt to commit atomically: a compare-and-set plus the audit entry it appends.
+
+    Attributes:
+        entry: the audit entry to append (its ``seq`` is ``expected_version + 1``).
+        expected_state: the project's state when the decision was taken; ``None`` when no
+            project row exists yet (a submission).
+        expected_version: the project's (or chain's) version when the decision was taken.
+        after: the project row after the change; ``None`` when a refused submission
+            leaves no project behind. Its records beyond the old ones are ``entry.records``.
+    """
+
+    entry: AuditEntry
+    expected_state: str | None
+    expected_version: int
+    after: Project | None
+
+
+@runtime_checkable
+class StoreReader(Protocol):
+    """Read side of a store; what fact providers and reports may use."""
+
+    def load(self, project_id: str) -> Project | None:
+        """Return the project, with its records, or ``None``."""
+        ...
+
+    def chain_tip(self, project_id: str) -> tuple[int, str]:
+        """Return (last seq, last hash) of the project's audit chain; (0, GENESIS) if none."""
+        ...
+
+    def entries(self, project_id: str) -> Iterator[AuditEntry]:
+        """Yield the project's audit entries in sequence order."""
+        ...
+
+    def chain_ids(self) -> Iterator[str]:
+        """Yield, sorted, the id of every chain (every project, and refused submissions)."""
+        ...
+
+    def projects(self, *, state: str | None = None) -> Iterator[Project]:
+        """Yield projects (all, or those in `state`) in id order, without records."""
+        ...
+
+    def find_records(
+        self, kind: str, field: str, values: Collection[str]
+    ) -> list[tuple[str, Record]]:
+        """Return (project id, record) for `kind` records whose ``data[field]`` is in `values`."""
+        ...
+
+    def count_projects(
+        self, data_equals: Mapping[str, Any], *, exclude_states: Collection[str] = ()
+    ) -> int:
+        """Count projects whose data has all of `data_equals` and whose state is not excluded."""
+        ...
+
+
+@runtime_checkable
+class Store(StoreReader, Protocol):
+    """A place projects and their audit chains live; writes are atomic compare-and-sets."""
+
+    def commit(self, change: Change) -> None:
+        """Apply `change` in one transaction or not at all.
+
+        Raises `ConcurrencyError` when the project moved on since the decision (state or
+        version differ, or the sequence number is taken), `ProjectExists` when a
+        submission's id is already used.
+        """
+        ...
+
+    def save_checkpoint(self, checkpoint: Checkpoint, leaves: Sequence[Leaf]) -> None:
+        """Store a checkpoint and the chain heads it covers."""
+        ...
+
+    def checkpoint_leaves(self, checkpoint_id: str) -> list[Leaf] | None:
+        """Return the chain heads a stored checkpoint covers, or ``None`` if it is unknown."""
+        ...
+
+    def entry_hash_at(self, project_id: str, seq: int) -> str | None:
+        """Return the stored hash of one audit entry, or ``None`` if there is none."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; the store is unusable afterwards."""
+        ...

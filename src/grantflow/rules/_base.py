@@ -1,0 +1,104 @@
+"""The rule protocol: an immutable context in, a verdict out; helpers to build both."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from grantflow.models import Actor, Project, Refusal, Verdict
+from grantflow.policy import Policy
+
+__all__ = ["PASS", "Rule", "RuleContext", "refuse", "rule", "rule_name"]
+
+#: The verdict of a rule that holds.
+PASS = Verdict()
+
+
+@dataclass(frozen=True, slots=True)
+class RuleContext:
+    """Everything a rule may look at; nothing in it can be changed, and it does no I/O.
+
+    Attributes:
+        project: the project as it is now (for ``submit``, the draft being submitted,
+            with ``state == ""`` and ``version == 0``).
+        event: the event being attempted (``record.<kind>`` when a record is added).
+        source: the current state (``None`` for ``submit``).
+        target: the state the event leads to.
+        actor: who attempts it.
+        evidence: what the actor sent with the attempt (read-only, nested read-only).
+        now: the engine clock's time, timezone-aware UTC.
+        policy: the policy the project is pinned to.
+        facts: values looked up before the rules ran (see `RuleBook.provide`).
+    """
+
+    project: Project
+    event: str
+    source: str | None
+    target: str | None
+    actor: Actor
+    evidence: Mapping[str, Any]
+    now: datetime
+    policy: Policy
+    facts: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Rule(Protocol):
+    """A rule: any callable from `RuleContext` to `Verdict`."""
+
+    def __call__(self, ctx: RuleContext, /) -> Verdict:
+        """Decide; return `PASS` or a verdict built with `refuse`."""
+        ...
+
+
+def refuse(code: str, message: str, message_zh: str, **details: Any) -> Verdict:
+    """Return a verdict holding one refusal.
+
+    >>> refuse("review.quorum", "3 reviews required, 2 submitted", "需要3份评审意见，已提交2份",
+    ...        required=3, submitted=2).refusals[0].code
+    'review.quorum'
+    """
+    return Verdict(
+        refusals=(Refusal(code=code, message=message, message_zh=message_zh, details=details),)
+    )
+
+
+class NamedRule:
+    """A rule function with a name, so `repr` and refusals say which rule it is."""
+
+    def __init__(self, fn: Callable[[RuleContext], Verdict], name: str) -> None:
+        self.fn = fn
+        self.name = name
+        self.__doc__ = fn.__doc__
+
+    def __call__(self, ctx: RuleContext, /) -> Verdict:
+        """Run the wrapped function."""
+        return self.fn(ctx)
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def rule(fn: Callable[[RuleContext], Verdict] | None = None, *, name: str | None = None) -> Any:
+    """Name a rule function (decorator), usable bare or as ``@rule(name="...")``.
+
+    >>> @rule
+    ... def always_ok(ctx):
+    ...     return PASS
+    >>> always_ok
+    always_ok
+    """
+
+    def wrap(f: Callable[[RuleContext], Verdict]) -> NamedRule:
+        return NamedRule(f, name or str(getattr(f, "__name__", None) or repr(f)))
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def rule_name(r: Callable[..., Any]) -> str:
+    """Return the name a refusal reports for rule `r`."""
+    if isinstance(r, NamedRule):
+        return r.name
+    return str(getattr(r, "__qualname__", None) or getattr(r, "__name__", None) or repr(r))

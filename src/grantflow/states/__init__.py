@@ -1,0 +1,29 @@
+"""Lifecycle definitions: the `Lifecycle` data type, diagrams, and the default lifecycle.
+
+>>> from grantflow.states import PURCHASED_SERVICE
+>>> [s.name for s in PURCHASED_SERVICE.states if s.terminal]
+['closed', 'rejected', 'withdrawn', 'terminated']
+"""
+
+from grantflow.states._diagram import to_dot, to_mermaid
+from grantflow.states._lifecycle import EventDef, Lifecycle, StateDef
+from grantflow.states.purchased_service import (
+    APPLICANT,
+    EVALUATOR,
+    PURCHASED_SERVICE,
+    PURCHASER,
+    REVIEWER,
+)
+
+__all__ = [
+    "APPLICANT",
+    "EVALUATOR",
+    "PURCHASED_SERVICE",
+    "PURCHASER",
+    "REVIEWER",
+    "EventDef",
+    "Lifecycle",
+    "StateDef",
+    "to_dot",
+    "to_mermaid",
+]

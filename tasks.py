@@ -1,0 +1,231 @@
+#!/usr/bin/env python3
+"""Developer tasks for a fresh clone; needs only Python 3.11+ on the machine.
+
+    python3 tasks.py demo [ARGS...]   # the demo, on an embedded SQLite file
+    python3 tasks.py test [PYTEST ARGS...]   # ruff, mypy --strict, mkdocs --strict, pytest
+    python3 tasks.py bench            # the benchmark suite (bulk vs raw sqlite3)
+
+Both create ``.venv`` and install the project with its ``dev`` extra when the virtual
+environment is missing or ``pyproject.toml`` changed. ``test`` starts a throwaway
+PostgreSQL server (initdb in a temporary directory, loopback port) for the PostgreSQL
+tests and stops it afterwards. With ``CI=true`` a server that cannot start is an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import venv
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / "python"
+STAMP = VENV / ".grantflow-installed"
+
+
+def log(msg: str) -> None:
+    print(f"[tasks] {msg}", flush=True)
+
+
+def ensure_venv() -> None:
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if PY.exists() and STAMP.exists() and STAMP.read_text() == digest:
+        return
+    if not PY.exists():
+        log("creating .venv")
+        venv.EnvBuilder(with_pip=True, clear=False).create(VENV)
+    log("installing grantflow[dev] into .venv")
+    subprocess.run(
+        [str(PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-e", ".[dev]"],
+        cwd=ROOT,
+        check=True,
+    )
+    STAMP.write_text(digest)
+
+
+def run(*cmd: str, env: dict[str, str] | None = None) -> int:
+    log("$ " + " ".join(cmd))
+    return subprocess.run(cmd, cwd=ROOT, env=env, check=False).returncode
+
+
+# -- a throwaway PostgreSQL ------------------------------------------------------------
+
+
+def pg_bindir() -> Path | None:
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
+        candidate = Path(out.stdout.strip())
+        if (candidate / "initdb").exists():
+            return candidate
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+        key=lambda p: (
+            int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0
+        ),
+    )
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def as_postgres_user(cmd: list[str]) -> list[str]:
+    """initdb refuses to run as root: run server commands as the unprivileged user."""
+    if os.geteuid() != 0:
+        return cmd
+    runuser = shutil.which("runuser")
+    if runuser is None:
+        raise RuntimeError("running as root but runuser (util-linux) is not available")
+    return [runuser, "-u", "postgres", "--", *cmd]
+
+
+@contextlib.contextmanager
+def postgres() -> Iterator[str | None]:
+    bindir = pg_bindir()
+    if bindir is None:
+        log("PostgreSQL server binaries not found")
+        yield None
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="grantflow-pg-"))
+    data = tmp / "data"
+    port = free_port()
+    if os.geteuid() == 0:
+        shutil.chown(tmp, user="postgres")
+        tmp.chmod(0o755)
+    started = False
+    try:
+        subprocess.run(
+            as_postgres_user(
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "grantflow",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                    "--no-sync",
+                ]
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        opts = f"-h 127.0.0.1 -p {port} -k {tmp} -c fsync=off -c max_connections=100"
+        subprocess.run(
+            as_postgres_user(
+                [
+                    str(bindir / "pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-l",
+                    str(tmp / "log"),
+                    "-w",
+                    "-o",
+                    opts,
+                    "start",
+                ]
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        started = True
+        log(f"PostgreSQL {bindir.parent.name} on 127.0.0.1:{port}")
+        yield f"postgresql+psycopg://grantflow@127.0.0.1:{port}/postgres"
+    except (subprocess.CalledProcessError, RuntimeError, OSError) as exc:
+        log(f"PostgreSQL did not start: {exc}")
+        logfile = tmp / "log"
+        if logfile.exists():
+            print(logfile.read_text(), file=sys.stderr)
+        if not started:
+            yield None
+    finally:
+        if started:
+            subprocess.run(
+                as_postgres_user(
+                    [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]
+                ),
+                check=False,
+                stdout=subprocess.DEVNULL,
+            )
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# -- tasks -------------------------------------------------------------------------------
+
+
+def task_demo(args: list[str]) -> int:
+    ensure_venv()
+    return run(str(BIN / "grantflow"), "demo", *args)
+
+
+def task_test(args: list[str]) -> int:
+    ensure_venv()
+    for cmd in (
+        [str(BIN / "ruff"), "check", "src", "tests", "tasks.py"],
+        [str(BIN / "ruff"), "format", "--check", "src", "tests", "tasks.py"],
+        [str(BIN / "mypy"), "--strict", "src"],
+        [
+            str(BIN / "mkdocs"),
+            "build",
+            "--strict",
+            "--quiet",
+            "--site-dir",
+            str(Path(tempfile.gettempdir()) / "grantflow-site"),
+        ],
+    ):
+        if run(*cmd) != 0:
+            log("FAILED: " + " ".join(cmd))
+            return 1
+    ci = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+    with postgres() as url:
+        env = dict(os.environ)
+        if url:
+            env["GRANTFLOW_TEST_PG_URL"] = url
+        elif ci:
+            log("FAILED: CI=true and the PostgreSQL server could not start")
+            return 1
+        return run(str(PY), "-m", "pytest", *args, env=env)
+
+
+def task_bench(args: list[str]) -> int:
+    ensure_venv()
+    return run(str(PY), "-m", "pytest", "benchmarks", "-p", "no:randomly", *args)
+
+
+TASKS = {"demo": task_demo, "test": task_test, "bench": task_bench}
+
+
+def main() -> int:
+    if len(sys.argv) < 2 or sys.argv[1] not in TASKS:
+        print(__doc__)
+        return 2
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    started = time.monotonic()
+    code = TASKS[sys.argv[1]](sys.argv[2:])
+    log(f"{sys.argv[1]} finished with exit code {code} in {time.monotonic() - started:.1f}s")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
