@@ -27,7 +27,16 @@ from grantflow.errors import (
     TransitionRefused,
     UnknownEvent,
 )
-from grantflow.models import Actor, AuditEntry, Outcome, Project, Record, Refusal, Verdict
+from grantflow.models import (
+    Actor,
+    AuditEntry,
+    Entity,
+    Outcome,
+    Project,
+    Record,
+    Refusal,
+    Verdict,
+)
 from grantflow.policy import Policy
 from grantflow.rules import RuleBook, RuleContext
 from grantflow.states import PURCHASED_SERVICE, Lifecycle
@@ -41,6 +50,7 @@ __all__ = [
     "Checkpoint",
     "ConcurrencyError",
     "Engine",
+    "Entity",
     "GrantflowError",
     "IdempotencyError",
     "IdempotencyKeyInUse",

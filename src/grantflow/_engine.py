@@ -157,6 +157,18 @@ class Engine:
         """Close the store."""
         self._store.close()
 
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener` with every audit entry committed from now on; return an unsubscriber.
+
+        Listeners observe after the commit; an exception in one is logged, never raised.
+        """
+        self._listeners = (*self._listeners, listener)
+
+        def unsubscribe() -> None:
+            self._listeners = tuple(x for x in self._listeners if x is not listener)
+
+        return unsubscribe
+
     # -- reads ---------------------------------------------------------------------------
 
     def get(self, project_id: str) -> Project:

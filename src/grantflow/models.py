@@ -18,6 +18,7 @@ __all__ = [
     "Actor",
     "AuditEntry",
     "AuditKind",
+    "Entity",
     "Outcome",
     "Project",
     "Record",
@@ -129,6 +130,18 @@ class Project(_Frozen):
     def records_of(self, kind: str) -> tuple[Record, ...]:
         """Return the project's records of one kind, oldest first."""
         return tuple(r for r in self.records if r.kind == kind)
+
+
+class Entity(_Frozen):
+    """Reference data beside the projects: a hub, a provider, a call, a brand, a person.
+
+    `parent` links tree-shaped kinds (hubs); `data` is the JSON-compatible payload.
+    """
+
+    kind: Identifier
+    id: Identifier
+    parent: Identifier | None = None
+    data: Mapping[str, Any] = Field(default_factory=dict)
 
 
 AuditKind = Literal["submit", "fire", "record", "migrate"]

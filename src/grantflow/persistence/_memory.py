@@ -8,7 +8,7 @@ from typing import Any
 
 from grantflow.audit import GENESIS, Checkpoint
 from grantflow.errors import ConcurrencyError, ProjectExists
-from grantflow.models import AuditEntry, Project, Record
+from grantflow.models import AuditEntry, Entity, Project, Record
 from grantflow.persistence._protocol import Change, Leaf
 
 __all__ = ["MemoryStore"]
@@ -25,6 +25,7 @@ class MemoryStore:
         self._projects: dict[str, Project] = {}
         self._chains: dict[str, list[AuditEntry]] = {}
         self._checkpoints: dict[str, tuple[Checkpoint, list[Leaf]]] = {}
+        self._entities: dict[tuple[str, str], Entity] = {}
 
     def __repr__(self) -> str:
         return f"MemoryStore(projects={len(self._projects)})"
@@ -80,6 +81,16 @@ class MemoryStore:
             and all(p.data.get(k) == v for k, v in data_equals.items())
         )
 
+    def get_entity(self, kind: str, entity_id: str) -> Entity | None:
+        """Return one entity, or ``None``."""
+        return self._entities.get((kind, entity_id))
+
+    def entities(self, kind: str, *, parent: str | None = None) -> Iterator[Entity]:
+        """Yield entities of `kind` in id order."""
+        for (k, _), entity in sorted(self._entities.items()):
+            if k == kind and (parent is None or entity.parent == parent):
+                yield entity
+
     def entry_hash_at(self, project_id: str, seq: int) -> str | None:
         """Return the hash of entry `seq`, if present."""
         for entry in self._chains.get(project_id, ()):
@@ -119,6 +130,11 @@ class MemoryStore:
             self._chains.setdefault(entry.project_id, []).append(entry)
             if change.after is not None:
                 self._projects[entry.project_id] = change.after
+
+    def put_entity(self, entity: Entity) -> None:
+        """Insert or replace an entity."""
+        with self._lock:
+            self._entities[(entity.kind, entity.id)] = entity
 
     def save_checkpoint(self, checkpoint: Checkpoint, leaves: Sequence[Leaf]) -> None:
         """Keep the checkpoint and its leaves."""

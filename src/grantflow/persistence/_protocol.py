@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from grantflow.audit import Checkpoint
-from grantflow.models import AuditEntry, Project, Record
+from grantflow.models import AuditEntry, Entity, Project, Record
 
 __all__ = ["Change", "Leaf", "Store", "StoreReader"]
 
@@ -70,6 +70,14 @@ class StoreReader(Protocol):
         """Count projects whose data has all of `data_equals` and whose state is not excluded."""
         ...
 
+    def get_entity(self, kind: str, entity_id: str) -> Entity | None:
+        """Return one reference-data entity, or ``None``."""
+        ...
+
+    def entities(self, kind: str, *, parent: str | None = None) -> Iterator[Entity]:
+        """Yield the entities of `kind` (children of `parent` when given), in id order."""
+        ...
+
 
 @runtime_checkable
 class Store(StoreReader, Protocol):
@@ -82,6 +90,10 @@ class Store(StoreReader, Protocol):
         version differ, or the sequence number is taken), `ProjectExists` when a
         submission's id is already used.
         """
+        ...
+
+    def put_entity(self, entity: Entity) -> None:
+        """Insert or replace a reference-data entity (keyed by kind and id)."""
         ...
 
     def save_checkpoint(self, checkpoint: Checkpoint, leaves: Sequence[Leaf]) -> None:
