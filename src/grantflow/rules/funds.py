@@ -298,8 +298,8 @@ def within_term(ctx: RuleContext) -> Verdict:
 def line_cap(ctx: RuleContext) -> Verdict:
     """Spending on a line stays within its budget plus the move tolerance (10 % by default)."""
     spent = _expenditure(ctx)
-    if spent is None:
-        return PASS
+    if spent is None or term(ctx.project) is None:
+        return PASS  # funds.expenditure reports it
     line_budget = budget(ctx.project).get(spent.line, ZERO)
     cap = line_budget + percent_of(line_budget, ctx.policy.line_move_tolerance)
     used = total(e.amount for e in expenditures(ctx.project) if e.line == spent.line)
@@ -321,8 +321,8 @@ def line_cap(ctx: RuleContext) -> Verdict:
 def total_cap(ctx: RuleContext) -> Verdict:
     """Total spending stays within the contracted amount."""
     spent = _expenditure(ctx)
-    if spent is None:
-        return PASS
+    if spent is None or term(ctx.project) is None:
+        return PASS  # funds.expenditure reports it
     limit, used = awarded(ctx.project), eligible_spend(ctx.project)
     if used + spent.amount <= limit:
         return PASS
