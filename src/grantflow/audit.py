@@ -20,8 +20,8 @@ from grantflow._canonical import canonical_bytes
 from grantflow.models import Actor, AuditEntry, Project, Record, Refusal
 
 __all__ = [
-    "GENESIS",
     "Checkpoint",
+    "GENESIS",
     "Problem",
     "VerifyReport",
     "check_chain",
