@@ -533,22 +533,42 @@ class Engine:
         record: Record | None,
     ) -> Outcome | None:
         """Decide and commit once; ``None`` means the compare-and-set lost, try again."""
+        change = self._prepare(project, event, actor, evidence, now, record)
+        try:
+            self._store.commit(change)
+        except ConcurrencyError:
+            _log.debug("grantflow.retry", project_id=project.id, transition=event)
+            return None
+        self._emit(change.entry)
+        return _outcome(change)
+
+    def _prepare(  # noqa: PLR0917
+        self,
+        project: Project,
+        event: str,
+        actor: Actor,
+        evidence: Mapping[str, Any],
+        now: datetime,
+        record: Record | None,
+    ) -> Change:
+        """Decide `event` on `project` and build the change to commit (no I/O but facts)."""
         target, verdict, effects = self._decide(project, event, actor, evidence, now)
         seq = project.version + 1
         creating = project.state == ""
         records: list[Record] = [record] if record is not None and verdict.passed else []
         patch: dict[str, Any] = thaw(project.data) if creating else {}
         for eff in effects:
-            records.extend(r.model_copy(update={"seq": seq}) for r in eff.records)
+            records.extend(
+                Record(kind=r.kind, id=r.id, data=plain(r.data), seq=seq) for r in eff.records
+            )
             patch.update(thaw(plain(eff.data)))
-        to_state = target if verdict.passed else (project.state or None)
         entry = seal(
             project_id=project.id,
             seq=seq,
             kind="submit" if creating else ("record" if record else "fire"),
             event=event,
             from_state=project.state or None,
-            to_state=to_state,
+            to_state=target if verdict.passed else (project.state or None),
             accepted=verdict.passed,
             actor=actor,
             at=now,
@@ -558,27 +578,11 @@ class Engine:
             data=patch if verdict.passed else {},
             prev_hash=project.head,
         )
-        after = self._after(project, entry, creating)
-        change = Change(
+        return Change(
             entry=entry,
             expected_state=None if creating else project.state,
             expected_version=project.version,
-            after=after,
-        )
-        try:
-            self._store.commit(change)
-        except ConcurrencyError:
-            _log.debug("grantflow.retry", project_id=project.id, transition=event, version=seq - 1)
-            return None
-        self._emit(entry)
-        return Outcome(
-            project_id=project.id,
-            event=event,
-            accepted=entry.accepted,
-            from_state=entry.from_state,
-            state=after.state if after else None,
-            refusals=entry.refusals,
-            entry=entry,
+            after=self._after(project, entry, creating),
         )
 
     @staticmethod
@@ -659,6 +663,19 @@ class Engine:
         elif merkle_root(current) != checkpoint.root and not problems:
             problems.append(Problem(project_id="", seq=None, reason="checkpoint root mismatch"))
         return problems
+
+
+def _outcome(change: Change) -> Outcome:
+    entry = change.entry
+    return Outcome(
+        project_id=entry.project_id,
+        event=entry.event,
+        accepted=entry.accepted,
+        from_state=entry.from_state,
+        state=change.after.state if change.after else None,
+        refusals=entry.refusals,
+        entry=entry,
+    )
 
 
 def _new_id() -> str:
