@@ -311,7 +311,7 @@ class Engine:
             record = Record(
                 kind=kind,
                 id=rid or f"{kind}-{project.version + 1}",
-                data=clean_data,
+                data=thaw(clean_data),
                 seq=project.version + 1,
             )
             if any(r.kind == kind and r.id == record.id for r in project.records):
@@ -696,7 +696,7 @@ class Engine:
             accepted=verdict.passed,
             actor=actor,
             at=now,
-            evidence=evidence,
+            evidence=thaw(evidence),
             refusals=verdict.refusals,
             records=records,
             data=patch if verdict.passed else {},
