@@ -51,7 +51,6 @@ from grantflow.states import PURCHASED_SERVICE, Lifecycle
 __version__ = "0.1.0"
 
 __all__ = [
-    "PURCHASED_SERVICE",
     "Actor",
     "AuditEntry",
     "Checkpoint",
@@ -66,6 +65,7 @@ __all__ = [
     "Lifecycle",
     "LifecycleDefinitionError",
     "Outcome",
+    "PURCHASED_SERVICE",
     "Policy",
     "Project",
     "ProjectExists",

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import TYPE_CHECKING
 
-from regime_world import World, codes
+if TYPE_CHECKING:
+    from conftest import World
+
 
 from grantflow.records import Affiliation, Person
 
@@ -20,7 +23,7 @@ def test_applicant_cannot_approve_its_own_project(world: World) -> None:
     """A purchaser-role actor of the provider's organisation fails ``conflict.own_project``."""
     pid = _applied_with_reviews(world, 1, 2, 3)
     insider = world.approver.model_copy(update={"organisation": "org-a"})
-    assert codes(world.approve(pid, by=insider)) == {"conflict.own_project"}
+    assert world.codes(world.approve(pid, by=insider)) == {"conflict.own_project"}
     assert world.approve(pid).accepted
 
 
@@ -30,14 +33,14 @@ def test_applicant_cannot_review_its_own_project(world: World) -> None:
     insider = world.reviewer(1).model_copy(update={"organisation": "org-a"})
     scores = {"reviewer": "r1", "rubric_version": 1, "scores": {}}
     outcome = world.engine.add_record(pid, "review", scores, actor=insider)
-    assert "conflict.own_project" in codes(outcome)
+    assert "conflict.own_project" in world.codes(outcome)
 
 
 def test_declared_conflict_does_not_count_toward_quorum(world: World) -> None:
     """A review whose declaration shows a conflict is excluded from the quorum."""
     pid = _applied_with_reviews(world, 1, 2, 3, declared=3)
     outcome = world.approve(pid)
-    assert codes(outcome) == {"review.quorum"}
+    assert world.codes(outcome) == {"review.quorum"}
     assert outcome.refusals[0].details["excluded"] == [{"reviewer": "r3", "reason": "declared"}]
     world.review(pid, 4).raise_for_refusal()
     assert world.approve(pid).accepted
@@ -77,7 +80,7 @@ def test_approver_cannot_release_the_payment(world: World) -> None:
     """The approver signing (releasing installment 1) fails ``conflict.approver_pays``."""
     pid = world.reviewed()
     world.clock.advance(8)
-    assert codes(world.sign(pid, by=world.approver)) == {"conflict.approver_pays"}
+    assert world.codes(world.sign(pid, by=world.approver)) == {"conflict.approver_pays"}
     assert world.sign(pid, by=world.treasurer).accepted
 
 
@@ -85,5 +88,5 @@ def test_evaluator_must_be_a_third_party(world: World) -> None:
     """An evaluator from the purchasing hub or the provider fails ``conflict.third_party``."""
     pid = world.contracted()
     outcome = world.evaluate(pid, "midterm", 85, organisation="s1")
-    assert "conflict.third_party" in codes(outcome)
+    assert "conflict.third_party" in world.codes(outcome)
     assert world.evaluate(pid, "midterm", 85).accepted

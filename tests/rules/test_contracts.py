@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
-from regime_world import BUDGET, World, codes
+if TYPE_CHECKING:
+    from conftest import World
 
 
 def _ready(world: World) -> str:
@@ -31,33 +33,33 @@ def test_one_contract_missing_is_refused(world: World) -> None:
     evidence = world.sign_evidence()
     evidence["contracts"] = evidence["contracts"][:1]
     outcome = world.engine.fire(pid, "sign", actor=world.treasurer, evidence=evidence)
-    assert codes(outcome) == {"contracts.both_signed"}
+    assert world.codes(outcome) == {"contracts.both_signed"}
     assert outcome.refusals[0].details["missing"] == ["supervision"]
 
 
 def test_amount_above_approval_is_refused(world: World) -> None:
     """A contract above the approved amount fails ``contracts.amount``."""
     pid = _ready(world)
-    budget = dict(BUDGET, activities="35000.01")
+    budget = dict(world.BUDGET, activities="35000.01")
     outcome = world.sign(pid, amount="100000.01", budget=budget)
-    assert codes(outcome) == {"contracts.amount"}
+    assert world.codes(outcome) == {"contracts.amount"}
     assert outcome.refusals[0].details["approved"] == Decimal("100000.00")
 
 
 def test_term_over_twelve_months_is_refused(world: World) -> None:
     """A term of twelve months plus a day fails ``contracts.term``."""
     pid = _ready(world)
-    assert codes(world.sign(pid, end="2026-03-15")) == {"contracts.term"}
-    assert codes(world.sign(pid, end="2025-03-14")) == {"contracts.term"}
+    assert world.codes(world.sign(pid, end="2026-03-15")) == {"contracts.term"}
+    assert world.codes(world.sign(pid, end="2025-03-14")) == {"contracts.term"}
 
 
 def test_budget_caps_are_enforced(world: World) -> None:
     """Personnel over 40 %, administration over 10 % or a wrong total fail ``funds.budget``."""
     pid = _ready(world)
-    heavy = dict(BUDGET, personnel="45000.00", activities="30000.00")
-    assert codes(world.sign(pid, budget=heavy)) == {"funds.budget"}
-    admin = dict(BUDGET, administration="11000.00", activities="29000.00")
-    assert codes(world.sign(pid, budget=admin)) == {"funds.budget"}
-    short = dict(BUDGET, activities="1.00")
-    assert codes(world.sign(pid, budget=short)) == {"funds.budget"}
+    heavy = dict(world.BUDGET, personnel="45000.00", activities="30000.00")
+    assert world.codes(world.sign(pid, budget=heavy)) == {"funds.budget"}
+    admin = dict(world.BUDGET, administration="11000.00", activities="29000.00")
+    assert world.codes(world.sign(pid, budget=admin)) == {"funds.budget"}
+    short = dict(world.BUDGET, activities="1.00")
+    assert world.codes(world.sign(pid, budget=short)) == {"funds.budget"}
     assert world.sign(pid).accepted

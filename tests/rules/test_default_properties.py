@@ -2,36 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from regime_world import Clock, World
 
-import grantflow
 from grantflow.policy import Policy
 from grantflow.records import Settlement
 from grantflow.rubrics import APPROVAL_REVIEW, aggregate
 
-SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 reviews = st.lists(
     st.tuples(st.integers(min_value=30, max_value=100), st.booleans()), min_size=0, max_size=6
 )
 
-
-def _fresh() -> World:
-    clock = Clock()
-    return World(grantflow.open(clock=clock), clock).seed()
+if TYPE_CHECKING:
+    from conftest import World
 
 
 @SETTINGS
 @given(panel=reviews)
 def test_no_contract_without_a_quorum_passing_unconflicted_panel(
-    panel: list[tuple[int, bool]],
+    make_world: Callable[..., World], panel: list[tuple[int, bool]]
 ) -> None:
     """Whatever the reviews, a contracted project has >= 3 clean reviews scoring >= 60."""
-    world = _fresh()
+    world = make_world()
     pid = world.submit().raise_for_refusal().project_id
     for n, (percent, declared) in enumerate(panel, start=1):
         world.review(pid, n, percent, declared=declared)
@@ -55,10 +57,10 @@ amounts = st.decimals(min_value=Decimal("0.01"), max_value=Decimal("9000"), plac
     award=st.decimals(min_value=Decimal("1000.00"), max_value=Decimal("100000.00"), places=2),
 )
 def test_disbursed_never_exceeds_awarded_and_settlement_balances(
-    spends: list[Decimal], percent: int, award: Decimal
+    make_world: Callable[..., World], spends: list[Decimal], percent: int, award: Decimal
 ) -> None:
     """Disbursements stay within the award and the settlement sums balance to the fen."""
-    world = _fresh()
+    world = make_world()
     pid = world.reviewed()
     world.clock.advance(8)
     budget = {"activities": str(award)}

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from regime_world import World, codes
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from conftest import World
+
 
 ORDER = {"order": {"issues": ["ledgers incomplete"], "deadline": "2025-06-30"}}
 CLOSEOUT = {"closeout": {"report": "final report"}}
@@ -11,18 +15,20 @@ CLOSEOUT = {"closeout": {"report": "final report"}}
 def test_evaluation_record_is_checked(world: World) -> None:
     """Wrong stage, wrong rubric or a non-evaluator fail ``evaluation.record``."""
     pid = world.contracted()
-    assert codes(world.evaluate(pid, "final", 80)) == {"evaluation.record"}
-    assert codes(world.evaluate(pid, "midterm", 80, rubric_version=2)) == {"evaluation.record"}
+    assert world.codes(world.evaluate(pid, "final", 80)) == {"evaluation.record"}
+    assert world.codes(world.evaluate(pid, "midterm", 80, rubric_version=2)) == {
+        "evaluation.record"
+    }
     data = {"stage": "midterm", "evaluator": "staff-2", "organisation": "city"}
     outcome = world.engine.add_record(pid, "evaluation", data, actor=world.treasurer)
-    assert "evaluation.record" in codes(outcome)
+    assert "evaluation.record" in world.codes(outcome)
     assert world.evaluate(pid, "midterm", 80).accepted
 
 
 def test_pass_midterm_needs_a_passing_grade(world: World) -> None:
     """No evaluation or a failing one fails ``evaluation.midterm_grade``; 合格 passes."""
     pid = world.contracted()
-    assert codes(world.engine.fire(pid, "pass_midterm", actor=world.treasurer)) == {
+    assert world.codes(world.engine.fire(pid, "pass_midterm", actor=world.treasurer)) == {
         "evaluation.midterm_grade"
     }
     world.evaluate(pid, "midterm", 59).raise_for_refusal()
@@ -39,7 +45,7 @@ def test_spending_must_not_run_ahead_of_progress(world: World) -> None:
     for n, line in enumerate(("personnel", "activities")):
         world.spend(pid, "25000.00", f"INV-{n}", line=line).raise_for_refusal()
     world.evaluate(pid, "midterm", 80, progress_percent="20").raise_for_refusal()
-    assert codes(world.engine.fire(pid, "pass_midterm", actor=world.treasurer)) == {
+    assert world.codes(world.engine.fire(pid, "pass_midterm", actor=world.treasurer)) == {
         "evaluation.spending"
     }
     world.evaluate(pid, "midterm", 80, progress_percent="30").raise_for_refusal()
@@ -52,7 +58,7 @@ def test_rectification_needs_a_failed_or_borderline_midterm(world: World) -> Non
     world.evaluate(pid, "midterm", 80).raise_for_refusal()
     fire = world.engine.fire
     outcome = fire(pid, "order_rectification", actor=world.evaluator, evidence=ORDER)
-    assert codes(outcome) == {"evaluation.rectification_grounds"}
+    assert world.codes(outcome) == {"evaluation.rectification_grounds"}
     world.evaluate(pid, "midterm", 62).raise_for_refusal()
     assert fire(pid, "order_rectification", actor=world.evaluator, evidence=ORDER).accepted
     assert (
@@ -71,7 +77,7 @@ def test_rectification_order_needs_issues_and_a_future_deadline(world: World) ->
         outcome = world.engine.fire(
             pid, "order_rectification", actor=world.evaluator, evidence={"order": order}
         )
-        assert codes(outcome) == {"evaluation.order"}
+        assert world.codes(outcome) == {"evaluation.order"}
 
 
 def test_recheck_after_rectification_releases_the_second_installment(world: World) -> None:
@@ -79,7 +85,7 @@ def test_recheck_after_rectification_releases_the_second_installment(world: Worl
     pid = world.contracted()
     world.evaluate(pid, "midterm", 50).raise_for_refusal()
     world.engine.fire(pid, "order_rectification", actor=world.evaluator, evidence=ORDER)
-    assert codes(world.engine.fire(pid, "pass_midterm", actor=world.treasurer)) == {
+    assert world.codes(world.engine.fire(pid, "pass_midterm", actor=world.treasurer)) == {
         "evaluation.midterm_grade"
     }
     world.evaluate(pid, "recheck", 75).raise_for_refusal()
@@ -91,10 +97,10 @@ def test_assess_needs_a_final_evaluation_and_closeout(world: World) -> None:
     pid = world.contracted()
     world.midterm(pid)
     fire = world.engine.fire
-    assert codes(fire(pid, "assess", actor=world.evaluator, evidence=CLOSEOUT)) == {
+    assert world.codes(fire(pid, "assess", actor=world.evaluator, evidence=CLOSEOUT)) == {
         "evaluation.final"
     }
     world.evaluate(pid, "final", 91).raise_for_refusal()
-    assert codes(fire(pid, "assess", actor=world.evaluator)) == {"evaluation.closeout"}
+    assert world.codes(fire(pid, "assess", actor=world.evaluator)) == {"evaluation.closeout"}
     fire(pid, "assess", actor=world.evaluator, evidence=CLOSEOUT).raise_for_refusal()
     assert world.engine.get(pid).data["grade"] == "excellent"

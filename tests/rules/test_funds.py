@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import pytest
-from regime_world import World, codes
 
 from grantflow.policy import Policy
 from grantflow.records import Settlement
 from grantflow.rules import RuleContext, funds
+
+if TYPE_CHECKING:
+    from conftest import World
 
 
 def test_a_proper_expenditure_is_accepted(world: World) -> None:
@@ -23,25 +26,25 @@ def test_a_proper_expenditure_is_accepted(world: World) -> None:
 def test_expenditure_before_signing_or_by_others_is_refused(world: World) -> None:
     """Spending while ``reviewed``, or by another organisation, fails ``funds.expenditure``."""
     pid = world.reviewed()
-    assert codes(world.spend(pid, "1.00", "INV-1")) == {"funds.expenditure"}
+    assert world.codes(world.spend(pid, "1.00", "INV-1")) == {"funds.expenditure"}
     world.clock.advance(8)
     world.sign(pid).raise_for_refusal()
     data = {"date": "2025-05-01", "line": "activities", "amount": "1.00", "invoice_number": "I"}
     outcome = world.engine.add_record(pid, "expenditure", data, actor=world.other_applicant)
-    assert "funds.expenditure" in codes(outcome)
+    assert "funds.expenditure" in world.codes(outcome)
 
 
 def test_expenditure_outside_the_term_is_refused(world: World) -> None:
     """An expenditure dated before the term starts fails ``funds.in_term``."""
     pid = world.contracted()
-    assert codes(world.spend(pid, "1.00", "INV-1", date="2025-03-14")) == {"funds.in_term"}
+    assert world.codes(world.spend(pid, "1.00", "INV-1", date="2025-03-14")) == {"funds.in_term"}
 
 
 def test_line_cap_allows_ten_percent_then_needs_an_amendment(world: World) -> None:
     """Up to 110 % of a line passes; beyond fails ``funds.line_cap`` until a line move."""
     pid = world.contracted()
     assert world.spend(pid, "5500.00", "INV-1", line="training").accepted
-    assert codes(world.spend(pid, "0.01", "INV-2", line="training")) == {"funds.line_cap"}
+    assert world.codes(world.spend(pid, "0.01", "INV-2", line="training")) == {"funds.line_cap"}
     move = {
         "kind": "line_move",
         "reason": "more courses",
@@ -62,22 +65,24 @@ def test_total_cap_is_the_contract_amount(world: World) -> None:
         world.spend(pid, amount, f"INV-{n}", line=line).raise_for_refusal()
     assert world.spend(pid, "999.99", "INV-X", line="administration").accepted
     outcome = world.spend(pid, "0.02", "INV-Y", line="administration")
-    assert codes(outcome) == {"funds.total_cap"}
+    assert world.codes(outcome) == {"funds.total_cap"}
 
 
 @pytest.mark.parametrize("category", ["whole_subcontracting", "unapproved_fixed_asset"])
 def test_prohibited_items_are_refused(world: World, category: str) -> None:
     """Whole-job subcontracting and unapproved fixed assets fail ``funds.prohibited``."""
     pid = world.contracted()
-    assert codes(world.spend(pid, "10.00", "INV-1", category=category)) == {"funds.prohibited"}
+    assert world.codes(world.spend(pid, "10.00", "INV-1", category=category)) == {
+        "funds.prohibited"
+    }
     assert world.spend(pid, "10.00", "INV-1", category="ordinary").accepted
 
 
 def test_invoice_and_voucher_are_required(world: World) -> None:
     """No invoice number or no voucher fails ``funds.invoice``."""
     pid = world.contracted()
-    assert codes(world.spend(pid, "10.00", "")) == {"funds.invoice"}
-    assert codes(world.spend(pid, "10.00", "INV-1", voucher=" ")) == {"funds.invoice"}
+    assert world.codes(world.spend(pid, "10.00", "")) == {"funds.invoice"}
+    assert world.codes(world.spend(pid, "10.00", "INV-1", voucher=" ")) == {"funds.invoice"}
 
 
 def test_duplicate_invoice_across_projects_is_refused(world: World) -> None:
@@ -87,7 +92,7 @@ def test_duplicate_invoice_across_projects_is_refused(world: World) -> None:
     second = world.contracted()
     world.spend(first, "10.00", "INV-SHARED").raise_for_refusal()
     outcome = world.spend(second, "10.00", "INV-SHARED")
-    assert codes(outcome) == {"funds.duplicate_invoice"}
+    assert world.codes(outcome) == {"funds.duplicate_invoice"}
     assert outcome.refusals[0].details["used_by"][0]["project"] == first
     assert world.spend(second, "10.00", "INV-OWN").accepted
 
@@ -103,17 +108,17 @@ def test_amendments_are_checked(world: World) -> None:
         "amount": "5000.01",
     }
     engine = world.engine
-    assert codes(engine.add_record(pid, "amendment", too_big, actor=world.approver)) == {
+    assert world.codes(engine.add_record(pid, "amendment", too_big, actor=world.approver)) == {
         "funds.amendment"
     }
     earlier = {"kind": "extension", "reason": "r", "new_end": "2026-01-01"}
-    assert codes(engine.add_record(pid, "amendment", earlier, actor=world.approver)) == {
+    assert world.codes(engine.add_record(pid, "amendment", earlier, actor=world.approver)) == {
         "funds.amendment"
     }
     later = {"kind": "extension", "reason": "no-cost extension", "new_end": "2026-06-30"}
     assert engine.add_record(pid, "amendment", later, actor=world.approver).accepted
     assert world.spend(pid, "10.00", "INV-9", date="2026-05-01").accepted
-    assert codes(engine.add_record(pid, "amendment", later, actor=world.applicant)) == {
+    assert world.codes(engine.add_record(pid, "amendment", later, actor=world.applicant)) == {
         "funds.amendment"
     }
 
@@ -136,7 +141,7 @@ def test_final_installment_by_grade(world: World, percent: int, grade: str, fina
 def test_close_needs_a_grade_and_not_the_approver(world: World) -> None:
     """The approver closing fails ``conflict.approver_pays``; ungraded fails ``funds.graded``."""
     pid = world.assessed()
-    assert codes(world.engine.fire(pid, "close", actor=world.approver)) == {
+    assert world.codes(world.engine.fire(pid, "close", actor=world.approver)) == {
         "conflict.approver_pays"
     }
     assert world.engine.fire(pid, "close", actor=world.treasurer).accepted

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
+from typing import TYPE_CHECKING
 
-from regime_world import Clock, World, codes
+if TYPE_CHECKING:
+    from conftest import World
 
-import grantflow
+
 from grantflow.policy import Policy
 
 
@@ -15,23 +18,20 @@ def test_sign_waits_five_full_working_days(world: World) -> None:
     pid = world.reviewed()
     world.clock.advance(7)
     outcome = world.sign(pid)
-    assert codes(outcome) == {"publicity.period"}
+    assert world.codes(outcome) == {"publicity.period"}
     assert outcome.refusals[0].details["elapsed"] == 4
     world.clock.advance(1)
     assert world.sign(pid).accepted
 
 
-def test_holidays_do_not_count() -> None:
+def test_holidays_do_not_count(make_world: Callable[..., World]) -> None:
     """A public holiday in the period pushes the earliest signing day back by one."""
-    clock = Clock()
-    policy = Policy(holidays=(date(2025, 3, 5),))
-    with grantflow.open(clock=clock, policy=policy) as engine:
-        world = World(engine, clock).seed()
-        pid = world.reviewed()
-        clock.advance(8)
-        assert codes(world.sign(pid)) == {"publicity.period"}
-        clock.advance(1)
-        assert world.sign(pid).accepted
+    world = make_world(Policy(holidays=(date(2025, 3, 5),)))
+    pid = world.reviewed()
+    world.clock.advance(8)
+    assert world.codes(world.sign(pid)) == {"publicity.period"}
+    world.clock.advance(1)
+    assert world.sign(pid).accepted
 
 
 def test_pending_or_upheld_objection_blocks_signing(world: World) -> None:
@@ -42,7 +42,7 @@ def test_pending_or_upheld_objection_blocks_signing(world: World) -> None:
     world.engine.add_record(
         pid, "objection", objection, actor=world.other_applicant, record_id="o1"
     )
-    assert codes(world.sign(pid)) == {"publicity.objection"}
+    assert world.codes(world.sign(pid)) == {"publicity.objection"}
     ruling = {"objection": "o1", "upheld": False, "note": "licence shown"}
     world.engine.add_record(
         pid, "objection_ruling", ruling, actor=world.approver
@@ -69,7 +69,7 @@ def test_objections_only_during_publicity(world: World) -> None:
     pid = world.submit().project_id
     objection = {"raised_by": "citizen", "grounds": "too early"}
     outcome = world.engine.add_record(pid, "objection", objection, actor=world.other_applicant)
-    assert codes(outcome) == {"publicity.objection_open"}
+    assert world.codes(outcome) == {"publicity.objection_open"}
 
 
 def test_ruling_needs_a_purchaser_and_an_open_objection(world: World) -> None:
@@ -77,9 +77,9 @@ def test_ruling_needs_a_purchaser_and_an_open_objection(world: World) -> None:
     pid = world.reviewed()
     ruling = {"objection": "o1", "upheld": False}
     engine = world.engine
-    assert codes(engine.add_record(pid, "objection_ruling", ruling, actor=world.applicant)) == {
-        "publicity.ruling"
-    }
-    assert codes(engine.add_record(pid, "objection_ruling", ruling, actor=world.approver)) == {
-        "publicity.ruling"
-    }
+    assert world.codes(
+        engine.add_record(pid, "objection_ruling", ruling, actor=world.applicant)
+    ) == {"publicity.ruling"}
+    assert world.codes(
+        engine.add_record(pid, "objection_ruling", ruling, actor=world.approver)
+    ) == {"publicity.ruling"}

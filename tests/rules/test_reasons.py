@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
-from regime_world import World, codes
+
+if TYPE_CHECKING:
+    from conftest import World
 
 
 @pytest.mark.parametrize("reason", [None, "", "   "])
@@ -11,9 +15,9 @@ def test_reject_without_reason_is_refused(world: World, reason: str | None) -> N
     """A missing or blank reason fails ``reasons.required``."""
     pid = world.submit().project_id
     evidence = {} if reason is None else {"reason": reason}
-    assert codes(world.engine.fire(pid, "reject", actor=world.approver, evidence=evidence)) == {
-        "reasons.required"
-    }
+    assert world.codes(
+        world.engine.fire(pid, "reject", actor=world.approver, evidence=evidence)
+    ) == {"reasons.required"}
 
 
 def test_reject_with_reason_is_accepted(world: World) -> None:
@@ -28,10 +32,10 @@ def test_only_the_applicant_organisation_withdraws(world: World) -> None:
     pid = world.submit().project_id
     evidence = {"reason": "staff left"}
     fire = world.engine.fire
-    assert codes(fire(pid, "withdraw", actor=world.other_applicant, evidence=evidence)) == {
+    assert world.codes(fire(pid, "withdraw", actor=world.other_applicant, evidence=evidence)) == {
         "reasons.applicant_owns"
     }
-    assert codes(fire(pid, "withdraw", actor=world.applicant)) == {"reasons.required"}
+    assert world.codes(fire(pid, "withdraw", actor=world.applicant)) == {"reasons.required"}
     assert fire(pid, "withdraw", actor=world.applicant, evidence=evidence).state == "withdrawn"
 
 
@@ -39,7 +43,7 @@ def test_terminate_needs_a_reason_and_records_a_clawback(world: World) -> None:
     """``terminate`` without a reason is refused; with one it records the clawback."""
     pid = world.contracted()
     fire = world.engine.fire
-    assert codes(fire(pid, "terminate", actor=world.approver)) == {"reasons.required"}
+    assert world.codes(fire(pid, "terminate", actor=world.approver)) == {"reasons.required"}
     fire(pid, "terminate", actor=world.approver, evidence={"reason": "inactivity"})
     clawback = world.engine.get(pid).records_of("clawback")[0].data
     assert (clawback["amount"], clawback["reason"]) == ("40000.00", "inactivity")

@@ -1,0 +1,1 @@
+"""The grantflow pytest plugin (fixtures land here)."""
