@@ -373,6 +373,12 @@ class Engine:
         project = replay(upto)
         return project.state if project else None
 
+    def counts_at(self, when: datetime) -> dict[str, int]:
+        """Return how many projects were in each state at `when` (states with none omitted)."""
+        if not isinstance(when, datetime) or when.tzinfo is None:
+            raise InvalidInput("when must be a timezone-aware datetime", field="when")
+        return self._store.counts_at(when.astimezone(UTC))
+
     # -- internals -----------------------------------------------------------------------
 
     def _now(self) -> datetime:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from grantflow.audit import GENESIS, Checkpoint
-from grantflow.errors import ConcurrencyError, ProjectExists
+from grantflow.errors import ConcurrencyError, GrantflowError, ProjectExists
 from grantflow.models import AuditEntry, Entity, Project, Record
 from grantflow.persistence._protocol import Change, Leaf
 
@@ -81,6 +82,18 @@ class MemoryStore:
             and all(p.data.get(k) == v for k, v in data_equals.items())
         )
 
+    def counts_at(self, when: datetime) -> dict[str, int]:
+        """Count projects by state as of `when`, from the chains."""
+        counts: dict[str, int] = {}
+        for chain in list(self._chains.values()):
+            state = None
+            for entry in chain:
+                if entry.accepted and entry.at <= when and entry.to_state is not None:
+                    state = entry.to_state
+            if state is not None:
+                counts[state] = counts.get(state, 0) + 1
+        return counts
+
     def get_entity(self, kind: str, entity_id: str) -> Entity | None:
         """Return one entity, or ``None``."""
         return self._entities.get((kind, entity_id))
@@ -107,29 +120,45 @@ class MemoryStore:
 
     def commit(self, change: Change) -> None:
         """Apply `change` atomically (compare-and-set under the lock)."""
-        entry = change.entry
         with self._lock:
-            chain = self._chains.get(entry.project_id, [])
-            tip = chain[-1].seq if chain else 0
-            current = self._projects.get(entry.project_id)
-            if change.expected_state is None:
-                if current is not None:
-                    raise ProjectExists(
-                        f"project {entry.project_id!r} already exists",
-                        project_id=entry.project_id,
-                        event=entry.event,
-                    )
-            elif (
-                current is None
-                or current.state != change.expected_state
-                or current.version != change.expected_version
-            ):
-                raise self._conflict(change)
-            if tip != change.expected_version or entry.seq != tip + 1:
-                raise self._conflict(change)
-            self._chains.setdefault(entry.project_id, []).append(entry)
-            if change.after is not None:
-                self._projects[entry.project_id] = change.after
+            self._commit(change)
+
+    def commit_many(self, changes: Sequence[Change]) -> list[GrantflowError | None]:
+        """Apply `changes` in order under one lock; report per change ``None`` or its error."""
+        results: list[GrantflowError | None] = []
+        with self._lock:
+            for change in changes:
+                try:
+                    self._commit(change)
+                except (ConcurrencyError, ProjectExists) as exc:
+                    results.append(exc)
+                else:
+                    results.append(None)
+        return results
+
+    def _commit(self, change: Change) -> None:
+        entry = change.entry
+        chain = self._chains.get(entry.project_id, [])
+        tip = chain[-1].seq if chain else 0
+        current = self._projects.get(entry.project_id)
+        if change.expected_state is None:
+            if current is not None:
+                raise ProjectExists(
+                    f"project {entry.project_id!r} already exists",
+                    project_id=entry.project_id,
+                    event=entry.event,
+                )
+        elif (
+            current is None
+            or current.state != change.expected_state
+            or current.version != change.expected_version
+        ):
+            raise self._conflict(change)
+        if tip != change.expected_version or entry.seq != tip + 1:
+            raise self._conflict(change)
+        self._chains.setdefault(entry.project_id, []).append(entry)
+        if change.after is not None:
+            self._projects[entry.project_id] = change.after
 
     def put_entity(self, entity: Entity) -> None:
         """Insert or replace an entity."""
