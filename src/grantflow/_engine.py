@@ -637,9 +637,11 @@ class Engine:
             return Problem(project_id=project_id, seq=1, reason="project has no audit chain")
         last = chain[-1]
         if (project.version, project.head) != (last.seq, last.hash):
+            # Same length: the last entry differs; else the first entry one side lacks.
+            same = project.version == last.seq
             return Problem(
                 project_id=project_id,
-                seq=project.version,
+                seq=last.seq if same else min(project.version, last.seq) + 1,
                 reason=f"project row at version {project.version}, chain ends at {last.seq}",
             )
         rebuilt = replay(chain)
