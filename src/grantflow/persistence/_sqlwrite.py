@@ -41,7 +41,7 @@ from sqlalchemy.sql.expression import ClauseElement
 
 from grantflow._canonical import plain
 from grantflow.errors import ConcurrencyError, GrantflowError, InvalidInput, ProjectExists
-from grantflow.models import AuditEntry, Project
+from grantflow.models import Actor, AuditEntry, Project
 from grantflow.persistence._protocol import Change
 from grantflow.persistence._schema import Tables
 
@@ -99,8 +99,26 @@ class _Statement:
         return tuple(values[name] for name in self._order)
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(plain(value), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return _ENCODER.encode(plain(value))
+
+
+def _dumps_plain(value: Mapping[str, Any]) -> str:
+    # Model fields typed JsonObject hold plain JSON already: skip the `plain` walk.
+    return _ENCODER.encode(value)
+
+
+def _dumps_seq(value: tuple[Any, ...]) -> str:
+    return _dumps(value) if value else "[]"
+
+
+def _dumps_actor(actor: Actor) -> str:
+    return _ENCODER.encode(
+        {"id": actor.id, "organisation": actor.organisation, "roles": sorted(actor.roles)}
+    )
 
 
 class Writer:
@@ -247,7 +265,7 @@ class Writer:
                 "p_id": record.id,
                 "p_seq": record.seq,
                 "p_pos": pos,
-                "p_data": _dumps(record.data),
+                "p_data": _dumps_plain(record.data),
             }
             error = InvalidInput(
                 f"record {record.kind}/{record.id} already exists on project {entry.project_id!r}",
@@ -283,8 +301,11 @@ class Writer:
             "p_hash": entry.hash,
             "w_version": change.expected_version,
         }
-        for name in _JSON_AUDIT:
-            values[f"p_{name}"] = _dumps(getattr(entry, name))
+        values["p_actor"] = _dumps_actor(entry.actor)
+        values["p_evidence"] = _dumps_plain(entry.evidence)
+        values["p_data"] = _dumps_plain(entry.data)
+        values["p_refusals"] = _dumps_seq(entry.refusals)
+        values["p_records"] = _dumps_seq(entry.records)
         return values
 
     def _update_values(self, change: Change, after: Project) -> dict[str, Any]:
@@ -295,7 +316,7 @@ class Writer:
             "n_state": after.state,
             "n_version": after.version,
             "n_head": after.head,
-            "n_data": _dumps(after.data),
+            "n_data": _dumps_plain(after.data),
             "n_updated_at": self._time(after.updated_at),
         }
 
@@ -305,7 +326,7 @@ class Writer:
             "p_state": project.state,
             "p_version": project.version,
             "p_head": project.head,
-            "p_data": _dumps(project.data),
+            "p_data": _dumps_plain(project.data),
             "p_created_at": self._time(project.created_at),
             "p_updated_at": self._time(project.updated_at),
         }
@@ -334,7 +355,7 @@ def _dialect_insert(table: Table, dialect: Dialect) -> Any:
 
 def _sqlite_time(value: datetime) -> str:
     # SQLAlchemy's SQLite DATETIME text format: naive UTC with microseconds.
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _aware_utc(value: datetime) -> datetime:
