@@ -194,7 +194,7 @@ def task_test(args: list[str]) -> int:
             "--strict",
             "--quiet",
             "--site-dir",
-            str(Path(tempfile.gettempdir()) / "grantflow-site"),
+            tempfile.mkdtemp(prefix="grantflow-site-"),
         ],
     ):
         if run(*cmd) != 0:

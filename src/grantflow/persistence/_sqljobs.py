@@ -186,8 +186,9 @@ class SqlJobs:
                         items=[],
                     )
                     .on_conflict_do_nothing()
-                )
-                if inserted.rowcount != 1:
+                    .returning(chunks.c.chunk)
+                ).first()
+                if inserted is None:
                     return None  # another worker created it first, or holds its lock
                 return ChunkClaim(key, chunk, owner, start, end, start, {}, ())
             if row.done or (row.owner != owner and row.lease_until > now):
