@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
 from grantflow._canonical import canonical_bytes, freeze, plain, validate_json
@@ -40,6 +41,7 @@ __all__ = ["BulkRunner", "Keep", "Worker"]
 #: Which item results a `BulkResult` keeps: all, or only those that were not applied.
 Keep = Literal["all", "failures"]
 _MAX_ID = 128
+_NO_EVIDENCE: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +282,8 @@ class BulkRunner:
 
 def _normalise(index: int, raw: Any) -> _Work:
     """Turn one input element into work, or into an invalid item saying why."""
+    if type(raw) is str and 0 < len(raw) <= _MAX_ID and raw.isprintable():
+        return _Work(index, BulkItem(raw, _NO_EVIDENCE, index + 1))  # the common case
     if isinstance(raw, BulkItem):
         item = raw
     elif isinstance(raw, str):
@@ -299,6 +303,8 @@ def _normalise(index: int, raw: Any) -> _Work:
             BulkItem(project_id=str(pid)[:_MAX_ID], row=item.row),
             "project_id: must be 1-128 printable characters",
         )
+    if not item.evidence:
+        return _Work(index, BulkItem(pid, _NO_EVIDENCE, item.row))
     try:
         validate_json(item.evidence, field="evidence", row=item.row)
     except InvalidInput as exc:
@@ -332,18 +338,36 @@ def _batches(work: list[_Work]) -> Iterator[list[_Work]]:
         yield batch
 
 
+def _digest_part(project_id: object, evidence: object) -> bytes:
+    # Cheap for the common case (a bare id); canonical JSON when there is evidence.
+    if not evidence:
+        return f"{project_id}\x00".encode("utf-8", "surrogatepass")
+    try:
+        encoded = canonical_bytes(plain(evidence))
+    except (TypeError, ValueError):
+        encoded = repr(evidence).encode("utf-8", "surrogatepass")
+    return f"{project_id}\x01".encode("utf-8", "surrogatepass") + encoded + b"\x00"
+
+
 def _chunk_digest(chunk: Sequence[_Work]) -> str:
     h = hashlib.sha256()
     for w in chunk:
-        h.update(canonical_bytes([w.item.project_id, w.item.evidence, w.error]))
+        h.update(_digest_part(w.item.project_id, w.item.evidence))
+        if w.error:
+            h.update(w.error.encode())
     return h.hexdigest()
 
 
 def input_digest(event: str, actor: Actor, items: Sequence[Any]) -> str:
-    """Digest of a whole bulk input known up front (a list, or a file's bytes)."""
+    """Digest of a whole bulk input known up front (a list): its ids and evidence."""
     h = hashlib.sha256(canonical_bytes({"event": event, "actor": actor}))
-    for w in itertools.chain.from_iterable(_chunks(items, 1000)):
-        h.update(canonical_bytes([w.item.project_id, w.item.evidence, w.error]))
+    for raw in items:
+        if isinstance(raw, BulkItem):
+            h.update(_digest_part(raw.project_id, raw.evidence))
+        elif isinstance(raw, tuple) and len(raw) == 2:
+            h.update(_digest_part(raw[0], raw[1]))
+        else:
+            h.update(_digest_part(raw, None))
     return h.hexdigest()
 
 

@@ -44,7 +44,16 @@ from grantflow.errors import (
     ProjectNotFound,
     UnknownEvent,
 )
-from grantflow.models import Actor, AuditEntry, Identifier, Outcome, Project, Record, Refusal
+from grantflow.models import (
+    Actor,
+    AuditEntry,
+    Identifier,
+    Outcome,
+    Project,
+    Record,
+    Refusal,
+    trusted,
+)
 from grantflow.persistence import Change, Store
 from grantflow.policy import Policy
 from grantflow.rules import PASS, FactRequest, RuleBook, RuleContext, Verdict, refuse, rule_name
@@ -115,6 +124,7 @@ class Engine:
         self._lifecycle = lifecycle
         self._table = TransitionTable(lifecycle)
         self._rules = (rules or RuleBook()).copy()
+        self._book_cache: dict[str, tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]]] = {}
         self._policy = policy or Policy()
         self._policies = {p.version: p for p in (*policies, self._policy)}
         self._clock = clock
@@ -662,11 +672,24 @@ class Engine:
             policy=policy,
             facts=freeze(facts),
         )
-        for r in self._rules.rules_for(event):
+        rules, _, effects_for = self._book_for(event)
+        for r in rules:
             refusals.extend(self._run_rule(r, ctx).refusals)
-        verdict = Verdict(refusals=tuple(refusals))
-        effects = [eff(ctx) for eff in self._rules.effects_for(event)] if verdict.passed else []
+        verdict = Verdict(refusals=tuple(refusals)) if refusals else PASS
+        effects = [eff(ctx) for eff in effects_for] if verdict.passed else []
         return target, verdict, effects
+
+    def _book_for(self, event: str) -> tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]]:
+        # The engine's book never changes after construction: look each event up once.
+        cached = self._book_cache.get(event)
+        if cached is None:
+            cached = (
+                self._rules.rules_for(event),
+                self._rules.facts_for(event),
+                self._rules.effects_for(event),
+            )
+            self._book_cache[event] = cached
+        return cached
 
     def _facts(
         self,
@@ -676,7 +699,7 @@ class Engine:
         evidence: Mapping[str, Any],
         policy: Policy,
     ) -> dict[str, Any]:
-        providers = self._rules.facts_for(event)
+        providers = self._book_for(event)[1]
         if not providers:
             return {}
         request = FactRequest(
@@ -769,7 +792,7 @@ class Engine:
             accepted=verdict.passed,
             actor=actor,
             at=now,
-            evidence=thaw(evidence),
+            evidence=thaw(evidence) if evidence else {},
             refusals=verdict.refusals,
             records=records,
             data=patch if verdict.passed else {},
@@ -786,18 +809,23 @@ class Engine:
     def _after(project: Project, entry: AuditEntry, creating: bool) -> Project | None:
         if creating and not entry.accepted:
             return None
-        if not entry.accepted:
-            return project.model_copy(update={"version": entry.seq, "head": entry.hash})
+        if creating:
+            data: Mapping[str, Any] = entry.data
+        elif entry.data:
+            data = {**thaw(project.data), **thaw(entry.data)}
+        else:
+            data = project.data
         # Built from validated parts; constructing without re-validation keeps bulk fast.
-        return Project.model_construct(
+        return trusted(
+            Project,
             id=project.id,
-            state=entry.to_state or project.state,
+            state=(entry.to_state or project.state) if entry.accepted else project.state,
             version=entry.seq,
             head=entry.hash,
-            data={**thaw(project.data), **thaw(entry.data)} if not creating else entry.data,
-            records=(*project.records, *entry.records),
+            data=data,
+            records=(*project.records, *entry.records) if entry.records else project.records,
             created_at=entry.at if creating else project.created_at,
-            updated_at=entry.at,
+            updated_at=entry.at if entry.accepted else project.updated_at,
         )
 
     def _emit(self, entry: AuditEntry) -> None:

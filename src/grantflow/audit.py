@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from grantflow._canonical import canonical_bytes, iso_utc, plain
-from grantflow.models import Actor, AuditEntry, AuditKind, Project, Record, Refusal
+from grantflow.models import Actor, AuditEntry, AuditKind, Project, Record, Refusal, trusted
 
 __all__ = [
     "Checkpoint",
@@ -141,7 +141,8 @@ def seal(
     )
     # Every field was validated on the way in (engine inputs) or built here: skip a
     # second validation pass, which would double the cost of an entry in bulk runs.
-    return AuditEntry.model_construct(
+    return trusted(
+        AuditEntry,
         project_id=project_id,
         seq=seq,
         kind=kind,

@@ -18,7 +18,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from grantflow.errors import ConcurrencyError, IdempotencyKeyInUse, IdempotencyKeyMismatch
-from grantflow.models import Project, Record
+from grantflow.models import Project, Record, trusted
 from grantflow.persistence._protocol import Change, ChunkClaim, ChunkProgress, StoredJob
 from grantflow.persistence._schema import Tables
 from grantflow.persistence._sqlconn import Connector
@@ -61,7 +61,8 @@ class SqlJobs:
                     head = rows.setdefault(row.id, (row, []))
                     if row.kind is not None:
                         head[1].append(
-                            Record.model_construct(
+                            trusted(
+                                Record,
                                 kind=row.kind,
                                 id=row.record_id,
                                 data=row.record_data,
@@ -70,7 +71,8 @@ class SqlJobs:
                         )
                 for pid, (row, records) in rows.items():
                     # Rows come from our own tables, written from validated values.
-                    found[pid] = Project.model_construct(
+                    found[pid] = trusted(
+                        Project,
                         id=row.id,
                         state=row.state,
                         version=row.version,
@@ -240,7 +242,7 @@ class SqlJobs:
             if changes:
                 cursor = conn.connection.cursor()
                 try:
-                    errors = self._writer.apply(cursor, changes, savepoints=False)
+                    errors = self._apply_chunk(cursor, changes)
                 except Partial as partial:
                     errors = [partial.error]
                 finally:
@@ -286,6 +288,26 @@ class SqlJobs:
         stored = self.job_get(key)
         assert stored is not None
         return stored
+
+    def _apply_chunk(self, cursor: Any, changes: Sequence[Change]) -> list[Any]:
+        plain_moves = all(
+            c.expected_state is not None and c.after is not None and not c.entry.records
+            for c in changes
+        )
+        if plain_moves and len(changes) > 1:
+            if self._writer.apply_batch(cursor, changes):
+                return [None] * len(changes)
+            # Some compare-and-set lost: report it without saying which; the bulk runner
+            # redoes the chunk item by item on fresh state.
+            first = changes[0].entry
+            return [
+                ConcurrencyError(
+                    "a project in the chunk changed meanwhile",
+                    project_id=first.project_id,
+                    event=first.event,
+                )
+            ]
+        return self._writer.apply(cursor, changes, savepoints=False)
 
     # -- dialect helpers -----------------------------------------------------------------
 

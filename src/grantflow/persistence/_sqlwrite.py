@@ -108,7 +108,7 @@ def _dumps(value: Any) -> str:
 
 def _dumps_plain(value: Mapping[str, Any]) -> str:
     # Model fields typed JsonObject hold plain JSON already: skip the `plain` walk.
-    return _ENCODER.encode(value)
+    return _ENCODER.encode(value) if value else "{}"
 
 
 def _dumps_seq(value: tuple[Any, ...]) -> str:
@@ -143,6 +143,22 @@ class Writer:
                 version=bindparam("n_version"),
                 head=bindparam("n_head"),
                 data=_json_param("n_data", dialect),
+                updated_at=bindparam("n_updated_at"),
+            ),
+            dialect,
+        )
+        # Most transitions leave the data alone: don't rewrite (or re-encode) it.
+        self._update_keep_data = _Statement(
+            update(t.projects)
+            .where(
+                t.projects.c.id == bindparam("w_id"),
+                t.projects.c.state == bindparam("w_state"),
+                t.projects.c.version == bindparam("w_version"),
+            )
+            .values(
+                state=bindparam("n_state"),
+                version=bindparam("n_version"),
+                head=bindparam("n_head"),
                 updated_at=bindparam("n_updated_at"),
             ),
             dialect,
@@ -215,6 +231,48 @@ class Writer:
             results.append(error)
         return results
 
+    def apply_batch(self, cursor: Any, changes: Sequence[Change]) -> bool:
+        """Apply changes to existing projects with ``executemany``; False if any CAS lost.
+
+        The fast path of bulk runs: one statement per kind of row instead of one per row,
+        as a hand-written sqlite3 script would do. Every ``UPDATE`` matches at most one
+        row (``id`` is the key), so the summed row count says whether every
+        compare-and-set held; if not, the caller rolls back and redoes the changes one
+        by one to find the loser. Changes that add records or create projects go
+        through `apply`.
+        """
+        keep: list[Any] = []
+        rewrite: list[Any] = []
+        audits: list[Any] = []
+        for change in changes:
+            entry, after = change.entry, change.after
+            if (
+                change.expected_state is None
+                or after is None
+                or entry.records
+                or entry.seq != change.expected_version + 1
+            ):
+                raise ValueError("apply_batch takes plain transitions of existing projects")
+            values = self._update_values(change, after)
+            if entry.data:
+                values["n_data"] = _dumps_plain(after.data)
+                rewrite.append(self._update.params(values))
+            else:
+                keep.append(self._update_keep_data.params(values))
+            audits.append(self._insert_audit.params(self._audit_values(entry, change)))
+        updated = 0
+        for statement, rows in ((self._update_keep_data, keep), (self._update, rewrite)):
+            if rows:
+                cursor.executemany(statement.sql, rows)
+                updated += cursor.rowcount
+        if updated != len(changes):
+            return False
+        try:
+            cursor.executemany(self._insert_audit.sql, audits)
+        except self._integrity:
+            return False
+        return True
+
     # -- one change ----------------------------------------------------------------------
 
     def _apply_one(self, cursor: Any, change: Change) -> GrantflowError | None:
@@ -231,7 +289,13 @@ class Writer:
                 project_id=entry.project_id,
                 event=entry.event,
             )
-        cursor.execute(self._update.sql, self._update.params(self._update_values(change, after)))
+        if entry.data:
+            values = self._update_values(change, after)
+            values["n_data"] = _dumps_plain(after.data)
+            cursor.execute(self._update.sql, self._update.params(values))
+        else:
+            update = self._update_keep_data
+            cursor.execute(update.sql, update.params(self._update_values(change, after)))
         if cursor.rowcount != 1:
             return _conflict(change)
         self._run(cursor, self._insert_audit, self._audit_values(entry, change), _conflict(change))
@@ -316,7 +380,6 @@ class Writer:
             "n_state": after.state,
             "n_version": after.version,
             "n_head": after.head,
-            "n_data": _dumps_plain(after.data),
             "n_updated_at": self._time(after.updated_at),
         }
 
