@@ -185,8 +185,8 @@ def task_demo(args: list[str]) -> int:
 def task_test(args: list[str]) -> int:
     ensure_venv()
     for cmd in (
-        [str(BIN / "ruff"), "check", "src", "tests", "tasks.py"],
-        [str(BIN / "ruff"), "format", "--check", "src", "tests", "tasks.py"],
+        [str(BIN / "ruff"), "check", "src", "tests", "benchmarks", "tasks.py"],
+        [str(BIN / "ruff"), "format", "--check", "src", "tests", "benchmarks", "tasks.py"],
         [str(BIN / "mypy"), "--strict", "src"],
         [
             str(BIN / "mkdocs"),
@@ -213,7 +213,7 @@ def task_test(args: list[str]) -> int:
 
 def task_bench(args: list[str]) -> int:
     ensure_venv()
-    return run(str(PY), "-m", "pytest", "benchmarks", "-p", "no:randomly", *args)
+    return run(str(PY), "benchmarks/bulk_vs_sqlite3.py", *args)
 
 
 TASKS = {"demo": task_demo, "test": task_test, "bench": task_bench}

@@ -175,7 +175,7 @@ def measure(seeded: Path, n: int, chunk: int, rounds: int) -> dict[str, float]:
     ids = [f"p{i:07d}" for i in range(n)]
     rates: dict[str, list[float]] = {"raw-writes": [], "raw": [], "grantflow": []}
     for _ in range(rounds):
-        for name in rates:
+        for name, samples in rates.items():
             work = seeded.parent / f"{name}.db"
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{work}{suffix}").unlink(missing_ok=True)
@@ -188,7 +188,7 @@ def measure(seeded: Path, n: int, chunk: int, rounds: int) -> dict[str, float]:
                 runner = run_raw if name == "raw" else run_grantflow
                 started = time.perf_counter()
                 runner(work, ids, chunk)
-            rates[name].append(n / (time.perf_counter() - started))
+            samples.append(n / (time.perf_counter() - started))
     return {name: statistics.median(values) for name, values in rates.items()}
 
 
