@@ -174,6 +174,9 @@ def postgres() -> Iterator[str | None]:
 # -- tasks -------------------------------------------------------------------------------
 
 
+os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")
+
+
 def task_demo(args: list[str]) -> int:
     ensure_venv()
     return run(str(BIN / "grantflow"), "demo", *args)

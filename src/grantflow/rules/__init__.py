@@ -24,9 +24,9 @@ from grantflow.rules._combinators import all_of, any_of, not_
 __all__ = [
     "ALL_EVENTS",
     "ENTRY_POINT_GROUP",
-    "PASS",
     "Effects",
     "FactRequest",
+    "PASS",
     "Refusal",
     "Rule",
     "RuleBook",

@@ -18,11 +18,11 @@ from grantflow.states.purchased_service import (
 __all__ = [
     "APPLICANT",
     "EVALUATOR",
+    "EventDef",
+    "Lifecycle",
     "PURCHASED_SERVICE",
     "PURCHASER",
     "REVIEWER",
-    "EventDef",
-    "Lifecycle",
     "StateDef",
     "to_dot",
     "to_mermaid",

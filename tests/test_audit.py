@@ -1,0 +1,120 @@
+"""Tests for grantflow.audit: hashing, chain checks, Merkle roots, replay."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+from grantflow.audit import (
+    GENESIS,
+    check_chain,
+    entry_hash,
+    leaf_hash,
+    merkle_root,
+    replay,
+    seal,
+)
+from grantflow.models import Actor, AuditEntry, Record
+
+ACTOR = Actor(id="staff", roles=frozenset({"purchaser"}))
+T = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _chain(n: int, project_id: str = "p") -> list[AuditEntry]:
+    entries: list[AuditEntry] = []
+    prev = GENESIS
+    states = ["applied", "reviewed", "contracted", "midterm", "assessed", "closed"]
+    for seq in range(1, n + 1):
+        entry = seal(
+            project_id=project_id,
+            seq=seq,
+            kind="submit" if seq == 1 else "fire",
+            event="submit" if seq == 1 else "go",
+            from_state=None if seq == 1 else states[seq - 2],
+            to_state=states[seq - 1],
+            accepted=True,
+            actor=ACTOR,
+            at=T,
+            evidence={"n": seq},
+            refusals=(),
+            records=(Record(kind="note", id=f"n{seq}", data={"seq": seq}, seq=seq),),
+            data={"title": "t"} if seq == 1 else {},
+            prev_hash=prev,
+        )
+        prev = entry.hash
+        entries.append(entry)
+    return entries
+
+
+def test_entry_hash_is_stable_and_excludes_the_hash_field() -> None:
+    """Recomputing a sealed entry's hash gives the stored hash."""
+    entry = _chain(1)[0]
+    assert entry_hash(entry) == entry.hash
+    assert len(entry.hash) == 64
+
+
+def test_role_order_does_not_change_the_hash() -> None:
+    """Canonical encoding sorts sets, so equal actors hash equally."""
+    a = Actor(id="x", roles=frozenset(["b", "a", "c"]))
+    b = Actor(id="x", roles=frozenset(["c", "a", "b"]))
+    e1 = _chain(1)[0].model_copy(update={"actor": a})
+    e2 = _chain(1)[0].model_copy(update={"actor": b})
+    assert entry_hash(e1) == entry_hash(e2)
+
+
+def test_check_chain_accepts_an_intact_chain() -> None:
+    """An untouched chain verifies and all entries are counted."""
+    assert check_chain("p", _chain(4)) == (4, None)
+
+
+def test_check_chain_finds_edits_deletions_insertions_and_reorders() -> None:
+    """Each kind of tampering is reported at the first bad sequence number."""
+    chain = _chain(4)
+    edited = [*chain[:2], chain[2].model_copy(update={"evidence": {"n": 99}}), chain[3]]
+    deleted = [chain[0], chain[2], chain[3]]
+    reordered = [chain[0], chain[2], chain[1], chain[3]]
+    forged = seal(
+        **{**chain[1].model_dump(exclude={"hash"}), "evidence": {"n": 42}, "actor": ACTOR}
+    )
+    inserted = [chain[0], forged, *chain[1:]]
+    found = {
+        name: check_chain("p", entries)[1]
+        for name, entries in {
+            "edited": edited,
+            "deleted": deleted,
+            "reordered": reordered,
+            "inserted": inserted,
+        }.items()
+    }
+    assert {k: (v.seq, v.reason) for k, v in found.items() if v} == {
+        "edited": (3, "hash mismatch"),
+        "deleted": (2, "sequence gap: expected 2, found 3"),
+        "reordered": (2, "sequence gap: expected 2, found 3"),
+        "inserted": (3, "sequence gap: expected 3, found 2"),
+    }
+
+
+def test_check_chain_rejects_entries_of_another_project() -> None:
+    """An entry filed under another project id is reported as foreign."""
+    problem = check_chain("q", _chain(1, project_id="p"))[1]
+    assert problem is not None
+    assert problem.reason == "foreign entry"
+
+
+def test_merkle_root_follows_rfc6962() -> None:
+    """Empty tree, one leaf and three leaves match RFC 6962's definitions."""
+    assert merkle_root([]) == hashlib.sha256(b"").hexdigest()
+    a, b, c = (leaf_hash(p, 1, "h") for p in "abc")
+    assert merkle_root([a]) == a.hex()
+    ab = hashlib.sha256(b"\x01" + a + b).digest()
+    assert merkle_root([a, b, c]) == hashlib.sha256(b"\x01" + ab + c).hexdigest()
+    assert leaf_hash("a", 1, "h")[:1] != b""  # a digest, domain-separated by 0x00 inside
+
+
+def test_replay_rebuilds_state_data_and_records() -> None:
+    """Replaying accepted entries gives the state, merged data and all records."""
+    project = replay(_chain(3))
+    assert project is not None
+    assert (project.state, project.version, project.data) == ("contracted", 3, {"title": "t"})
+    assert [r.id for r in project.records] == ["n1", "n2", "n3"]
+    assert replay([]) is None
