@@ -33,7 +33,7 @@ TERMINAL = PURCHASED_SERVICE.terminal_states
 
 
 def _engine() -> Engine:
-    return grantflow.open(clock=FrozenClock(), discover_rules=False)
+    return grantflow.open(rules=grantflow.RuleBook(), clock=FrozenClock(), discover_rules=False)
 
 
 def _replayed_state(history: list[AuditEntry]) -> str | None:

@@ -11,7 +11,7 @@ PURCHASER = grantflow.Actor(id="hub-1", roles=frozenset({"purchaser"}))
 
 def test_accepted_and_refused_entries_are_captured_in_order() -> None:
     """Inside the block every attempt's entry arrives, equal to the stored history."""
-    engine = grantflow.open(discover_rules=False)
+    engine = grantflow.open(rules=grantflow.RuleBook(), discover_rules=False)
     with capture_audit(engine) as entries:
         pid = engine.submit(actor=APPLICANT).project_id
         engine.fire(pid, "sign", actor=PURCHASER)  # no edge from applied: refused
@@ -26,7 +26,7 @@ def test_accepted_and_refused_entries_are_captured_in_order() -> None:
 
 def test_capture_stops_when_the_block_ends() -> None:
     """After the block the listener is gone: later attempts are not captured."""
-    engine = grantflow.open(discover_rules=False)
+    engine = grantflow.open(rules=grantflow.RuleBook(), discover_rules=False)
     with capture_audit(engine) as entries:
         pid = engine.submit(actor=APPLICANT).project_id
     engine.fire(pid, "approve", actor=PURCHASER)
@@ -36,7 +36,7 @@ def test_capture_stops_when_the_block_ends() -> None:
 
 def test_can_fire_is_not_captured() -> None:
     """`can_fire` writes nothing, so nothing is captured for it."""
-    engine = grantflow.open(discover_rules=False)
+    engine = grantflow.open(rules=grantflow.RuleBook(), discover_rules=False)
     pid = engine.submit(actor=APPLICANT).project_id
     with capture_audit(engine) as entries:
         assert engine.can_fire(pid, "approve", actor=PURCHASER).accepted

@@ -65,7 +65,7 @@ def test_set_may_go_back() -> None:
 def test_an_engine_stamps_audit_entries_with_the_clock() -> None:
     """An engine given the clock writes its readings into the audit entries."""
     clock = FrozenClock()
-    engine = grantflow.open(clock=clock, discover_rules=False)
+    engine = grantflow.open(rules=grantflow.RuleBook(), clock=clock, discover_rules=False)
     applicant = grantflow.Actor(id="org-1", roles=frozenset({"applicant"}))
     first = engine.submit(actor=applicant)
     clock.advance(days=3)

@@ -20,7 +20,7 @@ def capture_audit(engine: Engine) -> Iterator[list[AuditEntry]]:
     Entries arrive after their commit, accepted and refused alike, in commit order.
 
     >>> import grantflow
-    >>> engine = grantflow.open()
+    >>> engine = grantflow.open(rules=grantflow.RuleBook())
     >>> applicant = grantflow.Actor(id="org-1", roles=frozenset({"applicant"}))
     >>> with capture_audit(engine) as entries:
     ...     _ = engine.submit(actor=applicant)

@@ -38,6 +38,7 @@ from grantflow._open import open as open_engine
 from grantflow.audit import check_chain
 from grantflow.errors import ProjectNotFound
 from grantflow.models import Actor, AuditEntry, Outcome, Project
+from grantflow.rules import RuleBook
 from grantflow.states import PURCHASED_SERVICE, Lifecycle
 from grantflow.testing._clock import FrozenClock
 from grantflow.testing.strategies import actors, event_names, evidence
@@ -87,8 +88,15 @@ class LifecycleStateMachine(RuleBasedStateMachine):
     # -- hooks -----------------------------------------------------------------------
 
     def make_engine(self, lifecycle: Lifecycle) -> Engine:
-        """Return the engine to drive: in memory by default; use `self.clock` as its clock."""
-        return open_engine(lifecycle=lifecycle, clock=self.clock, discover_rules=False)
+        """Return the engine to drive; use `self.clock` as its clock.
+
+        The default is a bare in-memory engine: the lifecycle and its role checks, no rules
+        (the default regime's rules refuse almost every random attempt, so a run would
+        never get past ``submit``). Override to drive your store and rule book.
+        """
+        return open_engine(
+            lifecycle=lifecycle, rules=RuleBook(), clock=self.clock, discover_rules=False
+        )
 
     def actor_strategy(self) -> st.SearchStrategy[Actor]:
         """Strategy for the actors of each attempt: any subset of the lifecycle's roles."""
