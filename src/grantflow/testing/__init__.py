@@ -15,6 +15,7 @@ plugin costs nothing to load.
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from grantflow.testing._capture import capture_audit
@@ -29,12 +30,9 @@ __all__ = ["FrozenClock", "LifecycleStateMachine", "capture_audit", "strategies"
 
 def __getattr__(name: str) -> Any:
     # Lazy, so that loading the pytest plugin never imports Hypothesis.
+    # import_module, not a from-import: that would ask this very __getattr__ again.
     if name == "LifecycleStateMachine":
-        from grantflow.testing.harness import LifecycleStateMachine
-
-        return LifecycleStateMachine
+        return importlib.import_module("grantflow.testing.harness").LifecycleStateMachine
     if name == "strategies":
-        from grantflow.testing import strategies
-
-        return strategies
+        return importlib.import_module("grantflow.testing.strategies")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

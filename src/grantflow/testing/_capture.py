@@ -19,13 +19,14 @@ def capture_audit(engine: Engine) -> Iterator[list[AuditEntry]]:
 
     Entries arrive after their commit, accepted and refused alike, in commit order.
 
-    >>> import grantflow
-    >>> engine = grantflow.open(rules=grantflow.RuleBook())
-    >>> applicant = grantflow.Actor(id="org-1", roles=frozenset({"applicant"}))
-    >>> with capture_audit(engine) as entries:
-    ...     _ = engine.submit(actor=applicant)
-    >>> [(e.event, e.accepted) for e in entries]
-    [('submit', True)]
+    Examples:
+        >>> import grantflow
+        >>> engine = grantflow.open(rules=grantflow.RuleBook())
+        >>> applicant = grantflow.Actor(id="org-1", roles=frozenset({"applicant"}))
+        >>> with capture_audit(engine) as entries:
+        ...     _ = engine.submit(actor=applicant)
+        >>> [(e.event, e.accepted) for e in entries]
+        [('submit', True)]
     """
     entries: list[AuditEntry] = []
     unsubscribe = engine.subscribe(entries.append)
