@@ -88,3 +88,27 @@ def test_an_impure_rule_is_caught() -> None:
     )
     with pytest.raises(AssertionError, match=r"flip\.flop"):
         case("runTest").runTest()
+
+
+class Explorer(LifecycleStateMachine):
+    """The default harness, noting every state its projects reach."""
+
+    reached: ClassVar[set[str]] = set()
+
+    def teardown(self) -> None:
+        """Record the states of each project's history, then close."""
+        if self._engine is not None:
+            for pid in self.project_ids:
+                Explorer.reached.update(e.to_state or "" for e in self.engine.history(pid))
+        super().teardown()
+
+
+def test_the_harness_gets_projects_deep_into_the_lifecycle() -> None:
+    """Runs reach late states (mid-term, assessed, closed ...), not only the first few."""
+    case = Explorer.TestCase
+    case.settings = settings(
+        max_examples=20, stateful_step_count=30, deadline=None, database=None, derandomize=True
+    )
+    case("runTest").runTest()
+    assert {"midterm", "assessed", "closed"} <= Explorer.reached
+    assert len(Explorer.reached - {""}) >= 8

@@ -4,9 +4,10 @@ Every strategy draws data grantflow accepts: identifiers within the `Identifier`
 canonical-JSON-safe evidence (no floats; two-place decimals; aware datetimes), and
 lifecycles that pass `Lifecycle` validation.
 
->>> from hypothesis import given
+>>> from hypothesis import given, settings
 >>> from grantflow.testing import strategies as gs
->>> @given(gs.lifecycles())
+>>> @settings(max_examples=20)
+... @given(gs.lifecycles())
 ... def test_every_lifecycle_has_a_creating_event(lifecycle):
 ...     assert lifecycle.initial_event.creates
 >>> test_every_lifecycle_has_a_creating_event()
