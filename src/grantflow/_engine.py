@@ -25,7 +25,7 @@ from pydantic import TypeAdapter, ValidationError
 from grantflow._bulk import BulkRunner, Keep, Worker, job_digest
 from grantflow._bulk import _chunks as bulk_chunks
 from grantflow._bulk import input_digest as bulk_input_digest
-from grantflow._canonical import freeze, plain, thaw, validate_json
+from grantflow._canonical import freeze, lenient, plain, thaw, validate_json
 from grantflow._machine import TransitionTable
 from grantflow.audit import (
     Checkpoint,
@@ -561,6 +561,12 @@ class Engine:
         project = replay(upto)
         return project.state if project else None
 
+    def counts_at(self, when: datetime) -> dict[str, int]:
+        """Return how many projects were in each state at `when` (states with none omitted)."""
+        if not isinstance(when, datetime) or when.tzinfo is None:
+            raise InvalidInput("when must be a timezone-aware datetime", field="when")
+        return self._store.counts_at(when.astimezone(UTC))
+
     # -- internals -----------------------------------------------------------------------
 
     def _now(self) -> datetime:
@@ -705,9 +711,12 @@ class Engine:
             )
         if verdict is PASS or verdict.passed:
             return verdict
+        # Details become plain JSON (decimals and times as text, floats as their text),
+        # so a refusal reads the same from any store and always hashes canonically.
         return Verdict(
             refusals=tuple(
-                r if r.rule else r.model_copy(update={"rule": name}) for r in verdict.refusals
+                r.model_copy(update={"rule": r.rule or name, "details": lenient(r.details)})
+                for r in verdict.refusals
             )
         )
 
@@ -820,9 +829,11 @@ class Engine:
             return Problem(project_id=project_id, seq=1, reason="project has no audit chain")
         last = chain[-1]
         if (project.version, project.head) != (last.seq, last.hash):
+            # Same length: the last entry differs; else the first entry one side lacks.
+            same = project.version == last.seq
             return Problem(
                 project_id=project_id,
-                seq=project.version,
+                seq=last.seq if same else min(project.version, last.seq) + 1,
                 reason=f"project row at version {project.version}, chain ends at {last.seq}",
             )
         rebuilt = replay(chain)
