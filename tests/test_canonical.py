@@ -66,3 +66,10 @@ def test_freeze_and_thaw_round_trip() -> None:
         frozen["a"] = 1
     assert frozen["a"][1]["b"] == 2
     assert thaw(frozen) == data
+
+
+def test_a_datetime_with_no_utc_equivalent_is_invalid_input() -> None:
+    """An aware datetime that overflows when converted to UTC is refused, not crashed on."""
+    early = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5)))
+    with pytest.raises(InvalidInput, match="out of range"):
+        validate_json({"when": early})

@@ -156,6 +156,12 @@ def _check(value: Any, path: str, row: int | None, depth: int) -> None:  # noqa:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise InvalidInput(f"{path}: datetime must be timezone-aware", field=path, row=row)
+        try:
+            value.astimezone(UTC)
+        except OverflowError:  # e.g. 0001-01-01 at +05:00: no UTC time exists to store
+            raise InvalidInput(
+                f"{path}: datetime out of range in UTC", field=path, row=row
+            ) from None
         return
     if isinstance(value, date):
         return

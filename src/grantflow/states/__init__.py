@@ -1,8 +1,9 @@
 """Lifecycle definitions: the `Lifecycle` data type, diagrams, and the default lifecycle.
 
->>> from grantflow.states import PURCHASED_SERVICE
->>> [s.name for s in PURCHASED_SERVICE.states if s.terminal]
-['closed', 'rejected', 'withdrawn', 'terminated']
+Examples:
+    >>> from grantflow.states import PURCHASED_SERVICE
+    >>> [s.name for s in PURCHASED_SERVICE.states if s.terminal]
+    ['closed', 'rejected', 'withdrawn', 'terminated']
 """
 
 from grantflow.states._diagram import to_dot, to_mermaid
