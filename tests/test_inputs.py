@@ -164,7 +164,7 @@ def test_broken_utf8_file_is_not_guessed_as_gbk(tmp_path: Path) -> None:
     """A UTF-8 file with one bad byte is refused instead of being read as mojibake."""
     path = tmp_path / "a.csv"
     path.write_bytes("project_id,原因\np1,材料齐全好的\n".encode() + b"p2,\xb0\xa1\n")
-    with pytest.raises(InvalidInput, match=r"invalid UTF-8 at byte 40 \(line 3\)"):
+    with pytest.raises(InvalidInput, match=r"invalid UTF-8 at byte 43 \(line 3\)"):
         BulkReader(path)
 
 
