@@ -466,3 +466,13 @@ def test_naive_clock_is_refused() -> None:
     eng = grantflow.open(rules=RuleBook(), discover_rules=False, clock=lambda: naive)
     with pytest.raises(InvalidInput, match="naive"):
         eng.submit(actor=APPLICANT)
+
+
+def test_entries_and_projects_serialise_to_json(engine: Engine) -> None:
+    """Outcomes, entries and projects dump to JSON, nested evidence and records included."""
+    pid = engine.submit(actor=APPLICANT, data={"x": {"y": [1]}}, evidence={"k": {"z": 1}})
+    outcome = engine.add_record(pid.project_id, "note", {"a": {"b": [1, 2]}}, actor=APPLICANT)
+    dumped = outcome.model_dump(mode="json")
+    assert dumped["entry"]["records"][0]["data"] == {"a": {"b": [1, 2]}}
+    assert engine.get(pid.project_id).model_dump(mode="json")["data"]["x"] == {"y": [1]}
+    assert engine.history(pid.project_id)[0].model_dump(mode="json")["evidence"] == {"k": {"z": 1}}

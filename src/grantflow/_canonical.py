@@ -56,12 +56,26 @@ def canonical_bytes(value: Any) -> bytes:
     ).encode("utf-8")
 
 
+_SCALARS = frozenset({str, int, bool, type(None)})
+_MAPPINGS = frozenset({dict, MappingProxyType})
+_SEQUENCES = frozenset({list, tuple})
+
+
 def plain(value: Any) -> Any:
     """Convert `value` to JSON-native types the canonical way (decimals and times as text)."""
-    if value is None or isinstance(value, bool | int | str):
+    # Exact-type checks first: this runs for every field of every audit entry, and
+    # isinstance against the collections ABCs costs several times more.
+    kind = type(value)
+    if kind in _SCALARS:
         return value
+    if kind in _MAPPINGS:
+        return {k if type(k) is str else str(k): plain(v) for k, v in value.items()}
+    if kind in _SEQUENCES:
+        return [plain(v) for v in value]
     if isinstance(value, float):
         raise TypeError("floats are not canonical; use Decimal or int")
+    if isinstance(value, bool | int | str):
+        return value
     if isinstance(value, Mapping):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -14,7 +14,7 @@ so the decision is always taken on the state that is written over.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from types import MappingProxyType, TracebackType
 from typing import Any, Self
@@ -22,6 +22,9 @@ from typing import Any, Self
 import structlog
 from pydantic import TypeAdapter, ValidationError
 
+from grantflow._bulk import BulkRunner, Keep, Worker, job_digest
+from grantflow._bulk import _chunks as bulk_chunks
+from grantflow._bulk import input_digest as bulk_input_digest
 from grantflow._canonical import freeze, plain, thaw, validate_json
 from grantflow._machine import TransitionTable
 from grantflow.audit import (
@@ -34,6 +37,7 @@ from grantflow.audit import (
     replay,
     seal,
 )
+from grantflow.bulk import BulkItem, BulkResult, ItemResult, ItemStatus
 from grantflow.errors import (
     ConcurrencyError,
     InvalidInput,
@@ -307,7 +311,7 @@ class Engine:
             record = Record(
                 kind=kind,
                 id=rid or f"{kind}-{project.version + 1}",
-                data=clean_data,
+                data=thaw(clean_data),
                 seq=project.version + 1,
             )
             if any(r.kind == kind and r.id == record.id for r in project.records):
@@ -323,6 +327,126 @@ class Engine:
             if outcome is not None:
                 return outcome
         raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- bulk ----------------------------------------------------------------------------
+
+    def fire_many(
+        self,
+        event: str,
+        items: Iterable[str | tuple[str, Mapping[str, Any] | None] | BulkItem],
+        *,
+        actor: Actor,
+        idempotency_key: str | None = None,
+        input_digest: str | None = None,
+        chunk_size: int = 500,
+        stop_on_error: bool = False,
+        dry_run: bool = False,
+        keep: Keep = "failures",
+        progress: Callable[[int], None] | None = None,
+        lease_seconds: float = 60.0,
+        worker: Worker | None = None,
+    ) -> BulkResult:
+        """Fire `event` on many projects; every item gets a result, none stops the rest.
+
+        Items are project ids, ``(id, evidence)`` pairs or `BulkItem`; they are read
+        lazily, `chunk_size` at a time, and each chunk is committed in one transaction
+        together with the job's progress. With an `idempotency_key` (one is made up when
+        omitted; it is on the result), running again with the same key and input returns
+        the stored result and writes nothing, and a run that crashed resumes where it
+        stopped. The same key with other input raises `IdempotencyKeyMismatch`; while
+        another process runs the key, `IdempotencyKeyInUse`.
+
+        Args:
+            event: the event to fire on every item.
+            items: the input, consumed once.
+            actor: who fires.
+            idempotency_key: names the job, for replay and resume.
+            input_digest: a digest of the whole input when the caller has one (a file's
+                sha256); lists are digested automatically; other iterables are checked
+                chunk by chunk.
+            chunk_size: items per chunk (and per transaction when nothing conflicts).
+            stop_on_error: stop after the first chunk with an item not applied.
+            dry_run: decide every item and write nothing.
+            keep: ``"failures"`` keeps only results that were not applied; ``"all"``
+                keeps every result of this run.
+            progress: called with the number of items just finished.
+            lease_seconds: how long a claimed chunk stays ours without progress.
+            worker: join a shared run (several processes, one key).
+        """
+        pid_event = _check_id(event, "event")
+        if not self._lifecycle.has_event(pid_event) or self._lifecycle.event(pid_event).creates:
+            raise UnknownEvent(f"lifecycle has no event {event!r} to fire", event=event)
+        actor = _check_actor(actor)
+        if not 1 <= chunk_size <= 100_000:
+            raise InvalidInput("chunk_size must be between 1 and 100000", field="chunk_size")
+        if dry_run:
+            return self._dry_run(event, items, actor, chunk_size, keep, progress)
+        if input_digest is None and isinstance(items, Sequence) and not isinstance(items, str):
+            input_digest = bulk_input_digest(event, actor, items)
+        digest = job_digest(event, actor, (input_digest or "").encode())
+        key = (
+            _check_id(idempotency_key, "idempotency_key")
+            if idempotency_key is not None
+            else f"bulk-{uuid.uuid4().hex}"
+        )
+        runner = BulkRunner(
+            self,
+            event,
+            actor,
+            key=key,
+            digest=digest,
+            chunk_size=chunk_size,
+            stop_on_error=stop_on_error,
+            keep=keep,
+            progress=progress,
+            lease=lease_seconds,
+            worker=worker,
+        )
+        return runner.run(items)
+
+    def _dry_run(
+        self,
+        event: str,
+        items: Iterable[Any],
+        actor: Actor,
+        chunk_size: int,
+        keep: Keep,
+        progress: Callable[[int], None] | None,
+    ) -> BulkResult:
+        result = BulkResult(event=event, dry_run=True)
+        for chunk in bulk_chunks(items, chunk_size):
+            ids = [w.item.project_id for w in chunk if not w.error]
+            loaded = {pid: self._store.load(pid) for pid in ids}
+            for work in chunk:
+                project = loaded.get(work.item.project_id)
+                status: ItemStatus
+                refusals: tuple[Refusal, ...]
+                if work.error:
+                    status, state, refusals, error = "invalid", None, (), work.error
+                elif project is None:
+                    status, state, refusals, error = "not_found", None, (), "no such project"
+                else:
+                    target, verdict, _ = self._decide(
+                        project, event, actor, work.item.evidence, self._now()
+                    )
+                    status = "applied" if verdict.passed else "refused"
+                    state = target if verdict.passed else project.state
+                    refusals, error = verdict.refusals, ""
+                result.add(
+                    ItemResult(
+                        work.index,
+                        work.item.project_id,
+                        status,
+                        state,
+                        refusals,
+                        error,
+                        work.item.row,
+                    ),
+                    keep=keep == "all",
+                )
+            if progress is not None:
+                progress(len(chunk))
+        return result
 
     # -- integrity -----------------------------------------------------------------------
 
@@ -523,7 +647,7 @@ class Engine:
             )
         )
 
-    def _attempt(  # noqa: PLR0917
+    def _attempt(
         self,
         project: Project,
         event: str,
@@ -542,7 +666,7 @@ class Engine:
         self._emit(change.entry)
         return _outcome(change)
 
-    def _prepare(  # noqa: PLR0917
+    def _prepare(
         self,
         project: Project,
         event: str,
@@ -572,7 +696,7 @@ class Engine:
             accepted=verdict.passed,
             actor=actor,
             at=now,
-            evidence=evidence,
+            evidence=thaw(evidence),
             refusals=verdict.refusals,
             records=records,
             data=patch if verdict.passed else {},

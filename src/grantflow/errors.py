@@ -120,9 +120,11 @@ class ConcurrencyError(GrantflowError):
         event: str | None = None,
         state: str | None = None,
         expected_version: int | None = None,
+        index: int | None = None,
     ) -> None:
         super().__init__(message, project_id=project_id, event=event, state=state)
         self.expected_version = expected_version
+        self.index = index
 
 
 class InvalidInput(GrantflowError):  # noqa: N818

@@ -1,6 +1,25 @@
 """Persistence: the store protocol and its backends (memory here; SQL in `sql`)."""
 
 from grantflow.persistence._memory import MemoryStore
-from grantflow.persistence._protocol import Change, Leaf, Store, StoreReader
+from grantflow.persistence._protocol import (
+    Change,
+    ChunkClaim,
+    ChunkProgress,
+    JobStore,
+    Leaf,
+    Store,
+    StoredJob,
+    StoreReader,
+)
 
-__all__ = ["Change", "Leaf", "MemoryStore", "Store", "StoreReader"]
+__all__ = [
+    "Change",
+    "ChunkClaim",
+    "ChunkProgress",
+    "JobStore",
+    "Leaf",
+    "MemoryStore",
+    "Store",
+    "StoreReader",
+    "StoredJob",
+]

@@ -9,12 +9,13 @@ from typing import Any
 from grantflow.audit import GENESIS, Checkpoint
 from grantflow.errors import ConcurrencyError, ProjectExists
 from grantflow.models import AuditEntry, Entity, Project, Record
+from grantflow.persistence._memory_jobs import MemoryJobs
 from grantflow.persistence._protocol import Change, Leaf
 
 __all__ = ["MemoryStore"]
 
 
-class MemoryStore:
+class MemoryStore(MemoryJobs):
     """Keeps projects and chains in dictionaries; one lock makes each commit atomic.
 
     Nothing survives the process. Use it in tests and to try grantflow out.
@@ -107,29 +108,50 @@ class MemoryStore:
 
     def commit(self, change: Change) -> None:
         """Apply `change` atomically (compare-and-set under the lock)."""
-        entry = change.entry
         with self._lock:
-            chain = self._chains.get(entry.project_id, [])
-            tip = chain[-1].seq if chain else 0
-            current = self._projects.get(entry.project_id)
-            if change.expected_state is None:
-                if current is not None:
-                    raise ProjectExists(
-                        f"project {entry.project_id!r} already exists",
-                        project_id=entry.project_id,
-                        event=entry.event,
-                    )
-            elif (
-                current is None
-                or current.state != change.expected_state
-                or current.version != change.expected_version
-            ):
-                raise self._conflict(change)
-            if tip != change.expected_version or entry.seq != tip + 1:
-                raise self._conflict(change)
-            self._chains.setdefault(entry.project_id, []).append(entry)
-            if change.after is not None:
-                self._projects[entry.project_id] = change.after
+            self._apply_one(change, 0)
+
+    def _apply_all(self, changes: Sequence[Change]) -> None:
+        """Apply every change or none (the caller holds the lock)."""
+        undo: list[tuple[str, Project | None, int]] = []
+        try:
+            for index, change in enumerate(changes):
+                pid = change.entry.project_id
+                undo.append((pid, self._projects.get(pid), len(self._chains.get(pid, ()))))
+                self._apply_one(change, index)
+        except Exception:
+            for pid, before, length in reversed(undo):
+                del self._chains.setdefault(pid, [])[length:]
+                if before is None:
+                    self._projects.pop(pid, None)
+                else:
+                    self._projects[pid] = before
+            raise
+
+    def _apply_one(self, change: Change, index: int) -> None:
+        """Check one compare-and-set and apply it (the caller holds the lock)."""
+        entry = change.entry
+        chain = self._chains.get(entry.project_id, [])
+        tip = chain[-1].seq if chain else 0
+        current = self._projects.get(entry.project_id)
+        if change.expected_state is None:
+            if current is not None:
+                raise ProjectExists(
+                    f"project {entry.project_id!r} already exists",
+                    project_id=entry.project_id,
+                    event=entry.event,
+                )
+        elif (
+            current is None
+            or current.state != change.expected_state
+            or current.version != change.expected_version
+        ):
+            raise self._conflict(change, index)
+        if tip != change.expected_version or entry.seq != tip + 1:
+            raise self._conflict(change, index)
+        self._chains.setdefault(entry.project_id, []).append(entry)
+        if change.after is not None:
+            self._projects[entry.project_id] = change.after
 
     def put_entity(self, entity: Entity) -> None:
         """Insert or replace an entity."""
@@ -145,7 +167,7 @@ class MemoryStore:
         """Nothing to release."""
 
     @staticmethod
-    def _conflict(change: Change) -> ConcurrencyError:
+    def _conflict(change: Change, index: int = 0) -> ConcurrencyError:
         entry = change.entry
         return ConcurrencyError(
             f"project {entry.project_id!r} changed since version {change.expected_version}",
@@ -153,6 +175,7 @@ class MemoryStore:
             event=entry.event,
             state=change.expected_state,
             expected_version=change.expected_version,
+            index=index,
         )
 
     # -- test support --------------------------------------------------------------------

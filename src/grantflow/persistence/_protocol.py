@@ -111,3 +111,97 @@ class Store(StoreReader, Protocol):
     def close(self) -> None:
         """Release connections; the store is unusable afterwards."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkClaim:
+    """A chunk of a bulk job held by one worker: items ``[start, end)``, resume at `next_index`.
+
+    `counts` and `items` are what the chunk recorded so far (per-status counts and the
+    non-applied item results as JSON-ready dicts), so a resumed chunk continues its tally.
+    """
+
+    key: str
+    chunk: int
+    owner: str
+    start: int
+    end: int
+    next_index: int
+    counts: Mapping[str, int]
+    items: tuple[Mapping[str, Any], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkProgress:
+    """What a chunk commit records beside its changes, in the same transaction."""
+
+    key: str
+    chunk: int
+    owner: str
+    next_index: int
+    done: bool
+    counts: Mapping[str, int]
+    items: tuple[Mapping[str, Any], ...]
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredJob:
+    """A bulk job as stored: its input digest, status and the tally of its chunks."""
+
+    key: str
+    event: str
+    digest: str
+    status: str
+    run_id: str
+    chunks_total: int | None
+    chunk_digests: Mapping[int, str]
+    counts: Mapping[str, int]
+    items: tuple[Mapping[str, Any], ...]
+
+
+@runtime_checkable
+class JobStore(Protocol):
+    """Bulk-job bookkeeping: idempotency keys, chunk leases, progress committed atomically."""
+
+    def load_many(self, project_ids: Sequence[str]) -> dict[str, Project]:
+        """Return the projects (with records) that exist among `project_ids`, by id."""
+        ...
+
+    def job_begin(
+        self, key: str, *, event: str, digest: str, run_id: str, now: float, lease: float
+    ) -> StoredJob:
+        """Create job `key` or join it; return it as stored.
+
+        Raises `IdempotencyKeyMismatch` if it exists with another event or digest (an empty
+        digest matches any), `IdempotencyKeyInUse` if another run holds an unexpired lease.
+        """
+        ...
+
+    def job_get(self, key: str) -> StoredJob | None:
+        """Return job `key` as stored, or ``None``."""
+        ...
+
+    def chunk_claim(
+        self, key: str, chunk: int, *, start: int, end: int, owner: str, now: float, lease: float
+    ) -> ChunkClaim | None:
+        """Claim chunk `chunk` of job `key`: new, or abandoned (lease expired) and not done.
+
+        Returns ``None`` when the chunk is done or another owner's lease is still alive.
+        """
+        ...
+
+    def commit_chunk(
+        self, changes: Sequence[Change], progress: ChunkProgress, *, now: float, lease: float
+    ) -> None:
+        """Apply `changes` and record `progress` in ONE transaction, all or nothing.
+
+        Raises `ConcurrencyError` if any compare-and-set fails (its `index` is the failing
+        change's position in `changes`) or if `progress.owner` no longer holds the chunk
+        (`index` is ``None``); nothing is written then.
+        """
+        ...
+
+    def job_end(self, key: str, *, run_id: str, chunks_total: int) -> StoredJob:
+        """Record the number of chunks; mark the job done when all are; return it."""
+        ...

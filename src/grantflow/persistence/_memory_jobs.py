@@ -1,0 +1,162 @@
+"""Bulk-job bookkeeping for the in-memory store (the `JobStore` half of `MemoryStore`)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from grantflow.errors import ConcurrencyError, IdempotencyKeyInUse, IdempotencyKeyMismatch
+from grantflow.models import Project
+from grantflow.persistence._protocol import Change, ChunkClaim, ChunkProgress, StoredJob
+
+__all__ = ["MemoryJobs"]
+
+
+@dataclass
+class _Chunk:
+    owner: str
+    start: int
+    end: int
+    next_index: int
+    lease_until: float
+    done: bool = False
+    digest: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+    items: tuple[Mapping[str, Any], ...] = ()
+
+
+@dataclass
+class _Job:
+    event: str
+    digest: str
+    run_id: str
+    lease_until: float
+    status: str = "running"
+    chunks_total: int | None = None
+    chunks: dict[int, _Chunk] = field(default_factory=dict)
+
+
+class MemoryJobs:
+    """Jobs and chunk leases in dictionaries; `commit_chunk` is atomic under the store lock."""
+
+    _lock: threading.Lock
+    _projects: dict[str, Project]
+
+    def _jobs(self) -> dict[str, _Job]:
+        jobs: dict[str, _Job] | None = getattr(self, "_job_table", None)
+        if jobs is None:
+            jobs = {}
+            self._job_table = jobs
+        return jobs
+
+    def load_many(self, project_ids: Sequence[str]) -> dict[str, Project]:
+        """Return the existing projects among `project_ids`."""
+        return {pid: self._projects[pid] for pid in project_ids if pid in self._projects}
+
+    def job_begin(
+        self, key: str, *, event: str, digest: str, run_id: str, now: float, lease: float
+    ) -> StoredJob:
+        """Create or join job `key` (see `JobStore.job_begin`)."""
+        with self._lock:
+            jobs = self._jobs()
+            job = jobs.get(key)
+            if job is None:
+                job = jobs[key] = _Job(
+                    event=event, digest=digest, run_id=run_id, lease_until=now + lease
+                )
+                return self._stored(key, job)
+            if job.event != event or (digest and job.digest and job.digest != digest):
+                raise IdempotencyKeyMismatch(
+                    f"key {key!r} was used for other input", key=key, event=event
+                )
+            if job.status != "done" and job.run_id != run_id:
+                if job.lease_until > now:
+                    raise IdempotencyKeyInUse(
+                        f"key {key!r} is being run by another process", key=key, event=event
+                    )
+                job.run_id = run_id
+            job.lease_until = now + lease
+            return self._stored(key, job)
+
+    def job_get(self, key: str) -> StoredJob | None:
+        """Return job `key`, or ``None``."""
+        job = self._jobs().get(key)
+        return None if job is None else self._stored(key, job)
+
+    def chunk_claim(
+        self, key: str, chunk: int, *, start: int, end: int, owner: str, now: float, lease: float
+    ) -> ChunkClaim | None:
+        """Claim a new or abandoned chunk."""
+        with self._lock:
+            job = self._jobs()[key]
+            current = job.chunks.get(chunk)
+            if current is None:
+                current = job.chunks[chunk] = _Chunk(owner, start, end, start, now + lease)
+            elif current.done or (current.owner != owner and current.lease_until > now):
+                return None
+            current.owner = owner
+            current.lease_until = now + lease
+            return ChunkClaim(
+                key,
+                chunk,
+                owner,
+                current.start,
+                current.end,
+                current.next_index,
+                dict(current.counts),
+                current.items,
+            )
+
+    def commit_chunk(
+        self, changes: Sequence[Change], progress: ChunkProgress, *, now: float, lease: float
+    ) -> None:
+        """Apply changes and progress atomically."""
+        with self._lock:
+            job = self._jobs()[progress.key]
+            chunk = job.chunks.get(progress.chunk)
+            if chunk is None or chunk.owner != progress.owner or chunk.done:
+                raise ConcurrencyError(f"chunk {progress.chunk} of {progress.key!r} was taken over")
+            self._apply_all(changes)
+            chunk.next_index = progress.next_index
+            chunk.done = progress.done
+            chunk.digest = progress.digest or chunk.digest
+            chunk.counts = dict(progress.counts)
+            chunk.items = progress.items
+            chunk.lease_until = now + lease
+            job.lease_until = now + lease
+
+    def job_end(self, key: str, *, run_id: str, chunks_total: int) -> StoredJob:
+        """Record the chunk count; the job is done once every chunk is."""
+        with self._lock:
+            job = self._jobs()[key]
+            job.chunks_total = chunks_total
+            if all(
+                job.chunks.get(n) is not None and job.chunks[n].done for n in range(chunks_total)
+            ):
+                job.status = "done"
+            return self._stored(key, job)
+
+    @staticmethod
+    def _stored(key: str, job: _Job) -> StoredJob:
+        counts: dict[str, int] = {}
+        items: list[Mapping[str, Any]] = []
+        for n in sorted(job.chunks):
+            for status, count in job.chunks[n].counts.items():
+                counts[status] = counts.get(status, 0) + count
+            items.extend(job.chunks[n].items)
+        return StoredJob(
+            key=key,
+            event=job.event,
+            digest=job.digest,
+            status=job.status,
+            run_id=job.run_id,
+            chunks_total=job.chunks_total,
+            chunk_digests={n: c.digest for n, c in job.chunks.items() if c.done},
+            counts=counts,
+            items=tuple(items),
+        )
+
+    def _apply_all(self, changes: Sequence[Change]) -> None:  # provided by MemoryStore
+        raise NotImplementedError

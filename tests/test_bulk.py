@@ -1,0 +1,256 @@
+"""Tests for grantflow.bulk and grantflow._bulk: Engine.fire_many on the memory store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import pytest
+
+import grantflow
+from grantflow import Actor, Engine, IdempotencyKeyInUse, IdempotencyKeyMismatch
+from grantflow._bulk import Worker
+from grantflow.bulk import BulkItem, BulkResult
+from grantflow.models import Verdict
+from grantflow.persistence import Change, ChunkProgress, MemoryStore
+from grantflow.rules import PASS, RuleBook, RuleContext, refuse
+
+APPLICANT = Actor(id="org-1", roles=frozenset({"applicant"}))
+PURCHASER = Actor(id="staff-1", roles=frozenset({"purchaser"}))
+
+
+def _engine(store: MemoryStore | None = None, rules: RuleBook | None = None) -> Engine:
+    return grantflow.open(store or MemoryStore(), rules=rules or RuleBook(), discover_rules=False)
+
+
+def _seed(engine: Engine, n: int) -> list[str]:
+    return [engine.submit(actor=APPLICANT, project_id=f"p{i:05d}").project_id for i in range(n)]
+
+
+def test_every_item_gets_a_result_and_failures_do_not_stop_the_run() -> None:
+    """Applied, refused, not found and invalid items are all counted; the rest go on."""
+    engine = _engine()
+    ids = _seed(engine, 20)
+    engine.fire(ids[3], "reject", actor=PURCHASER)
+    items: list[object] = [*ids, "ghost", ("p00001", {"x": 0.5}), 42]
+    result = engine.fire_many("approve", items, actor=PURCHASER, chunk_size=7)  # type: ignore[arg-type]
+    assert result.counts == {"applied": 19, "refused": 1, "not_found": 1, "invalid": 2}
+    assert not result.ok
+    by_index = {r.index: r for r in result.items}
+    assert by_index[3].status == "refused"
+    assert [r.code for r in by_index[3].refusals] == ["lifecycle.no_edge"]
+    assert by_index[20].status == "not_found"
+    assert "floats" in by_index[21].error
+    assert by_index[22].status == "invalid"
+    assert all(engine.get(pid).state == "reviewed" for i, pid in enumerate(ids) if i != 3)
+    assert engine.verify().ok
+
+
+def test_bulk_behaves_exactly_like_single_fires() -> None:
+    """The audit entries and states a bulk run writes match firing one by one."""
+    single, bulk = _engine(), _engine()
+    ids = _seed(single, 10)
+    _seed(bulk, 10)
+    for pid in ids:
+        single.fire(pid, "approve", actor=PURCHASER, evidence={"note": "ok"})
+    bulk.fire_many("approve", [(pid, {"note": "ok"}) for pid in ids], actor=PURCHASER)
+    for pid in ids:
+        a, b = single.history(pid)[-1], bulk.history(pid)[-1]
+        assert (a.event, a.accepted, a.to_state, a.evidence, a.seq) == (
+            b.event,
+            b.accepted,
+            b.to_state,
+            b.evidence,
+            b.seq,
+        )
+        assert single.get(pid).state == bulk.get(pid).state
+
+
+def test_same_key_same_input_replays_without_writing() -> None:
+    """A second run with the same key and input returns the stored result, writes nothing."""
+    engine = _engine()
+    ids = _seed(engine, 12)
+    first = engine.fire_many("approve", ids, actor=PURCHASER, idempotency_key="job-1")
+    versions = {pid: engine.get(pid).version for pid in ids}
+    again = engine.fire_many("approve", ids, actor=PURCHASER, idempotency_key="job-1")
+    assert again.replayed
+    assert again.counts == first.counts == {"applied": 12}
+    assert {pid: engine.get(pid).version for pid in ids} == versions
+
+
+def test_same_key_other_input_raises_mismatch() -> None:
+    """Reusing a key for different items, event or actor raises IdempotencyKeyMismatch."""
+    engine = _engine()
+    ids = _seed(engine, 5)
+    engine.fire_many("approve", ids, actor=PURCHASER, idempotency_key="job-1")
+    with pytest.raises(IdempotencyKeyMismatch):
+        engine.fire_many("approve", ids[:4], actor=PURCHASER, idempotency_key="job-1")
+    with pytest.raises(IdempotencyKeyMismatch):
+        engine.fire_many("reject", ids, actor=PURCHASER, idempotency_key="job-1")
+    other = Actor(id="staff-2", roles=frozenset({"purchaser"}))
+    with pytest.raises(IdempotencyKeyMismatch):
+        engine.fire_many("approve", ids, actor=other, idempotency_key="job-1")
+
+
+def test_streamed_input_is_checked_chunk_by_chunk() -> None:
+    """A one-shot iterator with changed content under a used key is caught at its chunk."""
+    engine = _engine()
+    ids = _seed(engine, 10)
+    engine.fire_many("approve", iter(ids), actor=PURCHASER, idempotency_key="s", chunk_size=4)
+    with pytest.raises(IdempotencyKeyMismatch, match="chunk 1"):
+        engine.fire_many(
+            "approve",
+            iter([*ids[:4], "x", *ids[5:]]),
+            actor=PURCHASER,
+            idempotency_key="s",
+            chunk_size=4,
+        )
+
+
+class CrashingStore(MemoryStore):
+    """Dies (raises) on the n-th chunk commit, as a killed process would, mid-run."""
+
+    def __init__(self, crash_at: int) -> None:
+        super().__init__()
+        self.commits = 0
+        self.crash_at = crash_at
+
+    def commit_chunk(
+        self, changes: Sequence[Change], progress: ChunkProgress, *, now: float, lease: float
+    ) -> None:
+        self.commits += 1
+        if self.commits == self.crash_at:
+            raise KeyboardInterrupt("killed")
+        super().commit_chunk(changes, progress, now=now, lease=lease)
+
+
+def test_crashed_run_resumes_and_transitions_each_project_once() -> None:
+    """After a crash, the same key finishes what is left; no project is fired twice."""
+    store = CrashingStore(crash_at=3)
+    engine = _engine(store)
+    ids = _seed(engine, 50)
+    with pytest.raises(KeyboardInterrupt):
+        engine.fire_many(
+            "approve", ids, actor=PURCHASER, idempotency_key="k", chunk_size=10, lease_seconds=0.0
+        )
+    done_before = sum(engine.get(pid).state == "reviewed" for pid in ids)
+    assert done_before == 20
+    result = engine.fire_many("approve", ids, actor=PURCHASER, idempotency_key="k", chunk_size=10)
+    assert result.counts == {"applied": 50}
+    for pid in ids:
+        assert [e.event for e in engine.history(pid)] == ["submit", "approve"]
+    assert engine.verify().ok
+
+
+def test_a_live_run_holds_its_key() -> None:
+    """While another run's lease is alive, the same key raises IdempotencyKeyInUse."""
+    store = CrashingStore(crash_at=1)
+    engine = _engine(store)
+    ids = _seed(engine, 5)
+    with pytest.raises(KeyboardInterrupt):
+        engine.fire_many("approve", ids, actor=PURCHASER, idempotency_key="k", lease_seconds=60)
+    with pytest.raises(IdempotencyKeyInUse):
+        engine.fire_many("approve", ids, actor=PURCHASER, idempotency_key="k")
+
+
+def test_workers_of_one_run_share_a_key() -> None:
+    """Two workers with the same run id cooperate; their chunks add up to one job."""
+    engine = _engine()
+    ids = _seed(engine, 30)
+    a = engine.fire_many(
+        "approve",
+        ids,
+        actor=PURCHASER,
+        idempotency_key="w",
+        chunk_size=10,
+        worker=Worker(run_id="run-1", owner="a"),
+        stop_on_error=False,
+    )
+    b = engine.fire_many(
+        "approve",
+        ids,
+        actor=PURCHASER,
+        idempotency_key="w",
+        chunk_size=10,
+        worker=Worker(run_id="run-1", owner="b"),
+    )
+    assert a.counts == b.counts == {"applied": 30}
+    assert b.replayed
+
+
+def test_duplicate_ids_in_one_chunk_are_applied_in_order() -> None:
+    """The same project twice in a chunk: the first applies, the second is refused."""
+    engine = _engine()
+    ids = _seed(engine, 3)
+    result = engine.fire_many("approve", [ids[0], ids[1], ids[0]], actor=PURCHASER)
+    assert result.counts == {"applied": 2, "refused": 1}
+    assert result.items[0].index == 2
+    assert engine.get(ids[0]).version == 3
+
+
+def test_stop_on_error_stops_after_the_failing_chunk() -> None:
+    """With stop_on_error, chunks after the first failure are left for a later run."""
+    engine = _engine()
+    ids = _seed(engine, 30)
+    result = engine.fire_many(
+        "approve",
+        ["ghost", *ids],
+        actor=PURCHASER,
+        chunk_size=10,
+        stop_on_error=True,
+        idempotency_key="stop",
+    )
+    assert result.counts == {"not_found": 1, "applied": 9}
+    assert sum(engine.get(pid).state == "reviewed" for pid in ids) == 9
+
+
+def test_dry_run_decides_and_writes_nothing() -> None:
+    """dry_run reports what would happen and leaves every project untouched."""
+    engine = _engine(rules=RuleBook().on("approve", _odd_refused))
+    ids = _seed(engine, 6)
+    result = engine.fire_many("approve", ids, actor=PURCHASER, dry_run=True, keep="all")
+    assert result.dry_run
+    assert result.counts == {"applied": 3, "refused": 3}
+    assert len(result.items) == 6
+    assert all(engine.get(pid).version == 1 for pid in ids)
+
+
+def _odd_refused(ctx: RuleContext) -> Verdict:
+    if int(ctx.project.id[1:]) % 2:
+        return refuse("t.odd", "odd ids wait", "单号等待")
+    return PASS
+
+
+def test_progress_and_keep_all() -> None:
+    """Progress is told how many items finished; keep='all' keeps applied results too."""
+    engine = _engine()
+    ids = _seed(engine, 25)
+    seen: list[int] = []
+    result = engine.fire_many(
+        "approve", ids, actor=PURCHASER, chunk_size=10, keep="all", progress=seen.append
+    )
+    assert sum(seen) == 25
+    assert [r.index for r in result.items] == list(range(25))
+    assert isinstance(result, BulkResult)
+    assert result.to_dict()["counts"] == {"applied": 25}
+
+
+def test_items_stream_lazily() -> None:
+    """Items are pulled a chunk at a time, never all at once."""
+    engine = _engine()
+    ids = _seed(engine, 30)
+    pulled: list[int] = []
+
+    def gen() -> Iterator[BulkItem]:
+        for i, pid in enumerate(ids):
+            pulled.append(i)
+            yield BulkItem(pid, {}, row=i + 2)
+
+    first_chunk_seen: list[int] = []
+    engine.fire_many(
+        "approve",
+        gen(),
+        actor=PURCHASER,
+        chunk_size=10,
+        progress=lambda n: first_chunk_seen.append(len(pulled)),
+    )
+    assert first_chunk_seen[0] == 10
