@@ -49,11 +49,43 @@ def _default(value: Any) -> Any:  # noqa: PLR0911
     raise TypeError(f"not canonical-JSON encodable: {type(value).__name__}")
 
 
+def _encode_default(value: Any) -> Any:
+    if isinstance(value, float):  # pragma: no cover - json encodes floats before asking
+        raise TypeError("floats are not canonical")
+    return _default(value)
+
+
+_ENCODER = json.JSONEncoder(
+    sort_keys=True,
+    separators=(",", ":"),
+    ensure_ascii=False,
+    allow_nan=False,
+    default=_encode_default,
+)
+
+
 def canonical_bytes(value: Any) -> bytes:
-    """Encode `value` canonically (see module docstring)."""
-    return json.dumps(
-        plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    """Encode `value` canonically (see module docstring); floats raise `TypeError`.
+
+    The C encoder does the walking; only non-JSON types (Decimal, datetime, read-only
+    mappings, sets, models) come back to Python through the default hook.
+    """
+    if _has_float(value):
+        raise TypeError("floats are not canonical; use Decimal or int")
+    return _ENCODER.encode(value).encode("utf-8")
+
+
+def _has_float(value: Any) -> bool:
+    kind = type(value)
+    if kind in _SCALARS:
+        return False
+    if kind is float:
+        return True
+    if kind in _MAPPINGS:
+        return any(_has_float(v) for v in value.values())
+    if kind in _SEQUENCES:
+        return any(_has_float(v) for v in value)
+    return isinstance(value, float)
 
 
 _SCALARS = frozenset({str, int, bool, type(None)})
@@ -61,7 +93,7 @@ _MAPPINGS = frozenset({dict, MappingProxyType})
 _SEQUENCES = frozenset({list, tuple})
 
 
-def plain(value: Any) -> Any:
+def plain(value: Any) -> Any:  # noqa: PLR0911
     """Convert `value` to JSON-native types the canonical way (decimals and times as text)."""
     # Exact-type checks first: this runs for every field of every audit entry, and
     # isinstance against the collections ABCs costs several times more.

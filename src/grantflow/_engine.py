@@ -715,7 +715,8 @@ class Engine:
             return None
         if not entry.accepted:
             return project.model_copy(update={"version": entry.seq, "head": entry.hash})
-        return Project(
+        # Built from validated parts; constructing without re-validation keeps bulk fast.
+        return Project.model_construct(
             id=project.id,
             state=entry.to_state or project.state,
             version=entry.seq,
