@@ -1,11 +1,18 @@
 """grantflow: the lifecycle of purchased-service projects, with rules and an audit trail.
 
 >>> import grantflow
->>> engine = grantflow.open()
+>>> engine = grantflow.open(rules=grantflow.RuleBook())  # a bare engine: no default regime
 >>> applicant = grantflow.Actor(id="org-1", roles=frozenset({"applicant"}))
 >>> outcome = engine.submit(actor=applicant, data={"title": "Skills for couriers"})
 >>> outcome.accepted, outcome.state
 (True, 'applied')
+
+With the default regime (``grantflow.open()``), the same submission is refused until the
+provider, hub and call exist and the application is complete:
+
+>>> refused = grantflow.open().submit(actor=applicant, data={"title": "Skills for couriers"})
+>>> refused.accepted, refused.refusals[0].code
+(False, 'eligibility.application')
 """
 
 from grantflow._engine import Engine

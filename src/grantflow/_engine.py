@@ -328,6 +328,70 @@ class Engine:
                 return outcome
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def migrate_policy(
+        self,
+        project_ids: Iterable[str],
+        to_version: str,
+        *,
+        actor: Actor,
+        reason: str,
+        rubric_versions: Mapping[str, int] | None = None,
+    ) -> list[Outcome]:
+        """Move projects to another known policy version, one audited ``migrate`` entry each.
+
+        Projects stay pinned to the policy (and rubric versions) they started under until
+        moved here. The entry's data carries the new ``policy_version`` (and
+        ``rubric_versions`` when given), so replay reproduces the move.
+        """
+        actor = _check_actor(actor)
+        if to_version not in self._policies:
+            raise InvalidInput(f"unknown policy version {to_version!r}", field="to_version")
+        if not isinstance(reason, str) or not reason.strip():
+            raise InvalidInput("a policy migration needs a reason", field="reason")
+        patch: dict[str, Any] = {"policy_version": to_version}
+        if rubric_versions is not None:
+            patch["rubric_versions"] = {str(k): int(v) for k, v in rubric_versions.items()}
+        return [
+            self._migrate(_check_id(pid, "project_id"), patch, actor, reason) for pid in project_ids
+        ]
+
+    def _migrate(self, pid: str, patch: Mapping[str, Any], actor: Actor, reason: str) -> Outcome:
+        for _attempt in self._attempts(pid, "migrate_policy"):
+            project = self.get(pid)
+            old = str(project.data.get("policy_version", ""))
+            entry = seal(
+                project_id=pid,
+                seq=project.version + 1,
+                kind="migrate",
+                event="migrate_policy",
+                from_state=project.state,
+                to_state=project.state,
+                accepted=True,
+                actor=actor,
+                at=self._now(),
+                evidence={"reason": reason, "from_version": old},
+                refusals=(),
+                records=(),
+                data=patch,
+                prev_hash=project.head,
+            )
+            after = self._after(project, entry, False)
+            change = Change(entry, project.state, project.version, after)
+            try:
+                self._store.commit(change)
+            except ConcurrencyError:
+                continue
+            self._emit(entry)
+            return Outcome(
+                project_id=pid,
+                event="migrate_policy",
+                accepted=True,
+                from_state=project.state,
+                state=project.state,
+                entry=entry,
+            )
+        raise AssertionError("unreachable")  # pragma: no cover
+
     # -- bulk ----------------------------------------------------------------------------
 
     def fire_many(

@@ -10,6 +10,7 @@ from grantflow.errors import InvalidInput, StoreError
 from grantflow.persistence import MemoryStore, Store
 from grantflow.policy import Policy
 from grantflow.rules import RuleBook
+from grantflow.rules.default import default_rules
 from grantflow.states import PURCHASED_SERVICE, Lifecycle
 
 if TYPE_CHECKING:
@@ -38,7 +39,8 @@ def open(
             ``"sqlite:///grants.db"`` or ``"postgresql+psycopg://..."``; an existing
             `sqlalchemy.Engine` (grantflow's tables go into that database); or a `Store`.
         lifecycle: the lifecycle to enforce (default: the purchased-service lifecycle).
-        rules: the rule book.
+        rules: the rule book; ``None`` means `grantflow.rules.default.default_rules()`,
+            the purchased-service regime. Pass ``RuleBook()`` for a bare engine.
         discover_rules: also add the rule books published under the ``grantflow.rules``
             entry-point group.
         policy: the policy new projects are pinned to.
@@ -55,9 +57,7 @@ def open(
     'purchased-service'
     """
     store = _store(url, store_options)
-    book = RuleBook()
-    if rules is not None:
-        book.extend(rules)
+    book = RuleBook().extend(default_rules() if rules is None else rules)
     if discover_rules:
         book.extend(RuleBook.from_entry_points())
     return Engine(

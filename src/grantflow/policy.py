@@ -1,39 +1,125 @@
-"""Policy: every configurable threshold of the regime, versioned, loadable from TOML."""
+"""Policy: every configurable threshold of the regime, versioned, loadable from TOML.
+
+Percentages are `Decimal` percents (``40`` means 40 %), money is `Decimal` with two
+places, durations are whole days, months or years. A project is pinned to the policy
+version it was submitted under; `Engine.migrate_policy` moves it explicitly.
+"""
 
 from __future__ import annotations
 
 import tomllib
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from grantflow.errors import InvalidInput
 
 __all__ = ["Policy"]
 
+Percent = Annotated[Decimal, Field(ge=0, le=100, allow_inf_nan=False)]
+Score = Annotated[Decimal, Field(ge=0, le=1000, allow_inf_nan=False)]
+
 
 class Policy(BaseModel):
-    """Thresholds that rules read; a project is pinned to the version it started under.
+    r"""Thresholds the default rules read; a project is pinned to the version it started under.
 
-    >>> Policy().version
-    'default-1'
+    >>> Policy().version, Policy().review_quorum, Policy().pass_score
+    ('default-1', 3, Decimal('60'))
+    >>> Policy.from_toml('version = "city-2025"\nreview_quorum = 5').review_quorum
+    5
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     version: str = "default-1"
 
+    # -- approval review (立项评审) --------------------------------------------------------
+    #: Unconflicted reviews needed before `approve`.
+    review_quorum: int = Field(default=3, ge=1)
+    #: Aggregate score an application needs to be approved.
+    pass_score: Score = Decimal("60")
+    #: From this many reviews on, drop the highest and lowest total before averaging.
+    trimmed_mean_from: int = Field(default=5, ge=3)
+    #: Most bonus points that count on top of the 100 base points.
+    bonus_cap: Score = Decimal("10")
+    #: Rubric version (by rubric id) new projects are pinned to, unless the call says otherwise.
+    rubric_versions: dict[str, int] = Field(
+        default_factory=lambda: {"approval": 1, "midterm": 1, "performance": 1}
+    )
+
+    # -- grade bands (Ministry of Finance evaluation bands) ------------------------------
+    grade_excellent: Score = Decimal("90")
+    grade_good: Score = Decimal("80")
+    grade_pass: Score = Decimal("60")
+    #: A passing mid-term score below ``grade_pass + borderline_margin`` may be rectified.
+    borderline_margin: Score = Decimal("5")
+
+    # -- eligibility (submit) -------------------------------------------------------------
+    applications_per_provider_per_call: int = Field(default=2, ge=1)
+    penalty_lookback_years: int = Field(default=2, ge=0)
+
+    # -- publicity and contracts (sign) ---------------------------------------------------
+    publicity_working_days: int = Field(default=5, ge=0)
+    #: Public holidays (no working day) for the publicity count; weekends never count.
+    holidays: tuple[date, ...] = ()
+    #: Calendar for "working day" and contract dates.
+    timezone: str = "Asia/Shanghai"
+    contract_term_max_months: int = Field(default=12, ge=1)
+
+    # -- funds ----------------------------------------------------------------------------
+    personnel_cap: Percent = Decimal("40")
+    administration_cap: Percent = Decimal("10")
+    #: Spending may exceed a budget line by this much before an amendment is needed.
+    line_move_tolerance: Percent = Decimal("10")
+    #: Installment shares in percent: on signing, on the mid-term, on closing.
+    installments: tuple[Percent, ...] = (Decimal("40"), Decimal("40"), Decimal("20"))
+    #: Share of the final installment paid, by grade (excellent, good, pass, fail).
+    final_installment_by_grade: dict[str, Percent] = Field(
+        default_factory=lambda: {
+            "excellent": Decimal("100"),
+            "good": Decimal("100"),
+            "pass": Decimal("80"),
+            "fail": Decimal("0"),
+        }
+    )
+    #: Expenditure categories never eligible (whole-job subcontracting, unapproved assets).
+    prohibited_categories: tuple[str, ...] = ("whole_subcontracting", "unapproved_fixed_asset")
+    #: At the mid-term, spending (as % of the award) may lead reported progress by this much.
+    spending_lead_tolerance: Percent = Decimal("20")
+
+    # -- conflict of interest -------------------------------------------------------------
+    conflict_lookback_years: int = Field(default=3, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Policy:
+        if sum(self.installments, Decimal(0)) != 100:
+            raise ValueError("installments must add up to 100 (percent)")
+        if not self.grade_excellent >= self.grade_good >= self.grade_pass:
+            raise ValueError("grade bands must satisfy excellent >= good >= pass")
+        missing = {"excellent", "good", "pass", "fail"} - set(self.final_installment_by_grade)
+        if missing:
+            raise ValueError(f"final_installment_by_grade lacks {sorted(missing)}")
+        return self
+
     @classmethod
     def from_toml(cls, source: str | Path) -> Policy:
-        """Load a policy from TOML text or a ``.toml`` file path; `InvalidInput` if invalid."""
+        """Load a policy from TOML text or a ``.toml`` file path; `InvalidInput` if invalid.
+
+        TOML numbers with a fraction (``pass_score = 62.5``) are read as exact decimals.
+        """
         text = source.read_text("utf-8") if isinstance(source, Path) else source
         try:
-            return cls.model_validate(tomllib.loads(text))
+            return cls.model_validate(tomllib.loads(text, parse_float=Decimal))
         except tomllib.TOMLDecodeError as exc:
             raise InvalidInput(f"policy TOML does not parse: {exc}") from exc
         except ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"])
             raise InvalidInput(
-                f"policy field {field!r}: {first['msg']}", field=field, errors=exc.errors()
+                f"policy field {field!r}: {first['msg']}",
+                field=field or "policy",
+                errors=exc.errors(),
             ) from exc

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, overload, runtime_checkable
 
 from grantflow.models import Actor, Project, Refusal, Verdict
 from grantflow.policy import Policy
@@ -79,6 +79,16 @@ class NamedRule:
 
     def __repr__(self) -> str:
         return self.name
+
+
+@overload
+def rule(fn: Callable[[RuleContext], Verdict], *, name: str | None = None) -> NamedRule: ...
+
+
+@overload
+def rule(
+    fn: None = None, *, name: str | None = None
+) -> Callable[[Callable[[RuleContext], Verdict]], NamedRule]: ...
 
 
 def rule(fn: Callable[[RuleContext], Verdict] | None = None, *, name: str | None = None) -> Any:

@@ -1,0 +1,516 @@
+"""Project data and records as typed values, and `Directory` for the reference data.
+
+Records travel as JSON-compatible mappings (``model.model_dump(mode="json")``) and are
+read back with ``Model.model_validate(record.data)``; money comes back as `Decimal`
+with two places, whatever the store. Reference data (hubs, providers, calls, brands,
+people) lives beside the projects as `Entity` rows, written through `Directory`.
+
+>>> code = "51110000" + "MJ0000001"
+>>> full = code + credit_code_check(code)
+>>> full, is_credit_code(full)
+('51110000MJ00000019', True)
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from datetime import date, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from grantflow.models import Entity, Identifier
+
+if TYPE_CHECKING:
+    from grantflow._engine import Engine
+    from grantflow.persistence import Store
+
+__all__ = [
+    "BUDGET_LINES",
+    "SERVICE_DOMAINS",
+    "Affiliation",
+    "Amendment",
+    "Application",
+    "Approval",
+    "Brand",
+    "BudgetLine",
+    "Call",
+    "Clawback",
+    "ConflictDeclaration",
+    "Contract",
+    "Directory",
+    "Disbursement",
+    "Evaluation",
+    "Expenditure",
+    "Hub",
+    "Installment",
+    "Money",
+    "Objection",
+    "ObjectionRuling",
+    "Person",
+    "Provider",
+    "RectificationOrder",
+    "Review",
+    "Sanction",
+    "ServiceRecord",
+    "Settlement",
+    "credit_code_check",
+    "is_credit_code",
+    "money",
+]
+
+# -- the unified social credit code (GB 32100-2015) ----------------------------------------
+
+_CODE_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+_CODE_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+
+
+def credit_code_check(first17: str) -> str:
+    """Return the check character (GB 32100-2015) for the first 17 characters of a code.
+
+    Raises `ValueError` on a wrong length or a character outside the code's alphabet.
+    """
+    if len(first17) != 17 or any(ch not in _CODE_CHARS for ch in first17):
+        raise ValueError("need 17 characters from 0-9 and A-Y without I, O, S, V, Z")
+    total = sum(_CODE_CHARS.index(ch) * w for ch, w in zip(first17, _CODE_WEIGHTS, strict=True))
+    return _CODE_CHARS[(31 - total % 31) % 31]
+
+
+def is_credit_code(code: str) -> bool:
+    """Return whether `code` is a well-formed 18-character code with a correct check character."""
+    if len(code) != 18 or any(ch not in _CODE_CHARS for ch in code) or not code[2:8].isdigit():
+        return False
+    return credit_code_check(code[:17]) == code[17]
+
+
+def _credit_code(value: str) -> str:
+    value = value.strip().upper()
+    if not is_credit_code(value):
+        raise ValueError("not a valid unified social credit code (18 characters, check char)")
+    return value
+
+
+CreditCode = Annotated[str, AfterValidator(_credit_code)]
+
+# -- money ---------------------------------------------------------------------------------
+
+_CENT = Decimal("0.01")
+
+
+def money(value: Decimal | int | str) -> Decimal:
+    """Return `value` as a `Decimal` with exactly two places; `ValueError` if it has more."""
+    amount = Decimal(value)
+    if not amount.is_finite():
+        raise ValueError("money must be finite")
+    if amount != amount.quantize(_CENT, ROUND_HALF_UP):
+        raise ValueError("money has at most two decimal places (fen)")
+    return amount.quantize(_CENT)
+
+
+def _money(value: Decimal) -> Decimal:
+    return money(value)
+
+
+#: A non-negative amount in yuan with two places; floats are refused (strict Decimal input).
+Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False), AfterValidator(_money)]
+
+#: The service domains of DOMAIN.md section 1.
+SERVICE_DOMAINS = (
+    "skills_training",
+    "hardship_aid",
+    "occupational_safety",
+    "career_development",
+    "children_education",
+    "mental_health",
+    "legal_aid",
+)
+ServiceDomain = Literal[
+    "skills_training",
+    "hardship_aid",
+    "occupational_safety",
+    "career_development",
+    "children_education",
+    "mental_health",
+    "legal_aid",
+]
+#: Budget lines of a project.
+BUDGET_LINES = (
+    "personnel",
+    "activities",
+    "experts",
+    "training",
+    "publicity",
+    "administration",
+    "evaluation",
+)
+BudgetLineName = Literal[
+    "personnel",
+    "activities",
+    "experts",
+    "training",
+    "publicity",
+    "administration",
+    "evaluation",
+]
+HubKind = Literal["city", "district", "street", "industry_union", "association"]
+
+
+class _Value(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _reject_floats(data: Any) -> Any:
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if isinstance(value, float):
+                raise ValueError(f"{key}: floats are not exact; pass Decimal, int or str")
+    return data
+
+
+class _Record(_Value):
+    @model_validator(mode="before")
+    @classmethod
+    def _floats(cls, data: Any) -> Any:
+        return _reject_floats(data)
+
+
+# -- reference data ------------------------------------------------------------------------
+
+
+class Hub(_Record):
+    """A purchasing body in the union tree (二级枢纽); `parent` is ``None`` only for the root."""
+
+    id: Identifier
+    name: str
+    kind: HubKind
+    parent: Identifier | None = None
+
+
+class Provider(_Record):
+    """A provider organisation (承接主体) with its unified social credit code."""
+
+    id: Identifier
+    name: str
+    credit_code: CreditCode
+    annual_report_passed: bool = True
+    penalties: tuple[date, ...] = ()
+
+
+class Call(_Record):
+    """A call for applications: year, window, budget, and the versions it pins."""
+
+    id: Identifier
+    hub: Identifier
+    year: int = Field(ge=2000, le=2200)
+    opens: datetime
+    closes: datetime
+    budget: Money
+    rubric_versions: dict[str, int] = Field(default_factory=dict)
+    policy_version: str | None = None
+
+
+class Brand(_Record):
+    """A brand project (品牌项目): a theme grouping well-performing projects."""
+
+    id: Identifier
+    name: str
+    name_zh: str = ""
+    domain: ServiceDomain | None = None
+
+
+class Affiliation(_Record):
+    """An organisation a person worked for or directed; `until` ``None`` means still there."""
+
+    organisation: Identifier
+    until: date | None = None
+    role: str = "staff"
+
+
+class Person(_Record):
+    """A reviewer, evaluator or staff member, with past affiliations for conflict checks."""
+
+    id: Identifier
+    name: str
+    organisation: Identifier | None = None
+    affiliations: tuple[Affiliation, ...] = ()
+    relatives_at: tuple[Identifier, ...] = ()
+
+
+# -- project data --------------------------------------------------------------------------
+
+
+class Application(_Record):
+    """What a provider submits: the project's data at ``submit``."""
+
+    title: str = Field(min_length=1)
+    domain: ServiceDomain
+    provider: Identifier
+    hub: Identifier
+    call: Identifier
+    brand: Identifier | None = None
+    amount_requested: Money
+    planned_start: date
+    planned_end: date
+    target_activities: int = Field(default=0, ge=0)
+    target_person_times: int = Field(default=0, ge=0)
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _dates(self) -> Application:
+        if self.planned_end < self.planned_start:
+            raise ValueError("planned_end is before planned_start")
+        return self
+
+
+class ConflictDeclaration(_Record):
+    """A reviewer's or evaluator's conflict-of-interest declaration; clean when nothing declared."""
+
+    declared: bool = False
+    note: str = ""
+
+
+class Review(_Record):
+    """An expert's approval review, pinned to the rubric version it was scored with."""
+
+    reviewer: Identifier
+    rubric: str = "approval"
+    rubric_version: int = Field(ge=1)
+    scores: dict[str, Decimal]
+    conflict: ConflictDeclaration = ConflictDeclaration()
+    comment: str = ""
+
+
+class Approval(_Record):
+    """Recorded by ``approve``: who approved, the panel score and the recommended amount."""
+
+    approver: Identifier
+    approver_organisation: Identifier | None = None
+    score: Decimal
+    recommended_amount: Money
+    reviews_counted: tuple[str, ...]
+    approved_at: datetime
+
+
+class Objection(_Record):
+    """An objection raised during publicity (公示异议)."""
+
+    raised_by: str
+    grounds: str = Field(min_length=1)
+
+
+class ObjectionRuling(_Record):
+    """The purchaser's ruling on an objection: upheld or dismissed."""
+
+    objection: Identifier
+    upheld: bool
+    note: str = ""
+
+
+class Evaluation(_Record):
+    """A third-party evaluation: mid-term, re-check or final, scored on a pinned rubric."""
+
+    stage: Literal["midterm", "recheck", "final"]
+    evaluator: Identifier
+    organisation: Identifier
+    rubric: str
+    rubric_version: int = Field(ge=1)
+    scores: dict[str, Decimal]
+    findings: tuple[str, ...] = ()
+    progress_percent: Decimal | None = Field(default=None, ge=0, le=100)
+    conflict: ConflictDeclaration = ConflictDeclaration()
+
+
+class RectificationOrder(_Record):
+    """A corrective order (整改通知): the issues and the deadline."""
+
+    issues: tuple[str, ...] = Field(min_length=1)
+    deadline: date
+
+
+class Contract(_Record):
+    """One of the two model contracts: purchase of service, or third-party supervision."""
+
+    kind: Literal["purchase", "supervision"]
+    number: str = Field(min_length=1)
+    signed_on: date
+    amount: Money
+    start: date
+    end: date
+    parties: tuple[str, ...] = ()
+
+
+class BudgetLine(_Record):
+    """A budget line of the contracted project."""
+
+    line: BudgetLineName
+    amount: Money
+
+
+class Installment(_Record):
+    """A scheduled installment: number, share in percent, amount, the event releasing it."""
+
+    number: int = Field(ge=1)
+    share: Decimal
+    amount: Money
+    released_by: str
+
+
+class Disbursement(_Record):
+    """Money paid to the provider for one installment."""
+
+    installment: int = Field(ge=1)
+    amount: Money
+    released_by: Identifier
+    at: datetime
+
+
+class Expenditure(_Record):
+    """One spending item of the provider, with its voucher and invoice number."""
+
+    date: date
+    line: BudgetLineName
+    amount: Money
+    invoice_number: str = ""
+    voucher: str = ""
+    category: str = "ordinary"
+    description: str = ""
+
+
+class ServiceRecord(_Record):
+    """Activities held and person-times served, in a service domain."""
+
+    date: date
+    domain: ServiceDomain
+    activities: int = Field(ge=0)
+    person_times: int = Field(ge=0)
+    note: str = ""
+
+
+class Amendment(_Record):
+    """A change to a contracted project: a budget move beyond tolerance or an extension."""
+
+    kind: Literal["line_move", "extension", "other"]
+    reason: str = Field(min_length=1)
+    from_line: BudgetLineName | None = None
+    to_line: BudgetLineName | None = None
+    amount: Money | None = None
+    new_end: date | None = None
+
+
+class Sanction(_Record):
+    """A penalty on a provider (blocks its applications for the policy's look-back)."""
+
+    provider: Identifier
+    kind: str = "penalty"
+    on: date
+    reason: str = Field(min_length=1)
+
+
+class Settlement(_Record):
+    """Recorded at ``close``: eligible spend against disbursements; balances to the fen."""
+
+    awarded: Money
+    eligible: Money
+    disbursed: Money
+    final_installment: Money
+    withheld: Money
+    surplus: Decimal
+    grade: str
+
+
+class Clawback(_Record):
+    """Recorded at ``terminate``: what the provider must return."""
+
+    eligible: Money
+    disbursed: Money
+    amount: Money
+    reason: str
+
+
+# -- the directory of reference data -------------------------------------------------------
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+class Directory:
+    """Typed access to the reference data (hubs, providers, calls, brands, people) of a store.
+
+    >>> import grantflow
+    >>> directory = Directory(grantflow.open())
+    >>> directory.add_hub(Hub(id="city", name="City federation", kind="city"))
+    >>> directory.add_hub(Hub(id="d1", name="District 1", kind="district", parent="city"))
+    >>> directory.hub_subtree("city")
+    ['city', 'd1']
+    """
+
+    def __init__(self, source: Engine | Store) -> None:
+        from grantflow._engine import Engine
+
+        self._store: Store = source.store if isinstance(source, Engine) else source
+
+    def add_hub(self, hub: Hub) -> None:
+        """Store a hub; its parent must already be there (``ValueError`` otherwise)."""
+        if hub.parent is not None and self._store.get_entity("hub", hub.parent) is None:
+            raise ValueError(f"hub {hub.id!r}: unknown parent {hub.parent!r}")
+        self._put("hub", hub.id, hub, parent=hub.parent)
+
+    def add_provider(self, provider: Provider) -> None:
+        """Store a provider organisation."""
+        self._put("provider", provider.id, provider)
+
+    def add_call(self, call: Call) -> None:
+        """Store a call for applications."""
+        self._put("call", call.id, call, parent=call.hub)
+
+    def add_brand(self, brand: Brand) -> None:
+        """Store a brand project."""
+        self._put("brand", brand.id, brand)
+
+    def add_person(self, person: Person) -> None:
+        """Store a person (reviewer, evaluator, staff)."""
+        self._put("person", person.id, person)
+
+    def hub(self, hub_id: str) -> Hub | None:
+        """Return a hub, or ``None``."""
+        return self._get("hub", hub_id, Hub)
+
+    def provider(self, provider_id: str) -> Provider | None:
+        """Return a provider, or ``None``."""
+        return self._get("provider", provider_id, Provider)
+
+    def call(self, call_id: str) -> Call | None:
+        """Return a call, or ``None``."""
+        return self._get("call", call_id, Call)
+
+    def brand(self, brand_id: str) -> Brand | None:
+        """Return a brand, or ``None``."""
+        return self._get("brand", brand_id, Brand)
+
+    def person(self, person_id: str) -> Person | None:
+        """Return a person, or ``None``."""
+        return self._get("person", person_id, Person)
+
+    def hubs(self, *, parent: str | None = None) -> Iterator[Hub]:
+        """Yield every hub (or the children of `parent`) in id order."""
+        for entity in self._store.entities("hub", parent=parent):
+            yield Hub.model_validate(dict(entity.data))
+
+    def hub_subtree(self, root: str) -> list[str]:
+        """Return the ids of `root` and every hub below it, breadth first."""
+        found: list[str] = []
+        queue = deque([root])
+        while queue:
+            current = queue.popleft()
+            found.append(current)
+            queue.extend(e.id for e in self._store.entities("hub", parent=current))
+        return found
+
+    def _put(self, kind: str, eid: str, value: BaseModel, parent: str | None = None) -> None:
+        data = value.model_dump(mode="json")
+        self._store.put_entity(Entity(kind=kind, id=eid, parent=parent, data=data))
+
+    def _get(self, kind: str, eid: str, model: type[_M]) -> _M | None:
+        entity = self._store.get_entity(kind, eid)
+        return None if entity is None else model.model_validate(dict(entity.data))

@@ -1,0 +1,234 @@
+"""Helpers the default rules share: reading typed records, sums of money, calendar arithmetic.
+
+Every reader parses through the `grantflow.records` models, so a record read back from
+any store (where decimals and dates are strings) gives the same values.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from grantflow._canonical import plain, thaw
+from grantflow.models import Actor, Project, Record, Verdict
+from grantflow.policy import Policy
+from grantflow.records import (
+    Amendment,
+    Approval,
+    BudgetLine,
+    Contract,
+    Disbursement,
+    Evaluation,
+    Expenditure,
+    Installment,
+)
+from grantflow.rules._base import PASS, RuleContext, refuse
+
+M = TypeVar("M", bound=BaseModel)
+CENT = Decimal("0.01")
+ZERO = Decimal("0.00")
+
+
+def load(model: type[M], data: Any) -> M | None:
+    """Parse `data` as `model`; ``None`` when it does not fit."""
+    try:
+        return model.model_validate(thaw(data))
+    except ValidationError:
+        return None
+
+
+def rows(project: Project, kind: str, model: type[M]) -> list[tuple[Record, M]]:
+    """Return the project's `kind` records that parse as `model`, oldest first."""
+    found = []
+    for record in project.records_of(kind):
+        value = load(model, record.data)
+        if value is not None:
+            found.append((record, value))
+    return found
+
+
+def values(project: Project, kind: str, model: type[M]) -> list[M]:
+    """Return the parsed values of the project's `kind` records, oldest first."""
+    return [value for _record, value in rows(project, kind, model)]
+
+
+def make_record(kind: str, record_id: str, value: BaseModel) -> Record:
+    """Build a record whose data is the JSON form of `value`."""
+    return Record(kind=kind, id=record_id, data=plain(value.model_dump(mode="json")))
+
+
+_DATE: TypeAdapter[date] = TypeAdapter(date)
+
+
+def as_date(value: Any) -> date | None:
+    """Parse a date (a `date` or ISO text); ``None`` when it is not one."""
+    try:
+        return _DATE.validate_python(value)
+    except ValidationError:
+        return None
+
+
+def text(data: Mapping[str, Any], key: str) -> str:
+    """Return ``data[key]`` as a string ('' when absent)."""
+    value = data.get(key)
+    return "" if value is None else str(value)
+
+
+def dec(value: Any) -> Decimal:
+    """Return `value` as a Decimal (0 when absent or malformed)."""
+    try:
+        result = Decimal(str(value)) if value is not None else ZERO
+    except ArithmeticError:
+        return ZERO
+    return result if result.is_finite() else ZERO
+
+
+def total(amounts: Iterable[Decimal]) -> Decimal:
+    """Sum money to two places."""
+    return sum(amounts, ZERO).quantize(CENT)
+
+
+def percent_of(amount: Decimal, share: Decimal) -> Decimal:
+    """Return `share` % of `amount`, rounded half-up to the fen."""
+    return (amount * share / 100).quantize(CENT, ROUND_HALF_UP)
+
+
+def provider_of(project: Project) -> str:
+    """Return the provider organisation of a project ('' when unknown)."""
+    return text(project.data, "provider")
+
+
+def is_own(actor: Actor, project: Project) -> bool:
+    """Return whether `actor` acts for the project's provider."""
+    provider = provider_of(project)
+    return bool(provider) and provider in {actor.organisation, actor.id}
+
+
+def pinned_version(project: Project, rubric_id: str, policy: Policy) -> int:
+    """Return the rubric version the project is pinned to."""
+    pins = project.data.get("rubric_versions") or {}
+    return int(pins.get(rubric_id, policy.rubric_versions.get(rubric_id, 1)))
+
+
+def approval(project: Project) -> Approval | None:
+    """Return the project's approval record, if approved."""
+    found = values(project, "approval", Approval)
+    return found[-1] if found else None
+
+
+def contracts(project: Project) -> dict[str, Contract]:
+    """Return the project's contracts by kind."""
+    return {c.kind: c for c in values(project, "contract", Contract)}
+
+
+def awarded(project: Project) -> Decimal:
+    """Return the contracted amount (0 before signing)."""
+    purchase = contracts(project).get("purchase")
+    return purchase.amount if purchase else ZERO
+
+
+def installments(project: Project) -> list[Installment]:
+    """Return the installment schedule."""
+    return values(project, "installment", Installment)
+
+
+def disbursements(project: Project) -> list[Disbursement]:
+    """Return the disbursements made."""
+    return values(project, "disbursement", Disbursement)
+
+
+def disbursed(project: Project) -> Decimal:
+    """Return the money paid out so far."""
+    return total(d.amount for d in disbursements(project))
+
+
+def expenditures(project: Project) -> list[Expenditure]:
+    """Return the accepted expenditures."""
+    return values(project, "expenditure", Expenditure)
+
+
+def eligible_spend(project: Project) -> Decimal:
+    """Return the sum of accepted expenditures."""
+    return total(e.amount for e in expenditures(project))
+
+
+def budget(project: Project) -> dict[str, Decimal]:
+    """Return each budget line's amount after line-move amendments."""
+    lines: dict[str, Decimal] = {}
+    for line in values(project, "budget_line", BudgetLine):
+        lines[line.line] = lines.get(line.line, ZERO) + line.amount
+    for amendment in values(project, "amendment", Amendment):
+        if amendment.kind == "line_move" and amendment.from_line and amendment.to_line:
+            moved = amendment.amount or ZERO
+            lines[amendment.from_line] = lines.get(amendment.from_line, ZERO) - moved
+            lines[amendment.to_line] = lines.get(amendment.to_line, ZERO) + moved
+    return lines
+
+
+def term(project: Project) -> tuple[date, date] | None:
+    """Return the contract term (start, end), extensions included; ``None`` before signing."""
+    purchase = contracts(project).get("purchase")
+    if purchase is None:
+        return None
+    end = purchase.end
+    for amendment in values(project, "amendment", Amendment):
+        if amendment.kind == "extension" and amendment.new_end is not None:
+            end = max(end, amendment.new_end)
+    return purchase.start, end
+
+
+def evaluations(project: Project, *stages: str) -> list[Evaluation]:
+    """Return the project's evaluations of the given stages, oldest first."""
+    return [e for e in values(project, "evaluation", Evaluation) if e.stage in stages]
+
+
+def local_date(moment: datetime, policy: Policy) -> date:
+    """Return the calendar date of `moment` in the policy's time zone."""
+    return moment.astimezone(ZoneInfo(policy.timezone)).date()
+
+
+def add_months(day: date, months: int) -> date:
+    """Return `day` moved by `months`, clamped to the month's last day."""
+    index = day.month - 1 + months
+    year, month = day.year + index // 12, index % 12 + 1
+    return day.replace(
+        year=year, month=month, day=min(day.day, calendar.monthrange(year, month)[1])
+    )
+
+
+def working_days_between(start: date, end: date, holidays: Iterable[date]) -> int:
+    """Count working days strictly after `start` and strictly before `end`."""
+    off = set(holidays)
+    count = 0
+    day = start + timedelta(days=1)
+    while day < end:
+        if day.weekday() < 5 and day not in off:
+            count += 1
+        day += timedelta(days=1)
+    return count
+
+
+def needs_role(ctx: RuleContext, role: str, code: str) -> Verdict:
+    """Refuse with `code` unless the actor holds `role`."""
+    if role in ctx.actor.roles:
+        return PASS
+    return refuse(
+        code,
+        f"only a {role} may do this",
+        f"只有{role}角色可以执行此操作",
+        required=role,
+        actor_roles=sorted(ctx.actor.roles),
+    )
+
+
+def record_data(ctx: RuleContext) -> Mapping[str, Any]:
+    """Return the data of the record being added (empty outside ``record.<kind>`` events)."""
+    record = ctx.evidence.get("record") or {}
+    data: Mapping[str, Any] = record.get("data") or {}
+    return data

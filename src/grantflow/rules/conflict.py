@@ -1,0 +1,144 @@
+"""Conflict of interest: who may not review, approve, evaluate or pay for a project.
+
+- An applicant never reviews, approves or evaluates its own project (`conflict.own_project`).
+- A reviewer with a declared or detectable conflict (same organisation, worked there
+  within the look-back, close family there) does not count toward the quorum
+  (`review_conflict`, used by `review.quorum`).
+- Whoever approved an award cannot release its payments (`conflict.approver_pays`).
+- Evaluators must be third parties: neither the provider nor the purchasing hub
+  (`conflict.third_party`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date
+from typing import Any
+
+from grantflow.models import Verdict
+from grantflow.policy import Policy
+from grantflow.records import ConflictDeclaration, Evaluation, Person
+from grantflow.rules._base import PASS, RuleContext, refuse, rule
+from grantflow.rules._book import FactRequest
+from grantflow.rules._regime import (
+    add_months,
+    approval,
+    is_own,
+    load,
+    local_date,
+    provider_of,
+    record_data,
+    text,
+)
+
+__all__ = [
+    "PEOPLE_FACT",
+    "approver_pays",
+    "own_project",
+    "people",
+    "review_conflict",
+    "third_party",
+]
+
+#: Fact name: the person entities of everyone who reviewed or evaluated the project.
+PEOPLE_FACT = "people"
+
+
+def people(request: FactRequest) -> dict[str, Any]:
+    """Fact provider: person entities (JSON) of the project's reviewers and evaluators."""
+    ids = {text(r.data, "reviewer") for r in request.project.records_of("review")}
+    ids |= {text(r.data, "evaluator") for r in request.project.records_of("evaluation")}
+    record = request.evidence.get("record") or {}
+    data = record.get("data") or {}
+    ids |= {text(data, "reviewer"), text(data, "evaluator"), request.actor.id}
+    found: dict[str, Any] = {}
+    for pid in sorted(i for i in ids if i):
+        entity = request.reader.get_entity("person", pid)
+        if entity is not None:
+            found[pid] = dict(entity.data)
+    return found
+
+
+def review_conflict(
+    declaration: ConflictDeclaration,
+    person: Person | None,
+    provider: str,
+    today: date,
+    policy: Policy,
+) -> str | None:
+    """Return why a reviewer is conflicted ('declared', 'same_organisation', ...), or ``None``."""
+    if declaration.declared:
+        return "declared"
+    if person is None or not provider:
+        return None
+    if person.organisation == provider:
+        return "same_organisation"
+    horizon = add_months(today, -12 * policy.conflict_lookback_years)
+    for past in person.affiliations:
+        if past.organisation == provider and (past.until is None or past.until >= horizon):
+            return "worked_there"
+    if provider in person.relatives_at:
+        return "close_family"
+    return None
+
+
+def person_fact(facts: Mapping[str, Any], person_id: str) -> Person | None:
+    """Return a person from the `people` fact, or ``None``."""
+    return load(Person, (facts.get(PEOPLE_FACT) or {}).get(person_id))
+
+
+@rule(name="conflict.own_project")
+def own_project(ctx: RuleContext) -> Verdict:
+    """An applicant never reviews, approves or evaluates its own project."""
+    if not is_own(ctx.actor, ctx.project):
+        return PASS
+    return refuse(
+        "conflict.own_project",
+        f"{ctx.actor.id} acts for the provider and may not {ctx.event} this project",
+        f"{ctx.actor.id}属于承接主体，不得对本项目执行{ctx.event}",
+        actor=ctx.actor.id,
+        provider=provider_of(ctx.project),
+    )
+
+
+@rule(name="conflict.approver_pays")
+def approver_pays(ctx: RuleContext) -> Verdict:
+    """Whoever approved the award cannot release its payments."""
+    approved = approval(ctx.project)
+    if approved is None or approved.approver != ctx.actor.id:
+        return PASS
+    return refuse(
+        "conflict.approver_pays",
+        f"{ctx.actor.id} approved this award and may not release its payment",
+        f"{ctx.actor.id}审批了本项目，不得同时拨付资金",
+        approver=approved.approver,
+    )
+
+
+@rule(name="conflict.third_party")
+def third_party(ctx: RuleContext) -> Verdict:
+    """Evaluators are third parties: not the provider, not the purchasing hub, no ties."""
+    evaluation = load(Evaluation, record_data(ctx))
+    if evaluation is None:
+        return PASS  # evaluation.record reports the malformed record
+    provider = provider_of(ctx.project)
+    hub = text(ctx.project.data, "hub")
+    person = person_fact(ctx.facts, evaluation.evaluator)
+    today = local_date(ctx.now, ctx.policy)
+    reason = None
+    if evaluation.organisation in {provider, hub} or is_own(ctx.actor, ctx.project):
+        reason = "not_third_party"
+    elif ctx.actor.organisation not in {None, evaluation.organisation}:
+        reason = "organisation_mismatch"
+    else:
+        reason = review_conflict(evaluation.conflict, person, provider, today, ctx.policy)
+    if reason is None:
+        return PASS
+    return refuse(
+        "conflict.third_party",
+        f"evaluator {evaluation.evaluator} is not an independent third party ({reason})",
+        f"评估人{evaluation.evaluator}不是独立第三方（{reason}）",
+        evaluator=evaluation.evaluator,
+        organisation=evaluation.organisation,
+        reason=reason,
+    )

@@ -1,0 +1,79 @@
+"""Signing: both model contracts signed, within the approved amount and the maximum term.
+
+``sign`` evidence: ``{"contracts": [purchase, supervision], "budget": [lines...]}`` with
+each item a `Contract` / `BudgetLine` in JSON form. The effect records them, schedules the
+installments and releases the first (see `grantflow.rules.funds`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from grantflow.models import Verdict
+from grantflow.records import Contract
+from grantflow.rules._base import PASS, RuleContext, refuse, rule
+from grantflow.rules._regime import add_months, approval, load
+
+__all__ = ["amount_within_approval", "both_signed", "evidence_contracts", "term_within_limit"]
+
+
+def evidence_contracts(ctx: RuleContext) -> dict[str, Contract]:
+    """Return the well-formed contracts of the evidence, by kind."""
+    found: dict[str, Contract] = {}
+    for raw in ctx.evidence.get("contracts") or ():
+        contract = load(Contract, raw)
+        if contract is not None:
+            found[contract.kind] = contract
+    return found
+
+
+@rule(name="contracts.both_signed")
+def both_signed(ctx: RuleContext) -> Verdict:
+    """The purchase-of-service and third-party supervision contracts are both signed."""
+    missing = sorted({"purchase", "supervision"} - set(evidence_contracts(ctx)))
+    if not missing:
+        return PASS
+    return refuse(
+        "contracts.both_signed",
+        f"missing or malformed contracts: {', '.join(missing)}",
+        f"缺少或无效的合同：{'、'.join(missing)}",
+        missing=missing,
+    )
+
+
+@rule(name="contracts.amount")
+def amount_within_approval(ctx: RuleContext) -> Verdict:
+    """The purchase contract's amount does not exceed the approved (recommended) amount."""
+    purchase = evidence_contracts(ctx).get("purchase")
+    approved = approval(ctx.project)
+    if purchase is None:
+        return PASS  # contracts.both_signed reports it
+    limit = approved.recommended_amount if approved else None
+    if limit is not None and purchase.amount <= limit:
+        return PASS
+    return refuse(
+        "contracts.amount",
+        f"contract amount {purchase.amount} exceeds the approved {limit}",
+        f"合同金额{purchase.amount}超过核定金额{limit}",
+        amount=purchase.amount,
+        approved=limit,
+    )
+
+
+@rule(name="contracts.term")
+def term_within_limit(ctx: RuleContext) -> Verdict:
+    """Each contract ends after it starts and runs at most N months (12 by default)."""
+    months = ctx.policy.contract_term_max_months
+    bad: list[dict[str, Any]] = []
+    for contract in evidence_contracts(ctx).values():
+        if not contract.start <= contract.end < add_months(contract.start, months):
+            bad.append({"kind": contract.kind, "start": contract.start, "end": contract.end})
+    if not bad:
+        return PASS
+    return refuse(
+        "contracts.term",
+        f"a contract term must be positive and at most {months} months",
+        f"合同期限须有效且不超过{months}个月",
+        max_months=months,
+        contracts=bad,
+    )

@@ -1,0 +1,227 @@
+"""Eligibility at ``submit``: a valid application from a known, eligible provider, in the window.
+
+Facts read before the rules: the provider, call and hub entities, how many applications
+the provider already has in the call, and the sanctions recorded against it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from grantflow._canonical import thaw
+from grantflow.models import Verdict
+from grantflow.records import Application, Call, Hub, Provider
+from grantflow.rules._base import PASS, RuleContext, refuse, rule
+from grantflow.rules._book import Effects, FactRequest
+from grantflow.rules._regime import add_months, as_date, load, local_date, text
+
+__all__ = [
+    "SUBMIT_FACTS",
+    "annual_report",
+    "applicant_is_provider",
+    "application_limit",
+    "application_valid",
+    "call_window",
+    "hub_endorsed",
+    "no_recent_penalty",
+    "provider_registered",
+    "submit_effect",
+]
+
+_CLOSED_STATES = ("withdrawn",)
+
+
+def _entity(request: FactRequest, kind: str) -> dict[str, Any] | None:
+    eid = text(request.project.data, kind)
+    entity = request.reader.get_entity(kind, eid) if eid else None
+    return dict(entity.data) if entity is not None else None
+
+
+def provider_fact(request: FactRequest) -> dict[str, Any] | None:
+    """Fact ``provider``: the provider entity named by the application."""
+    return _entity(request, "provider")
+
+
+def call_fact(request: FactRequest) -> dict[str, Any] | None:
+    """Fact ``call``: the call entity named by the application."""
+    return _entity(request, "call")
+
+
+def hub_fact(request: FactRequest) -> dict[str, Any] | None:
+    """Fact ``hub``: the endorsing hub entity named by the application."""
+    return _entity(request, "hub")
+
+
+def applications_fact(request: FactRequest) -> int:
+    """Fact ``applications``: the provider's projects in the call (withdrawn ones excluded)."""
+    data = request.project.data
+    wanted = {"provider": text(data, "provider"), "call": text(data, "call")}
+    return request.reader.count_projects(wanted, exclude_states=_CLOSED_STATES)
+
+
+def sanctions_fact(request: FactRequest) -> list[str]:
+    """Fact ``sanctions``: dates of the sanctions recorded against the provider, anywhere."""
+    provider = text(request.project.data, "provider")
+    found = request.reader.find_records("sanction", "provider", [provider]) if provider else []
+    return [text(r.data, "on") for _pid, r in found]
+
+
+#: The fact providers of ``submit``, by fact name.
+SUBMIT_FACTS = {
+    "provider": provider_fact,
+    "call": call_fact,
+    "hub": hub_fact,
+    "applications": applications_fact,
+    "sanctions": sanctions_fact,
+}
+
+
+def submit_effect(ctx: RuleContext) -> Effects:
+    """Pin the project to the call's rubric versions (else the policy's); note the call year."""
+    call = load(Call, ctx.facts.get("call"))
+    pins = {**ctx.policy.rubric_versions, **(call.rubric_versions if call else {})}
+    data: dict[str, Any] = {"rubric_versions": pins}
+    if call is not None:
+        data["year"] = call.year
+    return Effects(data=data)
+
+
+@rule(name="eligibility.application")
+def application_valid(ctx: RuleContext) -> Verdict:
+    """The submitted data is a complete, valid application."""
+    try:
+        Application.model_validate(
+            {k: v for k, v in thaw(ctx.project.data).items() if k != "policy_version"}
+        )
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(p) for p in e['loc']) or 'application'}: {e['msg']}"
+            for e in exc.errors()
+        ]
+        return refuse(
+            "eligibility.application",
+            f"the application is incomplete or invalid: {'; '.join(problems)}",
+            f"申报材料不完整或有误：{'；'.join(problems)}",
+            problems=problems,
+        )
+    return PASS
+
+
+@rule(name="eligibility.applicant")
+def applicant_is_provider(ctx: RuleContext) -> Verdict:
+    """The actor submits for the provider named in the application."""
+    provider = text(ctx.project.data, "provider")
+    if provider and provider in {ctx.actor.organisation, ctx.actor.id}:
+        return PASS
+    return refuse(
+        "eligibility.applicant",
+        f"{ctx.actor.id} does not act for provider {provider!r}",
+        f"{ctx.actor.id}不代表申报单位{provider}",
+        provider=provider,
+        actor_organisation=ctx.actor.organisation,
+    )
+
+
+@rule(name="eligibility.provider")
+def provider_registered(ctx: RuleContext) -> Verdict:
+    """The provider is registered with a valid unified social credit code."""
+    if load(Provider, ctx.facts.get("provider")) is not None:
+        return PASS
+    provider = text(ctx.project.data, "provider")
+    return refuse(
+        "eligibility.provider",
+        f"provider {provider!r} is not registered with a valid unified social credit code",
+        f"承接主体{provider}未登记或统一社会信用代码无效",
+        provider=provider,
+    )
+
+
+@rule(name="eligibility.annual_report")
+def annual_report(ctx: RuleContext) -> Verdict:
+    """The provider passed its last annual report (年报/年检)."""
+    provider = load(Provider, ctx.facts.get("provider"))
+    if provider is None or provider.annual_report_passed:
+        return PASS
+    return refuse(
+        "eligibility.annual_report",
+        f"provider {provider.id} has not passed its annual report",
+        f"承接主体{provider.id}年度报告未通过",
+        provider=provider.id,
+    )
+
+
+@rule(name="eligibility.penalty")
+def no_recent_penalty(ctx: RuleContext) -> Verdict:
+    """No penalty on the provider within the policy's look-back (2 years by default)."""
+    provider = load(Provider, ctx.facts.get("provider"))
+    dates = list(provider.penalties) if provider else []
+    dates.extend(d for d in map(as_date, ctx.facts.get("sanctions") or ()) if d is not None)
+    today = local_date(ctx.now, ctx.policy)
+    horizon = add_months(today, -12 * ctx.policy.penalty_lookback_years)
+    recent = sorted(str(d) for d in dates if horizon <= d <= today)
+    if not recent:
+        return PASS
+    years = ctx.policy.penalty_lookback_years
+    return refuse(
+        "eligibility.penalty",
+        f"the provider was penalised within {years} years ({', '.join(recent)})",
+        f"承接主体{years}年内受过处罚（{'、'.join(recent)}）",
+        penalties=recent,
+        lookback_years=years,
+    )
+
+
+@rule(name="eligibility.limit")
+def application_limit(ctx: RuleContext) -> Verdict:
+    """At most N applications per provider per call (2 by default)."""
+    limit = ctx.policy.applications_per_provider_per_call
+    existing = int(ctx.facts.get("applications") or 0)
+    if existing < limit:
+        return PASS
+    return refuse(
+        "eligibility.limit",
+        f"at most {limit} applications per provider per call; {existing} already submitted",
+        f"每个承接主体每批次最多申报{limit}个项目，已申报{existing}个",
+        limit=limit,
+        existing=existing,
+    )
+
+
+@rule(name="eligibility.hub")
+def hub_endorsed(ctx: RuleContext) -> Verdict:
+    """The application is endorsed by a hub of the union tree."""
+    if load(Hub, ctx.facts.get("hub")) is not None:
+        return PASS
+    hub = text(ctx.project.data, "hub")
+    return refuse(
+        "eligibility.hub",
+        f"no hub {hub!r} to endorse the application",
+        f"推荐枢纽{hub}不存在",
+        hub=hub,
+    )
+
+
+@rule(name="eligibility.call_window")
+def call_window(ctx: RuleContext) -> Verdict:
+    """The call exists and is open now."""
+    call = load(Call, ctx.facts.get("call"))
+    if call is not None and call.opens <= ctx.now <= call.closes:
+        return PASS
+    name = text(ctx.project.data, "call")
+    if call is None:
+        return refuse(
+            "eligibility.call_window",
+            f"no call {name!r}",
+            f"申报批次{name}不存在",
+            call=name,
+        )
+    return refuse(
+        "eligibility.call_window",
+        f"call {name} is open from {call.opens.isoformat()} to {call.closes.isoformat()}",
+        f"申报批次{name}的申报时间为{call.opens.isoformat()}至{call.closes.isoformat()}",
+        call=name,
+        opens=call.opens,
+        closes=call.closes,
+    )

@@ -1,0 +1,104 @@
+"""Publicity (公示): the award is public for N working days, and no objection stands.
+
+Objections arrive as ``objection`` records while the project is ``reviewed``; the
+purchaser rules on each with an ``objection_ruling`` record. ``sign`` needs the period
+elapsed, every objection ruled on and none upheld (an upheld one means ``reject``).
+"""
+
+from __future__ import annotations
+
+from grantflow.models import Verdict
+from grantflow.records import Objection, ObjectionRuling
+from grantflow.rules._base import PASS, RuleContext, refuse, rule
+from grantflow.rules._regime import (
+    approval,
+    load,
+    local_date,
+    needs_role,
+    record_data,
+    rows,
+    values,
+    working_days_between,
+)
+
+__all__ = ["objection_open", "objections_cleared", "period_elapsed", "ruling_valid"]
+
+
+@rule(name="publicity.period")
+def period_elapsed(ctx: RuleContext) -> Verdict:
+    """At least N full working days (5 by default) passed between approval and today."""
+    approved = approval(ctx.project)
+    need = ctx.policy.publicity_working_days
+    if approved is None:
+        return refuse(
+            "publicity.period",
+            "the project has no approval record, so no publicity period has run",
+            "项目无立项审批记录，公示期未开始",
+            required=need,
+            elapsed=0,
+        )
+    start = local_date(approved.approved_at, ctx.policy)
+    today = local_date(ctx.now, ctx.policy)
+    elapsed = working_days_between(start, today, ctx.policy.holidays)
+    if elapsed >= need:
+        return PASS
+    return refuse(
+        "publicity.period",
+        f"publicity needs {need} working days, {elapsed} elapsed since {start.isoformat()}",
+        f"公示期须满{need}个工作日，自{start.isoformat()}起已满{elapsed}个工作日",
+        required=need,
+        elapsed=elapsed,
+        approved_on=start,
+    )
+
+
+@rule(name="publicity.objection")
+def objections_cleared(ctx: RuleContext) -> Verdict:
+    """Every objection is ruled on and none was upheld."""
+    rulings = {r.objection: r for r in values(ctx.project, "objection_ruling", ObjectionRuling)}
+    open_ = [
+        rec.id for rec, _o in rows(ctx.project, "objection", Objection) if rec.id not in rulings
+    ]
+    upheld = sorted(oid for oid, r in rulings.items() if r.upheld)
+    if not open_ and not upheld:
+        return PASS
+    return refuse(
+        "publicity.objection",
+        f"objections upheld: {upheld or 'none'}; awaiting a ruling: {open_ or 'none'}",
+        f"异议成立：{upheld or '无'}；待处理异议：{open_ or '无'}",
+        upheld=upheld,
+        pending=open_,
+    )
+
+
+@rule(name="publicity.objection_open")
+def objection_open(ctx: RuleContext) -> Verdict:
+    """Objections are taken during publicity (state ``reviewed``) and state their grounds."""
+    if ctx.source == "reviewed" and load(Objection, record_data(ctx)) is not None:
+        return PASS
+    return refuse(
+        "publicity.objection_open",
+        f"objections are taken during publicity, with grounds (state is {ctx.source})",
+        f"异议须在公示期内提出并说明理由（当前状态{ctx.source}）",
+        state=ctx.source,
+    )
+
+
+@rule(name="publicity.ruling")
+def ruling_valid(ctx: RuleContext) -> Verdict:
+    """A purchaser rules once on an existing objection."""
+    role = needs_role(ctx, "purchaser", "publicity.ruling")
+    if not role.passed:
+        return role
+    ruling = load(ObjectionRuling, record_data(ctx))
+    objections = {r.id for r in ctx.project.records_of("objection")}
+    ruled = {o.objection for o in values(ctx.project, "objection_ruling", ObjectionRuling)}
+    if ruling is not None and ruling.objection in objections - ruled:
+        return PASS
+    target = None if ruling is None else ruling.objection
+    return refuse(
+        "publicity.ruling",
+        f"no open objection {target!r} to rule on",
+        f"没有待处理的异议{target}",
+        objection=target,
+    )

@@ -1,0 +1,219 @@
+"""The approval review: reviews on the pinned rubric, a quorum of unconflicted reviewers, a score.
+
+Reviews arrive with ``engine.add_record(pid, "review", Review(...).model_dump(mode="json"))``
+while the project is ``applied``. ``approve`` then needs a quorum of counted reviews
+(unconflicted, on the pinned rubric version, valid scores), a panel score of at least the
+pass mark, and a recommended amount no larger than the amount requested.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from grantflow.models import Project, Verdict
+from grantflow.policy import Policy
+from grantflow.records import Approval, Review, money
+from grantflow.rubrics import DEFAULT_RUBRICS, Rubric, aggregate, find_rubric
+from grantflow.rules._base import PASS, Rule, RuleContext, refuse, rule
+from grantflow.rules._book import Effects
+from grantflow.rules._regime import (
+    dec,
+    load,
+    local_date,
+    make_record,
+    needs_role,
+    pinned_version,
+    provider_of,
+    record_data,
+    rows,
+)
+from grantflow.rules.conflict import person_fact, review_conflict
+
+__all__ = [
+    "Panel",
+    "amount_within_request",
+    "approval_effect",
+    "panel",
+    "quorum",
+    "review_record",
+    "score",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Panel:
+    """The approval panel as the rules see it: counted totals and excluded reviewers."""
+
+    counted: tuple[tuple[str, Decimal], ...]
+    excluded: tuple[tuple[str, str], ...]
+    rubric_key: str
+
+    def score(self, policy: Policy) -> Decimal | None:
+        """Return the aggregate score, or ``None`` with no counted review."""
+        return aggregate([t for _r, t in self.counted], policy) if self.counted else None
+
+
+def panel(
+    project: Project,
+    facts: Mapping[str, Any],
+    rubrics: Sequence[Rubric],
+    policy: Policy,
+    today: date,
+) -> Panel:
+    """Sort the project's reviews into counted (reviewer, total) and excluded (reviewer, why)."""
+    version = pinned_version(project, "approval", policy)
+    rubric = find_rubric(rubrics, "approval", version)
+    counted: list[tuple[str, Decimal]] = []
+    excluded: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    provider = provider_of(project)
+    for _record, review in rows(project, "review", Review):
+        reason = review_conflict(
+            review.conflict, person_fact(facts, review.reviewer), provider, today, policy
+        )
+        if review.reviewer in seen:
+            reason = "duplicate"
+        elif rubric is None or (review.rubric, review.rubric_version) != ("approval", version):
+            reason = reason or "rubric_version"
+        elif rubric.problems(review.scores):
+            reason = reason or "invalid_scores"
+        seen.add(review.reviewer)
+        if reason is None and rubric is not None:
+            counted.append((review.reviewer, rubric.total(review.scores, policy)))
+        else:
+            excluded.append((review.reviewer, reason or "unknown_rubric"))
+    return Panel(tuple(counted), tuple(excluded), f"approval@{version}")
+
+
+def review_record(rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> Rule:
+    """Build ``review.record``: a reviewer's own, well-formed review on the pinned rubric."""
+
+    @rule(name="review.record")
+    def review_record_rule(ctx: RuleContext) -> Verdict:
+        role = needs_role(ctx, "reviewer", "review.record")
+        if not role.passed:
+            return role
+        review = load(Review, record_data(ctx))
+        version = pinned_version(ctx.project, "approval", ctx.policy)
+        rubric = find_rubric(rubrics, "approval", version)
+        problems: list[str] = []
+        if ctx.source != "applied":
+            problems.append(f"reviews are taken while applied, not {ctx.source}")
+        if review is None:
+            problems.append("not a valid review record")
+        else:
+            if review.reviewer != ctx.actor.id:
+                problems.append(f"reviewer {review.reviewer} is not the actor {ctx.actor.id}")
+            if any(r.reviewer == review.reviewer for _, r in rows(ctx.project, "review", Review)):
+                problems.append(f"{review.reviewer} already reviewed this project")
+            if (review.rubric, review.rubric_version) != ("approval", version) or rubric is None:
+                problems.append(
+                    f"scored on {review.rubric}@{review.rubric_version}, "
+                    f"project pinned to approval@{version}"
+                )
+            else:
+                problems.extend(rubric.problems(review.scores))
+        if not problems:
+            return PASS
+        return refuse(
+            "review.record",
+            f"review not accepted: {'; '.join(problems)}",
+            f"评审意见不予接收：{'；'.join(problems)}",
+            problems=problems,
+        )
+
+    return review_record_rule
+
+
+def quorum(rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> Rule:
+    """Build ``review.quorum``: enough counted (unconflicted, pinned, valid) reviews."""
+
+    @rule(name="review.quorum")
+    def review_quorum(ctx: RuleContext) -> Verdict:
+        today = local_date(ctx.now, ctx.policy)
+        result = panel(ctx.project, ctx.facts, rubrics, ctx.policy, today)
+        need, have = ctx.policy.review_quorum, len(result.counted)
+        if have >= need:
+            return PASS
+        return refuse(
+            "review.quorum",
+            f"{need} reviews required, {have} submitted",
+            f"需要{need}份评审意见，已提交{have}份",
+            required=need,
+            submitted=have,
+            excluded=[{"reviewer": r, "reason": why} for r, why in result.excluded],
+        )
+
+    return review_quorum
+
+
+def score(rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> Rule:
+    """Build ``review.score``: the panel score reaches the pass mark."""
+
+    @rule(name="review.score")
+    def review_score(ctx: RuleContext) -> Verdict:
+        today = local_date(ctx.now, ctx.policy)
+        value = panel(ctx.project, ctx.facts, rubrics, ctx.policy, today).score(ctx.policy)
+        if value is None or value >= ctx.policy.pass_score:
+            return PASS  # no counted review: review.quorum refuses
+        return refuse(
+            "review.score",
+            f"panel score {value} is below the pass mark {ctx.policy.pass_score}",
+            f"评审得分{value}低于立项分数线{ctx.policy.pass_score}",
+            score=value,
+            pass_score=ctx.policy.pass_score,
+        )
+
+    return review_score
+
+
+@rule(name="review.amount")
+def amount_within_request(ctx: RuleContext) -> Verdict:
+    """The recommended amount is a positive sum of money no larger than the amount requested."""
+    requested = dec(ctx.project.data.get("amount_requested"))
+    raw = ctx.evidence.get("recommended_amount")
+    try:
+        recommended = money(str(raw))
+    except (ArithmeticError, ValueError):
+        recommended = None
+    if recommended is not None and 0 < recommended <= requested:
+        return PASS
+    return refuse(
+        "review.amount",
+        f"recommended amount {raw} must be positive and at most the {requested} requested",
+        f"建议金额{raw}须大于0且不超过申请金额{requested}",
+        recommended=None if raw is None else str(raw),
+        requested=requested,
+    )
+
+
+def approval_effect(
+    rubrics: Sequence[Rubric] = DEFAULT_RUBRICS,
+) -> Callable[[RuleContext], Effects]:
+    """Build the ``approve`` effect: an `Approval` record and the recommended amount."""
+
+    def record_approval(ctx: RuleContext) -> Effects:
+        today = local_date(ctx.now, ctx.policy)
+        result = panel(ctx.project, ctx.facts, rubrics, ctx.policy, today)
+        approved = Approval(
+            approver=ctx.actor.id,
+            approver_organisation=ctx.actor.organisation,
+            score=result.score(ctx.policy) or Decimal(0),
+            recommended_amount=money(str(ctx.evidence["recommended_amount"])),
+            reviews_counted=tuple(r for r, _t in result.counted),
+            approved_at=ctx.now,
+        )
+        return Effects(
+            records=(make_record("approval", "approval", approved),),
+            data={
+                "amount_recommended": str(approved.recommended_amount),
+                "review_score": str(approved.score),
+                "approved_at": ctx.now,
+            },
+        )
+
+    return record_approval

@@ -1,0 +1,273 @@
+"""Fixtures for the default-rule tests: a small world of hubs, providers, a call, people.
+
+`World` drives projects through the public API only (``grantflow.open``, `Directory`,
+`Engine.fire` / `add_record`), with a clock the tests move forward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, ClassVar
+
+import pytest
+
+import grantflow
+from grantflow import Actor, Engine, Outcome, Policy
+from grantflow.records import (
+    Brand,
+    Call,
+    Directory,
+    Hub,
+    Person,
+    Provider,
+    credit_code_check,
+)
+from grantflow.rubrics import APPROVAL_REVIEW, MIDTERM_EVALUATION, PERFORMANCE_ASSESSMENT
+
+#: Monday 3 March 2025, 09:00 UTC (17:00 in Shanghai).
+START = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
+
+
+def code(body: str) -> str:
+    """Return a valid credit code from its first 17 characters."""
+    return body + credit_code_check(body)
+
+
+@dataclass
+class Clock:
+    now: datetime = START
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, days: int) -> None:
+        self.now += timedelta(days=days)
+
+
+BUDGET = {
+    "personnel": "40000.00",
+    "activities": "35000.00",
+    "experts": "5000.00",
+    "training": "5000.00",
+    "publicity": "5000.00",
+    "administration": "5000.00",
+    "evaluation": "5000.00",
+}
+
+
+def actor(aid: str, role: str, organisation: str | None) -> Actor:
+    return Actor(id=aid, roles=frozenset({role}), organisation=organisation)
+
+
+@dataclass
+class World:
+    engine: Engine
+    clock: Clock
+    applicant: Actor = field(default_factory=lambda: actor("u-a", "applicant", "org-a"))
+    other_applicant: Actor = field(default_factory=lambda: actor("u-b", "applicant", "org-b"))
+    approver: Actor = field(default_factory=lambda: actor("staff-1", "purchaser", "city"))
+    treasurer: Actor = field(default_factory=lambda: actor("staff-2", "purchaser", "city"))
+    evaluator: Actor = field(default_factory=lambda: actor("ev-1", "evaluator", "audit-co"))
+    BUDGET: ClassVar[dict[str, str]] = BUDGET
+
+    @staticmethod
+    def code(body: str) -> str:
+        """Return a valid credit code from its first 17 characters."""
+        return code(body)
+
+    @staticmethod
+    def codes(outcome: Outcome) -> set[str]:
+        """Return the refusal codes of an outcome."""
+        return codes(outcome)
+
+    @property
+    def directory(self) -> Directory:
+        return Directory(self.engine)
+
+    def reviewer(self, n: int) -> Actor:
+        return actor(f"r{n}", "reviewer", "expert-pool")
+
+    def seed(self) -> World:
+        d = self.directory
+        d.add_hub(Hub(id="city", name="City federation", kind="city"))
+        d.add_hub(Hub(id="d1", name="District 1", kind="district", parent="city"))
+        d.add_hub(Hub(id="s1", name="Street 1", kind="street", parent="d1"))
+        d.add_hub(Hub(id="assoc-1", name="Couriers association", kind="association", parent="city"))
+        d.add_provider(Provider(id="org-a", name="Org A", credit_code=code("52310000MJ0000001")))
+        d.add_provider(Provider(id="org-b", name="Org B", credit_code=code("52310000MJ0000002")))
+        d.add_call(
+            Call(
+                id="call-2025",
+                hub="city",
+                year=2025,
+                opens=datetime(2025, 1, 1, tzinfo=UTC),
+                closes=datetime(2025, 3, 31, tzinfo=UTC),
+                budget=Decimal("5000000.00"),
+                rubric_versions={"approval": 1, "midterm": 1, "performance": 1},
+            )
+        )
+        d.add_brand(Brand(id="heart", name="Heart station", name_zh="心灵驿站"))
+        for n in range(1, 7):
+            d.add_person(Person(id=f"r{n}", name=f"Reviewer {n}", organisation="expert-pool"))
+        d.add_person(Person(id="ev-1", name="Evaluator", organisation="audit-co"))
+        return self
+
+    # -- application and review ------------------------------------------------------------
+
+    def application(self, **overrides: Any) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "title": "EAP for couriers",
+            "domain": "mental_health",
+            "provider": "org-a",
+            "hub": "s1",
+            "call": "call-2025",
+            "brand": "heart",
+            "amount_requested": "120000.00",
+            "planned_start": "2025-03-15",
+            "planned_end": "2026-03-14",
+            "target_activities": 40,
+            "target_person_times": 2000,
+        }
+        data.update(overrides)
+        return data
+
+    def submit(self, by: Actor | None = None, **overrides: Any) -> Outcome:
+        return self.engine.submit(actor=by or self.applicant, data=self.application(**overrides))
+
+    def review(
+        self, pid: str, n: int, percent: int = 80, *, declared: bool = False, **extra: Any
+    ) -> Outcome:
+        data = {
+            "reviewer": f"r{n}",
+            "rubric": "approval",
+            "rubric_version": 1,
+            "scores": APPROVAL_REVIEW.proportional(percent),
+            "conflict": {"declared": declared},
+            **extra,
+        }
+        return self.engine.add_record(pid, "review", data, actor=self.reviewer(n))
+
+    def approve(self, pid: str, amount: str = "100000.00", by: Actor | None = None) -> Outcome:
+        return self.engine.fire(
+            pid, "approve", actor=by or self.approver, evidence={"recommended_amount": amount}
+        )
+
+    def reviewed(self) -> str:
+        pid = self.submit().raise_for_refusal().project_id
+        for n in (1, 2, 3):
+            self.review(pid, n).raise_for_refusal()
+        self.approve(pid).raise_for_refusal()
+        return pid
+
+    # -- contracts -------------------------------------------------------------------------
+
+    def sign_evidence(
+        self,
+        amount: str = "100000.00",
+        start: str = "2025-03-15",
+        end: str = "2026-03-14",
+        budget: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        def contract(kind: str) -> dict[str, Any]:
+            return {
+                "kind": kind,
+                "number": f"{kind}-001",
+                "signed_on": "2025-03-11",
+                "amount": amount,
+                "start": start,
+                "end": end,
+            }
+
+        lines = budget if budget is not None else BUDGET
+        return {
+            "contracts": [contract("purchase"), contract("supervision")],
+            "budget": [{"line": k, "amount": v} for k, v in lines.items()],
+        }
+
+    def sign(self, pid: str, by: Actor | None = None, **kwargs: Any) -> Outcome:
+        return self.engine.fire(
+            pid, "sign", actor=by or self.treasurer, evidence=self.sign_evidence(**kwargs)
+        )
+
+    def contracted(self) -> str:
+        pid = self.reviewed()
+        self.clock.advance(8)
+        self.sign(pid).raise_for_refusal()
+        return pid
+
+    # -- implementation --------------------------------------------------------------------
+
+    def spend(
+        self, pid: str, amount: str, invoice: str, *, line: str = "activities", **extra: Any
+    ) -> Outcome:
+        data = {
+            "date": "2025-05-01",
+            "line": line,
+            "amount": amount,
+            "invoice_number": invoice,
+            "voucher": f"V-{invoice}",
+            **extra,
+        }
+        return self.engine.add_record(pid, "expenditure", data, actor=self.applicant)
+
+    def serve(self, pid: str, activities: int, person_times: int) -> Outcome:
+        data = {
+            "date": "2025-05-02",
+            "domain": "mental_health",
+            "activities": activities,
+            "person_times": person_times,
+        }
+        return self.engine.add_record(pid, "service", data, actor=self.applicant)
+
+    def evaluate(self, pid: str, stage: str, percent: int, **extra: Any) -> Outcome:
+        rubric = PERFORMANCE_ASSESSMENT if stage == "final" else MIDTERM_EVALUATION
+        data = {
+            "stage": stage,
+            "evaluator": "ev-1",
+            "organisation": "audit-co",
+            "rubric": rubric.id,
+            "rubric_version": 1,
+            "scores": rubric.proportional(percent),
+            **extra,
+        }
+        return self.engine.add_record(pid, "evaluation", data, actor=self.evaluator)
+
+    def midterm(self, pid: str) -> None:
+        self.evaluate(pid, "midterm", 85).raise_for_refusal()
+        self.engine.fire(pid, "pass_midterm", actor=self.treasurer).raise_for_refusal()
+
+    def assessed(self, percent: int = 85) -> str:
+        pid = self.contracted()
+        self.spend(pid, "30000.00", "INV-1").raise_for_refusal()
+        self.midterm(pid)
+        self.evaluate(pid, "final", percent).raise_for_refusal()
+        closeout = {"closeout": {"report": "final report"}}
+        self.engine.fire(pid, "assess", actor=self.evaluator, evidence=closeout).raise_for_refusal()
+        return pid
+
+
+def codes(outcome: Outcome) -> set[str]:
+    """Return the refusal codes of an outcome."""
+    return {r.code for r in outcome.refusals}
+
+
+@pytest.fixture
+def world() -> Iterator[World]:
+    clock = Clock()
+    with grantflow.open(clock=clock) as engine:
+        yield World(engine, clock).seed()
+
+
+def new_world(policy: Policy | None = None) -> World:
+    """Return a seeded world on a fresh in-memory engine (with `policy` when given)."""
+    clock = Clock()
+    return World(grantflow.open(clock=clock, policy=policy), clock).seed()
+
+
+@pytest.fixture
+def make_world() -> Callable[..., World]:
+    """Return a factory of fresh seeded worlds, for tests that need a custom policy."""
+    return new_world

@@ -1,0 +1,85 @@
+"""The default regime end to end: the main line to ``closed``, and rectification to a clawback."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from conftest import World
+
+
+import grantflow
+from grantflow.records import Clawback, Settlement
+from grantflow.rules import RuleBook
+from grantflow.rules.default import default_rules
+
+
+def test_open_uses_the_default_rules_and_a_bare_book_disables_them() -> None:
+    """`grantflow.open()` gates events with the default regime; ``rules=RuleBook()`` does not."""
+    applicant = grantflow.Actor(id="u", roles=frozenset({"applicant"}), organisation="o")
+    refused = grantflow.open().submit(actor=applicant, data={"title": "t"})
+    accepted = grantflow.open(rules=RuleBook()).submit(actor=applicant, data={"title": "t"})
+    assert (refused.accepted, accepted.accepted) == (False, True)
+    assert "eligibility.application" in {r.code for r in refused.refusals}
+    assert "review.quorum" in [getattr(r, "name", "") for r in default_rules().rules_for("approve")]
+
+
+def test_main_line_from_applied_to_closed(world: World) -> None:
+    """A realistic project is submitted, reviewed, signed, spends, evaluated, assessed, closed."""
+    engine = world.engine
+    pid = world.submit().raise_for_refusal().project_id
+    for n in (1, 2, 3, 4, 5):
+        world.review(pid, n, 70 + 4 * n).raise_for_refusal()
+    world.approve(pid, "100000.00").raise_for_refusal()
+    world.clock.advance(8)
+    world.sign(pid).raise_for_refusal()
+    world.spend(pid, "30000.00", "INV-001").raise_for_refusal()
+    world.spend(pid, "38000.00", "INV-002", line="personnel").raise_for_refusal()
+    world.serve(pid, 12, 800).raise_for_refusal()
+    world.midterm(pid)
+    later = {"activities": "8000.00", "experts": "5000.00", "training": "5000.00"}
+    later |= {"publicity": "5000.00", "administration": "4000.00"}
+    for n, (line, amount) in enumerate(later.items(), start=3):
+        world.spend(pid, amount, f"INV-00{n}", line=line).raise_for_refusal()
+    world.serve(pid, 20, 1500).raise_for_refusal()
+    world.evaluate(pid, "final", 86).raise_for_refusal()
+    closeout = {"closeout": {"report": "final report and ledgers"}}
+    engine.fire(pid, "assess", actor=world.evaluator, evidence=closeout).raise_for_refusal()
+    engine.fire(pid, "close", actor=world.treasurer).raise_for_refusal()
+
+    project = engine.get(pid)
+    settlement = Settlement.model_validate(dict(project.records_of("settlement")[0].data))
+    assert project.state == "closed"
+    assert project.data["grade"] == "good"
+    assert (project.data["activities"], project.data["person_times"]) == (32, 2300)
+    assert settlement.eligible == Decimal("95000.00")
+    assert settlement.disbursed == Decimal("100000.00")
+    assert settlement.surplus == Decimal("5000.00")
+    assert [e.event for e in engine.history(pid) if e.accepted][-1] == "close"
+    assert engine.verify().ok
+
+
+def test_rectification_then_termination_claws_back_unspent_money(world: World) -> None:
+    """A failed mid-term leads to rectification, a failed re-check to termination and a clawback."""
+    engine = world.engine
+    pid = world.contracted()
+    world.spend(pid, "12500.50", "INV-9").raise_for_refusal()
+    world.evaluate(pid, "midterm", 50).raise_for_refusal()
+    refused = engine.fire(pid, "pass_midterm", actor=world.treasurer)
+    assert "evaluation.midterm_grade" in world.codes(refused)
+    order = {"order": {"issues": ["ledgers missing"], "deadline": "2025-06-30"}}
+    engine.fire(
+        pid, "order_rectification", actor=world.evaluator, evidence=order
+    ).raise_for_refusal()
+    world.evaluate(pid, "recheck", 40).raise_for_refusal()
+    reason = {"reason": "failed re-check"}
+    engine.fire(pid, "terminate", actor=world.approver, evidence=reason).raise_for_refusal()
+
+    project = engine.get(pid)
+    clawback = Clawback.model_validate(dict(project.records_of("clawback")[0].data))
+    assert project.state == "terminated"
+    assert len(project.records_of("rectification_order")) == 1
+    assert clawback.disbursed == Decimal("40000.00")
+    assert clawback.amount == Decimal("27499.50")
+    assert engine.verify().ok
