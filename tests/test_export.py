@@ -87,7 +87,6 @@ def _portfolio() -> grantflow.Engine:
             "amount_awarded": Decimal("100000.50"),
             "planned_start": "2026-04-01",
             "planned_end": "2027-03-31",
-            "term_months": 12,
             "location": "Shenzhen",
         }
         engine.submit(actor=APPLICANT, project_id=pid, data=data)
@@ -144,11 +143,7 @@ def test_grant_mapping_follows_the_domain_spec() -> None:
     ]
     assert closed["fundingOrganization"] == [{"id": "CN-USCC-81", "name": "市总工会"}]
     assert closed["plannedDates"] == [
-        {
-            "startDate": "2026-04-01T00:00:00+08:00",
-            "endDate": "2027-03-31T00:00:00+08:00",
-            "duration": 12,
-        }
+        {"startDate": "2026-04-01T00:00:00+08:00", "endDate": "2027-03-31T00:00:00+08:00"}
     ]
     assert closed["beneficiaryLocation"] == [{"name": "Shenzhen", "countryCode": "CN"}]
     assert "amountDisbursed" not in by_id["360G-grantflow-p-contracted"]

@@ -82,7 +82,6 @@ CSV_COLUMNS = (
     "Award Date",
     "Planned Dates:Start Date",
     "Planned Dates:End Date",
-    "Planned Dates:Duration (months)",
     "Recipient Org:Identifier",
     "Recipient Org:Name",
     "Funding Org:Identifier",
@@ -209,7 +208,7 @@ def grant(
     if project.state not in AWARDED_STATES:
         return None
     awarded_at = _award_time(engine, project.id)
-    awarded = _money(_first(project.data, "amount_awarded", "contract_amount"))
+    awarded = _money(project.data.get("amount_awarded"))
     recipient = _organisation(engine, "provider", project.data.get("provider"), options)
     funder = _organisation(engine, "hub", project.data.get("hub"), options)
     if awarded_at is None or awarded is None or recipient is None or funder is None:
@@ -237,7 +236,9 @@ def _optional(engine: Engine, project: Project) -> dict[str, Any]:
     applied = _money(data.get("amount_requested"))
     if applied is not None:
         out["amountAppliedFor"] = applied
-    disbursed = _disbursed(project)
+    disbursed = _money(data.get("amount_disbursed"))
+    if disbursed is None:
+        disbursed = _disbursed(project)
     if disbursed is not None:
         out["amountDisbursed"] = disbursed
     planned = _planned(data)
@@ -258,16 +259,12 @@ def _optional(engine: Engine, project: Project) -> dict[str, Any]:
 
 
 def _planned(data: Mapping[str, Any]) -> dict[str, Any]:
-    planned: dict[str, Any] = {}
-    start, end = _day(data.get("planned_start")), _day(data.get("planned_end"))
-    if start:
-        planned["startDate"] = start
-    if end:
-        planned["endDate"] = end
-    months = data.get("term_months")
-    if isinstance(months, int) and not isinstance(months, bool) and months >= 0:
-        planned["duration"] = months
-    return planned if start else {}
+    """Return the contracted term when signed, else the dates planned in the application."""
+    start = _day(_first(data, "term_start", "planned_start"))
+    end = _day(_first(data, "term_end", "planned_end"))
+    if not start:
+        return {}
+    return {"startDate": start, "endDate": end} if end else {"startDate": start}
 
 
 def _programme(engine: Engine, data: Mapping[str, Any]) -> dict[str, str] | None:
@@ -392,7 +389,6 @@ def _flatten(record: Mapping[str, Any]) -> list[str]:
         record["awardDate"],
         planned.get("startDate"),
         planned.get("endDate"),
-        planned.get("duration"),
         recipient.get("id"),
         recipient.get("name"),
         funder.get("id"),

@@ -6,7 +6,6 @@ import csv
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, TextIO
@@ -24,6 +23,7 @@ from grantflow.cli._common import (
     open_engine,
     stderr,
 )
+from grantflow.portfolio import SERVICE_DIMENSIONS, Portfolio
 from grantflow.states import to_dot, to_mermaid
 
 __all__ = ["diagram", "export", "report"]
@@ -62,39 +62,26 @@ class DiagramFormat(StrEnum):
     dot = "dot"
 
 
-_COLUMNS = ("group", "projects", "awarded")
-
-
-def _group_of(project: grantflow.Project, by: GroupBy) -> str:
-    if by is GroupBy.state:
-        return project.state
-    if by is GroupBy.year:
-        return str(project.created_at.year)
-    value = project.data.get(by.value)
-    return str(value) if value not in (None, "") else "(none)"
-
-
-def _money(value: object) -> Decimal:
-    try:
-        return Decimal(str(value)) if value not in (None, "") else Decimal("0.00")
-    except ArithmeticError:
-        return Decimal("0.00")
-
-
 def portfolio_rows(engine: grantflow.Engine, by: GroupBy) -> list[dict[str, object]]:
-    """Count projects and sum awarded amounts per group, streaming over the projects."""
-    counts: dict[str, int] = {}
-    awarded: dict[str, Decimal] = {}
-    for project in engine.store.projects():
-        group = _group_of(project, by)
-        counts[group] = counts.get(group, 0) + 1
-        amount = _money(project.data.get("amount_awarded"))
-        if project.state in exporting.AWARDED_STATES:
-            awarded[group] = awarded.get(group, Decimal("0.00")) + amount
-    return [
-        {"group": g, "projects": counts[g], "awarded": awarded.get(g, Decimal("0.00"))}
-        for g in sorted(counts)
-    ]
+    """Return one row per group: projects, money, and services where they group alike."""
+    portfolio = Portfolio(engine)
+    services = {}
+    if by.value in SERVICE_DIMENSIONS:
+        services = {s.key: s for s in portfolio.services(by.value)}  # type: ignore[arg-type]
+    rows: list[dict[str, object]] = []
+    for total in portfolio.totals(by.value):
+        row: dict[str, object] = {
+            by.value: total.key,
+            "projects": total.projects,
+            "awarded": total.awarded,
+            "disbursed": total.disbursed,
+        }
+        if by.value in SERVICE_DIMENSIONS:
+            served = services.get(total.key)
+            row["activities"] = served.activities if served else 0
+            row["person_times"] = served.person_times if served else 0
+        rows.append(row)
+    return rows
 
 
 @guarded
@@ -109,15 +96,18 @@ def report(
     """Report the portfolio by state, hub, brand, domain or year."""
     with open_engine(db) as engine:
         rows = portfolio_rows(engine, by)
+    columns = [by.value, "projects", "awarded", "disbursed"]
+    if by.value in SERVICE_DIMENSIONS:
+        columns += ["activities", "person_times"]
     if as_json or fmt is ReportFormat.json:
         emit_json({"by": by.value, "rows": rows})
     elif fmt is ReportFormat.csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow([by.value, "projects", "awarded"])
-        writer.writerows([[r["group"], r["projects"], r["awarded"]] for r in rows])
+        writer.writerow(columns)
+        writer.writerows([[row[c] for c in columns] for row in rows])
     else:
-        table_rows = [[r["group"], r["projects"], r["awarded"]] for r in rows]
-        emit_table(f"projects by {by.value}", [by.value, "projects", "awarded"], table_rows)
+        table_rows = [[row[c] for c in columns] for row in rows]
+        emit_table(f"projects by {by.value}", columns, table_rows)
 
 
 @contextmanager
