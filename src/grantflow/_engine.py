@@ -561,6 +561,12 @@ class Engine:
         project = replay(upto)
         return project.state if project else None
 
+    def counts_at(self, when: datetime) -> dict[str, int]:
+        """Return how many projects were in each state at `when` (states with none omitted)."""
+        if not isinstance(when, datetime) or when.tzinfo is None:
+            raise InvalidInput("when must be a timezone-aware datetime", field="when")
+        return self._store.counts_at(when.astimezone(UTC))
+
     # -- internals -----------------------------------------------------------------------
 
     def _now(self) -> datetime:
@@ -820,9 +826,11 @@ class Engine:
             return Problem(project_id=project_id, seq=1, reason="project has no audit chain")
         last = chain[-1]
         if (project.version, project.head) != (last.seq, last.hash):
+            # Same length: the last entry differs; else the first entry one side lacks.
+            same = project.version == last.seq
             return Problem(
                 project_id=project_id,
-                seq=project.version,
+                seq=last.seq if same else min(project.version, last.seq) + 1,
                 reason=f"project row at version {project.version}, chain ends at {last.seq}",
             )
         rebuilt = replay(chain)

@@ -78,5 +78,20 @@ def _store(url: object, options: dict[str, Any]) -> Store:
             raise InvalidInput(f"options {sorted(options)} do not apply to the memory store")
         return MemoryStore()
     if isinstance(url, MemoryStore):
+        if options:
+            raise InvalidInput(f"options {sorted(options)} do not apply to the memory store")
         return url
-    raise StoreError(f"no store for {url!r}: SQL stores are not built yet")
+    # Imported here: SQLAlchemy and the table definitions load only when a database is used.
+    import sqlalchemy
+
+    from grantflow.persistence.sql import SqlStore
+
+    if isinstance(url, SqlStore):
+        if options:
+            raise InvalidInput(f"options {sorted(options)} do not apply to an open store")
+        return url
+    if isinstance(url, str | sqlalchemy.Engine):
+        return SqlStore.open(url, **options)
+    if isinstance(url, Store):
+        return url
+    raise StoreError(f"no store for {url!r}: pass a database URL, a sqlalchemy.Engine or a Store")

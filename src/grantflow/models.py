@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from grantflow._canonical import plain
 from grantflow.errors import TransitionRefused
 
 __all__ = [
@@ -39,6 +40,11 @@ Identifier = Annotated[
     StringConstraints(min_length=1, max_length=128, strip_whitespace=False),
     AfterValidator(_no_control_chars),
 ]
+
+
+#: A JSON object payload, normalised to plain JSON types (dicts, lists, strings for decimals
+#: and times) so that a value loaded back from any store equals the value written.
+JsonObject = Annotated[Mapping[str, Any], AfterValidator(plain)]
 
 
 class _Frozen(BaseModel):
@@ -107,7 +113,7 @@ class Record(_Frozen):
 
     kind: Identifier
     id: Identifier
-    data: Mapping[str, Any] = Field(default_factory=dict)
+    data: JsonObject = Field(default_factory=dict)
     seq: int = 0
 
 
@@ -122,7 +128,7 @@ class Project(_Frozen):
     state: str
     version: int
     head: str
-    data: Mapping[str, Any] = Field(default_factory=dict)
+    data: JsonObject = Field(default_factory=dict)
     records: tuple[Record, ...] = ()
     created_at: datetime
     updated_at: datetime
@@ -141,7 +147,7 @@ class Entity(_Frozen):
     kind: Identifier
     id: Identifier
     parent: Identifier | None = None
-    data: Mapping[str, Any] = Field(default_factory=dict)
+    data: JsonObject = Field(default_factory=dict)
 
 
 AuditKind = Literal["submit", "fire", "record", "migrate"]
@@ -163,10 +169,10 @@ class AuditEntry(_Frozen):
     accepted: bool
     actor: Actor
     at: datetime
-    evidence: Mapping[str, Any] = Field(default_factory=dict)
+    evidence: JsonObject = Field(default_factory=dict)
     refusals: tuple[Refusal, ...] = ()
     records: tuple[Record, ...] = ()
-    data: Mapping[str, Any] = Field(default_factory=dict)
+    data: JsonObject = Field(default_factory=dict)
     prev_hash: str
     hash: str
 

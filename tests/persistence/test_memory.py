@@ -5,11 +5,14 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime
 
+import pytest
+
 import grantflow
 from grantflow import Actor
 from grantflow.models import Entity
 from grantflow.persistence import MemoryStore, Store
 from grantflow.rules import RuleBook
+from grantflow.testing.store_contract import StoreContract
 
 APPLICANT = Actor(id="org-1", roles=frozenset({"applicant"}))
 PURCHASER = Actor(id="s", roles=frozenset({"purchaser"}))
@@ -82,3 +85,11 @@ def test_checkpoint_leaves_are_kept() -> None:
     cp = engine.checkpoint()
     assert store.checkpoint_leaves(cp.id) == [(pid, 1, engine.get(pid).head)]
     assert store.checkpoint_leaves("nope") is None
+
+
+class TestMemoryStoreContract(StoreContract):
+    """The store contract on the in-memory reference store."""
+
+    @pytest.fixture
+    def store(self) -> MemoryStore:
+        return MemoryStore()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from grantflow.audit import GENESIS, Checkpoint
-from grantflow.errors import ConcurrencyError, ProjectExists
+from grantflow.errors import ConcurrencyError, GrantflowError, ProjectExists
 from grantflow.models import AuditEntry, Entity, Project, Record
 from grantflow.persistence._memory_jobs import MemoryJobs
 from grantflow.persistence._protocol import Change, Leaf
@@ -82,6 +83,18 @@ class MemoryStore(MemoryJobs):
             and all(p.data.get(k) == v for k, v in data_equals.items())
         )
 
+    def counts_at(self, when: datetime) -> dict[str, int]:
+        """Count projects by state as of `when`, from the chains."""
+        counts: dict[str, int] = {}
+        for chain in list(self._chains.values()):
+            state = None
+            for entry in chain:
+                if entry.accepted and entry.at <= when and entry.to_state is not None:
+                    state = entry.to_state
+            if state is not None:
+                counts[state] = counts.get(state, 0) + 1
+        return counts
+
     def get_entity(self, kind: str, entity_id: str) -> Entity | None:
         """Return one entity, or ``None``."""
         return self._entities.get((kind, entity_id))
@@ -110,6 +123,19 @@ class MemoryStore(MemoryJobs):
         """Apply `change` atomically (compare-and-set under the lock)."""
         with self._lock:
             self._apply_one(change, 0)
+
+    def commit_many(self, changes: Sequence[Change]) -> list[GrantflowError | None]:
+        """Apply `changes` in order under one lock; report per change ``None`` or its error."""
+        results: list[GrantflowError | None] = []
+        with self._lock:
+            for index, change in enumerate(changes):
+                try:
+                    self._apply_one(change, index)
+                except (ConcurrencyError, ProjectExists) as exc:
+                    results.append(exc)
+                else:
+                    results.append(None)
+        return results
 
     def _apply_all(self, changes: Sequence[Change]) -> None:
         """Apply every change or none (the caller holds the lock)."""

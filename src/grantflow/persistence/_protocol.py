@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from grantflow.audit import Checkpoint
+from grantflow.errors import GrantflowError
 from grantflow.models import AuditEntry, Entity, Project, Record
 
 __all__ = ["Change", "Leaf", "Store", "StoreReader"]
@@ -70,6 +72,10 @@ class StoreReader(Protocol):
         """Count projects whose data has all of `data_equals` and whose state is not excluded."""
         ...
 
+    def counts_at(self, when: datetime) -> dict[str, int]:
+        """Count projects by state as of `when` (from the audit chains; absent states omitted)."""
+        ...
+
     def get_entity(self, kind: str, entity_id: str) -> Entity | None:
         """Return one reference-data entity, or ``None``."""
         ...
@@ -89,6 +95,15 @@ class Store(StoreReader, Protocol):
         Raises `ConcurrencyError` when the project moved on since the decision (state or
         version differ, or the sequence number is taken), `ProjectExists` when a
         submission's id is already used.
+        """
+        ...
+
+    def commit_many(self, changes: Sequence[Change]) -> list[GrantflowError | None]:
+        """Apply `changes` in order in one transaction; return per change ``None`` or its error.
+
+        Each change is compare-and-set on its own: one that lost its race
+        (`ConcurrencyError`) or whose id is taken (`ProjectExists`) is skipped and
+        reported; the others are committed together.
         """
         ...
 

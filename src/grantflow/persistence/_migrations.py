@@ -1,0 +1,117 @@
+"""Schema versions: an ordered list of migrations, each run in a transaction and recorded.
+
+The ``schema_version`` table holds one row per applied migration. Opening a store
+compares its highest version with `SCHEMA_VERSION`; `upgrade` applies the missing
+migrations in order, under a lock (SQLite ``BEGIN IMMEDIATE``; a PostgreSQL advisory
+lock), so two processes upgrading at once apply each migration exactly once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, func, insert, inspect, select, text
+from sqlalchemy.schema import CreateSchema
+
+from grantflow.errors import SchemaVersionError
+from grantflow.persistence._schema import Tables
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Migration", "apply_pending", "check", "current_version"]
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema change: the version it produces, what it does, and the function doing it."""
+
+    version: int
+    description: str
+    apply: Callable[[Connection, Tables], None]
+
+
+def _v1(conn: Connection, t: Tables) -> None:
+    t.metadata.create_all(
+        conn,
+        tables=[t.projects, t.audit, t.records, t.entities, t.checkpoints, t.checkpoint_leaves],
+    )
+
+
+def _v2(conn: Connection, t: Tables) -> None:
+    t.metadata.create_all(conn, tables=[t.idempotency])
+
+
+#: Every migration, oldest first; append, never edit a released one.
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "projects, audit chain, records, entities, checkpoints", _v1),
+    Migration(2, "idempotency records for bulk runs", _v2),
+)
+#: The schema version this grantflow reads and writes.
+SCHEMA_VERSION = MIGRATIONS[-1].version
+
+
+def current_version(conn: Connection, t: Tables) -> int | None:
+    """Return the database's schema version, or ``None`` if it has no grantflow schema."""
+    if not inspect(conn).has_table(t.schema_version.name, schema=t.schema):
+        return None
+    found = conn.execute(select(func.max(t.schema_version.c.version))).scalar()
+    return int(found) if found is not None else None
+
+
+def check(found: int | None, *, create_hint: bool) -> None:
+    """Raise `SchemaVersionError` unless `found` is `SCHEMA_VERSION`."""
+    if found == SCHEMA_VERSION:
+        return
+    if found is None:
+        hint = "open it with create=True or run `grantflow db upgrade`" if create_hint else ""
+        raise SchemaVersionError(
+            f"the database has no grantflow schema; {hint or 'run `grantflow db upgrade`'}",
+            found=None,
+            expected=SCHEMA_VERSION,
+        )
+    if found < SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"the database schema is at version {found}, this grantflow needs "
+            f"{SCHEMA_VERSION}: back the database up, then run `grantflow db upgrade`",
+            found=found,
+            expected=SCHEMA_VERSION,
+        )
+    raise SchemaVersionError(
+        f"the database schema is at version {found}, newer than this grantflow "
+        f"({SCHEMA_VERSION}) understands: upgrade the grantflow package; refusing to open",
+        found=found,
+        expected=SCHEMA_VERSION,
+    )
+
+
+def apply_pending(conn: Connection, t: Tables) -> int:
+    """Apply the missing migrations inside the caller's write transaction; return the version.
+
+    Raises `SchemaVersionError` if the database is newer than this grantflow.
+    """
+    if conn.dialect.name == "postgresql":
+        if t.schema is not None:
+            conn.execute(CreateSchema(t.schema, if_not_exists=True))
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key(t)})
+    t.metadata.create_all(conn, tables=[t.schema_version])
+    found = current_version(conn, t) or 0
+    if found > SCHEMA_VERSION:
+        check(found, create_hint=False)
+    for migration in MIGRATIONS:
+        if migration.version <= found:
+            continue
+        migration.apply(conn, t)
+        conn.execute(
+            insert(t.schema_version).values(
+                version=migration.version,
+                description=migration.description,
+                applied_at=datetime.now(UTC),
+            )
+        )
+    return SCHEMA_VERSION
+
+
+def _lock_key(t: Tables) -> int:
+    digest = hashlib.sha256(f"grantflow:{t.schema}:{t.prefix}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)

@@ -1,0 +1,247 @@
+"""Table definitions (SQLModel) and their copy under a host's table prefix and schema.
+
+The SQLModel classes below live in a private registry, so they never mix with a host
+application's own SQLModel metadata. `build_tables` copies them into a fresh `MetaData`
+with the configured prefix and schema; the rest of the SQL store only sees that copy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Dialect,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    TypeDecorator,
+)
+from sqlalchemy.dialects.postgresql import JSONB, VARCHAR
+from sqlalchemy.orm import registry
+from sqlalchemy.sql.schema import RETAIN_SCHEMA
+from sqlmodel import Field, SQLModel
+
+from grantflow.errors import InvalidInput
+
+__all__ = ["Tables", "UTCDateTime", "build_tables"]
+
+#: Identifiers compare byte-wise everywhere (``COLLATE "C"`` on PostgreSQL), so SQL
+#: ``ORDER BY id`` agrees with Python's ``sorted`` and with the memory store.
+_ID = String(128).with_variant(VARCHAR(128, collation="C"), "postgresql")
+_NAME = String(160)
+_HASH = String(64)
+_JSON = JSON().with_variant(JSONB(), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime with microseconds, identical after a round trip.
+
+    SQLite has no time zone type: values are stored as naive UTC text and come back
+    marked UTC. PostgreSQL stores ``timestamptz``; values come back converted to UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Refuse naive datetimes; hand SQLite naive UTC and PostgreSQL aware UTC."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise InvalidInput("datetime must be timezone-aware", field="at")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Return the stored instant as an aware UTC datetime."""
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class _Row(SQLModel, registry=registry()):
+    """Base of grantflow's table classes, in a registry of their own."""
+
+
+class SchemaVersionRow(_Row, table=True):
+    """One applied migration: the schema version it reached and when."""
+
+    __tablename__ = "schema_version"
+    version: int = Field(
+        primary_key=True, sa_type=Integer, sa_column_kwargs={"autoincrement": False}
+    )
+    description: str = Field(sa_type=String(200))
+    applied_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class ProjectRow(_Row, table=True):
+    """The current snapshot of a project; (state, version) is the compare-and-set token."""
+
+    __tablename__ = "projects"
+    id: str = Field(primary_key=True, sa_type=_ID)
+    state: str = Field(sa_type=_ID)
+    version: int = Field(sa_type=Integer)
+    head: str = Field(sa_type=_HASH)
+    data: dict[str, Any] = Field(sa_type=_JSON)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class AuditRow(_Row, table=True):
+    """One audit entry; the primary key is the ``UNIQUE(project_id, seq)`` of the chain.
+
+    No foreign key to the projects: a refused submission leaves a chain without a project.
+    """
+
+    __tablename__ = "audit"
+    project_id: str = Field(primary_key=True, sa_type=_ID)
+    seq: int = Field(primary_key=True, sa_type=Integer, sa_column_kwargs={"autoincrement": False})
+    kind: str = Field(sa_type=String(16))
+    event: str = Field(sa_type=_NAME)
+    from_state: str | None = Field(default=None, sa_type=_ID, nullable=True)
+    to_state: str | None = Field(default=None, sa_type=_ID, nullable=True)
+    accepted: bool = Field(sa_type=Boolean)
+    actor: dict[str, Any] = Field(sa_type=_JSON)
+    at: datetime = Field(sa_type=UTCDateTime)
+    evidence: dict[str, Any] = Field(sa_type=_JSON)
+    refusals: list[Any] = Field(sa_type=_JSON)
+    records: list[Any] = Field(sa_type=_JSON)
+    data: dict[str, Any] = Field(sa_type=_JSON)
+    prev_hash: str = Field(sa_type=_HASH)
+    hash: str = Field(sa_type=_HASH)
+
+
+class RecordRow(_Row, table=True):
+    """A project record; `seq` is the audit entry that added it, `pos` its place there."""
+
+    __tablename__ = "records"
+    project_id: str = Field(primary_key=True, sa_type=_ID)
+    kind: str = Field(primary_key=True, sa_type=_ID)
+    id: str = Field(primary_key=True, sa_type=_ID)
+    seq: int = Field(sa_type=Integer)
+    pos: int = Field(sa_type=Integer)
+    data: dict[str, Any] = Field(sa_type=_JSON)
+
+
+class EntityRow(_Row, table=True):
+    """Reference data: hubs, providers, calls, brands, people."""
+
+    __tablename__ = "entities"
+    kind: str = Field(primary_key=True, sa_type=_ID)
+    id: str = Field(primary_key=True, sa_type=_ID)
+    parent: str | None = Field(default=None, sa_type=_ID, nullable=True)
+    data: dict[str, Any] = Field(sa_type=_JSON)
+
+
+class CheckpointRow(_Row, table=True):
+    """A portfolio checkpoint: a Merkle root over chain heads."""
+
+    __tablename__ = "checkpoints"
+    id: str = Field(primary_key=True, sa_type=_HASH)
+    at: datetime = Field(sa_type=UTCDateTime)
+    size: int = Field(sa_type=Integer)
+    root: str = Field(sa_type=_HASH)
+
+
+class CheckpointLeafRow(_Row, table=True):
+    """One chain head covered by a checkpoint, in Merkle leaf order."""
+
+    __tablename__ = "checkpoint_leaves"
+    checkpoint_id: str = Field(primary_key=True, sa_type=_HASH)
+    pos: int = Field(primary_key=True, sa_type=Integer, sa_column_kwargs={"autoincrement": False})
+    project_id: str = Field(sa_type=_ID)
+    seq: int = Field(sa_type=Integer)
+    head: str = Field(sa_type=_HASH)
+
+
+class IdempotencyRow(_Row, table=True):
+    """A bulk run's idempotency key: its input digest, status, result and lease."""
+
+    __tablename__ = "idempotency"
+    key: str = Field(primary_key=True, sa_type=String(256))
+    input_digest: str = Field(sa_type=_HASH)
+    status: str = Field(sa_type=String(16))
+    result: dict[str, Any] | None = Field(default=None, sa_type=_JSON, nullable=True)
+    lease_owner: str | None = Field(default=None, sa_type=String(128), nullable=True)
+    lease_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+_MODELS: tuple[type[_Row], ...] = (
+    SchemaVersionRow,
+    ProjectRow,
+    AuditRow,
+    RecordRow,
+    EntityRow,
+    CheckpointRow,
+    CheckpointLeafRow,
+    IdempotencyRow,
+)
+
+
+@dataclass(frozen=True)
+class Tables:
+    """grantflow's tables under one prefix and schema."""
+
+    metadata: MetaData
+    prefix: str
+    schema: str | None
+    schema_version: Table
+    projects: Table
+    audit: Table
+    records: Table
+    entities: Table
+    checkpoints: Table
+    checkpoint_leaves: Table
+    idempotency: Table
+
+
+def build_tables(prefix: str = "grantflow_", schema: str | None = None) -> Tables:
+    """Copy the table definitions under `prefix` and `schema` into a fresh `MetaData`."""
+    if not prefix.replace("_", "").isalnum() and prefix != "":
+        raise InvalidInput(
+            f"table_prefix {prefix!r} must be letters, digits and underscores", field="table_prefix"
+        )
+    metadata = MetaData(schema=schema)
+    copied: dict[str, Table] = {}
+    for model in _MODELS:
+        source: Table = model.__table__  # type: ignore[attr-defined]
+        copied[source.name] = source.to_metadata(
+            metadata, schema=schema or RETAIN_SCHEMA, name=prefix + source.name
+        )
+    records, leaves = copied["records"], copied["checkpoint_leaves"]
+    records.append_constraint(
+        ForeignKeyConstraint(
+            ["project_id"], [copied["projects"].c.id], name=f"{prefix}records_project_fk"
+        )
+    )
+    leaves.append_constraint(
+        ForeignKeyConstraint(
+            ["checkpoint_id"], [copied["checkpoints"].c.id], name=f"{prefix}leaves_checkpoint_fk"
+        )
+    )
+    # Index names are per schema in PostgreSQL: prefix them like the tables.
+    Index(f"{prefix}ix_records_kind", records.c.kind)
+    Index(f"{prefix}ix_entities_parent", copied["entities"].c.kind, copied["entities"].c.parent)
+    return Tables(
+        metadata=metadata,
+        prefix=prefix,
+        schema=schema,
+        schema_version=copied["schema_version"],
+        projects=copied["projects"],
+        audit=copied["audit"],
+        records=records,
+        entities=copied["entities"],
+        checkpoints=copied["checkpoints"],
+        checkpoint_leaves=leaves,
+        idempotency=copied["idempotency"],
+    )

@@ -1,0 +1,441 @@
+"""`SqlStore`: the store protocol on SQLite or PostgreSQL (see `grantflow.persistence.sql`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    select,
+    union,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from grantflow.audit import GENESIS, Checkpoint
+from grantflow.errors import GrantflowError, InvalidInput
+from grantflow.models import AuditEntry, Entity, Project, Record
+from grantflow.persistence._migrations import apply_pending, check, current_version
+from grantflow.persistence._protocol import Change, Leaf
+from grantflow.persistence._schema import Tables, build_tables
+from grantflow.persistence._sqlconn import Connector, Synchronous
+from grantflow.persistence._sqlwrite import Partial, Writer
+
+__all__ = ["SqlStore", "connector_for"]
+
+_PAGE = 500
+
+
+def connector_for(
+    url_or_engine: str | sqlalchemy.Engine,
+    *,
+    synchronous: Synchronous = "FULL",
+    busy_timeout: float = 10.0,
+    allow_network_filesystem: bool = False,
+    engine_options: Mapping[str, Any] | None = None,
+) -> Connector:
+    """Return a `Connector` on a URL (a new engine, owned) or a host's engine (borrowed)."""
+    if isinstance(url_or_engine, sqlalchemy.Engine):
+        engine, owned = url_or_engine, False
+    elif isinstance(url_or_engine, str):
+        engine, owned = sqlalchemy.create_engine(url_or_engine, **dict(engine_options or {})), True
+    else:
+        raise InvalidInput(
+            f"expected a database URL or a sqlalchemy.Engine, not {type(url_or_engine).__name__}",
+            field="url",
+        )
+    try:
+        connector = Connector(
+            engine,
+            owned=owned,
+            synchronous=synchronous,
+            busy_timeout=busy_timeout,
+            allow_network_filesystem=allow_network_filesystem,
+        )
+        if connector.dialect == "sqlite":
+            with connector.connect() as conn:
+                # WAL is a property of the database file: readers never block the writer.
+                conn.exec_driver_sql("PRAGMA journal_mode = WAL")
+    except BaseException:
+        if owned:
+            engine.dispose()
+        raise
+    return connector
+
+
+class SqlStore:
+    """Projects, audit chains, records and checkpoints in SQLite or PostgreSQL.
+
+    Open one with `SqlStore.open` (or `grantflow.open(url)`). Each `commit` is one
+    transaction: a compare-and-set ``UPDATE``, the audit row and the records.
+    """
+
+    def __init__(self, connector: Connector, tables: Tables) -> None:
+        self._db = connector
+        self._t = tables
+        self._writer = Writer(tables, connector.engine.dialect, connector.integrity_error)
+
+    @classmethod
+    def open(
+        cls,
+        url_or_engine: str | sqlalchemy.Engine,
+        *,
+        table_prefix: str = "grantflow_",
+        schema: str | None = None,
+        create: bool = True,
+        synchronous: Synchronous = "FULL",
+        busy_timeout: float = 10.0,
+        allow_network_filesystem: bool = False,
+        engine_options: Mapping[str, Any] | None = None,
+    ) -> SqlStore:
+        """Open (and with `create`, initialise) grantflow's tables in a database.
+
+        Args:
+            url_or_engine: a SQLAlchemy URL (``sqlite:///grants.db``,
+                ``postgresql+psycopg://user@host/db``) or a host application's
+                `sqlalchemy.Engine` (grantflow then never disposes it).
+            table_prefix: prefix of every table name, so the tables sit beside a host's.
+            schema: PostgreSQL schema holding the tables (created when `create`).
+            create: create the tables in a database that has none. An existing schema of
+                another version is never changed here: see `upgrade`.
+            synchronous: SQLite ``synchronous`` pragma: ``"FULL"`` (default; a commit
+                survives power loss) or ``"NORMAL"`` (faster; in WAL mode the last
+                commits may be lost on power loss, never corrupted).
+            busy_timeout: seconds a SQLite writer waits for another one.
+            allow_network_filesystem: open a SQLite file on NFS/SMB anyway (with a
+                `StorageWarning`) instead of refusing.
+            engine_options: keyword arguments for `sqlalchemy.create_engine`.
+
+        Raises:
+            SchemaVersionError: the database schema is older (run ``grantflow db
+                upgrade``) or newer than this grantflow, or missing and not `create`.
+            StoreError: unsupported database, or a SQLite file on a network file system.
+        """
+        connector = connector_for(
+            url_or_engine,
+            synchronous=synchronous,
+            busy_timeout=busy_timeout,
+            allow_network_filesystem=allow_network_filesystem,
+            engine_options=engine_options,
+        )
+        try:
+            if schema is not None and connector.dialect == "sqlite":
+                raise InvalidInput("schema= applies to PostgreSQL only", field="schema")
+            tables = build_tables(table_prefix, schema)
+            with connector.connect() as conn:
+                found = current_version(conn, tables)
+            if found is None and create:
+                found = connector.write(lambda conn: apply_pending(conn, tables))
+            check(found, create_hint=not create)
+        except BaseException:
+            connector.dispose()
+            raise
+        return cls(connector, tables)
+
+    def __repr__(self) -> str:
+        url = self._db.engine.url.render_as_string(hide_password=True)
+        return f"SqlStore({url!r}, table_prefix={self._t.prefix!r}, schema={self._t.schema!r})"
+
+    @property
+    def engine(self) -> sqlalchemy.Engine:
+        """The SQLAlchemy engine the store uses."""
+        return self._db.engine
+
+    @property
+    def tables(self) -> Tables:
+        """Grantflow's tables under this store's prefix and schema."""
+        return self._t
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def load(self, project_id: str) -> Project | None:
+        """Return the project with its records (one query), or ``None``."""
+        p, r = self._t.projects, self._t.records
+        stmt = (
+            select(p, r.c.kind, r.c.id.label("record_id"), r.c.data.label("record_data"), r.c.seq)
+            .select_from(p.outerjoin(r, r.c.project_id == p.c.id))
+            .where(p.c.id == project_id)
+            .order_by(r.c.seq, r.c.pos)
+        )
+        with self._db.connect() as conn:
+            rows = conn.execute(stmt).all()
+        if not rows:
+            return None
+        first = rows[0]
+        records = tuple(
+            Record(kind=row.kind, id=row.record_id, data=row.record_data, seq=row.seq)
+            for row in rows
+            if row.kind is not None
+        )
+        return _project(first, records)
+
+    def chain_tip(self, project_id: str) -> tuple[int, str]:
+        """Return (last seq, last hash) of the chain; (0, GENESIS) if there is none."""
+        a = self._t.audit
+        stmt = (
+            select(a.c.seq, a.c.hash)
+            .where(a.c.project_id == project_id)
+            .order_by(a.c.seq.desc())
+            .limit(1)
+        )
+        with self._db.connect() as conn:
+            row = conn.execute(stmt).first()
+        return (0, GENESIS) if row is None else (int(row.seq), str(row.hash))
+
+    def entries(self, project_id: str) -> Iterator[AuditEntry]:
+        """Yield the chain's entries in sequence order."""
+        a = self._t.audit
+        stmt = select(a).where(a.c.project_id == project_id).order_by(a.c.seq)
+        with self._db.connect() as conn:
+            rows = conn.execute(stmt).mappings().all()
+        for row in rows:
+            yield AuditEntry.model_validate(dict(row))
+
+    def chain_ids(self) -> Iterator[str]:
+        """Yield, sorted, every id with a chain or a project row."""
+        stmt = union(select(self._t.audit.c.project_id), select(self._t.projects.c.id))
+        with self._db.connect() as conn:
+            ids = sorted(str(row[0]) for row in conn.execute(stmt))
+        yield from ids
+
+    def projects(self, *, state: str | None = None) -> Iterator[Project]:
+        """Yield projects in id order, without records, a page of rows at a time."""
+        p = self._t.projects
+        after: str | None = None
+        while True:
+            stmt = select(p).order_by(p.c.id).limit(_PAGE)
+            if state is not None:
+                stmt = stmt.where(p.c.state == state)
+            if after is not None:
+                stmt = stmt.where(p.c.id > after)
+            with self._db.connect() as conn:
+                rows = conn.execute(stmt).all()
+            for row in rows:
+                yield _project(row, ())
+            if len(rows) < _PAGE:
+                return
+            after = rows[-1].id
+
+    def find_records(
+        self, kind: str, field: str, values: Collection[str]
+    ) -> list[tuple[str, Record]]:
+        """Return (project id, record) for `kind` records with ``str(data[field])`` in `values`."""
+        wanted = sorted({str(v) for v in values})
+        if not wanted:
+            return []
+        r = self._t.records
+        as_text = cast(r.c.data[field].as_string(), String)
+        stmt = (
+            select(r.c.project_id, r.c.kind, r.c.id, r.c.data, r.c.seq)
+            .where(r.c.kind == kind, as_text.in_(wanted))
+            .order_by(r.c.project_id, r.c.seq, r.c.pos)
+        )
+        with self._db.connect() as conn:
+            rows = conn.execute(stmt).all()
+        return [
+            (row.project_id, Record(kind=row.kind, id=row.id, data=row.data, seq=row.seq))
+            for row in rows
+        ]
+
+    def count_projects(
+        self, data_equals: Mapping[str, Any], *, exclude_states: Collection[str] = ()
+    ) -> int:
+        """Count projects whose data has every key of `data_equals` equal (as JSON)."""
+        p = self._t.projects
+        conditions = [self._json_equals(key, value) for key, value in data_equals.items()]
+        if exclude_states:
+            conditions.append(p.c.state.not_in(sorted(exclude_states)))
+        stmt = select(func.count()).select_from(p).where(and_(True, *conditions))
+        with self._db.connect() as conn:
+            return int(conn.execute(stmt).scalar_one())
+
+    def counts_at(self, when: datetime) -> dict[str, int]:
+        """Count projects by state as of `when`, from the audit table alone."""
+        a = self._t.audit
+        last = (
+            select(a.c.project_id, func.max(a.c.seq).label("seq"))
+            .where(a.c.accepted.is_(True), a.c.at <= when)
+            .group_by(a.c.project_id)
+            .subquery()
+        )
+        stmt = (
+            select(a.c.to_state, func.count())
+            .select_from(
+                a.join(last, and_(a.c.project_id == last.c.project_id, a.c.seq == last.c.seq))
+            )
+            .group_by(a.c.to_state)
+        )
+        with self._db.connect() as conn:
+            return {str(state): int(n) for state, n in conn.execute(stmt) if state is not None}
+
+    def get_entity(self, kind: str, entity_id: str) -> Entity | None:
+        """Return one entity, or ``None``."""
+        e = self._t.entities
+        with self._db.connect() as conn:
+            row = conn.execute(select(e).where(e.c.kind == kind, e.c.id == entity_id)).first()
+        return None if row is None else _entity(row)
+
+    def entities(self, kind: str, *, parent: str | None = None) -> Iterator[Entity]:
+        """Yield the entities of `kind` (children of `parent` when given), in id order."""
+        e = self._t.entities
+        stmt = select(e).where(e.c.kind == kind).order_by(e.c.id)
+        if parent is not None:
+            stmt = stmt.where(e.c.parent == parent)
+        with self._db.connect() as conn:
+            rows = conn.execute(stmt).all()
+        for row in rows:
+            yield _entity(row)
+
+    def entry_hash_at(self, project_id: str, seq: int) -> str | None:
+        """Return the stored hash of entry `seq` of the chain, or ``None``."""
+        a = self._t.audit
+        stmt = select(a.c.hash).where(a.c.project_id == project_id, a.c.seq == seq)
+        with self._db.connect() as conn:
+            found = conn.execute(stmt).scalar()
+        return None if found is None else str(found)
+
+    def checkpoint_leaves(self, checkpoint_id: str) -> list[Leaf] | None:
+        """Return the chain heads a stored checkpoint covers, or ``None`` if unknown."""
+        c, leaf = self._t.checkpoints, self._t.checkpoint_leaves
+        stmt = (
+            select(c.c.id, leaf.c.project_id, leaf.c.seq, leaf.c.head)
+            .select_from(c.outerjoin(leaf, leaf.c.checkpoint_id == c.c.id))
+            .where(c.c.id == checkpoint_id)
+            .order_by(leaf.c.pos)
+        )
+        with self._db.connect() as conn:
+            rows = conn.execute(stmt).all()
+        if not rows:
+            return None
+        return [
+            (str(row.project_id), int(row.seq), str(row.head))
+            for row in rows
+            if row.project_id is not None
+        ]
+
+    # -- writes --------------------------------------------------------------------------
+
+    def commit(self, change: Change) -> None:
+        """Apply `change` in one transaction or not at all.
+
+        Raises:
+            ConcurrencyError: the project moved on (state, version or seq taken).
+            ProjectExists: a submission's id is already used.
+        """
+        try:
+            (error,) = self._db.write(lambda conn: self._apply(conn, [change], savepoints=False))
+        except Partial as partial:
+            raise partial.error from None
+        if error is not None:
+            raise error
+
+    def commit_many(self, changes: Sequence[Change]) -> list[GrantflowError | None]:
+        """Apply `changes` in one transaction; return per change ``None`` or its error.
+
+        Each change is its own compare-and-set: one that lost its race (or whose id is
+        taken) is reported and skipped, the others are committed together.
+        """
+        if not changes:
+            return []
+        try:
+            return self._db.write(lambda conn: self._apply(conn, changes, savepoints=False))
+        except Partial:
+            return self._db.write(lambda conn: self._apply(conn, changes, savepoints=True))
+
+    def put_entity(self, entity: Entity) -> None:
+        """Insert or replace an entity (keyed by kind and id)."""
+        e = self._t.entities
+        values = {
+            "kind": entity.kind,
+            "id": entity.id,
+            "parent": entity.parent,
+            "data": entity.data,
+        }
+        dialect_insert = postgresql.insert if self._db.dialect == "postgresql" else sqlite.insert
+        stmt = dialect_insert(e).values(values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[e.c.kind, e.c.id],
+            set_={"parent": stmt.excluded.parent, "data": stmt.excluded.data},
+        )
+        self._db.write(lambda conn: conn.execute(stmt))
+
+    def save_checkpoint(self, checkpoint: Checkpoint, leaves: Sequence[Leaf]) -> None:
+        """Store a checkpoint and the chain heads it covers, in one transaction."""
+        rows = [
+            {"checkpoint_id": checkpoint.id, "pos": i, "project_id": pid, "seq": seq, "head": head}
+            for i, (pid, seq, head) in enumerate(leaves)
+        ]
+
+        def work(conn: sqlalchemy.Connection) -> None:
+            conn.execute(
+                self._t.checkpoints.insert().values(
+                    id=checkpoint.id, at=checkpoint.at, size=checkpoint.size, root=checkpoint.root
+                )
+            )
+            if rows:
+                conn.execute(self._t.checkpoint_leaves.insert(), rows)
+
+        self._db.write(work)
+
+    def close(self) -> None:
+        """Dispose of the engine if the store created it (a host's engine is left alone)."""
+        self._db.dispose()
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _apply(
+        self, conn: sqlalchemy.Connection, changes: Sequence[Change], *, savepoints: bool
+    ) -> list[GrantflowError | None]:
+        cursor = conn.connection.cursor()
+        try:
+            return self._writer.apply(cursor, changes, savepoints=savepoints)
+        finally:
+            cursor.close()
+
+    def _json_equals(self, key: str, value: Any) -> ColumnElement[bool]:
+        column = self._t.projects.c.data
+        if '"' in key or "\\" in key:
+            raise InvalidInput("data keys may not contain quotes or backslashes", field="data")
+        encoded = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        if self._db.dialect == "postgresql":
+            return column[key] == cast(literal(encoded), postgresql.JSONB)
+        path = f'$."{key}"'
+        kind = func.json_type(column, path)
+        extracted = func.json_extract(column, path)
+        if value is None:
+            return kind == "null"
+        if isinstance(value, bool):
+            return kind == ("true" if value else "false")
+        if isinstance(value, int):
+            return and_(kind == "integer", extracted == value)
+        if isinstance(value, str):
+            return and_(kind == "text", extracted == value)
+        return case((kind.in_(["object", "array"]), func.json(extracted)), else_=None) == func.json(
+            encoded
+        )
+
+
+def _project(row: Any, records: tuple[Record, ...]) -> Project:
+    return Project(
+        id=row.id,
+        state=row.state,
+        version=row.version,
+        head=row.head,
+        data=row.data,
+        records=records,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _entity(row: Any) -> Entity:
+    return Entity(kind=row.kind, id=row.id, parent=row.parent, data=row.data)

@@ -1,0 +1,228 @@
+"""Connections for the SQL store: SQLite pragmas, write transactions, retries, fork safety.
+
+SQLite: every connection gets ``busy_timeout``, ``synchronous`` and ``foreign_keys``
+once; the database is put in WAL mode when opened. Write transactions start with
+``BEGIN IMMEDIATE`` so two writers queue on the busy timeout instead of deadlocking
+on a lock upgrade. pysqlite would emit its own deferred ``BEGIN``: for the duration of
+our transaction its ``isolation_level`` is ``None`` (the documented SQLAlchemy recipe,
+applied per transaction so a host's own engine keeps its behaviour).
+
+PostgreSQL: a transaction that fails with a serialization failure (40001) or a
+deadlock (40P01) is run again, at most `PG_RETRIES` times, after a jittered pause.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import sqlalchemy
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
+
+from grantflow.errors import InvalidInput, StoreError
+
+__all__ = [
+    "NETWORK_FILESYSTEMS",
+    "PG_RETRIES",
+    "Connector",
+    "StorageWarning",
+    "filesystem_type",
+]
+
+T = TypeVar("T")
+
+#: How often a PostgreSQL transaction is retried after a serialization failure/deadlock.
+PG_RETRIES = 5
+_RETRY_STATES = frozenset({"40001", "40P01"})
+_SQLITE_LOCK_RETRIES = 3
+#: File system types on which SQLite's locking cannot be trusted.
+NETWORK_FILESYSTEMS = frozenset(
+    {
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb",
+        "smb2",
+        "smb3",
+        "smbfs",
+        "9p",
+        "afs",
+        "ceph",
+        "glusterfs",
+        "lustre",
+        "gpfs",
+        "davfs",
+        "fuse.sshfs",
+        "fuse.glusterfs",
+        "fuse.rclone",
+    }
+)
+Synchronous = Literal["FULL", "NORMAL"]
+
+
+class StorageWarning(UserWarning):
+    """The store works, but in a way that can lose or corrupt data (e.g. on NFS)."""
+
+
+def filesystem_type(path: Path, mounts: str) -> str | None:
+    """Return the type of the file system holding `path`, from ``/proc/mounts`` text."""
+    best: tuple[int, str] | None = None
+    resolved = str(path.resolve())
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        mount_point = fields[1].replace("\\040", " ")
+        inside = resolved == mount_point or resolved.startswith(mount_point.rstrip("/") + "/")
+        if inside and (best is None or len(mount_point) > best[0]):
+            best = (len(mount_point), fields[2])
+    return best[1] if best else None
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """Return the SQLSTATE of a database error (psycopg), if it has one."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return str(state) if state else None
+
+
+def _sqlite_locked(exc: BaseException) -> bool:
+    return "database is locked" in str(exc) or "database is busy" in str(exc)
+
+
+class Connector:
+    """Owns the engine's use by one store: connection setup, write transactions, fork safety."""
+
+    def __init__(
+        self,
+        engine: sqlalchemy.Engine,
+        *,
+        owned: bool,
+        synchronous: Synchronous = "FULL",
+        busy_timeout: float = 10.0,
+        allow_network_filesystem: bool = False,
+        mounts_file: Path = Path("/proc/mounts"),
+    ) -> None:
+        self.engine = engine
+        self.owned = owned
+        self.dialect: str = engine.dialect.name
+        if self.dialect not in {"sqlite", "postgresql"}:
+            raise StoreError(f"grantflow supports SQLite and PostgreSQL, not {self.dialect!r}")
+        if synchronous not in {"FULL", "NORMAL"}:
+            raise InvalidInput("synchronous must be 'FULL' or 'NORMAL'", field="synchronous")
+        self._pragmas = (
+            f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}",
+            f"PRAGMA synchronous = {synchronous}",
+            "PRAGMA foreign_keys = ON",
+        )
+        self._busy_timeout = busy_timeout
+        self._pid = os.getpid()
+        dbapi = engine.dialect.loaded_dbapi
+        self.integrity_error: type[Exception] = dbapi.IntegrityError
+        self._dbapi_error: type[Exception] = dbapi.Error
+        if self.dialect == "sqlite":
+            self._check_sqlite_file(allow_network_filesystem, mounts_file)
+
+    # -- connections ---------------------------------------------------------------------
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """Yield a configured connection (reads; the transaction is rolled back after)."""
+        self._after_fork()
+        with self.engine.connect() as conn:
+            if self.dialect == "sqlite":
+                self._configure(conn)
+            yield conn
+
+    def write(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` in one write transaction, retried on PostgreSQL conflicts/SQLite busy."""
+        retries = PG_RETRIES if self.dialect == "postgresql" else _SQLITE_LOCK_RETRIES
+        for attempt in range(retries + 1):
+            try:
+                with self.connect() as conn, self._transaction(conn):
+                    return work(conn)
+            except (DBAPIError, self._dbapi_error) as exc:
+                if attempt == retries or not self._retryable(exc):
+                    raise self._store_error(exc) from exc
+                time.sleep(random.uniform(0, 0.01 * 2**attempt))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def dispose(self) -> None:
+        """Release the pool if this store created the engine."""
+        if self.owned:
+            self.engine.dispose()
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _after_fork(self) -> None:
+        # A pooled connection inherited through fork() is shared with the parent: drop
+        # the child's references without closing the parent's sockets (SQLAlchemy docs).
+        pid = os.getpid()
+        if pid != self._pid:
+            self.engine.dispose(close=False)
+            self._pid = pid
+
+    def _configure(self, conn: Connection) -> None:
+        info = conn.connection.info
+        if info.get("grantflow.configured"):
+            return
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        for pragma in self._pragmas:
+            driver.execute(pragma)
+        info["grantflow.configured"] = True
+
+    @contextmanager
+    def _transaction(self, conn: Connection) -> Iterator[None]:
+        if self.dialect != "sqlite":
+            with conn.begin():
+                yield
+            return
+        driver: Any = conn.connection.driver_connection
+        saved = driver.isolation_level
+        driver.isolation_level = None
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+        finally:
+            driver.isolation_level = saved
+
+    def _retryable(self, exc: BaseException) -> bool:
+        if self.dialect == "postgresql":
+            return sqlstate(exc) in _RETRY_STATES
+        return _sqlite_locked(exc)
+
+    def _store_error(self, exc: BaseException) -> StoreError:
+        return StoreError(f"database error ({self.dialect}): {exc}")
+
+    def _check_sqlite_file(self, allow: bool, mounts_file: Path) -> None:
+        database = self.engine.url.database
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return
+        try:
+            mounts = mounts_file.read_text()
+        except OSError:
+            return
+        fstype = filesystem_type(Path(database).parent, mounts)
+        if fstype is None or fstype.lower() not in NETWORK_FILESYSTEMS:
+            return
+        message = (
+            f"SQLite database {database!r} is on a network file system ({fstype}): its "
+            "locking is unreliable there and concurrent writers can corrupt the file. "
+            "Use a local disk or PostgreSQL"
+        )
+        if not allow:
+            raise StoreError(message + " (or pass allow_network_filesystem=True).")
+        warnings.warn(message + ".", StorageWarning, stacklevel=4)

@@ -1,0 +1,381 @@
+"""The write path: compare-and-set commits on a raw DBAPI cursor, one or many per transaction.
+
+Statements are SQLAlchemy Core constructs compiled once per store; each change runs as
+plain ``cursor.execute`` calls, without ORM or validation overhead:
+
+* an existing project: ``UPDATE projects ... WHERE id AND state AND version`` (the
+  compare-and-set; row count 0 means another writer won), then the audit row (its
+  primary key is ``UNIQUE(project_id, seq)``), then the records;
+* a new chain (a submission): the audit row is inserted only if no project has the id
+  and the chain's last ``seq`` is the expected version; then the project row.
+
+Nothing is read in Python before a write. A change whose first statement matches no row
+wrote nothing and is reported on its own; if a later statement of a change fails, the
+whole chunk is rolled back and run again with one savepoint per change.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Dialect,
+    Table,
+    and_,
+    bindparam,
+    cast,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.expression import ClauseElement
+
+from grantflow._canonical import plain
+from grantflow.errors import ConcurrencyError, GrantflowError, InvalidInput, ProjectExists
+from grantflow.models import Actor, AuditEntry, Project
+from grantflow.persistence._protocol import Change
+from grantflow.persistence._schema import Tables
+
+__all__ = ["Partial", "Writer"]
+
+_AUDIT_COLUMNS = (
+    "project_id",
+    "seq",
+    "kind",
+    "event",
+    "from_state",
+    "to_state",
+    "accepted",
+    "actor",
+    "at",
+    "evidence",
+    "refusals",
+    "records",
+    "data",
+    "prev_hash",
+    "hash",
+)
+_JSON_AUDIT = frozenset({"actor", "evidence", "refusals", "records", "data"})
+_PROJECT_COLUMNS = ("id", "state", "version", "head", "data", "created_at", "updated_at")
+_RECORD_COLUMNS = ("project_id", "kind", "id", "seq", "pos", "data")
+
+
+class Partial(Exception):  # noqa: N818 - internal signal, never escapes the store
+    """A change failed after writing part of itself; its transaction must be rolled back."""
+
+    def __init__(self, error: GrantflowError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+class _Statement:
+    """A compiled statement and how to lay out its parameters for the driver."""
+
+    def __init__(self, stmt: ClauseElement, dialect: Dialect) -> None:
+        compiled = stmt.compile(dialect=dialect)
+        assert isinstance(compiled, SQLCompiler)
+        self.sql = str(compiled)
+        self._order: tuple[str, ...] | None = (
+            tuple(compiled.positiontup) if compiled.positional and compiled.positiontup else None
+        )
+
+        # Literals SQLAlchemy turned into parameters (e.g. the 0 in COALESCE) keep their value.
+        self._defaults = {k: v for k, v in compiled.params.items() if v is not None}
+
+    def params(self, values: Mapping[str, Any]) -> Any:
+        if self._defaults:
+            values = {**self._defaults, **values}
+        if self._order is None:
+            return values
+        return tuple(values[name] for name in self._order)
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def _dumps(value: Any) -> str:
+    return _ENCODER.encode(plain(value))
+
+
+def _dumps_plain(value: Mapping[str, Any]) -> str:
+    # Model fields typed JsonObject hold plain JSON already: skip the `plain` walk.
+    return _ENCODER.encode(value)
+
+
+def _dumps_seq(value: tuple[Any, ...]) -> str:
+    return _dumps(value) if value else "[]"
+
+
+def _dumps_actor(actor: Actor) -> str:
+    return _ENCODER.encode(
+        {"id": actor.id, "organisation": actor.organisation, "roles": sorted(actor.roles)}
+    )
+
+
+class Writer:
+    """Applies changes on a DBAPI cursor; the caller owns the transaction."""
+
+    def __init__(self, tables: Tables, dialect: Dialect, integrity_error: type[Exception]) -> None:
+        self._integrity = integrity_error
+        self._time: Callable[[datetime], Any] = (
+            _sqlite_time if dialect.name == "sqlite" else _aware_utc
+        )
+        t = tables
+        pid: ColumnElement[Any] = bindparam("p_project_id")
+        self._update = _Statement(
+            update(t.projects)
+            .where(
+                t.projects.c.id == bindparam("w_id"),
+                t.projects.c.state == bindparam("w_state"),
+                t.projects.c.version == bindparam("w_version"),
+            )
+            .values(
+                state=bindparam("n_state"),
+                version=bindparam("n_version"),
+                head=bindparam("n_head"),
+                data=_json_param("n_data", dialect),
+                updated_at=bindparam("n_updated_at"),
+            ),
+            dialect,
+        )
+        self._insert_audit = _Statement(
+            insert(t.audit).values({c: _audit_param(c, dialect) for c in _AUDIT_COLUMNS}),
+            dialect,
+        )
+        tip = (
+            select(func.coalesce(func.max(t.audit.c.seq), 0))
+            .where(t.audit.c.project_id == pid)
+            .scalar_subquery()
+        )
+        guarded = select(*[_audit_param(c, dialect) for c in _AUDIT_COLUMNS]).where(
+            and_(
+                ~exists().where(t.projects.c.id == pid),
+                tip == bindparam("w_version"),
+            )
+        )
+        self._insert_chain = _Statement(
+            _dialect_insert(t.audit, dialect)
+            .from_select(list(_AUDIT_COLUMNS), guarded)
+            .on_conflict_do_nothing(),
+            dialect,
+        )
+        self._insert_project = _Statement(
+            insert(t.projects).values(
+                {
+                    c: _json_param(f"p_{c}", dialect) if c == "data" else bindparam(f"p_{c}")
+                    for c in _PROJECT_COLUMNS
+                }
+            ),
+            dialect,
+        )
+        self._insert_record = _Statement(
+            insert(t.records).values(
+                {
+                    c: _json_param(f"p_{c}", dialect) if c == "data" else bindparam(f"p_{c}")
+                    for c in _RECORD_COLUMNS
+                }
+            ),
+            dialect,
+        )
+        self._project_exists = _Statement(
+            select(literal(1)).where(t.projects.c.id == bindparam("w_id")), dialect
+        )
+
+    # -- entry points --------------------------------------------------------------------
+
+    def apply(
+        self, cursor: Any, changes: Sequence[Change], *, savepoints: bool
+    ) -> list[GrantflowError | None]:
+        """Apply `changes` in order; return one error (or ``None``) per change.
+
+        Without `savepoints`, a change that fails half-way raises `Partial`; with them,
+        it is rolled back to its savepoint and reported like any other failure.
+        """
+        results: list[GrantflowError | None] = []
+        for change in changes:
+            if not savepoints:
+                results.append(self._apply_one(cursor, change))
+                continue
+            cursor.execute("SAVEPOINT grantflow_item")
+            try:
+                error = self._apply_one(cursor, change)
+            except Partial as partial:
+                cursor.execute("ROLLBACK TO SAVEPOINT grantflow_item")
+                error = partial.error
+            cursor.execute("RELEASE SAVEPOINT grantflow_item")
+            results.append(error)
+        return results
+
+    # -- one change ----------------------------------------------------------------------
+
+    def _apply_one(self, cursor: Any, change: Change) -> GrantflowError | None:
+        entry = change.entry
+        if entry.seq != change.expected_version + 1:
+            return _conflict(change)
+        if change.expected_state is None:
+            return self._create(cursor, change)
+        after = change.after
+        if after is None:
+            return InvalidInput(
+                "a change to an existing project needs the project row after it",
+                field="after",
+                project_id=entry.project_id,
+                event=entry.event,
+            )
+        cursor.execute(self._update.sql, self._update.params(self._update_values(change, after)))
+        if cursor.rowcount != 1:
+            return _conflict(change)
+        self._run(cursor, self._insert_audit, self._audit_values(entry, change), _conflict(change))
+        self._insert_records(cursor, entry)
+        return None
+
+    def _create(self, cursor: Any, change: Change) -> GrantflowError | None:
+        entry = change.entry
+        cursor.execute(
+            self._insert_chain.sql, self._insert_chain.params(self._audit_values(entry, change))
+        )
+        if cursor.rowcount != 1:
+            cursor.execute(
+                self._project_exists.sql, self._project_exists.params({"w_id": entry.project_id})
+            )
+            if cursor.fetchone() is not None:
+                return _exists(entry)
+            return _conflict(change)
+        if change.after is not None:
+            self._run(
+                cursor, self._insert_project, self._project_values(change.after), _exists(entry)
+            )
+            self._insert_records(cursor, entry)
+        return None
+
+    def _insert_records(self, cursor: Any, entry: AuditEntry) -> None:
+        for pos, record in enumerate(entry.records):
+            values = {
+                "p_project_id": entry.project_id,
+                "p_kind": record.kind,
+                "p_id": record.id,
+                "p_seq": record.seq,
+                "p_pos": pos,
+                "p_data": _dumps_plain(record.data),
+            }
+            error = InvalidInput(
+                f"record {record.kind}/{record.id} already exists on project {entry.project_id!r}",
+                field="records",
+                project_id=entry.project_id,
+                event=entry.event,
+            )
+            self._run(cursor, self._insert_record, values, error)
+
+    def _run(
+        self, cursor: Any, statement: _Statement, values: Mapping[str, Any], error: GrantflowError
+    ) -> None:
+        try:
+            cursor.execute(statement.sql, statement.params(values))
+        except self._integrity as exc:
+            raise Partial(error) from exc
+        if cursor.rowcount != 1:
+            raise Partial(error)
+
+    # -- parameters ----------------------------------------------------------------------
+
+    def _audit_values(self, entry: AuditEntry, change: Change) -> dict[str, Any]:
+        values: dict[str, Any] = {
+            "p_project_id": entry.project_id,
+            "p_seq": entry.seq,
+            "p_kind": entry.kind,
+            "p_event": entry.event,
+            "p_from_state": entry.from_state,
+            "p_to_state": entry.to_state,
+            "p_accepted": entry.accepted,
+            "p_at": self._time(entry.at),
+            "p_prev_hash": entry.prev_hash,
+            "p_hash": entry.hash,
+            "w_version": change.expected_version,
+        }
+        values["p_actor"] = _dumps_actor(entry.actor)
+        values["p_evidence"] = _dumps_plain(entry.evidence)
+        values["p_data"] = _dumps_plain(entry.data)
+        values["p_refusals"] = _dumps_seq(entry.refusals)
+        values["p_records"] = _dumps_seq(entry.records)
+        return values
+
+    def _update_values(self, change: Change, after: Project) -> dict[str, Any]:
+        return {
+            "w_id": change.entry.project_id,
+            "w_state": change.expected_state,
+            "w_version": change.expected_version,
+            "n_state": after.state,
+            "n_version": after.version,
+            "n_head": after.head,
+            "n_data": _dumps_plain(after.data),
+            "n_updated_at": self._time(after.updated_at),
+        }
+
+    def _project_values(self, project: Project) -> dict[str, Any]:
+        return {
+            "p_id": project.id,
+            "p_state": project.state,
+            "p_version": project.version,
+            "p_head": project.head,
+            "p_data": _dumps_plain(project.data),
+            "p_created_at": self._time(project.created_at),
+            "p_updated_at": self._time(project.updated_at),
+        }
+
+
+def _json_param(name: str, dialect: Dialect) -> ColumnElement[Any]:
+    # The driver gets JSON text; PostgreSQL must be told it is jsonb.
+    if dialect.name == "postgresql":
+        return cast(bindparam(name), postgresql.JSONB)
+    return bindparam(name)
+
+
+def _audit_param(column: str, dialect: Dialect) -> ColumnElement[Any]:
+    if column in _JSON_AUDIT:
+        return _json_param(f"p_{column}", dialect)
+    if dialect.name == "postgresql" and column in {"at"}:
+        return cast(bindparam("p_at"), postgresql.TIMESTAMP(timezone=True))
+    return bindparam(f"p_{column}")
+
+
+def _dialect_insert(table: Table, dialect: Dialect) -> Any:
+    if dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def _sqlite_time(value: datetime) -> str:
+    # SQLAlchemy's SQLite DATETIME text format: naive UTC with microseconds.
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _aware_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def _conflict(change: Change) -> ConcurrencyError:
+    entry = change.entry
+    return ConcurrencyError(
+        f"project {entry.project_id!r} changed since version {change.expected_version}",
+        project_id=entry.project_id,
+        event=entry.event,
+        state=change.expected_state,
+        expected_version=change.expected_version,
+    )
+
+
+def _exists(entry: AuditEntry) -> ProjectExists:
+    return ProjectExists(
+        f"project {entry.project_id!r} already exists",
+        project_id=entry.project_id,
+        event=entry.event,
+    )

@@ -1,0 +1,82 @@
+"""Tests for grantflow.persistence._sqlconn: SQLite pragmas, network file systems."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy
+
+from grantflow.errors import InvalidInput, StoreError
+from grantflow.persistence._sqlconn import Connector, filesystem_type
+from grantflow.persistence.sql import SqlStore, StorageWarning
+
+MOUNTS = """\
+/dev/sda1 / ext4 rw,relatime 0 0
+server:/export /mnt/share nfs4 rw,relatime 0 0
+//nas/grants /mnt/smb\\040drive cifs rw 0 0
+"""
+
+
+def test_filesystem_type_picks_the_longest_mount_point() -> None:
+    """The deepest mount holding a path decides its file system type."""
+    assert filesystem_type(Path("/mnt/share/db/grants.db"), MOUNTS) == "nfs4"
+    assert filesystem_type(Path("/mnt/smb drive/x.db"), MOUNTS) == "cifs"
+    assert filesystem_type(Path("/mnt/shared/x.db"), MOUNTS) == "ext4"
+    assert filesystem_type(Path("/home/x.db"), "") is None
+
+
+def test_sqlite_on_a_network_file_system_is_refused_or_warned(tmp_path: Path) -> None:
+    """A SQLite file on NFS is refused; with allow_network_filesystem a StorageWarning."""
+    mounts = tmp_path / "mounts"
+    mounts.write_text(f"server:/export {tmp_path} nfs rw 0 0\n")
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'g.db'}")
+    with pytest.raises(StoreError, match="network file system"):
+        Connector(engine, owned=False, mounts_file=mounts)
+    with pytest.warns(StorageWarning, match="nfs"):
+        Connector(engine, owned=False, mounts_file=mounts, allow_network_filesystem=True)
+    engine.dispose()
+
+
+def test_sqlite_connections_get_wal_and_the_chosen_synchronous(tmp_path: Path) -> None:
+    """The store puts the file in WAL mode and sets synchronous, busy_timeout, foreign_keys."""
+    store = SqlStore.open(f"sqlite:///{tmp_path / 'g.db'}", synchronous="NORMAL", busy_timeout=2)
+    with store._db.connect() as conn:  # the store's own configured connection
+        pragma = {
+            name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+            for name in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys")
+        }
+    assert pragma == {
+        "journal_mode": "wal",
+        "synchronous": 1,
+        "busy_timeout": 2000,
+        "foreign_keys": 1,
+    }
+    store.close()
+    full = SqlStore.open(f"sqlite:///{tmp_path / 'g.db'}")
+    with full._db.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2
+    full.close()
+
+
+def test_bad_synchronous_is_refused(tmp_path: Path) -> None:
+    """Only FULL and NORMAL are accepted for synchronous."""
+    with pytest.raises(InvalidInput) as caught:
+        SqlStore.open(f"sqlite:///{tmp_path / 'g.db'}", synchronous="OFF")  # type: ignore[arg-type]
+    assert caught.value.field == "synchronous"
+
+
+def test_store_survives_fork_in_the_child(tmp_path: Path) -> None:
+    """After fork() the child drops inherited pooled connections and opens its own."""
+    import os
+
+    store = SqlStore.open(f"sqlite:///{tmp_path / 'g.db'}")
+    assert store.load("p") is None  # a pooled connection now exists
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 0 if store.load("p") is None and list(store.chain_ids()) == [] else 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert store.load("p") is None
+    store.close()
