@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import sys
 from typing import Annotated
@@ -15,6 +14,7 @@ from rich.table import Table
 import grantflow
 from grantflow.cli import _bulk_command, _integrity, _projects, _reports
 from grantflow.cli._common import DEFAULT_DB, DbOption, guarded, stdout
+from grantflow.persistence import sql
 from grantflow.rules import RuleBook
 
 __all__ = ["app", "main"]
@@ -48,9 +48,8 @@ for _command in (
 @guarded
 def db_upgrade(db: DbOption = DEFAULT_DB) -> None:
     """Create grantflow's tables, or migrate them to this version's schema."""
-    sql = importlib.import_module("grantflow.persistence.sql")
-    sql.upgrade(db)
-    stdout().print(f"database {db} is up to date", markup=False, highlight=False)
+    version = sql.upgrade(db)
+    stdout().print(f"database {db} is at schema version {version}", markup=False, highlight=False)
 
 
 @app.command()

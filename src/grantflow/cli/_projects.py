@@ -122,7 +122,9 @@ def show(project_id: ProjectArg, db: DbOption = _DB, as_json: JsonOption = False
         return
     console = stdout()
     console.print(f"project {project.id}: {project.state} (version {project.version})")
-    console.print(f"created {project.created_at.isoformat()}, updated {project.updated_at}")
+    console.print(
+        f"created {project.created_at.isoformat()}, updated {project.updated_at.isoformat()}"
+    )
     rows = [(key, value) for key, value in sorted(project.data.items())]
     emit_table("data", ["field", "value"], rows)
     records = [(r.seq, r.kind, r.id, dict(r.data)) for r in project.records]
