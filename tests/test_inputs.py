@@ -334,3 +334,15 @@ def test_json_and_jsonl_round_trip_evidence(
     expected = [BulkItem(f"p{i}", ev, row=i + 1) for i, ev in enumerate(evidences)]
     assert _rows(_write(tmp_path, "a.json", "[" + ",\n".join(records) + "]")) == expected
     assert _rows(_write(tmp_path, "a.jsonl", "\n".join(records))) == expected
+
+
+def test_overlong_and_control_character_ids_are_refused(tmp_path: Path) -> None:
+    """Ids must be 1-128 printable characters, as the engine requires."""
+    rows = [{"id": "x" * 129}, {"id": "a\tb"}, {"id": "x" * 128}]
+    path = _write(tmp_path, "a.jsonl", "\n".join(json.dumps(r) for r in rows))
+    result = _rows(path)
+    assert _errors(result) == {
+        1: "id must be 1-128 characters",
+        2: "id must not contain control characters",
+    }
+    assert result[2] == BulkItem("x" * 128, {}, row=3)
