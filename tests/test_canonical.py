@@ -36,7 +36,7 @@ def test_times_are_utc_with_microseconds_and_decimals_are_strings() -> None:
 def test_floats_are_refused() -> None:
     """Floats have no canonical spelling and are rejected."""
     with pytest.raises(TypeError):
-        canonical_bytes({"x": 0.1})
+        plain({"x": [0.1]})
     with pytest.raises(InvalidInput) as info:
         validate_json({"a": [{"b": 0.5}]})
     assert info.value.field == "evidence.a[0].b"

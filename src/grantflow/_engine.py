@@ -25,7 +25,7 @@ from pydantic import TypeAdapter, ValidationError
 from grantflow._bulk import BulkRunner, Keep, Worker, job_digest
 from grantflow._bulk import _chunks as bulk_chunks
 from grantflow._bulk import input_digest as bulk_input_digest
-from grantflow._canonical import freeze, plain, thaw, validate_json
+from grantflow._canonical import freeze, lenient, plain, thaw, validate_json
 from grantflow._machine import TransitionTable
 from grantflow.audit import (
     Checkpoint,
@@ -711,9 +711,12 @@ class Engine:
             )
         if verdict is PASS or verdict.passed:
             return verdict
+        # Details become plain JSON (decimals and times as text, floats as their text),
+        # so a refusal reads the same from any store and always hashes canonically.
         return Verdict(
             refusals=tuple(
-                r if r.rule else r.model_copy(update={"rule": name}) for r in verdict.refusals
+                r.model_copy(update={"rule": r.rule or name, "details": lenient(r.details)})
+                for r in verdict.refusals
             )
         )
 

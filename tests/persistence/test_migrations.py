@@ -59,7 +59,8 @@ def test_older_schema_asks_for_an_upgrade_then_opens(tmp_path: Path) -> None:
     with store.engine.connect() as conn:
         versions = conn.execute(sqlalchemy.select(store.tables.schema_version.c.version))
         assert sorted(v for (v,) in versions) == [m.version for m in MIGRATIONS]
-        assert sqlalchemy.inspect(conn).has_table(store.tables.idempotency.name)
+        assert sqlalchemy.inspect(conn).has_table(store.tables.bulk_jobs.name)
+        assert sqlalchemy.inspect(conn).has_table(store.tables.bulk_chunks.name)
     store.close()
 
 

@@ -39,13 +39,13 @@ def _v1(conn: Connection, t: Tables) -> None:
 
 
 def _v2(conn: Connection, t: Tables) -> None:
-    t.metadata.create_all(conn, tables=[t.idempotency])
+    t.metadata.create_all(conn, tables=[t.bulk_jobs, t.bulk_chunks])
 
 
 #: Every migration, oldest first; append, never edit a released one.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "projects, audit chain, records, entities, checkpoints", _v1),
-    Migration(2, "idempotency records for bulk runs", _v2),
+    Migration(2, "bulk jobs and their chunks (idempotency keys, leases, progress)", _v2),
 )
 #: The schema version this grantflow reads and writes.
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     Dialect,
+    Float,
     ForeignKeyConstraint,
     Index,
     Integer,
@@ -162,18 +163,36 @@ class CheckpointLeafRow(_Row, table=True):
     head: str = Field(sa_type=_HASH)
 
 
-class IdempotencyRow(_Row, table=True):
-    """A bulk run's idempotency key: its input digest, status, result and lease."""
+class BulkJobRow(_Row, table=True):
+    """A bulk job, named by its idempotency key: input digest, run holding it, status."""
 
-    __tablename__ = "idempotency"
-    key: str = Field(primary_key=True, sa_type=String(256))
-    input_digest: str = Field(sa_type=_HASH)
+    __tablename__ = "bulk_jobs"
+    key: str = Field(primary_key=True, sa_type=_ID)
+    event: str = Field(sa_type=_NAME)
+    digest: str = Field(sa_type=_HASH)
+    run_id: str = Field(sa_type=String(128))
     status: str = Field(sa_type=String(16))
-    result: dict[str, Any] | None = Field(default=None, sa_type=_JSON, nullable=True)
-    lease_owner: str | None = Field(default=None, sa_type=String(128), nullable=True)
-    lease_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    chunks_total: int | None = Field(default=None, sa_type=Integer, nullable=True)
+    lease_until: float = Field(sa_type=Float)
     created_at: datetime = Field(sa_type=UTCDateTime)
     updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class BulkChunkRow(_Row, table=True):
+    """One chunk of a bulk job: its lease, progress and the tally of its items."""
+
+    __tablename__ = "bulk_chunks"
+    key: str = Field(primary_key=True, sa_type=_ID)
+    chunk: int = Field(primary_key=True, sa_type=Integer, sa_column_kwargs={"autoincrement": False})
+    owner: str = Field(sa_type=String(160))
+    start: int = Field(sa_type=Integer)
+    stop: int = Field(sa_type=Integer)
+    next_index: int = Field(sa_type=Integer)
+    done: bool = Field(sa_type=Boolean)
+    digest: str = Field(sa_type=_HASH)
+    lease_until: float = Field(sa_type=Float)
+    counts: dict[str, Any] = Field(sa_type=_JSON)
+    items: list[Any] = Field(sa_type=_JSON)
 
 
 _MODELS: tuple[type[_Row], ...] = (
@@ -184,7 +203,8 @@ _MODELS: tuple[type[_Row], ...] = (
     EntityRow,
     CheckpointRow,
     CheckpointLeafRow,
-    IdempotencyRow,
+    BulkJobRow,
+    BulkChunkRow,
 )
 
 
@@ -202,7 +222,8 @@ class Tables:
     entities: Table
     checkpoints: Table
     checkpoint_leaves: Table
-    idempotency: Table
+    bulk_jobs: Table
+    bulk_chunks: Table
 
 
 def build_tables(prefix: str = "grantflow_", schema: str | None = None) -> Tables:
@@ -243,5 +264,6 @@ def build_tables(prefix: str = "grantflow_", schema: str | None = None) -> Table
         entities=copied["entities"],
         checkpoints=copied["checkpoints"],
         checkpoint_leaves=leaves,
-        idempotency=copied["idempotency"],
+        bulk_jobs=copied["bulk_jobs"],
+        bulk_chunks=copied["bulk_chunks"],
     )

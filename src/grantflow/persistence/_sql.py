@@ -28,6 +28,7 @@ from grantflow.persistence._migrations import apply_pending, check, current_vers
 from grantflow.persistence._protocol import Change, Leaf
 from grantflow.persistence._schema import Tables, build_tables
 from grantflow.persistence._sqlconn import Connector, Synchronous
+from grantflow.persistence._sqljobs import SqlJobs
 from grantflow.persistence._sqlwrite import Partial, Writer
 
 __all__ = ["SqlStore", "connector_for"]
@@ -72,7 +73,7 @@ def connector_for(
     return connector
 
 
-class SqlStore:
+class SqlStore(SqlJobs):
     """Projects, audit chains, records and checkpoints in SQLite or PostgreSQL.
 
     Open one with `SqlStore.open` (or `grantflow.open(url)`). Each `commit` is one
