@@ -158,10 +158,6 @@ def test_bulk_dry_run_reports_every_row_and_writes_nothing(
     assert "4\tp-1\tinvalid\tduplicate project id p-1 (first on row 2)" in plain.stdout
 
 
-@pytest.mark.xfail(
-    reason="fire_many needs a JobStore; SqlStore does not implement it yet (lead, issue 5)",
-    raises=AssertionError,
-)
 def test_bulk_applies_good_rows_and_reports_bad_ones(
     run: Any, db: dict[str, str], tmp_path: Path
 ) -> None:
@@ -184,3 +180,22 @@ def test_bulk_applies_good_rows_and_reports_bad_ones(
     again = run(*args, "--json", env=db)
     assert json.loads(again.stdout)["replayed"] is True
     assert run("verify", env=db).returncode == 0
+
+
+def test_bulk_with_workers_transitions_every_project_once(
+    run: Any, db: dict[str, str], tmp_path: Path
+) -> None:
+    """Three processes share one job: every project is rejected exactly once."""
+    url = db["GRANTFLOW_DB"]
+    with grantflow.open(url, rules=RuleBook(), discover_rules=False) as engine:
+        for i in range(6, 61):
+            engine.submit(actor=APPLICANT, project_id=f"p-{i}")
+    rows = "".join(f"p-{i},too late\n" for i in range(1, 61))
+    (tmp_path / "all.csv").write_text("project_id,reason\n" + rows, encoding="utf-8")
+    args = ("bulk", "all.csv", "--event", "reject", "--workers", "3", "--chunk-size", "4")
+    done = run(*args, "--json", env=db)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["counts"] == {"applied": 60}
+    with grantflow.open(url) as engine:
+        assert all(len(engine.history(f"p-{i}")) == 2 for i in range(1, 61))
+        assert engine.verify().ok

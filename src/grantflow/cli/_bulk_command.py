@@ -210,7 +210,11 @@ def _run_shared(
     # Every chunk is done (or was left by a dead worker and is taken over now): this pass
     # finishes the job and returns the tally of all workers.
     rows.bad.clear()
-    return engine.fire_many(event, rows, chunk_size=chunk_size, worker=shared, **kwargs)
+    result = engine.fire_many(event, rows, chunk_size=chunk_size, worker=shared, **kwargs)
+    # A worker finishing last marks the job done, so this pass finds it "replayed"; it is
+    # this command's own job all the same.
+    result.replayed = False
+    return result
 
 
 def _spawn(argv: list[str], key: str, run_id: str) -> subprocess.Popen[bytes]:
