@@ -12,6 +12,8 @@ PUBLIC_MODULES = [
     "grantflow",
     "grantflow.audit",
     "grantflow.errors",
+    "grantflow.export",
+    "grantflow.inputs",
     "grantflow.models",
     "grantflow.persistence",
     "grantflow.policy",

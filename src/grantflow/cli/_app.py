@@ -12,8 +12,10 @@ from rich.console import Console
 from rich.table import Table
 
 import grantflow
+from grantflow.cli import _bulk_command, _integrity, _projects, _reports
+from grantflow.cli._common import DEFAULT_DB, DbOption, guarded, stdout
+from grantflow.persistence import sql
 from grantflow.rules import RuleBook
-from grantflow.states import to_dot, to_mermaid
 
 __all__ = ["app", "main"]
 
@@ -22,7 +24,32 @@ app = typer.Typer(
     help="Run purchased-service projects (grants) through their lifecycle.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_show_locals=False,
 )
+db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+for _command in (
+    _projects.fire,
+    _bulk_command.bulk,
+    _projects.show,
+    _projects.history,
+    _projects.explain,
+    _integrity.verify,
+    _integrity.checkpoint,
+    _reports.report,
+    _reports.diagram,
+    _reports.export,
+):
+    app.command()(_command)
+
+
+@db_app.command("upgrade")
+@guarded
+def db_upgrade(db: DbOption = DEFAULT_DB) -> None:
+    """Create grantflow's tables, or migrate them to this version's schema."""
+    version = sql.upgrade(db)
+    stdout().print(f"database {db} is at schema version {version}", markup=False, highlight=False)
 
 
 @app.command()
@@ -53,17 +80,6 @@ def demo(
         console.print(table)
         report = engine.verify()
         console.print(f"audit chain verified: {report.ok} ({report.entries} entries)")
-
-
-@app.command()
-def diagram(
-    fmt: Annotated[str, typer.Option("--format", help="mermaid or dot.")] = "mermaid",
-) -> None:
-    """Print the lifecycle as a Mermaid or Graphviz dot diagram."""
-    if fmt not in {"mermaid", "dot"}:
-        raise typer.BadParameter("use mermaid or dot", param_hint="--format")
-    render = to_mermaid if fmt == "mermaid" else to_dot
-    sys.stdout.write(render(grantflow.PURCHASED_SERVICE))
 
 
 def main() -> None:
