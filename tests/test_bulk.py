@@ -8,8 +8,7 @@ import pytest
 
 import grantflow
 from grantflow import Actor, Engine, IdempotencyKeyInUse, IdempotencyKeyMismatch
-from grantflow._bulk import Worker
-from grantflow.bulk import BulkItem, BulkResult
+from grantflow.bulk import BulkItem, BulkResult, Worker
 from grantflow.models import Verdict
 from grantflow.persistence import Change, ChunkProgress, MemoryStore
 from grantflow.rules import PASS, RuleBook, RuleContext, refuse

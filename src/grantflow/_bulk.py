@@ -22,7 +22,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
 from grantflow._canonical import canonical_bytes, freeze, plain, validate_json
-from grantflow.bulk import BulkItem, BulkResult, ItemResult, ItemStatus
+from grantflow.bulk import BulkItem, BulkResult, ItemResult, ItemStatus, Worker
 from grantflow.errors import (
     ConcurrencyError,
     GrantflowError,
@@ -42,14 +42,6 @@ __all__ = ["BulkRunner", "Keep", "Worker"]
 Keep = Literal["all", "failures"]
 _MAX_ID = 128
 _NO_EVIDENCE: Mapping[str, Any] = MappingProxyType({})
-
-
-@dataclass(frozen=True, slots=True)
-class Worker:
-    """Identity of one worker of a shared bulk run (several processes, one key)."""
-
-    run_id: str
-    owner: str
 
 
 @dataclass(slots=True)

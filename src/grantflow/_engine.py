@@ -22,7 +22,7 @@ from typing import Any, Self
 import structlog
 from pydantic import TypeAdapter, ValidationError
 
-from grantflow._bulk import BulkRunner, Keep, Worker, job_digest
+from grantflow._bulk import BulkRunner, Keep, job_digest
 from grantflow._bulk import _chunks as bulk_chunks
 from grantflow._bulk import input_digest as bulk_input_digest
 from grantflow._canonical import freeze, lenient, plain, thaw, validate_json
@@ -37,7 +37,7 @@ from grantflow.audit import (
     replay,
     seal,
 )
-from grantflow.bulk import BulkItem, BulkResult, ItemResult, ItemStatus
+from grantflow.bulk import BulkItem, BulkResult, ItemResult, ItemStatus, Worker
 from grantflow.errors import (
     ConcurrencyError,
     InvalidInput,

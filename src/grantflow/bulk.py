@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from grantflow.models import Refusal
 
-__all__ = ["BulkItem", "BulkResult", "ItemResult", "ItemStatus"]
+__all__ = ["BulkItem", "BulkResult", "ItemResult", "ItemStatus", "Worker"]
 
 #: What happened to one item of a bulk run.
 ItemStatus = Literal["applied", "refused", "conflict", "not_found", "invalid", "skipped"]
@@ -29,6 +29,19 @@ class BulkItem:
     project_id: str
     evidence: Mapping[str, Any] = field(default_factory=dict)
     row: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Worker:
+    """Identity of one worker of a shared bulk run: several processes, one key.
+
+    Workers with the same `run_id` cooperate on one job, each claiming chunks under its
+    own `owner` name; a different run using the key while this one is alive gets
+    `IdempotencyKeyInUse`.
+    """
+
+    run_id: str
+    owner: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ import sqlalchemy
 
 import grantflow
 from grantflow import Actor, ConcurrencyError, Engine, IdempotencyKeyInUse, IdempotencyKeyMismatch
-from grantflow._bulk import Worker
+from grantflow.bulk import Worker
 from grantflow.persistence import ChunkProgress
 from grantflow.persistence.sql import SqlStore
 from grantflow.rules import RuleBook

@@ -16,9 +16,8 @@ import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 import grantflow
-from grantflow._bulk import Worker
 from grantflow._canonical import plain
-from grantflow.bulk import BulkItem, BulkResult
+from grantflow.bulk import BulkItem, BulkResult, Worker
 from grantflow.cli._common import (
     DEFAULT_DB,
     EXIT_FAILED,

@@ -6,6 +6,7 @@
   invariants after every step.
 * `capture_audit`: collect the audit entries an engine commits.
 * `FrozenClock`: a clock you move by hand.
+* `StoreContract`: the contract suite a store backend subclasses (pytest).
 * `grantflow.testing.plugin`: the pytest plugin (fixtures ``grantflow_engine``, ...),
   loaded automatically.
 
@@ -24,8 +25,9 @@ from grantflow.testing._clock import FrozenClock
 if TYPE_CHECKING:
     from grantflow.testing import strategies
     from grantflow.testing.harness import LifecycleStateMachine
+    from grantflow.testing.store_contract import StoreContract
 
-__all__ = ["FrozenClock", "LifecycleStateMachine", "capture_audit", "strategies"]
+__all__ = ["FrozenClock", "LifecycleStateMachine", "StoreContract", "capture_audit", "strategies"]
 
 
 def __getattr__(name: str) -> Any:
@@ -33,6 +35,8 @@ def __getattr__(name: str) -> Any:
     # import_module, not a from-import: that would ask this very __getattr__ again.
     if name == "LifecycleStateMachine":
         return importlib.import_module("grantflow.testing.harness").LifecycleStateMachine
+    if name == "StoreContract":
+        return importlib.import_module("grantflow.testing.store_contract").StoreContract
     if name == "strategies":
         return importlib.import_module("grantflow.testing.strategies")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
