@@ -234,3 +234,17 @@ def test_several_processes_share_one_job(make_store: StoreFactory) -> None:
     for pid in ids:
         assert engine.get(pid).version == 2
     assert engine.verify().ok
+
+
+def test_load_many_equals_load(make_store: StoreFactory) -> None:
+    """The bulk read returns exactly what load() returns, records and data included."""
+    store = make_store(synchronous="NORMAL")
+    engine = _engine(store)
+    ids = _seed(engine, 5)
+    engine.add_record(ids[1], "review", {"score": "81.50", "at": "x"}, actor=PURCHASER)
+    engine.add_record(ids[1], "note", {"text": "中文"}, actor=PURCHASER)
+    engine.fire(ids[2], "approve", actor=PURCHASER)
+    loaded = store.load_many([*ids, "ghost", ids[1]])
+    assert sorted(loaded) == ids
+    for pid in ids:
+        assert loaded[pid] == store.load(pid)

@@ -9,6 +9,7 @@ cursor, all in one transaction: progress and transitions land together or not at
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -37,52 +38,70 @@ class SqlJobs:
     _writer: Writer
 
     def load_many(self, project_ids: Sequence[str]) -> dict[str, Project]:
-        """Return the existing projects among `project_ids`, with records, in few queries."""
+        """Return the existing projects among `project_ids`, with records, in two queries.
+
+        The bulk path's read: plain DBAPI rows turned into models directly (no ORM, no
+        result processing), because it runs once per chunk of thousands of items.
+        """
         found: dict[str, Project] = {}
-        p, r = self._t.projects, self._t.records
         ids = list(dict.fromkeys(project_ids))
         with self._db.connect() as conn:
-            for start in range(0, len(ids), _LOAD_BATCH):
-                batch = ids[start : start + _LOAD_BATCH]
-                stmt = (
-                    select(
-                        p,
-                        r.c.kind,
-                        r.c.id.label("record_id"),
-                        r.c.data.label("record_data"),
-                        r.c.seq.label("record_seq"),
-                    )
-                    .select_from(p.outerjoin(r, r.c.project_id == p.c.id))
-                    .where(p.c.id.in_(batch))
-                    .order_by(p.c.id, r.c.seq, r.c.pos)
-                )
-                rows: dict[str, tuple[Any, list[Record]]] = {}
-                for row in conn.execute(stmt):
-                    head = rows.setdefault(row.id, (row, []))
-                    if row.kind is not None:
-                        head[1].append(
-                            trusted(
-                                Record,
-                                kind=row.kind,
-                                id=row.record_id,
-                                data=row.record_data,
-                                seq=row.record_seq,
-                            )
-                        )
-                for pid, (row, records) in rows.items():
-                    # Rows come from our own tables, written from validated values.
-                    found[pid] = trusted(
-                        Project,
-                        id=row.id,
-                        state=row.state,
-                        version=row.version,
-                        head=row.head,
-                        data=row.data,
-                        records=tuple(records),
-                        created_at=row.created_at,
-                        updated_at=row.updated_at,
-                    )
+            cursor = conn.connection.cursor()
+            try:
+                for start in range(0, len(ids), _LOAD_BATCH):
+                    self._load_batch(cursor, ids[start : start + _LOAD_BATCH], found)
+            finally:
+                cursor.close()
         return found
+
+    def _load_batch(self, cursor: Any, batch: list[str], found: dict[str, Project]) -> None:
+        marks = ", ".join([self._mark()] * len(batch))
+        cursor.execute(
+            f"SELECT project_id, kind, id, data, seq FROM {self._name(self._t.records)} "
+            f"WHERE project_id IN ({marks}) ORDER BY project_id, seq, pos",
+            batch,
+        )
+        records: dict[str, list[Record]] = {}
+        for pid, kind, rid, data, seq in cursor.fetchall():
+            records.setdefault(pid, []).append(
+                trusted(Record, kind=kind, id=rid, data=self._json(data), seq=seq)
+            )
+        cursor.execute(
+            "SELECT id, state, version, head, data, created_at, updated_at "
+            f"FROM {self._name(self._t.projects)} WHERE id IN ({marks})",
+            batch,
+        )
+        for pid, state, version, head, data, created, updated in cursor.fetchall():
+            # Rows come from our own tables, written from validated values.
+            found[pid] = trusted(
+                Project,
+                id=pid,
+                state=state,
+                version=version,
+                head=head,
+                data=self._json(data),
+                records=tuple(records.get(pid, ())),
+                created_at=self._time(created),
+                updated_at=self._time(updated),
+            )
+
+    def _mark(self) -> str:
+        return "?" if self._db.dialect == "sqlite" else "%s"
+
+    def _name(self, table: sqlalchemy.Table) -> str:
+        preparer = self._db.engine.dialect.identifier_preparer
+        return str(preparer.format_table(table))
+
+    @staticmethod
+    def _json(value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str | bytes) else value
+
+    @staticmethod
+    def _time(value: Any) -> datetime:
+        if isinstance(value, str):
+            return datetime.fromisoformat(value).replace(tzinfo=UTC)
+        stamp: datetime = value
+        return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
 
     def job_begin(
         self, key: str, *, event: str, digest: str, run_id: str, now: float, lease: float
