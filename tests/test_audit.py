@@ -5,8 +5,14 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from grantflow._canonical import canonical_bytes
 from grantflow.audit import (
     GENESIS,
+    _digest,
+    _hashed_fields,
     check_chain,
     entry_hash,
     leaf_hash,
@@ -14,7 +20,7 @@ from grantflow.audit import (
     replay,
     seal,
 )
-from grantflow.models import Actor, AuditEntry, Record
+from grantflow.models import Actor, AuditEntry, Record, Refusal
 
 ACTOR = Actor(id="staff", roles=frozenset({"purchaser"}))
 T = datetime(2026, 1, 1, tzinfo=UTC)
@@ -118,3 +124,54 @@ def test_replay_rebuilds_state_data_and_records() -> None:
     assert (project.state, project.version, project.data) == ("contracted", 3, {"title": "t"})
     assert [r.id for r in project.records] == ["n1", "n2", "n3"]
     assert replay([]) is None
+
+
+_texts = st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=12)
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | _texts,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_texts, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    event=_texts,
+    states=st.tuples(st.none() | _texts, st.none() | _texts),
+    accepted=st.booleans(),
+    evidence=st.dictionaries(_texts, _json, max_size=3),
+    data=st.dictionaries(_texts, _json, max_size=3),
+    seq=st.integers(min_value=1, max_value=10**9),
+    roles=st.frozensets(st.sampled_from(["applicant", "purchaser", "评审"]), max_size=3),
+)
+def test_fast_digest_equals_canonical_encoding_of_the_fields(
+    event: str,
+    states: tuple[str | None, str | None],
+    accepted: bool,
+    evidence: dict[str, object],
+    data: dict[str, object],
+    seq: int,
+    roles: frozenset[str],
+) -> None:
+    """The hand-assembled entry hash is sha256 of the canonical JSON of its fields."""
+    actor = Actor(id='a\u00e9\u4e2d"\\', roles=roles, organisation=None)
+    refusals = (Refusal(code="x.y", message="m\n", message_zh="中", details={"n": 1}),)
+    records = (Record(kind="k", id="r", data={"v": [1, "2"]}, seq=seq),)
+    args = (
+        "p\u2028",
+        seq,
+        "fire",
+        event or "e",
+        states[0],
+        states[1],
+        accepted,
+        actor,
+        T,
+        evidence,
+        refusals if not accepted else (),
+        records,
+        data,
+        "0" * 64,
+    )
+    expected = hashlib.sha256(canonical_bytes(_hashed_fields(*args))).hexdigest()
+    assert _digest(*args) == expected

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
+import structlog
+
 from grantflow._canonical import canonical_bytes, freeze, plain, validate_json
 from grantflow.bulk import BulkItem, BulkResult, ItemResult, ItemStatus, Worker
 from grantflow.errors import (
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
     from grantflow._engine import Engine
 
 __all__ = ["BulkRunner", "Keep", "Worker"]
+
+_log = structlog.get_logger("grantflow")
 
 #: Which item results a `BulkResult` keeps: all, or only those that were not applied.
 Keep = Literal["all", "failures"]
@@ -258,8 +262,9 @@ class BulkRunner:
         kept[:] = new_kept
         if self._keep == "all":
             self._kept_applied.extend(r for r in results if r.status == "applied")
+        log = _log.bind()
         for change in changes:
-            self._engine._emit(change.entry)
+            self._engine._emit(change.entry, log)
 
     def _result(self, stored: StoredJob, *, replayed: bool) -> BulkResult:
         result = BulkResult(event=self._event, key=self._key, replayed=replayed)

@@ -124,6 +124,7 @@ class Engine:
         self._lifecycle = lifecycle
         self._table = TransitionTable(lifecycle)
         self._rules = (rules or RuleBook()).copy()
+        self._roles = {e.name: e.roles for e in lifecycle.events}
         self._book_cache: dict[str, tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]]] = {}
         self._policy = policy or Policy()
         self._policies = {p.version: p for p in (*policies, self._policy)}
@@ -610,10 +611,8 @@ class Engine:
         )
 
     def _role_refusal(self, event: str, actor: Actor) -> Refusal | None:
-        if not self._lifecycle.has_event(event):
-            return None
-        roles = self._lifecycle.event(event).roles
-        if not roles or actor.has_any(roles):
+        roles = self._roles.get(event)
+        if not roles or not actor.roles.isdisjoint(roles):
             return None
         return Refusal(
             code="lifecycle.role",
@@ -670,7 +669,7 @@ class Engine:
             evidence=evidence,
             now=now,
             policy=policy,
-            facts=freeze(facts),
+            facts=freeze(facts) if facts else _EMPTY,
         )
         rules, _, effects_for = self._book_for(event)
         for r in rules:
@@ -828,8 +827,10 @@ class Engine:
             updated_at=entry.at if entry.accepted else project.updated_at,
         )
 
-    def _emit(self, entry: AuditEntry) -> None:
-        _log.info(
+    def _emit(self, entry: AuditEntry, log: Any = None) -> None:
+        # `log` is a logger bound once per bulk batch: the module proxy re-binds on
+        # every call, which costs more than the rest of the emit.
+        (log or _log).info(
             "grantflow.audit",
             project_id=entry.project_id,
             seq=entry.seq,

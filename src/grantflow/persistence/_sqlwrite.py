@@ -16,6 +16,7 @@ whole chunk is rolled back and run again with one savepoint per change.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -115,6 +116,7 @@ def _dumps_seq(value: tuple[Any, ...]) -> str:
     return _dumps(value) if value else "[]"
 
 
+@functools.lru_cache(maxsize=1024)
 def _dumps_actor(actor: Actor) -> str:
     return _ENCODER.encode(
         {"id": actor.id, "organisation": actor.organisation, "roles": sorted(actor.roles)}
@@ -416,8 +418,10 @@ def _dialect_insert(table: Table, dialect: Dialect) -> Any:
     return sqlite.insert(table)
 
 
+@functools.lru_cache(maxsize=64)
 def _sqlite_time(value: datetime) -> str:
-    # SQLAlchemy's SQLite DATETIME text format: naive UTC with microseconds.
+    # SQLAlchemy's SQLite DATETIME text format: naive UTC with microseconds. Cached: a
+    # bulk batch stamps every entry with the same instant.
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
