@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -166,8 +167,9 @@ class BulkRunner:
         projects = self._store.load_many([w.item.project_id for w in batch if not w.error])
         changes: list[Change] = []
         results: list[ItemResult] = []
+        now = self._engine._now()  # one transaction, one instant
         for work in batch:
-            change, result = self._decide(work, projects.get(work.item.project_id))
+            change, result = self._decide(work, projects.get(work.item.project_id), now)
             if change is not None:
                 changes.append(change)
             results.append(result)
@@ -203,7 +205,9 @@ class BulkRunner:
         for work in batch:
             for attempt in itertools.count():
                 project = self._store.load_many([work.item.project_id]).get(work.item.project_id)
-                change, result = self._decide(work, project if not work.error else None)
+                change, result = self._decide(
+                    work, project if not work.error else None, self._engine._now()
+                )
                 if attempt > self._engine_retries():
                     change = None
                     result = _result(work, "conflict", error="project kept changing")
@@ -232,14 +236,16 @@ class BulkRunner:
     def _engine_retries(self) -> int:
         return self._engine._retries
 
-    def _decide(self, work: _Work, project: Project | None) -> tuple[Change | None, ItemResult]:
+    def _decide(
+        self, work: _Work, project: Project | None, now: datetime
+    ) -> tuple[Change | None, ItemResult]:
         if work.error:
             return None, _result(work, "invalid", error=work.error)
         if project is None:
             return None, _result(work, "not_found", error=f"no project {work.item.project_id!r}")
         try:
             change = self._engine._prepare(
-                project, self._event, self._actor, work.item.evidence, self._engine._now(), None
+                project, self._event, self._actor, work.item.evidence, now, None
             )
         except GrantflowError as exc:
             return None, _result(work, "invalid", state=project.state, error=exc.message)

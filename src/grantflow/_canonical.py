@@ -7,6 +7,7 @@ single decimal spelling, so it is refused at the door (`InvalidInput`).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Mapping, Set
@@ -24,6 +25,7 @@ MAX_STRING = 100_000
 _MAX_DEPTH = 32
 
 
+@functools.lru_cache(maxsize=256)
 def iso_utc(value: datetime) -> str:
     """Return `value` as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``; naive datetimes are refused."""
     if value.tzinfo is None:

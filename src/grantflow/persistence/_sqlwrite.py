@@ -97,7 +97,7 @@ class _Statement:
             values = {**self._defaults, **values}
         if self._order is None:
             return values
-        return tuple(values[name] for name in self._order)
+        return tuple(map(values.__getitem__, self._order))
 
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
