@@ -25,9 +25,9 @@ PROJECTS = [
 ]
 
 
-def seeded_engine() -> Engine:
+def seeded_engine(store: object = None) -> Engine:
     """A bare engine holding four projects across hubs, brands, domains, years and states."""
-    engine = grantflow.open(rules=RuleBook(), discover_rules=False)
+    engine = grantflow.open(store, rules=RuleBook(), discover_rules=False)  # type: ignore[arg-type]
     directory = Directory(engine)
     directory.add_hub(Hub(id="city", name="City", kind="city"))
     for hub, parent, kind in (("d1", "city", "district"), ("d2", "city", "district")):

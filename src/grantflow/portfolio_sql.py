@@ -30,9 +30,18 @@ def _fen(table: sa.Table, key: str) -> Any:
     return sa.func.coalesce(sa.cast(sa.func.round(amount * 100), sa.BigInteger), 0)
 
 
-def _subtree(entities: sa.Table, root: str) -> Any:
+def _is_collated(entities: sa.Table) -> bool:
+    variant = getattr(entities.c.id.type, "_variant_mapping", {}).get("postgresql")
+    return bool(getattr(variant, "collation", None))
+
+
+def _subtree(entities: sa.Table, root: str, *, postgres: bool) -> Any:
     """A recursive CTE of `root` and every hub below it."""
-    base = sa.select(sa.literal(root).label("id")).cte("hub_tree", recursive=True)
+    seed: Any = sa.literal(root)
+    if postgres and _is_collated(entities):
+        # PostgreSQL ids compare byte-wise (COLLATE "C"): the seed must say so too.
+        seed = seed.collate("C")
+    base = sa.select(seed.label("id")).cte("hub_tree", recursive=True)
     child = sa.select(entities.c.id).where(entities.c.kind == "hub", entities.c.parent == base.c.id)
     return base.union(child)
 
@@ -58,7 +67,7 @@ def sql_totals(
         .order_by(key)
     )
     if within is not None:
-        tree = _subtree(entities, within)
+        tree = _subtree(entities, within, postgres=conn.dialect.name == "postgresql")
         query = query.where(_text(projects, "hub").in_(sa.select(tree.c.id)))
     return [
         Totals(
@@ -92,7 +101,7 @@ def sql_services(
         .order_by(key)
     )
     if within is not None:
-        tree = _subtree(entities, within)
+        tree = _subtree(entities, within, postgres=conn.dialect.name == "postgresql")
         query = query.where(_text(projects, "hub").in_(sa.select(tree.c.id)))
     return [
         ServiceTotals(key=str(row.key), activities=int(row.a or 0), person_times=int(row.p or 0))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy
 from sqlalchemy import (
@@ -24,6 +24,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from grantflow.audit import GENESIS, Checkpoint
 from grantflow.errors import GrantflowError, InvalidInput
 from grantflow.models import AuditEntry, Entity, Project, Record
+
+if TYPE_CHECKING:
+    from grantflow.portfolio import ServiceTotals, Totals
 from grantflow.persistence._migrations import apply_pending, check, current_version
 from grantflow.persistence._protocol import Change, Leaf
 from grantflow.persistence._schema import Tables, build_tables
@@ -322,6 +325,22 @@ class SqlStore(SqlJobs):
             for row in rows
             if row.project_id is not None
         ]
+
+    def portfolio_totals(self, by: str, within: str | None = None) -> list[Totals]:
+        """Portfolio totals computed in the database (used by `grantflow.portfolio`)."""
+        from grantflow.portfolio_sql import sql_totals
+
+        with self._db.connect() as conn:
+            return sql_totals(conn, self._t.projects, self._t.entities, by, within)
+
+    def portfolio_services(self, by: str, within: str | None = None) -> list[ServiceTotals]:
+        """Activities and person-times computed in the database."""
+        from grantflow.portfolio_sql import sql_services
+
+        with self._db.connect() as conn:
+            return sql_services(
+                conn, self._t.projects, self._t.records, self._t.entities, by, within
+            )
 
     # -- writes --------------------------------------------------------------------------
 
