@@ -253,3 +253,25 @@ def test_items_stream_lazily() -> None:
         progress=lambda n: first_chunk_seen.append(len(pulled)),
     )
     assert first_chunk_seen[0] == 10
+
+
+def test_records_can_be_added_in_bulk_through_their_rules() -> None:
+    """fire_many('record.<kind>') adds one audited record per item, gated by its rules."""
+
+    def needs_invoice(ctx: RuleContext) -> Verdict:
+        if ctx.evidence["record"]["data"].get("invoice"):
+            return PASS
+        return refuse("funds.invoice", "invoice missing", "缺少发票")
+
+    engine = _engine(rules=RuleBook().on("record.expenditure", needs_invoice))
+    ids = _seed(engine, 4)
+    items = [(pid, {"invoice": f"F-{n}", "amount": "10.00"}) for n, pid in enumerate(ids)]
+    items.append((ids[0], {"amount": "5.00"}))
+    result = engine.fire_many("record.expenditure", items, actor=APPLICANT)
+    assert result.counts == {"applied": 4, "refused": 1}
+    assert [r.code for r in result.items[0].refusals] == ["funds.invoice"]
+    first = engine.get(ids[0])
+    assert [r.data["invoice"] for r in first.records_of("expenditure")] == ["F-0"]
+    assert first.state == "applied"
+    assert engine.replay(ids[0]) == first
+    assert engine.verify().ok

@@ -90,6 +90,7 @@ class BulkRunner:
         self._lease = lease
         self._worker = worker or Worker(run_id=uuid.uuid4().hex, owner=_owner_id())
         self._kept_applied: list[ItemResult] = []
+        self._record_kind = event.removeprefix("record.") if event.startswith("record.") else None
         self._stopped = False
 
     def run(self, items: Iterable[Any]) -> BulkResult:
@@ -244,9 +245,12 @@ class BulkRunner:
         if project is None:
             return None, _result(work, "not_found", error=f"no project {work.item.project_id!r}")
         try:
-            change = self._engine._prepare(
-                project, self._event, self._actor, work.item.evidence, now, None
-            )
+            evidence, record = work.item.evidence, None
+            if self._record_kind is not None:
+                record, evidence = self._engine._record_inputs(
+                    project, self._record_kind, evidence, None
+                )
+            change = self._engine._prepare(project, self._event, self._actor, evidence, now, record)
         except GrantflowError as exc:
             return None, _result(work, "invalid", state=project.state, error=exc.message)
         entry = change.entry

@@ -319,25 +319,31 @@ class Engine:
         event = RECORD_EVENT_PREFIX + kind
         for _attempt in self._attempts(pid, event):
             project = self.get(pid)
-            record = Record(
-                kind=kind,
-                id=rid or f"{kind}-{project.version + 1}",
-                data=thaw(clean_data),
-                seq=project.version + 1,
-            )
-            if any(r.kind == kind and r.id == record.id for r in project.records):
-                raise InvalidInput(
-                    f"record {kind}/{record.id} already exists on project {pid!r}",
-                    field="record_id",
-                    project_id=pid,
-                    event=event,
-                    state=project.state,
-                )
-            evidence = freeze({"record": {"kind": kind, "id": record.id, "data": clean_data}})
+            record, evidence = self._record_inputs(project, kind, clean_data, rid)
             outcome = self._attempt(project, event, actor, evidence, self._now(), record)
             if outcome is not None:
                 return outcome
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _record_inputs(
+        self, project: Project, kind: str, data: Mapping[str, Any], record_id: str | None
+    ) -> tuple[Record, Mapping[str, Any]]:
+        """The record a ``record.<kind>`` attempt adds, and the evidence its rules see."""
+        record = Record(
+            kind=kind,
+            id=record_id or f"{kind}-{project.version + 1}",
+            data=thaw(data),
+            seq=project.version + 1,
+        )
+        if any(r.kind == kind and r.id == record.id for r in project.records):
+            raise InvalidInput(
+                f"record {kind}/{record.id} already exists on project {project.id!r}",
+                field="record_id",
+                project_id=project.id,
+                event=RECORD_EVENT_PREFIX + kind,
+                state=project.state,
+            )
+        return record, freeze({"record": {"kind": kind, "id": record.id, "data": data}})
 
     def migrate_policy(
         self,
@@ -423,6 +429,9 @@ class Engine:
     ) -> BulkResult:
         """Fire `event` on many projects; every item gets a result, none stops the rest.
 
+        `event` may also be ``record.<kind>``: each item's evidence is then the data of
+        a record to add, exactly as `add_record` would (reviews, expenditures, ...).
+
         Items are project ids, ``(id, evidence)`` pairs or `BulkItem`; they are read
         lazily, `chunk_size` at a time, and each chunk is committed in one transaction
         together with the job's progress. With an `idempotency_key` (one is made up when
@@ -448,8 +457,10 @@ class Engine:
             lease_seconds: how long a claimed chunk stays ours without progress.
             worker: join a shared run (several processes, one key).
         """
-        pid_event = _check_id(event, "event")
-        if not self._lifecycle.has_event(pid_event) or self._lifecycle.event(pid_event).creates:
+        event = _check_id(event, "event")
+        if event.startswith(RECORD_EVENT_PREFIX):
+            _check_id(event.removeprefix(RECORD_EVENT_PREFIX), "event")
+        elif not self._lifecycle.has_event(event) or self._lifecycle.event(event).creates:
             raise UnknownEvent(f"lifecycle has no event {event!r} to fire", event=event)
         actor = _check_actor(actor)
         if not 1 <= chunk_size <= 100_000:

@@ -248,3 +248,25 @@ def test_load_many_equals_load(make_store: StoreFactory) -> None:
     assert sorted(loaded) == ids
     for pid in ids:
         assert loaded[pid] == store.load(pid)
+
+
+def test_bulk_records_on_sql_equal_single_records(make_store: StoreFactory) -> None:
+    """Records added in bulk on SQL read back exactly like records added one by one."""
+    store = make_store(synchronous="NORMAL")
+    engine = _engine(store)
+    ids = _seed(engine, 3)
+    result = engine.fire_many(
+        "record.service",
+        [(pid, {"activities": 2, "domain": "legal_aid"}) for pid in ids],
+        actor=APPLICANT,
+        chunk_size=2,
+    )
+    assert result.counts == {"applied": 3}
+    engine.add_record(ids[0], "service", {"activities": 1}, actor=APPLICANT)
+    project = engine.get(ids[0])
+    assert [r.data for r in project.records] == [
+        {"activities": 2, "domain": "legal_aid"},
+        {"activities": 1},
+    ]
+    assert project == engine.replay(ids[0])
+    assert engine.verify().ok
