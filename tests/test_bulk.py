@@ -11,7 +11,7 @@ from grantflow import Actor, Engine, IdempotencyKeyInUse, IdempotencyKeyMismatch
 from grantflow.bulk import BulkItem, BulkResult, Worker
 from grantflow.models import Verdict
 from grantflow.persistence import Change, ChunkProgress, MemoryStore
-from grantflow.rules import PASS, RuleBook, RuleContext, refuse
+from grantflow.rules import PASS, FactRequest, RuleBook, RuleContext, refuse
 
 APPLICANT = Actor(id="org-1", roles=frozenset({"applicant"}))
 PURCHASER = Actor(id="staff-1", roles=frozenset({"purchaser"}))
@@ -275,3 +275,24 @@ def test_records_can_be_added_in_bulk_through_their_rules() -> None:
     assert first.state == "applied"
     assert engine.replay(ids[0]) == first
     assert engine.verify().ok
+
+
+def test_facts_see_earlier_items_of_the_same_chunk() -> None:
+    """A duplicate inside one chunk is caught, as it would be by firing one by one."""
+
+    def uses(request: FactRequest) -> int:
+        number = request.evidence["record"]["data"]["invoice"]
+        return len(request.reader.find_records("expenditure", "invoice", [number]))
+
+    def unique(ctx: RuleContext) -> Verdict:
+        if ctx.facts["uses"]:
+            return refuse("funds.duplicate_invoice", "invoice used before", "发票重复")
+        return PASS
+
+    book = RuleBook().provide("uses", uses, events=["record.expenditure"])
+    engine = _engine(rules=book.on("record.expenditure", unique))
+    ids = _seed(engine, 3)
+    items = [(ids[0], {"invoice": "A"}), (ids[1], {"invoice": "B"}), (ids[2], {"invoice": "A"})]
+    result = engine.fire_many("record.expenditure", items, actor=APPLICANT, chunk_size=10)
+    assert result.counts == {"applied": 2, "refused": 1}
+    assert result.items[0].project_id == ids[2]

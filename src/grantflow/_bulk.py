@@ -35,6 +35,7 @@ from grantflow.errors import (
 )
 from grantflow.models import Actor, Project, Refusal
 from grantflow.persistence import Change, ChunkClaim, ChunkProgress, JobStore, StoredJob
+from grantflow.persistence._cache import EntityCache
 
 if TYPE_CHECKING:
     from grantflow._engine import Engine
@@ -90,6 +91,7 @@ class BulkRunner:
         self._lease = lease
         self._worker = worker or Worker(run_id=uuid.uuid4().hex, owner=_owner_id())
         self._kept_applied: list[ItemResult] = []
+        self._reader = EntityCache(store)
         self._record_kind = event.removeprefix("record.") if event.startswith("record.") else None
         self._stopped = False
 
@@ -145,7 +147,8 @@ class BulkRunner:
         counts = dict(claim.counts)
         kept = list(claim.items)
         todo = [w for w in chunk if w.index >= claim.next_index]
-        for batch in _batches(todo):
+        if todo:
+            batch = todo
             end = batch[-1].index + 1
             if not self._commit_batch(claim, batch, end, counts, kept, digest):
                 self._commit_singly(claim, batch, counts, kept, digest)
@@ -169,10 +172,16 @@ class BulkRunner:
         changes: list[Change] = []
         results: list[ItemResult] = []
         now = self._engine._now()  # one transaction, one instant
+        self._reader.begin_batch()
         for work in batch:
             change, result = self._decide(work, projects.get(work.item.project_id), now)
             if change is not None:
                 changes.append(change)
+                self._reader.add_pending(change)
+                if change.after is not None:
+                    # A later item on the same project is decided on the state this one
+                    # leaves behind; the transaction applies them in order.
+                    projects[work.item.project_id] = change.after
             results.append(result)
         new_counts, new_kept = _tally(counts, kept, results)
         progress = ChunkProgress(
@@ -203,6 +212,7 @@ class BulkRunner:
         digest: str,
     ) -> None:
         """Redo a batch item by item, deciding each again on fresh state."""
+        self._reader.begin_batch()
         for work in batch:
             for attempt in itertools.count():
                 project = self._store.load_many([work.item.project_id]).get(work.item.project_id)
@@ -250,7 +260,10 @@ class BulkRunner:
                 record, evidence = self._engine._record_inputs(
                     project, self._record_kind, evidence, None
                 )
-            change = self._engine._prepare(project, self._event, self._actor, evidence, now, record)
+            actor = work.item.actor or self._actor
+            change = self._engine._prepare(
+                project, self._event, actor, evidence, now, record, self._reader
+            )
         except GrantflowError as exc:
             return None, _result(work, "invalid", state=project.state, error=exc.message)
         entry = change.entry
@@ -287,12 +300,19 @@ class BulkRunner:
 # -- input handling -------------------------------------------------------------------------
 
 
-def _normalise(index: int, raw: Any) -> _Work:
+def _normalise(index: int, raw: Any) -> _Work:  # noqa: PLR0911
     """Turn one input element into work, or into an invalid item saying why."""
     if type(raw) is str and 0 < len(raw) <= _MAX_ID and raw.isprintable():
         return _Work(index, BulkItem(raw, _NO_EVIDENCE, index + 1))  # the common case
     if isinstance(raw, BulkItem):
         item = raw
+        given: object = item.actor  # typed, but bulk input may come from anywhere
+        if given is not None and not isinstance(given, Actor):
+            return _Work(
+                index,
+                BulkItem(project_id=str(item.project_id)[:_MAX_ID], row=item.row),
+                "actor: must be an Actor",
+            )
     elif isinstance(raw, str):
         item = BulkItem(project_id=raw, row=index + 1)
     elif isinstance(raw, tuple) and len(raw) == 2 and isinstance(raw[1], Mapping | None):
@@ -311,12 +331,12 @@ def _normalise(index: int, raw: Any) -> _Work:
             "project_id: must be 1-128 printable characters",
         )
     if not item.evidence:
-        return _Work(index, BulkItem(pid, _NO_EVIDENCE, item.row))
+        return _Work(index, BulkItem(pid, _NO_EVIDENCE, item.row, item.actor))
     try:
         validate_json(item.evidence, field="evidence", row=item.row)
     except InvalidInput as exc:
         return _Work(index, BulkItem(project_id=pid, row=item.row), exc.message)
-    return _Work(index, BulkItem(pid, freeze(plain(item.evidence)), item.row))
+    return _Work(index, BulkItem(pid, freeze(plain(item.evidence)), item.row, item.actor))
 
 
 def _chunks(items: Iterable[Any], size: int) -> Iterator[list[_Work]]:
@@ -330,23 +350,11 @@ def _chunks(items: Iterable[Any], size: int) -> Iterator[list[_Work]]:
         base += len(raw)
 
 
-def _batches(work: list[_Work]) -> Iterator[list[_Work]]:
-    """Split at a repeated project id: one transaction never holds two changes to one project."""
-    batch: list[_Work] = []
-    seen: set[str] = set()
-    for w in work:
-        if w.item.project_id in seen and not w.error:
-            yield batch
-            batch, seen = [], set()
-        batch.append(w)
-        if not w.error:
-            seen.add(w.item.project_id)
-    if batch:
-        yield batch
-
-
-def _digest_part(project_id: object, evidence: object) -> bytes:
+def _digest_part(project_id: object, evidence: object, actor: Actor | None = None) -> bytes:
     # Cheap for the common case (a bare id); canonical JSON when there is evidence.
+    if actor is not None:
+        who = canonical_bytes(plain(actor)) + b"\x02"
+        return who + _digest_part(project_id, evidence)
     if not evidence:
         return f"{project_id}\x00".encode("utf-8", "surrogatepass")
     try:
@@ -359,7 +367,7 @@ def _digest_part(project_id: object, evidence: object) -> bytes:
 def _chunk_digest(chunk: Sequence[_Work]) -> str:
     h = hashlib.sha256()
     for w in chunk:
-        h.update(_digest_part(w.item.project_id, w.item.evidence))
+        h.update(_digest_part(w.item.project_id, w.item.evidence, w.item.actor))
         if w.error:
             h.update(w.error.encode())
     return h.hexdigest()
@@ -370,7 +378,7 @@ def input_digest(event: str, actor: Actor, items: Sequence[Any]) -> str:
     h = hashlib.sha256(canonical_bytes({"event": event, "actor": actor}))
     for raw in items:
         if isinstance(raw, BulkItem):
-            h.update(_digest_part(raw.project_id, raw.evidence))
+            h.update(_digest_part(raw.project_id, raw.evidence, raw.actor))
         elif isinstance(raw, tuple) and len(raw) == 2:
             h.update(_digest_part(raw[0], raw[1]))
         else:

@@ -54,7 +54,7 @@ from grantflow.models import (
     Refusal,
     trusted,
 )
-from grantflow.persistence import Change, Store
+from grantflow.persistence import Change, Store, StoreReader
 from grantflow.policy import Policy
 from grantflow.rules import PASS, FactRequest, RuleBook, RuleContext, Verdict, refuse, rule_name
 from grantflow.states import PURCHASED_SERVICE, Lifecycle
@@ -513,7 +513,7 @@ class Engine:
                     status, state, refusals, error = "not_found", None, (), "no such project"
                 else:
                     target, verdict, _ = self._decide(
-                        project, event, actor, work.item.evidence, self._now()
+                        project, event, work.item.actor or actor, work.item.evidence, self._now()
                     )
                     status = "applied" if verdict.passed else "refused"
                     state = target if verdict.passed else project.state
@@ -660,6 +660,7 @@ class Engine:
         actor: Actor,
         evidence: Mapping[str, Any],
         now: datetime,
+        reader: StoreReader | None = None,
     ) -> tuple[str | None, Verdict, list[Any]]:
         refusals: list[Refusal] = []
         role = self._role_refusal(event, actor)
@@ -670,7 +671,7 @@ class Engine:
             refusals.append(no_edge)
             return None, Verdict(refusals=tuple(refusals)), []
         policy = self.policy_for(project)
-        facts = self._facts(project, event, actor, evidence, policy)
+        facts = self._facts(project, event, actor, evidence, policy, reader)
         ctx = RuleContext(
             project=project,
             event=event,
@@ -708,12 +709,13 @@ class Engine:
         actor: Actor,
         evidence: Mapping[str, Any],
         policy: Policy,
+        reader: StoreReader | None = None,
     ) -> dict[str, Any]:
         providers = self._book_for(event)[1]
         if not providers:
             return {}
         request = FactRequest(
-            reader=self._store,
+            reader=reader or self._store,
             project=project,
             event=event,
             actor=actor,
@@ -780,9 +782,10 @@ class Engine:
         evidence: Mapping[str, Any],
         now: datetime,
         record: Record | None,
+        reader: StoreReader | None = None,
     ) -> Change:
         """Decide `event` on `project` and build the change to commit (no I/O but facts)."""
-        target, verdict, effects = self._decide(project, event, actor, evidence, now)
+        target, verdict, effects = self._decide(project, event, actor, evidence, now, reader)
         seq = project.version + 1
         creating = project.state == ""
         records: list[Record] = [record] if record is not None and verdict.passed else []

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from grantflow.models import Refusal
+from grantflow.models import Actor, Refusal
 
 __all__ = ["BulkItem", "BulkResult", "ItemResult", "ItemStatus", "Worker"]
 
@@ -23,12 +23,14 @@ class BulkItem:
     """One item of bulk input: a project id, its evidence, and where it came from.
 
     `row` is the 1-based row number in the input file (or the position in the input
-    iterable), so a report can point at the line to fix.
+    iterable), so a report can point at the line to fix. `actor`, when set, acts for
+    this item instead of the run's actor (expenditures of many providers in one file).
     """
 
     project_id: str
     evidence: Mapping[str, Any] = field(default_factory=dict)
     row: int | None = None
+    actor: Actor | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -199,3 +199,21 @@ def test_bulk_with_workers_transitions_every_project_once(
     with grantflow.open(url) as engine:
         assert all(len(engine.history(f"p-{i}")) == 2 for i in range(1, 61))
         assert engine.verify().ok
+
+
+def test_demo_seeds_reports_and_verifies_in_a_fresh_database(run: Any, tmp_path: Path) -> None:
+    """`grantflow demo` writes grantflow-demo.db here, reports every state, verifies."""
+    done = run("demo", "--projects", "40", "--seed", "5", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["projects"] == 40
+    assert report["audit"]["verified"] is True
+    assert {"closed", "rejected"} <= set(report["states"])
+    assert (tmp_path / "grantflow-demo.db").exists()
+    again = run("demo", "--projects", "40", "--seed", "5", "--json")
+    assert {k: v for k, v in json.loads(again.stdout).items() if k != "seconds"} == {
+        k: v for k, v in report.items() if k != "seconds"
+    }
+    with grantflow.open(f"sqlite:///{tmp_path / 'grantflow-demo.db'}") as engine:
+        assert engine.verify().ok
+        assert sum(1 for _ in engine.store.projects()) == 40

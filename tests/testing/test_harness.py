@@ -107,7 +107,7 @@ def test_the_harness_gets_projects_deep_into_the_lifecycle() -> None:
     """Runs reach late states (mid-term, assessed, closed ...), not only the first few."""
     case = Explorer.TestCase
     case.settings = settings(
-        max_examples=20, stateful_step_count=30, deadline=None, database=None, derandomize=True
+        max_examples=60, stateful_step_count=40, deadline=None, database=None, derandomize=True
     )
     case("runTest").runTest()
     assert {"midterm", "assessed", "closed"} <= Explorer.reached

@@ -28,6 +28,8 @@ class MemoryStore(MemoryJobs):
         self._chains: dict[str, list[AuditEntry]] = {}
         self._checkpoints: dict[str, tuple[Checkpoint, list[Leaf]]] = {}
         self._entities: dict[tuple[str, str], Entity] = {}
+        # Records by kind, so cross-project look-ups (duplicate invoices) skip the rest.
+        self._by_kind: dict[str, list[tuple[str, Record]]] = {}
 
     def __repr__(self) -> str:
         return f"MemoryStore(projects={len(self._projects)})"
@@ -65,12 +67,17 @@ class MemoryStore(MemoryJobs):
     ) -> list[tuple[str, Record]]:
         """Return (project id, record) pairs matching ``data[field] in values``."""
         wanted = set(values)
-        return [
+        found = [
             (pid, record)
-            for pid, project in sorted(self._projects.items())
-            for record in project.records
-            if record.kind == kind and str(record.data.get(field)) in wanted
+            for pid, record in self._by_kind.get(kind, ())
+            if str(record.data.get(field)) in wanted and self._has_record(pid, record)
         ]
+        return sorted(found, key=lambda pair: (pair[0], pair[1].seq))
+
+    def _has_record(self, pid: str, record: Record) -> bool:
+        # The kind index is append-only; a rolled-back chunk may have left a stale entry.
+        project = self._projects.get(pid)
+        return project is not None and any(r is record for r in project.records)
 
     def count_projects(
         self, data_equals: Mapping[str, Any], *, exclude_states: Collection[str] = ()
@@ -178,6 +185,8 @@ class MemoryStore(MemoryJobs):
         self._chains.setdefault(entry.project_id, []).append(entry)
         if change.after is not None:
             self._projects[entry.project_id] = change.after
+            for record in entry.records:
+                self._by_kind.setdefault(record.kind, []).append((entry.project_id, record))
 
     def put_entity(self, entity: Entity) -> None:
         """Insert or replace an entity."""

@@ -38,7 +38,8 @@ ZERO = Decimal("0.00")
 def load(model: type[M], data: Any) -> M | None:
     """Parse `data` as `model`; ``None`` when it does not fit."""
     try:
-        return model.model_validate(thaw(data))
+        # Record data is plain JSON already; only read-only evidence needs thawing.
+        return model.model_validate(data if type(data) is dict else thaw(data))
     except ValidationError:
         return None
 
