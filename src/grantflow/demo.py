@@ -49,10 +49,10 @@ from grantflow.records import (
 from grantflow.rubrics import APPROVAL_REVIEW, MIDTERM_EVALUATION, PERFORMANCE_ASSESSMENT
 
 __all__ = [
-    "START",
     "DemoClock",
     "DemoReport",
     "DemoWorld",
+    "START",
     "render_report",
     "run_demo",
     "seed_portfolio",
