@@ -175,6 +175,31 @@ class StoredJob:
     items: tuple[Mapping[str, Any], ...]
 
 
+def stored_job(
+    key: str,
+    job: Any,
+    chunks: Sequence[tuple[int, bool, str, Mapping[str, int], Sequence[Mapping[str, Any]]]],
+) -> StoredJob:
+    """Build a `StoredJob` from a job's fields and its chunks (number, done, digest, tally)."""
+    counts: dict[str, int] = {}
+    items: list[Mapping[str, Any]] = []
+    for _number, _done, _digest, chunk_counts, chunk_items in chunks:
+        for status, count in chunk_counts.items():
+            counts[status] = counts.get(status, 0) + int(count)
+        items.extend(chunk_items)
+    return StoredJob(
+        key=key,
+        event=job.event,
+        digest=job.digest,
+        status=job.status,
+        run_id=job.run_id,
+        chunks_total=job.chunks_total,
+        chunk_digests={number: digest for number, done, digest, _c, _i in chunks if done},
+        counts=counts,
+        items=tuple(items),
+    )
+
+
 @runtime_checkable
 class JobStore(Protocol):
     """Bulk-job bookkeeping: idempotency keys, chunk leases, progress committed atomically."""
