@@ -56,6 +56,10 @@ class StoreReader(Protocol):
         """Yield, sorted, the id of every chain (every project, and refused submissions)."""
         ...
 
+    def all_entries(self) -> Iterator[AuditEntry]:
+        """Yield every audit entry ordered by (project id, seq), streaming (for `verify`)."""
+        ...
+
     def projects(self, *, state: str | None = None) -> Iterator[Project]:
         """Yield projects (all, or those in `state`) in id order, without records."""
         ...
