@@ -130,6 +130,7 @@ def postgres() -> Iterator[str | None]:
             ),
             check=True,
             stdout=subprocess.DEVNULL,
+            cwd=tmp,  # the postgres user may not enter the caller's directory
         )
         opts = f"-h 127.0.0.1 -p {port} -k {tmp} -c fsync=off -c max_connections=100"
         subprocess.run(
@@ -148,6 +149,7 @@ def postgres() -> Iterator[str | None]:
             ),
             check=True,
             stdout=subprocess.DEVNULL,
+            cwd=tmp,  # the postgres user may not enter the caller's directory
         )
         started = True
         log(f"PostgreSQL {bindir.parent.name} on 127.0.0.1:{port}")
@@ -167,6 +169,7 @@ def postgres() -> Iterator[str | None]:
                 ),
                 check=False,
                 stdout=subprocess.DEVNULL,
+                cwd=tmp,
             )
         shutil.rmtree(tmp, ignore_errors=True)
 

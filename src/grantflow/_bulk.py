@@ -184,16 +184,7 @@ class BulkRunner:
                     projects[work.item.project_id] = change.after
             results.append(result)
         new_counts, new_kept = _tally(counts, kept, results)
-        progress = ChunkProgress(
-            key=claim.key,
-            chunk=claim.chunk,
-            owner=claim.owner,
-            next_index=end,
-            done=end == claim.end,
-            counts=new_counts,
-            items=tuple(new_kept),
-            digest=digest if end == claim.end else "",
-        )
+        progress = _progress(claim, end, new_counts, new_kept, digest)
         try:
             self._store.commit_chunk(changes, progress, now=time.time(), lease=self._lease)
         except ConcurrencyError as exc:
@@ -224,17 +215,7 @@ class BulkRunner:
                     result = _result(work, "conflict", error="project kept changing")
                 changes = [change] if change is not None else []
                 new_counts, new_kept = _tally(counts, kept, [result])
-                end = work.index + 1
-                progress = ChunkProgress(
-                    key=claim.key,
-                    chunk=claim.chunk,
-                    owner=claim.owner,
-                    next_index=end,
-                    done=end == claim.end,
-                    counts=new_counts,
-                    items=tuple(new_kept),
-                    digest=digest if end == claim.end else "",
-                )
+                progress = _progress(claim, work.index + 1, new_counts, new_kept, digest)
                 try:
                     self._store.commit_chunk(changes, progress, now=time.time(), lease=self._lease)
                 except ConcurrencyError as exc:
@@ -414,6 +395,27 @@ def _result(
         refusals=refusals,
         error=error,
         row=work.item.row,
+    )
+
+
+def _progress(
+    claim: ChunkClaim,
+    end: int,
+    counts: Mapping[str, int],
+    kept: Sequence[Mapping[str, Any]],
+    digest: str,
+) -> ChunkProgress:
+    """The chunk's progress after items up to `end`; the digest seals a finished chunk."""
+    done = end == claim.end
+    return ChunkProgress(
+        key=claim.key,
+        chunk=claim.chunk,
+        owner=claim.owner,
+        next_index=end,
+        done=done,
+        counts=counts,
+        items=tuple(kept),
+        digest=digest if done else "",
     )
 
 

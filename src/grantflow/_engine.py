@@ -544,13 +544,16 @@ class Engine:
         """
         problems: list[Problem] = []
         projects = entries = 0
+        # Stream three sorted sequences side by side (ids, entries, project rows): a few
+        # queries per page, however many projects there are.
+        stream = _Merge(self._store.all_entries(), self._store.projects())
         for pid in self._store.chain_ids():
             projects += 1
-            chain = list(self._store.entries(pid))
+            chain, row = stream.take(pid)
             count, problem = check_chain(pid, chain)
             entries += count
             if problem is None:
-                problem = self._check_row(pid, chain)
+                problem = self._check_row(pid, chain, row)
             if problem is not None:
                 problems.append(problem)
         if checkpoint is not None:
@@ -862,8 +865,10 @@ class Engine:
             except Exception as exc:  # listeners observe; a failing one must not undo a commit
                 _log.error("grantflow.listener_error", listener=repr(listener), error=repr(exc))
 
-    def _check_row(self, project_id: str, chain: list[AuditEntry]) -> Problem | None:
-        project = self._store.load(project_id)
+    @staticmethod
+    def _check_row(
+        project_id: str, chain: list[AuditEntry], project: Project | None
+    ) -> Problem | None:
         if project is None:
             if any(e.accepted and e.kind == "submit" for e in chain):
                 return Problem(project_id=project_id, seq=None, reason="project row missing")
@@ -906,6 +911,28 @@ class Engine:
         elif merkle_root(current) != checkpoint.root and not problems:
             problems.append(Problem(project_id="", seq=None, reason="checkpoint root mismatch"))
         return problems
+
+
+class _Merge:
+    """Walks the store's sorted entries and project rows alongside the sorted chain ids."""
+
+    def __init__(self, entries: Iterator[AuditEntry], rows: Iterator[Project]) -> None:
+        self._entries = entries
+        self._rows = rows
+        self._entry: AuditEntry | None = next(entries, None)
+        self._row: Project | None = next(rows, None)
+
+    def take(self, project_id: str) -> tuple[list[AuditEntry], Project | None]:
+        """Return the chain and the project row of `project_id` (ids come in order)."""
+        chain: list[AuditEntry] = []
+        while self._entry is not None and self._entry.project_id <= project_id:
+            if self._entry.project_id == project_id:
+                chain.append(self._entry)
+            self._entry = next(self._entries, None)
+        while self._row is not None and self._row.id < project_id:
+            self._row = next(self._rows, None)
+        row = self._row if self._row is not None and self._row.id == project_id else None
+        return chain, row
 
 
 def _outcome(change: Change) -> Outcome:

@@ -64,6 +64,10 @@ class EntityCache:
         """Pass through."""
         return self._reader.entries(project_id)
 
+    def all_entries(self) -> Iterator[AuditEntry]:
+        """Pass through."""
+        return self._reader.all_entries()
+
     def chain_ids(self) -> Iterator[str]:
         """Pass through."""
         return self._reader.chain_ids()

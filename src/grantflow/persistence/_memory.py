@@ -51,6 +51,11 @@ class MemoryStore(MemoryJobs):
         """Yield the chain's entries in order."""
         yield from list(self._chains.get(project_id, ()))
 
+    def all_entries(self) -> Iterator[AuditEntry]:
+        """Yield every entry ordered by (project id, seq)."""
+        for pid in sorted(self._chains):
+            yield from list(self._chains[pid])
+
     def chain_ids(self) -> Iterator[str]:
         """Yield every chain id, sorted."""
         yield from sorted(self._chains)

@@ -9,7 +9,13 @@ from typing import Any
 
 from grantflow.errors import ConcurrencyError, IdempotencyKeyInUse, IdempotencyKeyMismatch
 from grantflow.models import Project
-from grantflow.persistence._protocol import Change, ChunkClaim, ChunkProgress, StoredJob
+from grantflow.persistence._protocol import (
+    Change,
+    ChunkClaim,
+    ChunkProgress,
+    StoredJob,
+    stored_job,
+)
 
 __all__ = ["MemoryJobs"]
 
@@ -140,23 +146,8 @@ class MemoryJobs:
 
     @staticmethod
     def _stored(key: str, job: _Job) -> StoredJob:
-        counts: dict[str, int] = {}
-        items: list[Mapping[str, Any]] = []
-        for n in sorted(job.chunks):
-            for status, count in job.chunks[n].counts.items():
-                counts[status] = counts.get(status, 0) + count
-            items.extend(job.chunks[n].items)
-        return StoredJob(
-            key=key,
-            event=job.event,
-            digest=job.digest,
-            status=job.status,
-            run_id=job.run_id,
-            chunks_total=job.chunks_total,
-            chunk_digests={n: c.digest for n, c in job.chunks.items() if c.done},
-            counts=counts,
-            items=tuple(items),
-        )
+        chunks = [(n, c.done, c.digest, c.counts, c.items) for n, c in sorted(job.chunks.items())]
+        return stored_job(key, job, chunks)
 
     def _apply_all(self, changes: Sequence[Change]) -> None:  # provided by MemoryStore
         raise NotImplementedError

@@ -56,6 +56,10 @@ class StoreReader(Protocol):
         """Yield, sorted, the id of every chain (every project, and refused submissions)."""
         ...
 
+    def all_entries(self) -> Iterator[AuditEntry]:
+        """Yield every audit entry ordered by (project id, seq), streaming (for `verify`)."""
+        ...
+
     def projects(self, *, state: str | None = None) -> Iterator[Project]:
         """Yield projects (all, or those in `state`) in id order, without records."""
         ...
@@ -173,6 +177,31 @@ class StoredJob:
     chunk_digests: Mapping[int, str]
     counts: Mapping[str, int]
     items: tuple[Mapping[str, Any], ...]
+
+
+def stored_job(
+    key: str,
+    job: Any,
+    chunks: Sequence[tuple[int, bool, str, Mapping[str, int], Sequence[Mapping[str, Any]]]],
+) -> StoredJob:
+    """Build a `StoredJob` from a job's fields and its chunks (number, done, digest, tally)."""
+    counts: dict[str, int] = {}
+    items: list[Mapping[str, Any]] = []
+    for _number, _done, _digest, chunk_counts, chunk_items in chunks:
+        for status, count in chunk_counts.items():
+            counts[status] = counts.get(status, 0) + int(count)
+        items.extend(chunk_items)
+    return StoredJob(
+        key=key,
+        event=job.event,
+        digest=job.digest,
+        status=job.status,
+        run_id=job.run_id,
+        chunks_total=job.chunks_total,
+        chunk_digests={number: digest for number, done, digest, _c, _i in chunks if done},
+        counts=counts,
+        items=tuple(items),
+    )
 
 
 @runtime_checkable

@@ -204,6 +204,25 @@ class SqlStore(SqlJobs):
         for row in rows:
             yield AuditEntry.model_validate(dict(row))
 
+    def all_entries(self) -> Iterator[AuditEntry]:
+        """Yield every entry ordered by (project id, seq), a page of rows at a time."""
+        a = self._t.audit
+        after: tuple[str, int] | None = None
+        while True:
+            stmt = select(a).order_by(a.c.project_id, a.c.seq).limit(_PAGE * 10)
+            if after is not None:
+                stmt = stmt.where(
+                    (a.c.project_id > after[0])
+                    | ((a.c.project_id == after[0]) & (a.c.seq > after[1]))
+                )
+            with self._db.connect() as conn:
+                rows = conn.execute(stmt).mappings().all()
+            for row in rows:
+                yield AuditEntry.model_validate(dict(row))
+            if len(rows) < _PAGE * 10:
+                return
+            after = (rows[-1]["project_id"], rows[-1]["seq"])
+
     def chain_ids(self) -> Iterator[str]:
         """Yield, sorted, every id with a chain or a project row."""
         stmt = union(select(self._t.audit.c.project_id), select(self._t.projects.c.id))

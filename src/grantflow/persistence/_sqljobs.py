@@ -10,7 +10,7 @@ cursor, all in one transaction: progress and transitions land together or not at
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +20,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from grantflow.errors import ConcurrencyError, IdempotencyKeyInUse, IdempotencyKeyMismatch
 from grantflow.models import Project, Record, trusted
-from grantflow.persistence._protocol import Change, ChunkClaim, ChunkProgress, StoredJob
+from grantflow.persistence._protocol import (
+    Change,
+    ChunkClaim,
+    ChunkProgress,
+    StoredJob,
+    stored_job,
+)
 from grantflow.persistence._schema import Tables
 from grantflow.persistence._sqlconn import Connector
 from grantflow.persistence._sqlwrite import Partial, Writer
@@ -163,23 +169,10 @@ class SqlJobs:
                 .where(chunks.c.key == key)
                 .order_by(chunks.c.chunk)
             ).all()
-        counts: dict[str, int] = {}
-        items: list[Mapping[str, Any]] = []
-        for row in rows:
-            for status, count in row.counts.items():
-                counts[status] = counts.get(status, 0) + int(count)
-            items.extend(row._mapping["items"])
-        return StoredJob(
-            key=key,
-            event=job.event,
-            digest=job.digest,
-            status=job.status,
-            run_id=job.run_id,
-            chunks_total=job.chunks_total,
-            chunk_digests={int(r.chunk): r.digest for r in rows if r.done},
-            counts=counts,
-            items=tuple(items),
-        )
+        tallies = [
+            (int(r.chunk), bool(r.done), r.digest, r.counts, r._mapping["items"]) for r in rows
+        ]
+        return stored_job(key, job, tallies)
 
     def chunk_claim(
         self, key: str, chunk: int, *, start: int, end: int, owner: str, now: float, lease: float

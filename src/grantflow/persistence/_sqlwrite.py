@@ -133,38 +133,20 @@ class Writer:
         )
         t = tables
         pid: ColumnElement[Any] = bindparam("p_project_id")
-        self._update = _Statement(
-            update(t.projects)
-            .where(
-                t.projects.c.id == bindparam("w_id"),
-                t.projects.c.state == bindparam("w_state"),
-                t.projects.c.version == bindparam("w_version"),
-            )
-            .values(
-                state=bindparam("n_state"),
-                version=bindparam("n_version"),
-                head=bindparam("n_head"),
-                data=_json_param("n_data", dialect),
-                updated_at=bindparam("n_updated_at"),
-            ),
-            dialect,
+        cas = update(t.projects).where(
+            t.projects.c.id == bindparam("w_id"),
+            t.projects.c.state == bindparam("w_state"),
+            t.projects.c.version == bindparam("w_version"),
         )
+        moved: dict[str, Any] = {
+            "state": bindparam("n_state"),
+            "version": bindparam("n_version"),
+            "head": bindparam("n_head"),
+            "updated_at": bindparam("n_updated_at"),
+        }
+        self._update = _Statement(cas.values(**moved, data=_json_param("n_data", dialect)), dialect)
         # Most transitions leave the data alone: don't rewrite (or re-encode) it.
-        self._update_keep_data = _Statement(
-            update(t.projects)
-            .where(
-                t.projects.c.id == bindparam("w_id"),
-                t.projects.c.state == bindparam("w_state"),
-                t.projects.c.version == bindparam("w_version"),
-            )
-            .values(
-                state=bindparam("n_state"),
-                version=bindparam("n_version"),
-                head=bindparam("n_head"),
-                updated_at=bindparam("n_updated_at"),
-            ),
-            dialect,
-        )
+        self._update_keep_data = _Statement(cas.values(**moved), dialect)
         self._insert_audit = _Statement(
             insert(t.audit).values({c: _audit_param(c, dialect) for c in _AUDIT_COLUMNS}),
             dialect,

@@ -174,6 +174,7 @@ class StoreContract:
         assert store.chain_tip("p-1") == (0, GENESIS)
         assert list(store.entries("p-1")) == []
         assert list(store.chain_ids()) == []
+        assert list(store.all_entries()) == []
         assert list(store.projects()) == []
         assert store.find_records("review", "reviewer", ["a"]) == []
         assert store.count_projects({}) == 0
@@ -194,6 +195,20 @@ class StoreContract:
         assert store.chain_tip("p-1") == (1, change.entry.hash)
         assert list(store.chain_ids()) == ["p-1"]
         assert store.entry_hash_at("p-1", 1) == change.entry.hash
+
+    def test_all_entries_stream_in_project_then_sequence_order(self, store: Store) -> None:
+        """all_entries yields every chain's entries, ordered by (project id, seq)."""
+        for pid in ("p-b", "p-a", "p-c"):
+            first = submission(pid)
+            store.commit(first)
+            assert first.after is not None
+            store.commit(transition(first.after, "reviewed"))
+        streamed = [(e.project_id, e.seq) for e in store.all_entries()]
+        expected = [(pid, seq) for pid in ("p-a", "p-b", "p-c") for seq in (1, 2)]
+        assert streamed == expected
+        assert [e for e in store.all_entries() if e.project_id == "p-b"] == list(
+            store.entries("p-b")
+        )
 
     def test_entries_round_trip_exactly(self, store: Store) -> None:
         """Nested JSON, non-ASCII text, refusals and microsecond UTC times come back equal."""
