@@ -296,3 +296,30 @@ def test_facts_see_earlier_items_of_the_same_chunk() -> None:
     result = engine.fire_many("record.expenditure", items, actor=APPLICANT, chunk_size=10)
     assert result.counts == {"applied": 2, "refused": 1}
     assert result.items[0].project_id == ids[2]
+
+
+def test_submissions_in_bulk_behave_like_submit() -> None:
+    """fire_many('submit') creates projects from item data; refusals and taken ids reported."""
+
+    def needs_title(ctx: RuleContext) -> Verdict:
+        return PASS if ctx.project.data.get("title") else refuse("t.title", "no title", "无标题")
+
+    engine = _engine(rules=RuleBook().on("submit", needs_title))
+    engine.submit(actor=APPLICANT, project_id="taken", data={"title": "old"})
+    items = [
+        ("n1", {"title": "Skills"}),
+        ("n2", {}),
+        ("taken", {"title": "again"}),
+        ("n2", {"title": "second try"}),
+    ]
+    result = engine.fire_many("submit", items, actor=APPLICANT, idempotency_key="intake")
+    assert result.counts == {"applied": 2, "refused": 1, "invalid": 1}
+    assert engine.get("n1").data["title"] == "Skills"
+    assert engine.get("n1").data["policy_version"] == engine.policy.version
+    assert [(e.seq, e.accepted) for e in engine.history("n2")] == [(1, False), (2, True)]
+    assert engine.get("n2").version == 2
+    single = _engine(rules=RuleBook().on("submit", needs_title))
+    single.submit(actor=APPLICANT, project_id="n1", data={"title": "Skills"})
+    a, b = single.history("n1")[0], engine.history("n1")[0]
+    assert (a.kind, a.to_state, a.data, a.evidence) == (b.kind, b.to_state, b.data, b.evidence)
+    assert engine.verify().ok

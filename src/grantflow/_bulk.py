@@ -33,7 +33,7 @@ from grantflow.errors import (
     InvalidInput,
     StoreError,
 )
-from grantflow.models import Actor, Project, Refusal
+from grantflow.models import Actor, Project, Refusal, trusted
 from grantflow.persistence import Change, ChunkClaim, ChunkProgress, JobStore, StoredJob
 from grantflow.persistence._cache import EntityCache
 
@@ -93,6 +93,8 @@ class BulkRunner:
         self._kept_applied: list[ItemResult] = []
         self._reader = EntityCache(store)
         self._record_kind = event.removeprefix("record.") if event.startswith("record.") else None
+        lifecycle = engine.lifecycle
+        self._creating = lifecycle.has_event(event) and lifecycle.event(event).creates
         self._stopped = False
 
     def run(self, items: Iterable[Any]) -> BulkResult:
@@ -168,7 +170,9 @@ class BulkRunner:
         digest: str,
     ) -> bool:
         """Commit `batch` in one transaction; False if a compare-and-set failed (rolled back)."""
-        projects = self._store.load_many([w.item.project_id for w in batch if not w.error])
+        projects: dict[str, Project | None] = dict(
+            self._store.load_many([w.item.project_id for w in batch if not w.error])
+        )
         changes: list[Change] = []
         results: list[ItemResult] = []
         now = self._engine._now()  # one transaction, one instant
@@ -178,10 +182,9 @@ class BulkRunner:
             if change is not None:
                 changes.append(change)
                 self._reader.add_pending(change)
-                if change.after is not None:
-                    # A later item on the same project is decided on the state this one
-                    # leaves behind; the transaction applies them in order.
-                    projects[work.item.project_id] = change.after
+                # A later item on the same project is decided on the state this one
+                # leaves behind; the transaction applies them in order.
+                projects[work.item.project_id] = change.after or _chain_only(change)
             results.append(result)
         new_counts, new_kept = _tally(counts, kept, results)
         progress = _progress(claim, end, new_counts, new_kept, digest)
@@ -233,6 +236,13 @@ class BulkRunner:
     ) -> tuple[Change | None, ItemResult]:
         if work.error:
             return None, _result(work, "invalid", error=work.error)
+        if self._creating:
+            if project is not None and project.state:
+                pid = work.item.project_id
+                return None, _result(
+                    work, "invalid", state=project.state, error=f"project {pid!r} already exists"
+                )
+            project = self._draft(work, project, now)
         if project is None:
             return None, _result(work, "not_found", error=f"no project {work.item.project_id!r}")
         try:
@@ -242,6 +252,8 @@ class BulkRunner:
                     project, self._record_kind, evidence, None
                 )
             actor = work.item.actor or self._actor
+            if self._creating:
+                evidence = _NO_EVIDENCE  # the item's evidence is the project's data
             change = self._engine._prepare(
                 project, self._event, actor, evidence, now, record, self._reader
             )
@@ -251,6 +263,15 @@ class BulkRunner:
         status: ItemStatus = "applied" if entry.accepted else "refused"
         state = change.after.state if change.after else project.state
         return change, _result(work, status, state=state, refusals=entry.refusals)
+
+    def _draft(self, work: _Work, pending: Project | None, now: datetime) -> Project:
+        """The draft a submission item proposes, chained after any earlier attempt."""
+        pid = work.item.project_id
+        if pending is not None:  # refused earlier in this batch: the chain moved on
+            version, head = pending.version, pending.head
+        else:
+            version, head = self._engine.store.chain_tip(pid)
+        return self._engine._draft(pid, work.item.evidence, version, head, now)
 
     def _after_commit(
         self,
@@ -395,6 +416,22 @@ def _result(
         refusals=refusals,
         error=error,
         row=work.item.row,
+    )
+
+
+def _chain_only(change: Change) -> Project:
+    """A refused submission's trace: no project, but its chain moved on."""
+    entry = change.entry
+    return trusted(
+        Project,
+        id=entry.project_id,
+        state="",
+        version=entry.seq,
+        head=entry.hash,
+        data={},
+        records=(),
+        created_at=entry.at,
+        updated_at=entry.at,
     )
 
 

@@ -241,15 +241,7 @@ class Engine:
         for _attempt in self._attempts(pid, event.name):
             version, head = self._store.chain_tip(pid)
             now = self._now()
-            draft = Project(
-                id=pid,
-                state="",
-                version=version,
-                head=head,
-                data={**clean_data, "policy_version": self._policy.version},
-                created_at=now,
-                updated_at=now,
-            )
+            draft = self._draft(pid, clean_data, version, head, now)
             outcome = self._attempt(draft, event.name, actor, clean_evidence, now, None)
             if outcome is not None:
                 return outcome
@@ -324,6 +316,20 @@ class Engine:
             if outcome is not None:
                 return outcome
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _draft(
+        self, project_id: str, data: Mapping[str, Any], version: int, head: str, now: datetime
+    ) -> Project:
+        """The project a submission proposes: no state yet, pinned to the current policy."""
+        return Project(
+            id=project_id,
+            state="",
+            version=version,
+            head=head,
+            data={**data, "policy_version": self._policy.version},
+            created_at=now,
+            updated_at=now,
+        )
 
     def _record_inputs(
         self, project: Project, kind: str, data: Mapping[str, Any], record_id: str | None
@@ -430,7 +436,9 @@ class Engine:
         """Fire `event` on many projects; every item gets a result, none stops the rest.
 
         `event` may also be ``record.<kind>``: each item's evidence is then the data of
-        a record to add, exactly as `add_record` would (reviews, expenditures, ...).
+        a record to add, exactly as `add_record` would (reviews, expenditures, ...). With
+        the creating event (``submit``), each item's evidence is the new project's data,
+        as `submit` takes it; an id already taken is reported as ``invalid``.
 
         Items are project ids, ``(id, evidence)`` pairs or `BulkItem`; they are read
         lazily, `chunk_size` at a time, and each chunk is committed in one transaction
@@ -460,12 +468,14 @@ class Engine:
         event = _check_id(event, "event")
         if event.startswith(RECORD_EVENT_PREFIX):
             _check_id(event.removeprefix(RECORD_EVENT_PREFIX), "event")
-        elif not self._lifecycle.has_event(event) or self._lifecycle.event(event).creates:
+        elif not self._lifecycle.has_event(event):
             raise UnknownEvent(f"lifecycle has no event {event!r} to fire", event=event)
         actor = _check_actor(actor)
         if not 1 <= chunk_size <= 100_000:
             raise InvalidInput("chunk_size must be between 1 and 100000", field="chunk_size")
         if dry_run:
+            if self._lifecycle.has_event(event) and self._lifecycle.event(event).creates:
+                raise InvalidInput("dry runs of submissions are not supported", field="dry_run")
             return self._dry_run(event, items, actor, chunk_size, keep, progress)
         if input_digest is None and isinstance(items, Sequence) and not isinstance(items, str):
             input_digest = bulk_input_digest(event, actor, items)

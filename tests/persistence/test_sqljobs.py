@@ -270,3 +270,16 @@ def test_bulk_records_on_sql_equal_single_records(make_store: StoreFactory) -> N
     ]
     assert project == engine.replay(ids[0])
     assert engine.verify().ok
+
+
+def test_bulk_submissions_on_sql(make_store: StoreFactory) -> None:
+    """Submissions in bulk create projects and chains on SQL exactly like single ones."""
+    store = make_store(synchronous="NORMAL")
+    engine = _engine(store)
+    engine.submit(actor=APPLICANT, project_id="taken")
+    items = [(f"n{i}", {"title": f"T{i}"}) for i in range(30)] + [("taken", {"title": "x"})]
+    result = engine.fire_many("submit", items, actor=APPLICANT, chunk_size=12)
+    assert result.counts == {"applied": 30, "invalid": 1}
+    assert engine.get("n7").data["title"] == "T7"
+    assert engine.replay("n7") == engine.get("n7")
+    assert engine.verify().ok
