@@ -423,11 +423,15 @@ class _Run:
         out = self.engine.submit(actor=_applicant(provider), project_id=pid, data=data)
         self.refusals.update(r.code for r in out.refusals)
         if out.accepted and pid is not None:
-            self.provider_of[pid] = provider
-            self.domain_of[pid] = str(data["domain"])
-            self.amount[pid] = Decimal(str(data["amount_requested"]))
-            self.term[pid] = (str(data["planned_start"]), str(data["planned_end"]))
+            self.accepted(pid, data)
         return out.accepted
+
+    def accepted(self, pid: str, data: Mapping[str, Any]) -> None:
+        """Remember what the demo needs of an accepted application."""
+        self.provider_of[pid] = str(data["provider"])
+        self.domain_of[pid] = str(data["domain"])
+        self.amount[pid] = Decimal(str(data["amount_requested"]))
+        self.term[pid] = (str(data["planned_start"]), str(data["planned_end"]))
 
 
 def run_demo(
@@ -487,11 +491,17 @@ def _submit(run: _Run, count: int) -> list[str]:
     slots = [p for p in rest for _ in range(2)]  # at most 2 per provider per call
     run.rng.shuffle(slots)
     slots = [p for p in ties for _ in range(2)] + slots  # the tied providers surely apply
-    pids = []
-    for n in range(count):
-        pid = f"P-2025-{n + 1:04d}"
-        if run.submit(pid, _application(run, n, slots[n], "call-2025")):
-            pids.append(pid)
+    applications = {
+        f"P-2025-{n + 1:04d}": _application(run, n, slots[n], "call-2025") for n in range(count)
+    }
+    items = [
+        BulkItem(pid, data, actor=_applicant(str(data["provider"])))
+        for pid, data in applications.items()
+    ]
+    refused = {r.project_id for r in run.fire_many("submit", "submit", items).items}
+    pids = [pid for pid in applications if pid not in refused]
+    for pid in pids:
+        run.accepted(pid, applications[pid])
     # Refused on purpose: ineligible providers, a third application, a closed call.
     for provider, _code in world.ineligible:
         run.submit(None, _application(run, 0, provider, "call-2025"))
