@@ -8,11 +8,10 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from grantflow._canonical import canonical_bytes
+from grantflow._canonical import canonical_bytes, iso_utc, plain
 from grantflow.audit import (
     GENESIS,
     _digest,
-    _hashed_fields,
     check_chain,
     entry_hash,
     leaf_hash,
@@ -173,5 +172,26 @@ def test_fast_digest_equals_canonical_encoding_of_the_fields(
         data,
         "0" * 64,
     )
-    expected = hashlib.sha256(canonical_bytes(_hashed_fields(*args))).hexdigest()
+    names = (
+        "project_id",
+        "seq",
+        "kind",
+        "event",
+        "from_state",
+        "to_state",
+        "accepted",
+        "actor",
+        "at",
+        "evidence",
+        "refusals",
+        "records",
+        "data",
+        "prev_hash",
+    )
+    fields = dict(zip(names, args, strict=True))
+    fields["actor"] = plain(actor)
+    fields["at"] = iso_utc(T)
+    fields["refusals"] = [r.model_dump(mode="python") for r in fields["refusals"]]
+    fields["records"] = [r.model_dump(mode="python") for r in fields["records"]]
+    expected = hashlib.sha256(canonical_bytes(fields)).hexdigest()
     assert _digest(*args) == expected

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Iterator
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -116,16 +116,6 @@ def _money(value: Decimal) -> Decimal:
 #: A non-negative amount in yuan with two places; floats are refused (strict Decimal input).
 Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False), AfterValidator(_money)]
 
-#: The service domains of DOMAIN.md section 1.
-SERVICE_DOMAINS = (
-    "skills_training",
-    "hardship_aid",
-    "occupational_safety",
-    "career_development",
-    "children_education",
-    "mental_health",
-    "legal_aid",
-)
 ServiceDomain = Literal[
     "skills_training",
     "hardship_aid",
@@ -135,16 +125,8 @@ ServiceDomain = Literal[
     "mental_health",
     "legal_aid",
 ]
-#: Budget lines of a project.
-BUDGET_LINES = (
-    "personnel",
-    "activities",
-    "experts",
-    "training",
-    "publicity",
-    "administration",
-    "evaluation",
-)
+#: The service domains of DOMAIN.md section 1.
+SERVICE_DOMAINS: tuple[str, ...] = get_args(ServiceDomain)
 BudgetLineName = Literal[
     "personnel",
     "activities",
@@ -154,6 +136,8 @@ BudgetLineName = Literal[
     "administration",
     "evaluation",
 ]
+#: Budget lines of a project.
+BUDGET_LINES: tuple[str, ...] = get_args(BudgetLineName)
 HubKind = Literal["city", "district", "street", "industry_union", "association"]
 
 

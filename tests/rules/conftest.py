@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -16,6 +16,7 @@ import pytest
 
 import grantflow
 from grantflow import Actor, Engine, Outcome, Policy
+from grantflow.demo import DemoClock as Clock
 from grantflow.records import (
     Brand,
     Call,
@@ -27,24 +28,10 @@ from grantflow.records import (
 )
 from grantflow.rubrics import APPROVAL_REVIEW, MIDTERM_EVALUATION, PERFORMANCE_ASSESSMENT
 
-#: Monday 3 March 2025, 09:00 UTC (17:00 in Shanghai).
-START = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
-
 
 def code(body: str) -> str:
     """Return a valid credit code from its first 17 characters."""
     return body + credit_code_check(body)
-
-
-@dataclass
-class Clock:
-    now: datetime = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, days: int) -> None:
-        self.now += timedelta(days=days)
 
 
 BUDGET = {
