@@ -22,9 +22,8 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
-import structlog
-
 from grantflow._canonical import canonical_bytes, freeze, plain, validate_json
+from grantflow._log import get_logger
 from grantflow.bulk import BulkItem, BulkResult, ItemResult, ItemStatus, Worker
 from grantflow.errors import (
     ConcurrencyError,
@@ -42,7 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BulkRunner", "Keep", "Worker"]
 
-_log = structlog.get_logger("grantflow")
+_log = get_logger()
 
 #: Which item results a `BulkResult` keeps: all, or only those that were not applied.
 Keep = Literal["all", "failures"]

@@ -19,13 +19,13 @@ from datetime import UTC, datetime
 from types import MappingProxyType, TracebackType
 from typing import Any, Self
 
-import structlog
 from pydantic import TypeAdapter, ValidationError
 
 from grantflow._bulk import BulkRunner, Keep, job_digest
 from grantflow._bulk import _chunks as bulk_chunks
 from grantflow._bulk import input_digest as bulk_input_digest
 from grantflow._canonical import freeze, lenient, plain, thaw, validate_json
+from grantflow._log import get_logger
 from grantflow._machine import TransitionTable
 from grantflow.audit import (
     Checkpoint,
@@ -66,7 +66,7 @@ Clock = Callable[[], datetime]
 #: Called with every audit entry after it is committed.
 Listener = Callable[[AuditEntry], None]
 
-_log = structlog.get_logger("grantflow")
+_log = get_logger()
 _IDENTIFIER: TypeAdapter[str] = TypeAdapter(Identifier)
 RECORD_EVENT_PREFIX = "record."
 _EMPTY: Mapping[str, Any] = MappingProxyType({})

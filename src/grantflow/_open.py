@@ -10,7 +10,6 @@ from grantflow.errors import InvalidInput, StoreError
 from grantflow.persistence import MemoryStore, Store
 from grantflow.policy import Policy
 from grantflow.rules import RuleBook
-from grantflow.rules.default import default_rules
 from grantflow.states import PURCHASED_SERVICE, Lifecycle
 
 if TYPE_CHECKING:
@@ -57,7 +56,12 @@ def open(
     'purchased-service'
     """
     store = _store(url, store_options)
-    book = RuleBook().extend(default_rules() if rules is None else rules)
+    if rules is None:
+        # Imported here: the default regime (records, rubrics, ...) loads when first used.
+        from grantflow.rules.default import default_rules
+
+        rules = default_rules()
+    book = RuleBook().extend(rules)
     if discover_rules:
         book.extend(RuleBook.from_entry_points())
     return Engine(
