@@ -948,7 +948,7 @@ class _Merge:
 def _outcome(change: Change) -> Outcome:
     entry = change.entry
     return Outcome(
-        project_id=entry.project_id,
+        project_id=change.after.id if change.after else None,
         event=entry.event,
         accepted=entry.accepted,
         from_state=entry.from_state,
