@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -35,6 +34,7 @@ from grantflow.errors import (
 from grantflow.models import Actor, Project, Refusal, trusted
 from grantflow.persistence import Change, ChunkClaim, ChunkProgress, JobStore, StoredJob
 from grantflow.persistence._cache import EntityCache
+from grantflow.persistence._liveness import owner_id
 
 if TYPE_CHECKING:
     from grantflow._engine import Engine
@@ -88,8 +88,7 @@ class BulkRunner:
         self._keep = keep
         self._progress = progress
         self._lease = lease
-        self._worker = worker or Worker(run_id=uuid.uuid4().hex, owner=_owner_id())
-        self._kept_applied: list[ItemResult] = []
+        self._worker = worker or Worker(run_id=uuid.uuid4().hex, owner=owner_id())
         self._reader = EntityCache(store)
         self._record_kind = event.removeprefix("record.") if event.startswith("record.") else None
         lifecycle = engine.lifecycle
@@ -105,6 +104,7 @@ class BulkRunner:
             run_id=self._worker.run_id,
             now=time.time(),
             lease=self._lease,
+            owner=self._worker.owner,
         )
         replay = stored.status == "done"
         chunks = 0
@@ -185,7 +185,7 @@ class BulkRunner:
                 # leaves behind; the transaction applies them in order.
                 projects[work.item.project_id] = change.after or _chain_only(change)
             results.append(result)
-        new_counts, new_kept = _tally(counts, kept, results)
+        new_counts, new_kept = _tally(counts, kept, results, self._keep == "all")
         progress = _progress(claim, end, new_counts, new_kept, digest)
         try:
             self._store.commit_chunk(changes, progress, now=time.time(), lease=self._lease)
@@ -216,7 +216,7 @@ class BulkRunner:
                     change = None
                     result = _result(work, "conflict", error="project kept changing")
                 changes = [change] if change is not None else []
-                new_counts, new_kept = _tally(counts, kept, [result])
+                new_counts, new_kept = _tally(counts, kept, [result], self._keep == "all")
                 progress = _progress(claim, work.index + 1, new_counts, new_kept, digest)
                 try:
                     self._store.commit_chunk(changes, progress, now=time.time(), lease=self._lease)
@@ -284,8 +284,6 @@ class BulkRunner:
         counts.clear()
         counts.update(new_counts)
         kept[:] = new_kept
-        if self._keep == "all":
-            self._kept_applied.extend(r for r in results if r.status == "applied")
         log = _log.bind()
         for change in changes:
             self._engine._emit(change.entry, log)
@@ -293,8 +291,11 @@ class BulkRunner:
     def _result(self, stored: StoredJob, *, replayed: bool) -> BulkResult:
         result = BulkResult(event=self._event, key=self._key, replayed=replayed)
         result.counts = dict(stored.counts)
-        items = [_from_dict(d) for d in stored.items]
-        result.items = sorted([*items, *self._kept_applied], key=lambda r: r.index)
+        # The job's stored results, whichever run wrote them (applied ones too with "all").
+        items = (_from_dict(d) for d in stored.items)
+        if self._keep != "all":
+            items = (r for r in items if r.status != "applied")
+        result.items = sorted(items, key=lambda r: r.index)
         return result
 
 
@@ -395,10 +396,6 @@ def job_digest(event: str, actor: Actor, data: bytes | None) -> str:
     return h.hexdigest()
 
 
-def _owner_id() -> str:
-    return f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
 def _result(
     work: _Work,
     status: ItemStatus,
@@ -456,13 +453,16 @@ def _progress(
 
 
 def _tally(
-    counts: Mapping[str, int], kept: Sequence[Mapping[str, Any]], results: Sequence[ItemResult]
+    counts: Mapping[str, int],
+    kept: Sequence[Mapping[str, Any]],
+    results: Sequence[ItemResult],
+    keep_applied: bool,
 ) -> tuple[dict[str, int], list[Mapping[str, Any]]]:
     new_counts = dict(counts)
     new_kept = list(kept)
     for r in results:
         new_counts[r.status] = new_counts.get(r.status, 0) + 1
-        if r.status != "applied":
+        if keep_applied or r.status != "applied":
             new_kept.append(r.to_dict())
     return new_counts, new_kept
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -106,6 +107,8 @@ class SqlStore(SqlJobs):
         self._db = connector
         self._t = tables
         self._writer = Writer(tables, connector.engine.dialect, connector.integrity_error)
+        self._job_locks = {}
+        self._job_locks_guard = threading.Lock()
 
     @classmethod
     def open(
@@ -471,6 +474,7 @@ class SqlStore(SqlJobs):
 
     def close(self) -> None:
         """Dispose of the engine if the store created it (a host's engine is left alone)."""
+        self._unlock_all_jobs()
         self._db.dispose()
 
     # -- internals -----------------------------------------------------------------------
