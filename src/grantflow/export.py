@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -122,7 +122,13 @@ def iati_status(state: str) -> int | None:
 # -- reading one project ---------------------------------------------------------------
 
 
-def _full_projects(engine: Engine, *, awarded_only: bool) -> Iterator[Project]:
+#: Called with the number of projects just read (one at a time), for a progress bar.
+Progress = Callable[[int], None]
+
+
+def _full_projects(
+    engine: Engine, *, awarded_only: bool, progress: Progress | None = None
+) -> Iterator[Project]:
     """Yield each project with its records, one at a time, in id order."""
     store = engine.store
     for summary in store.projects():
@@ -131,6 +137,8 @@ def _full_projects(engine: Engine, *, awarded_only: bool) -> Iterator[Project]:
         project = store.load(summary.id)
         if project is not None:
             yield project
+        if progress is not None:
+            progress(1)
 
 
 def _award_time(engine: Engine, project_id: str) -> datetime | None:
@@ -283,13 +291,16 @@ def _activity_status(state: str) -> dict[str, str]:
     return {"vocabulary": _IATI_VOCABULARY, "code": str(code), "name": _IATI_NAMES[code]}
 
 
-def grants(engine: Engine, options: ExportOptions | None = None) -> Iterator[dict[str, Any]]:
+def grants(
+    engine: Engine, options: ExportOptions | None = None, *, progress: Progress | None = None
+) -> Iterator[dict[str, Any]]:
     """Yield a 360Giving grant for every awarded project that has the required fields.
 
     An awarded project without an award amount, provider, hub or accepted ``sign``
-    entry cannot be a valid 360Giving grant and is skipped.
+    entry cannot be a valid 360Giving grant and is skipped. `progress` is called with 1
+    after each awarded project is read, skipped or not.
     """
-    for project in _full_projects(engine, awarded_only=True):
+    for project in _full_projects(engine, awarded_only=True, progress=progress):
         record = grant(engine, project, options)
         if record is not None:
             yield record
@@ -319,10 +330,19 @@ def project_row(
 # -- writers ---------------------------------------------------------------------------
 
 
-def write_jsonl(engine: Engine, out: TextIO, options: ExportOptions | None = None) -> int:
-    """Write every project as one JSON line (see `project_row`); return how many."""
+def write_jsonl(
+    engine: Engine,
+    out: TextIO,
+    options: ExportOptions | None = None,
+    *,
+    progress: Progress | None = None,
+) -> int:
+    """Write every project as one JSON line (see `project_row`); return how many.
+
+    `progress` is called with 1 after each project.
+    """
     count = 0
-    for project in _full_projects(engine, awarded_only=False):
+    for project in _full_projects(engine, awarded_only=False, progress=progress):
         out.write(_dumps(project_row(engine, project, options)))
         out.write("\n")
         count += 1
@@ -336,29 +356,40 @@ def write_360giving_json(
     *,
     publisher: str = "grantflow",
     now: datetime | None = None,
+    progress: Progress | None = None,
 ) -> int:
     """Write a 360Giving grant package (``{"grants": [...]}``); return the number of grants.
 
     The package is written grant by grant. With no awarded project, ``grants`` is empty,
-    which the 360Giving package schema rejects (it needs at least one grant).
+    which the 360Giving package schema rejects (it needs at least one grant). `progress`
+    is called with 1 after each awarded project.
     """
     stamp = iso_utc(now or datetime.now(UTC))
     head = {"version": "1.4", "publisher": {"name": publisher}, "modified": stamp}
     out.write(_dumps(head)[:-1] + ',"grants":[')
     count = 0
-    for record in grants(engine, options):
+    for record in grants(engine, options, progress=progress):
         out.write(("," if count else "") + "\n" + _dumps(record))
         count += 1
     out.write("\n]}\n")
     return count
 
 
-def write_360giving_csv(engine: Engine, out: TextIO, options: ExportOptions | None = None) -> int:
-    """Write awarded projects as a flat 360Giving CSV (`CSV_COLUMNS`); return how many."""
+def write_360giving_csv(
+    engine: Engine,
+    out: TextIO,
+    options: ExportOptions | None = None,
+    *,
+    progress: Progress | None = None,
+) -> int:
+    """Write awarded projects as a flat 360Giving CSV (`CSV_COLUMNS`); return how many.
+
+    `progress` is called with 1 after each awarded project.
+    """
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     count = 0
-    for record in grants(engine, options):
+    for record in grants(engine, options, progress=progress):
         writer.writerow(_flatten(record))
         count += 1
     return count
