@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 
-from grantflow._canonical import canonical_bytes, freeze, plain, validate_json
+from grantflow._canonical import canonical_bytes, digest_bytes, freeze, plain, validate_json
 from grantflow.bulk import BulkItem, BulkResult, ItemResult, ItemStatus, Worker
 from grantflow.errors import (
     ConcurrencyError,
@@ -359,10 +359,7 @@ def _digest_part(project_id: object, evidence: object, actor: Actor | None = Non
         return who + _digest_part(project_id, evidence)
     if not evidence:
         return f"{project_id}\x00".encode("utf-8", "surrogatepass")
-    try:
-        encoded = canonical_bytes(plain(evidence))
-    except (TypeError, ValueError):
-        encoded = repr(evidence).encode("utf-8", "surrogatepass")
+    encoded = digest_bytes(evidence)  # never raises: bad evidence is refused per item
     return f"{project_id}\x01".encode("utf-8", "surrogatepass") + encoded + b"\x00"
 
 

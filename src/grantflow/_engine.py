@@ -471,6 +471,10 @@ class Engine:
         elif not self._lifecycle.has_event(event):
             raise UnknownEvent(f"lifecycle has no event {event!r} to fire", event=event)
         actor = _check_actor(actor)
+        if not isinstance(items, Iterable) or isinstance(items, str | bytes):
+            raise InvalidInput(
+                f"items must be an iterable, not {type(items).__name__}", field="items"
+            )
         if not 1 <= chunk_size <= 100_000:
             raise InvalidInput("chunk_size must be between 1 and 100000", field="chunk_size")
         if dry_run:
