@@ -20,6 +20,7 @@ from grantflow._open import open
 from grantflow.audit import Checkpoint, VerifyReport
 from grantflow.errors import (
     ConcurrencyError,
+    EvidenceError,
     GrantflowError,
     IdempotencyError,
     IdempotencyKeyInUse,
@@ -57,6 +58,7 @@ __all__ = [
     "ConcurrencyError",
     "Engine",
     "Entity",
+    "EvidenceError",
     "GrantflowError",
     "IdempotencyError",
     "IdempotencyKeyInUse",
