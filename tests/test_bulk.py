@@ -388,3 +388,15 @@ def test_bulk_file_with_bad_row_applies_the_good_rows(tmp_path: Path) -> None:
     )
     assert result.counts == {"applied": 2}
     assert [engine.get(pid).state for pid in ids] == ["reviewed", "applied", "reviewed"]
+
+
+def test_items_that_are_not_ids_never_crash_the_run() -> None:
+    """A deeply nested list or a 5,000-digit integer as an item is one invalid result."""
+    engine = _engine()
+    ids = _seed(engine, 1)
+    deep: object = []
+    for _ in range(5000):
+        deep = [deep]
+    result = engine.fire_many("approve", [deep, 10**5000, (deep, None), ids[0]], actor=PURCHASER)
+    assert result.counts == {"invalid": 3, "applied": 1}
+    assert all(len(r.project_id) <= 128 for r in result.items)

@@ -29,6 +29,7 @@ __all__ = [
     "MAX_DIGITS",
     "MAX_STRING",
     "canonical_bytes",
+    "describe",
     "digest_bytes",
     "freeze",
     "iso_utc",
@@ -127,6 +128,19 @@ def digest_bytes(value: Any) -> bytes:
         return canonical_bytes(plain(value))
     except (TypeError, InvalidInput):
         return b"\xff" + _fallback(value).encode("utf-8", "backslashreplace")
+
+
+def describe(value: Any, limit: int) -> str:
+    """Return at most `limit` characters naming `value` (an id as given); never raises.
+
+    Strings and ordinary integers read as themselves; anything else (huge integers,
+    deeply nested values, unknown types) as a depth-capped, non-recursive rendering.
+    """
+    if isinstance(value, str):
+        return value[:limit]
+    if isinstance(value, int) and not isinstance(value, bool) and -_INT_LIMIT < value < _INT_LIMIT:
+        return str(value)[:limit]
+    return _fallback(value)[:limit]
 
 
 def _fallback(value: Any) -> str:
