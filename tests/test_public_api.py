@@ -18,6 +18,7 @@ PUBLIC_MODULES = [
     "grantflow.persistence",
     "grantflow.policy",
     "grantflow.rules",
+    "grantflow.signing",
     "grantflow.states",
 ]
 

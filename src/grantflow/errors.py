@@ -10,6 +10,7 @@ GrantflowError                    project_id, event, state on every error
 ├── TransitionRefused             raised by `Outcome.raise_for_refusal()`; carries refusals
 ├── ConcurrencyError              another writer changed the project first
 ├── InvalidInput                  bad input; names the field (and row, in bulk)
+├── EvidenceError                 a signature, proof or audit log that does not hold
 ├── StoreError                    the database failed or is unusable
 │   └── SchemaVersionError        the database schema is older/newer than this code
 └── IdempotencyError              a bulk idempotency key was misused
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ConcurrencyError",
+    "EvidenceError",
     "GrantflowError",
     "IdempotencyError",
     "IdempotencyKeyInUse",
@@ -145,6 +147,19 @@ class InvalidInput(GrantflowError):  # noqa: N818
         self.field = field
         self.row = row
         self.errors: tuple[Mapping[str, Any], ...] = tuple(errors)
+
+
+class EvidenceError(GrantflowError):
+    """Evidence does not hold: a bad signature, or a log position that is gone or altered.
+
+    `position` is the audit log position concerned, when there is one.
+    """
+
+    def __init__(
+        self, message: str, *, position: int | None = None, project_id: str | None = None
+    ) -> None:
+        super().__init__(message, project_id=project_id)
+        self.position = position
 
 
 class StoreError(GrantflowError):
