@@ -10,7 +10,11 @@ pinned to the versions it started under.
 >>> APPROVAL_REVIEW.maximum, APPROVAL_REVIEW.key
 (Decimal('100'), 'approval@1')
 >>> aggregate([Decimal(70), Decimal(80), Decimal(90)], Policy())
-Decimal('80.00')
+Decimal('80')
+>>> aggregate([Decimal("59.99"), Decimal(60), Decimal(60)], Policy()) < 60
+True
+>>> shown(aggregate([Decimal("59.99"), Decimal(60), Decimal(60)], Policy()))
+'59.99'
 >>> grade(Decimal("85"), Policy()).label_zh
 '良好'
 """
@@ -18,7 +22,7 @@ Decimal('80.00')
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, localcontext
 from enum import StrEnum
 from typing import Annotated
 
@@ -39,6 +43,7 @@ __all__ = [
     "aggregate",
     "find_rubric",
     "grade",
+    "shown",
 ]
 
 _CENT = Decimal("0.01")
@@ -175,14 +180,22 @@ def _decimal(value: object) -> Decimal | None:
 def aggregate(totals: Sequence[Decimal], policy: Policy) -> Decimal:
     """Return the panel score: mean, or trimmed mean (drop top and bottom) from enough totals.
 
-    Rounded half-up to two places. Raises `InvalidInput` on an empty panel.
+    Not rounded: scores keep full precision until displayed (see `shown`), so a mean of
+    59.9967 is below a pass mark of 60. Raises `InvalidInput` on an empty panel.
     """
     if not totals:
         raise InvalidInput("no scores to aggregate", field="scores")
     ordered = sorted(totals)
     if len(ordered) >= policy.trimmed_mean_from:
         ordered = ordered[1:-1]
-    return (sum(ordered, Decimal(0)) / len(ordered)).quantize(_CENT, ROUND_HALF_UP)
+    with localcontext() as ctx:
+        ctx.prec = 40  # a mean of two-place scores is exact or far beyond any pass mark's places
+        return sum(ordered, Decimal(0)) / len(ordered)
+
+
+def shown(score: Decimal) -> str:
+    """Return `score` for display: two places, cut (never rounded up past a threshold)."""
+    return str(score.quantize(_CENT, ROUND_FLOOR))
 
 
 def grade(score: Decimal, policy: Policy) -> Grade:

@@ -14,7 +14,7 @@ the pinned mid-term or performance rubric. The grade of the latest one decides:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 
 from grantflow.models import Project, Verdict
 from grantflow.policy import Policy
@@ -143,9 +143,11 @@ def spending_consistent(ctx: RuleContext) -> Verdict:
     amount = awarded(ctx.project)
     if progress is None or amount == 0:
         return PASS
-    spent = (eligible_spend(ctx.project) * 100 / amount).quantize(Decimal("0.01"))
-    if spent <= progress + ctx.policy.spending_lead_tolerance:
+    # Compared unrounded: eligible * 100 <= (progress + tolerance) * award, exactly.
+    spending = eligible_spend(ctx.project) * 100
+    if spending <= (progress + ctx.policy.spending_lead_tolerance) * amount:
         return PASS
+    spent = (spending / amount).quantize(Decimal("0.01"), ROUND_FLOOR)
     return refuse(
         "evaluation.spending",
         f"{spent}% of the award spent against {progress}% progress",

@@ -17,7 +17,7 @@ from typing import Any
 from grantflow.models import Project, Verdict
 from grantflow.policy import Policy
 from grantflow.records import Approval, Review, money
-from grantflow.rubrics import DEFAULT_RUBRICS, Rubric, aggregate, find_rubric
+from grantflow.rubrics import DEFAULT_RUBRICS, Rubric, aggregate, find_rubric, shown
 from grantflow.rules._base import PASS, Rule, RuleContext, refuse, rule
 from grantflow.rules._book import Effects
 from grantflow.rules._regime import (
@@ -162,8 +162,8 @@ def score(rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> Rule:
             return PASS  # no counted review: review.quorum refuses
         return refuse(
             "review.score",
-            f"panel score {value} is below the pass mark {ctx.policy.pass_score}",
-            f"评审得分{value}低于立项分数线{ctx.policy.pass_score}",
+            f"panel score {shown(value)} is below the pass mark {ctx.policy.pass_score}",
+            f"评审得分{shown(value)}低于立项分数线{ctx.policy.pass_score}",
             score=value,
             pass_score=ctx.policy.pass_score,
         )
