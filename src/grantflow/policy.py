@@ -63,8 +63,12 @@ class Policy(BaseModel):
 
     # -- publicity and contracts (sign) ---------------------------------------------------
     publicity_working_days: int = Field(default=5, ge=0)
-    #: Public holidays (no working day) for the publicity count; weekends never count.
+    #: Days off added to the official Chinese calendar (`grantflow.calendar`).
     holidays: tuple[date, ...] = ()
+    #: Working days added to the official calendar (make-up workdays, 调休); these and
+    #: `holidays` override the official schedule, and naming any day of a year the
+    #: official data lacks makes that year usable (weekends off, plus these days).
+    workdays: tuple[date, ...] = ()
     #: Calendar for "working day" and contract dates.
     timezone: str = "Asia/Shanghai"
     contract_term_max_months: int = Field(default=12, ge=1)
@@ -99,6 +103,10 @@ class Policy(BaseModel):
             raise ValueError("installments must add up to 100 (percent)")
         if not self.grade_excellent >= self.grade_good >= self.grade_pass:
             raise ValueError("grade bands must satisfy excellent >= good >= pass")
+        both = sorted(set(self.holidays) & set(self.workdays))
+        if both:
+            days = ", ".join(d.isoformat() for d in both)
+            raise ValueError(f"days both in holidays and workdays: {days}")
         missing = {"excellent", "good", "pass", "fail"} - set(self.final_installment_by_grade)
         if missing:
             raise ValueError(f"final_installment_by_grade lacks {sorted(missing)}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Iterable, Mapping
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -16,6 +16,8 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from grantflow._canonical import plain, thaw
+from grantflow.calendar import WorkingCalendar
+from grantflow.errors import CalendarUnavailable
 from grantflow.models import Actor, Project, Record, Verdict
 from grantflow.policy import Policy
 from grantflow.records import (
@@ -203,16 +205,20 @@ def add_months(day: date, months: int) -> date:
     )
 
 
-def working_days_between(start: date, end: date, holidays: Iterable[date]) -> int:
-    """Count working days strictly after `start` and strictly before `end`."""
-    off = set(holidays)
-    count = 0
-    day = start + timedelta(days=1)
-    while day < end:
-        if day.weekday() < 5 and day not in off:
-            count += 1
-        day += timedelta(days=1)
-    return count
+def working_calendar(policy: Policy) -> WorkingCalendar:
+    """Return the policy's working-day calendar (official Chinese calendar plus its days)."""
+    return WorkingCalendar.for_policy(policy)
+
+
+def calendar_refusal(exc: CalendarUnavailable, code: str = "calendar.unavailable") -> Verdict:
+    """Refuse because a date the rule needs falls in a year without calendar data."""
+    return refuse(
+        code,
+        f"no working-day calendar for {exc.year}; the policy must list that year's "
+        "holidays and workdays",
+        f"{exc.year}年无工作日历数据，须在政策中列明该年节假日和调休工作日",
+        year=exc.year,
+    )
 
 
 def needs_role(ctx: RuleContext, role: str, code: str) -> Verdict:

@@ -7,18 +7,20 @@ elapsed, every objection ruled on and none upheld (an upheld one means ``reject`
 
 from __future__ import annotations
 
+from grantflow.errors import CalendarUnavailable
 from grantflow.models import Verdict
 from grantflow.records import Objection, ObjectionRuling
 from grantflow.rules._base import PASS, RuleContext, refuse, rule
 from grantflow.rules._regime import (
     approval,
+    calendar_refusal,
     load,
     local_date,
     needs_role,
     record_data,
     rows,
     values,
-    working_days_between,
+    working_calendar,
 )
 
 __all__ = ["objection_open", "objections_cleared", "period_elapsed", "ruling_valid"]
@@ -39,7 +41,10 @@ def period_elapsed(ctx: RuleContext) -> Verdict:
         )
     start = local_date(approved.approved_at, ctx.policy)
     today = local_date(ctx.now, ctx.policy)
-    elapsed = working_days_between(start, today, ctx.policy.holidays)
+    try:
+        elapsed = working_calendar(ctx.policy).working_days_between(start, today)
+    except CalendarUnavailable as exc:
+        return calendar_refusal(exc)
     if elapsed >= need:
         return PASS
     return refuse(
