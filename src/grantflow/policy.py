@@ -17,7 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from grantflow.errors import InvalidInput
 
-__all__ = ["Policy"]
+__all__ = ["MILESTONES", "Policy"]
+
+#: Events that may release an installment, in lifecycle order.
+MILESTONES: tuple[str, ...] = ("sign", "pass_midterm", "close")
 
 Percent = Annotated[Decimal, Field(ge=0, le=100, allow_inf_nan=False)]
 Score = Annotated[Decimal, Field(ge=0, le=1000, allow_inf_nan=False)]
@@ -78,8 +81,12 @@ class Policy(BaseModel):
     administration_cap: Percent = Decimal("10")
     #: Spending may exceed a budget line by this much before an amendment is needed.
     line_move_tolerance: Percent = Decimal("10")
-    #: Installment shares in percent: on signing, on the mid-term, on closing.
+    #: Installment shares in percent, any number of parts adding up to 100.
     installments: tuple[Percent, ...] = (Decimal("40"), Decimal("40"), Decimal("20"))
+    #: The event releasing each part (`MILESTONES`, in lifecycle order, the last ``close``:
+    #: held until assessment). Empty: the first part on ``sign``, the last on ``close``,
+    #: any between on ``pass_midterm``.
+    installment_milestones: tuple[str, ...] = ()
     #: Share of the final installment paid, by grade (excellent, good, pass, fail).
     final_installment_by_grade: dict[str, Percent] = Field(
         default_factory=lambda: {
@@ -89,6 +96,8 @@ class Policy(BaseModel):
             "fail": Decimal("0"),
         }
     )
+    #: Working days a provider has to pay back a refund demand (settlement or clawback).
+    refund_due_working_days: int = Field(default=20, ge=0)
     #: Expenditure categories never eligible (whole-job subcontracting, unapproved assets).
     prohibited_categories: tuple[str, ...] = ("whole_subcontracting", "unapproved_fixed_asset")
     #: At the mid-term, spending (as % of the award) may lead reported progress by this much.
@@ -101,6 +110,9 @@ class Policy(BaseModel):
     def _consistent(self) -> Policy:
         if sum(self.installments, Decimal(0)) != 100:
             raise ValueError("installments must add up to 100 (percent)")
+        if any(share <= 0 for share in self.installments):
+            raise ValueError("every installment is a positive share")
+        self._check_milestones()
         if not self.grade_excellent >= self.grade_good >= self.grade_pass:
             raise ValueError("grade bands must satisfy excellent >= good >= pass")
         both = sorted(set(self.holidays) & set(self.workdays))
@@ -111,6 +123,42 @@ class Policy(BaseModel):
         if missing:
             raise ValueError(f"final_installment_by_grade lacks {sorted(missing)}")
         return self
+
+    def _check_milestones(self) -> None:
+        given = self.installment_milestones
+        if not given:
+            return
+        if len(given) != len(self.installments):
+            raise ValueError(
+                f"installment_milestones names {len(given)} events for "
+                f"{len(self.installments)} installments"
+            )
+        unknown = [m for m in given if m not in MILESTONES]
+        if unknown:
+            raise ValueError(
+                f"unknown milestone {unknown[0]!r}; choose from {', '.join(MILESTONES)}"
+            )
+        order = [MILESTONES.index(m) for m in given]
+        if order != sorted(order):
+            raise ValueError("installment_milestones must follow the lifecycle order")
+        if given[-1] != "close":
+            raise ValueError(
+                "the last installment is held until assessment: its milestone is close"
+            )
+
+    @property
+    def schedule(self) -> tuple[tuple[Decimal, str], ...]:
+        """Return each installment as (share in percent, releasing event).
+
+        >>> [m for _share, m in Policy(installments=(25, 25, 25, 25)).schedule]
+        ['sign', 'pass_midterm', 'pass_midterm', 'close']
+        """
+        milestones = self.installment_milestones
+        if not milestones:
+            count = len(self.installments)
+            middle = ("pass_midterm",) * max(count - 2, 0)
+            milestones = ("close",) if count == 1 else ("sign", *middle, "close")
+        return tuple(zip(self.installments, milestones, strict=True))
 
     @classmethod
     def from_toml(cls, source: str | Path) -> Policy:

@@ -52,6 +52,8 @@ __all__ = [
     "Person",
     "Provider",
     "RectificationOrder",
+    "RefundDemand",
+    "RefundPayment",
     "Review",
     "Sanction",
     "ServiceRecord",
@@ -393,24 +395,53 @@ class Sanction(_Record):
 
 
 class Settlement(_Record):
-    """Recorded at ``close``: eligible spend against disbursements; balances to the fen."""
+    """Recorded at ``close``: what is due against what was paid, balanced to the fen.
+
+    ``final_installment`` is the eligible spend not yet paid for, less what the grade
+    withholds (``withheld``); ``refund`` is what was paid beyond the eligible spend;
+    ``due = eligible - withheld``. So ``disbursed - refund == due <= awarded``.
+    """
 
     awarded: Money
     eligible: Money
     disbursed: Money
     final_installment: Money
     withheld: Money
-    surplus: Decimal
+    due: Money
+    refund: Money
     grade: str
 
 
 class Clawback(_Record):
-    """Recorded at ``terminate``: what the provider must return."""
+    """Recorded at ``terminate``: what the provider must return (paid beyond eligible spend)."""
 
     eligible: Money
     disbursed: Money
     amount: Money
     reason: str
+
+
+class RefundDemand(_Record):
+    """A demand that the provider pay money back, by a due date on the working-day calendar.
+
+    Written by ``close`` (an overpayment) or ``terminate`` (a clawback); `status` is
+    ``open`` when demanded. `RefundPayment` records settle it; the project's
+    ``refund_status`` data says ``settled`` once they add up to `amount`.
+    """
+
+    amount: Money
+    due_on: date
+    reason: Literal["settlement", "clawback"]
+    status: Literal["open", "settled"] = "open"
+
+
+class RefundPayment(_Record):
+    """Money the provider paid back against a refund demand, booked by the purchaser."""
+
+    demand: Identifier = "refund"
+    amount: Money
+    paid_on: date
+    reference: str = Field(min_length=1)
 
 
 # -- the directory of reference data -------------------------------------------------------

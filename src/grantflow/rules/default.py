@@ -40,8 +40,10 @@ def default_rules(*, rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> RuleBook:
     _spend(book)
     book.on("reject", reasons.reason_given)
     book.on("withdraw", reasons.reason_given, reasons.applicant_owns)
-    book.on("terminate", reasons.reason_given)
+    book.on("terminate", reasons.reason_given, funds.refund_due_date)
     book.effect("terminate", funds.clawback_effect)
+    book.on("record.refund_payment", funds.refund_payment_valid)
+    book.effect("record.refund_payment", funds.refund_payment_effect)
     return book
 
 
@@ -122,7 +124,9 @@ def _evaluate(book: RuleBook, rubrics: Sequence[Rubric]) -> None:
         conflict.own_project,
     )
     book.effect("assess", evaluation.assess_effect(rubrics))
-    book.on("close", funds.graded, conflict.own_project, conflict.approver_pays)
+    book.on(
+        "close", funds.graded, funds.refund_due_date, conflict.own_project, conflict.approver_pays
+    )
     book.effect("close", funds.close_effect)
 
 

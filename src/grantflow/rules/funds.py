@@ -2,12 +2,17 @@
 
 Money moves only through effects, so every payment is an audited record:
 
-- ``sign`` records the budget lines, schedules the installments (40/40/20 by default) and
-  releases the first;
-- ``pass_midterm`` releases the second;
-- ``close`` pays the final one, reduced or withheld by grade, and records the `Settlement`
-  (eligible spend against disbursed; ``surplus = disbursed - eligible``);
-- ``terminate`` records a `Clawback` of whatever was paid beyond the eligible spend.
+- ``sign`` records the budget lines, schedules the installments of the policy's schedule
+  (40/40/20 by default; any parts adding up to 100, each tied to a milestone event) and
+  releases those due on signing;
+- ``pass_midterm`` releases those due on the mid-term (or re-check);
+- ``close`` settles (`settle`): it pays the eligible spend not yet paid for, less what
+  the grade withholds of the installments held until assessment, or records a
+  `RefundDemand` (due on the working-day calendar) for what was paid beyond the
+  eligible spend; the `Settlement` record balances to the fen;
+- ``terminate`` runs the same sum with nothing further paid and records a `Clawback`
+  (and a refund demand) of whatever was paid beyond the eligible spend;
+- ``refund_payment`` records, booked by a purchaser, settle a refund demand.
 
 Expenditures arrive as ``expenditure`` records and are checked against the term, the line
 caps (with the policy's tolerance for moves), prohibited categories, the voucher and
@@ -16,10 +21,15 @@ invoice, and invoice numbers already used by any project.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from grantflow.models import Record, Verdict
+from grantflow.errors import CalendarUnavailable
+from grantflow.models import Project, Record, Verdict
+from grantflow.policy import Policy
 from grantflow.records import (
     Amendment,
     BudgetLine,
@@ -27,6 +37,8 @@ from grantflow.records import (
     Disbursement,
     Expenditure,
     Installment,
+    RefundDemand,
+    RefundPayment,
     Settlement,
 )
 from grantflow.rubrics import Grade
@@ -36,6 +48,7 @@ from grantflow.rules._regime import (
     ZERO,
     awarded,
     budget,
+    calendar_refusal,
     disbursed,
     disbursements,
     eligible_spend,
@@ -43,6 +56,7 @@ from grantflow.rules._regime import (
     installments,
     is_own,
     load,
+    local_date,
     make_record,
     needs_role,
     percent_of,
@@ -50,12 +64,15 @@ from grantflow.rules._regime import (
     term,
     text,
     total,
+    values,
+    working_calendar,
 )
 from grantflow.rules.contracts import evidence_contracts
 
 __all__ = [
     "IMPLEMENTATION_STATES",
     "INVOICE_FACT",
+    "SettlementSum",
     "amendment_valid",
     "budget_within_caps",
     "clawback_effect",
@@ -70,8 +87,14 @@ __all__ = [
     "line_cap",
     "midterm_effect",
     "not_prohibited",
+    "refund_due_date",
+    "refund_outstanding",
+    "refund_payment_effect",
+    "refund_payment_valid",
+    "settle",
     "sign_effect",
     "total_cap",
+    "withholding",
     "within_term",
 ]
 
@@ -130,31 +153,29 @@ def budget_within_caps(ctx: RuleContext) -> Verdict:
 
 
 def sign_effect(ctx: RuleContext) -> Effects:
-    """Record contracts and budget, schedule installments, release the first."""
+    """Record contracts and budget, schedule the installments, release those due on signing."""
     found = evidence_contracts(ctx)
     amount = found["purchase"].amount
     records: list[Record] = [make_record("contract", c.kind, c) for c in found.values()]
     records += [
         make_record("budget_line", f"budget-{line.line}", line) for line in evidence_budget(ctx)
     ]
-    shares = ctx.policy.installments
-    releasers = ("sign", "pass_midterm", "close")
+    shares = tuple(share for share, _m in ctx.policy.schedule)
     schedule = [
-        Installment(number=n, share=share, amount=part, released_by=releasers[min(n, 3) - 1])
-        for n, (share, part) in enumerate(
-            zip(shares, installment_amounts(amount, shares), strict=True), start=1
+        Installment(number=n, share=share, amount=part, released_by=milestone)
+        for n, ((share, milestone), part) in enumerate(
+            zip(ctx.policy.schedule, installment_amounts(amount, shares), strict=True), start=1
         )
     ]
     records += [make_record("installment", f"installment-{i.number}", i) for i in schedule]
-    first = Disbursement(
-        installment=1, amount=schedule[0].amount, released_by=ctx.actor.id, at=ctx.now
-    )
-    records.append(make_record("disbursement", "disbursement-1", first))
+    paid = _releases(ctx, schedule, "sign", ())
+    records += paid
     return Effects(
         records=tuple(records),
         data={
             "amount_awarded": str(amount),
-            "amount_disbursed": str(first.amount),
+            "amount_disbursed": str(total(_amount(r) for r in paid)),
+            "budget_reserved": str(amount),
             "awarded_at": ctx.now,
             "term_start": found["purchase"].start,
             "term_end": found["purchase"].end,
@@ -162,28 +183,85 @@ def sign_effect(ctx: RuleContext) -> Effects:
     )
 
 
-def _release(ctx: RuleContext, number: int, factor: Decimal) -> tuple[Record | None, Decimal]:
-    """Return the disbursement record for installment `number` (scaled by `factor` %)."""
-    scheduled = next((i for i in installments(ctx.project) if i.number == number), None)
-    if scheduled is None or any(d.installment == number for d in disbursements(ctx.project)):
-        return None, ZERO
-    amount = percent_of(scheduled.amount, factor)
-    paid = Disbursement(installment=number, amount=amount, released_by=ctx.actor.id, at=ctx.now)
-    return make_record("disbursement", f"disbursement-{number}", paid), amount
+def _amount(record: Record) -> Decimal:
+    return Decimal(str(record.data["amount"]))
+
+
+def _releases(
+    ctx: RuleContext,
+    schedule: Sequence[Installment],
+    milestone: str,
+    done: Sequence[Disbursement],
+) -> list[Record]:
+    """Disbursement records for the installments `milestone` releases, not yet paid."""
+    paid = {d.installment for d in done}
+    return [
+        make_record(
+            "disbursement",
+            f"disbursement-{i.number}",
+            Disbursement(
+                installment=i.number, amount=i.amount, released_by=ctx.actor.id, at=ctx.now
+            ),
+        )
+        for i in schedule
+        if i.released_by == milestone and i.number not in paid and i.amount > 0
+    ]
 
 
 def midterm_effect(ctx: RuleContext) -> Effects:
-    """Release the second installment on passing the mid-term (or re-check)."""
-    record, amount = _release(ctx, 2, Decimal(100))
-    if record is None:
+    """Release the installments due on passing the mid-term (or re-check)."""
+    done = disbursements(ctx.project)
+    paid = _releases(ctx, installments(ctx.project), "pass_midterm", done)
+    if not paid:
         return Effects()
     return Effects(
-        records=(record,),
-        data={"amount_disbursed": str(disbursed(ctx.project) + amount)},
+        records=tuple(paid),
+        data={"amount_disbursed": str(disbursed(ctx.project) + total(map(_amount, paid)))},
     )
 
 
 # -- closing and terminating ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementSum:
+    """The settlement arithmetic, to the fen (see `settle`)."""
+
+    eligible: Decimal
+    paid: Decimal
+    withheld: Decimal
+    due: Decimal
+    final_payment: Decimal
+    refund: Decimal
+
+
+def settle(
+    eligible: Decimal, paid: Decimal, awarded: Decimal, withholding: Decimal
+) -> SettlementSum:
+    """Return what is due and how it is reached from what was already paid.
+
+    The final payment is the eligible spend not yet paid for, up to what is left of the
+    award after the grade's `withholding` (of the installments held until assessment);
+    what the grade keeps of it is ``withheld``. A refund is whatever was paid beyond the
+    eligible spend. So ``due = eligible - withheld`` and, whatever the inputs,
+    ``paid + final_payment - refund == due <= awarded``; at most one of final payment and
+    refund is not zero.
+
+    >>> s = settle(Decimal("10000.00"), Decimal("80000.00"), Decimal("100000.00"), Decimal(0))
+    >>> s.due, s.final_payment, s.refund
+    (Decimal('10000.00'), Decimal('0.00'), Decimal('70000.00'))
+    """
+    shortfall = max(eligible - paid, ZERO)
+    final = min(shortfall, max(awarded - paid - withholding, ZERO))
+    withheld = shortfall - final
+    return SettlementSum(
+        eligible=eligible,
+        paid=paid,
+        withheld=withheld,
+        due=eligible - withheld,
+        final_payment=final,
+        refund=max(paid - eligible, ZERO),
+    )
 
 
 @rule(name="funds.graded")
@@ -198,50 +276,151 @@ def graded(ctx: RuleContext) -> Verdict:
     )
 
 
+@rule(name="funds.refund_due")
+def refund_due_date(ctx: RuleContext) -> Verdict:
+    """A refund's due date can be set: the calendar knows the working days it counts."""
+    try:
+        _refund_due_on(ctx)
+    except CalendarUnavailable as exc:
+        return calendar_refusal(exc)
+    return PASS
+
+
+def _refund_due_on(ctx: RuleContext) -> date:
+    today = local_date(ctx.now, ctx.policy)
+    return working_calendar(ctx.policy).add_working_days(today, ctx.policy.refund_due_working_days)
+
+
+def withholding(project: Project, grade: str, policy: Policy) -> Decimal:
+    """Return what the grade withholds of the installments held until assessment."""
+    factor = policy.final_installment_by_grade.get(grade, ZERO)
+    held = [i.amount for i in installments(project) if i.released_by == "close"]
+    return total(part - percent_of(part, factor) for part in held)
+
+
+def _demand(ctx: RuleContext, amount: Decimal, reason: str) -> list[Record]:
+    if amount <= 0:
+        return []
+    demand = RefundDemand(amount=amount, due_on=_refund_due_on(ctx), reason=reason)
+    return [make_record("refund_demand", "refund", demand)]
+
+
 def close_effect(ctx: RuleContext) -> Effects:
-    """Pay the final installment by grade and record the settlement."""
+    """Settle: pay what is due beyond what was paid, or demand the overpayment back."""
     grade = text(ctx.project.data, "grade") or Grade.FAIL.value
-    factor = ctx.policy.final_installment_by_grade.get(grade, ZERO)
-    last = len(ctx.policy.installments)
-    scheduled = next((i.amount for i in installments(ctx.project) if i.number == last), ZERO)
-    record, final = _release(ctx, last, factor)
-    paid = disbursed(ctx.project) + final
+    paid = disbursed(ctx.project)
     eligible = eligible_spend(ctx.project)
+    held = withholding(ctx.project, grade, ctx.policy)
+    result = settle(eligible, paid, awarded(ctx.project), held)
+    records: list[Record] = []
+    if result.final_payment > 0:
+        last = max((i.number for i in installments(ctx.project)), default=1)
+        payment = Disbursement(
+            installment=last, amount=result.final_payment, released_by=ctx.actor.id, at=ctx.now
+        )
+        records.append(make_record("disbursement", f"disbursement-{last}", payment))
     settlement = Settlement(
         awarded=awarded(ctx.project),
         eligible=eligible,
-        disbursed=paid,
-        final_installment=final,
-        withheld=scheduled - final if record is not None else ZERO,
-        surplus=paid - eligible,
+        disbursed=paid + result.final_payment,
+        final_installment=result.final_payment,
+        withheld=result.withheld,
+        due=result.due,
+        refund=result.refund,
         grade=grade,
     )
-    records = ([record] if record is not None else []) + [
-        make_record("settlement", "settlement", settlement)
+    records.append(make_record("settlement", "settlement", settlement))
+    records += _demand(ctx, result.refund, "settlement")
+    return Effects(records=tuple(records), data=_settled_data(settlement.disbursed, result))
+
+
+def _settled_data(disbursed_total: Decimal, result: SettlementSum) -> dict[str, Any]:
+    return {
+        "amount_disbursed": str(disbursed_total),
+        "eligible_spend": str(result.eligible),
+        "amount_due": str(result.due),
+        "refund_demanded": str(result.refund),
+        "refund_status": "open" if result.refund > 0 else None,
+        "budget_reserved": str(result.due),
+    }
+
+
+def clawback_effect(ctx: RuleContext) -> Effects:
+    """Termination runs the same sum with nothing further paid: demand back what exceeds it."""
+    paid = disbursed(ctx.project)
+    eligible = eligible_spend(ctx.project)
+    # Nothing is released at termination: the award left to pay is what was paid.
+    result = settle(eligible, paid, paid, ZERO)
+    clawback = Clawback(
+        eligible=eligible,
+        disbursed=paid,
+        amount=result.refund,
+        reason=str(ctx.evidence.get("reason") or ""),
+    )
+    records = [
+        make_record("clawback", "clawback", clawback),
+        *_demand(ctx, result.refund, "clawback"),
     ]
     return Effects(
         records=tuple(records),
         data={
-            "amount_disbursed": str(paid),
+            **_settled_data(paid, result),
+            "clawback": str(clawback.amount),
             "eligible_spend": str(eligible),
-            "surplus": str(settlement.surplus),
         },
     )
 
 
-def clawback_effect(ctx: RuleContext) -> Effects:
-    """Record what the provider must return: disbursed beyond eligible spend."""
-    paid = disbursed(ctx.project)
-    eligible = eligible_spend(ctx.project)
-    clawback = Clawback(
-        eligible=eligible,
-        disbursed=paid,
-        amount=max(paid - eligible, ZERO),
-        reason=str(ctx.evidence.get("reason") or ""),
+# -- refunds -------------------------------------------------------------------------------
+
+
+def refund_outstanding(project: Project) -> Decimal:
+    """Return what the provider still owes on its refund demand (0 with none)."""
+    demanded = total(d.amount for d in values(project, "refund_demand", RefundDemand))
+    repaid = total(r.amount for r in values(project, "refund_payment", RefundPayment))
+    return demanded - repaid
+
+
+@rule(name="funds.refund_payment")
+def refund_payment_valid(ctx: RuleContext) -> Verdict:
+    """A purchaser books a repayment against an open refund demand, up to what is owed."""
+    role = needs_role(ctx, "purchaser", "funds.refund_payment")
+    if not role.passed:
+        return role
+    payment = load(RefundPayment, record_data(ctx))
+    owed = refund_outstanding(ctx.project)
+    demands = {r.id for r in ctx.project.records_of("refund_demand")}
+    today = local_date(ctx.now, ctx.policy)
+    if payment is None:
+        problem = "not a valid refund payment record"
+    elif payment.demand not in demands:
+        problem = f"no refund demand {payment.demand}"
+    elif not ZERO < payment.amount <= owed:
+        problem = f"{payment.amount} is not within the {owed} still owed"
+    elif payment.paid_on > today:
+        problem = f"paid on {payment.paid_on}, after today"
+    else:
+        return PASS
+    return refuse(
+        "funds.refund_payment",
+        f"refund payment not accepted: {problem}",
+        f"退款登记不予接受：{problem}",
+        problem=problem,
+        owed=owed,
     )
+
+
+def refund_payment_effect(ctx: RuleContext) -> Effects:
+    """Keep what was repaid and whether the demand is settled in the project's data."""
+    payment = load(RefundPayment, record_data(ctx))
+    amount = payment.amount if payment is not None else ZERO
+    owed = refund_outstanding(ctx.project) - amount
+    repaid = total(r.amount for r in values(ctx.project, "refund_payment", RefundPayment))
     return Effects(
-        records=(make_record("clawback", "clawback", clawback),),
-        data={"clawback": str(clawback.amount), "eligible_spend": str(eligible)},
+        data={
+            "refund_settled": str(repaid + amount),
+            "refund_status": "settled" if owed == 0 else "open",
+        }
     )
 
 
