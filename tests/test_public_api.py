@@ -11,6 +11,7 @@ import grantflow
 PUBLIC_MODULES = [
     "grantflow",
     "grantflow.audit",
+    "grantflow.budget",
     "grantflow.calendar",
     "grantflow.errors",
     "grantflow.export",

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from grantflow.rubrics import DEFAULT_RUBRICS, Rubric
 from grantflow.rules import (
+    budget,
     conflict,
     contracts,
     eligibility,
@@ -40,6 +41,8 @@ def default_rules(*, rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> RuleBook:
     _spend(book)
     book.on("reject", reasons.reason_given)
     book.on("withdraw", reasons.reason_given, reasons.applicant_owns)
+    book.effect("reject", budget.release_effect)
+    book.effect("withdraw", budget.release_effect)
     book.on("terminate", reasons.reason_given, funds.refund_due_date)
     book.effect("terminate", funds.clawback_effect)
     book.on("record.refund_payment", funds.refund_payment_valid)
@@ -66,12 +69,15 @@ def _submit(book: RuleBook) -> None:
 
 def _review(book: RuleBook, rubrics: Sequence[Rubric]) -> None:
     book.provide(conflict.PEOPLE_FACT, conflict.people, events=["approve", "record.review"])
+    book.provide(budget.CALL_FACT, budget.call_fact, events=["approve"])
+    book.provide(budget.RESERVED_FACT, budget.reserved_by_others, events=["approve"])
     book.on("record.review", review.review_record(rubrics), conflict.own_project)
     book.on(
         "approve",
         review.quorum(rubrics),
         review.score(rubrics),
         review.amount_within_request,
+        budget.within_call_budget,
         conflict.own_project,
     )
     book.effect("approve", review.approval_effect(rubrics))

@@ -38,6 +38,7 @@ __all__ = [
     "amount_within_request",
     "approval_effect",
     "panel",
+    "panel_score",
     "quorum",
     "review_record",
     "score",
@@ -87,6 +88,17 @@ def panel(
         else:
             excluded.append((review.reviewer, reason or "unknown_rubric"))
     return Panel(tuple(counted), tuple(excluded), f"approval@{version}")
+
+
+def panel_score(
+    project: Project,
+    facts: Mapping[str, Any],
+    rubrics: Sequence[Rubric],
+    policy: Policy,
+    today: date,
+) -> Decimal | None:
+    """Return the score ``approve`` judges the project by (``None`` with no counted review)."""
+    return panel(project, facts, rubrics, policy, today).score(policy)
 
 
 def review_record(rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> Rule:
@@ -211,6 +223,7 @@ def approval_effect(
             records=(make_record("approval", "approval", approved),),
             data={
                 "amount_recommended": str(approved.recommended_amount),
+                "budget_reserved": str(approved.recommended_amount),
                 "review_score": str(approved.score),
                 "approved_at": ctx.now,
             },
