@@ -75,6 +75,10 @@ class Policy(BaseModel):
     #: Calendar for "working day" and contract dates.
     timezone: str = "Asia/Shanghai"
     contract_term_max_months: int = Field(default=12, ge=1)
+    #: How far, in months, amendments may move a contract's end beyond the signed end.
+    extension_max_months: int = Field(default=6, ge=0)
+    #: The longest a project may run, extensions included (months from the start).
+    longest_term_months: int = Field(default=18, ge=1)
 
     # -- funds ----------------------------------------------------------------------------
     personnel_cap: Percent = Decimal("40")

@@ -32,6 +32,8 @@ __all__ = [
     "SERVICE_DOMAINS",
     "Affiliation",
     "Amendment",
+    "AmendmentDecision",
+    "AmendmentRequest",
     "Application",
     "Approval",
     "Brand",
@@ -375,7 +377,11 @@ class ServiceRecord(_Record):
 
 
 class Amendment(_Record):
-    """A change to a contracted project: a budget move beyond tolerance or an extension."""
+    """A change to a contracted project: a budget move beyond tolerance or an extension.
+
+    Providers ask with an `AmendmentRequest`; the purchaser's `AmendmentDecision` that
+    approves it writes the `Amendment` record the budget and the term are read from.
+    """
 
     kind: Literal["line_move", "extension", "other"]
     reason: str = Field(min_length=1)
@@ -383,6 +389,18 @@ class Amendment(_Record):
     to_line: BudgetLineName | None = None
     amount: Money | None = None
     new_end: date | None = None
+
+
+class AmendmentRequest(Amendment):
+    """A provider's request to amend its contract (a line move or an extension)."""
+
+
+class AmendmentDecision(_Record):
+    """The purchaser's decision on an amendment request: approved or refused, with a note."""
+
+    request: Identifier
+    approved: bool
+    note: str = ""
 
 
 class Sanction(_Record):

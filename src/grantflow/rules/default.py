@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from grantflow.rubrics import DEFAULT_RUBRICS, Rubric
 from grantflow.rules import (
+    amendments,
     budget,
     conflict,
     contracts,
@@ -149,7 +150,10 @@ def _spend(book: RuleBook) -> None:
         funds.duplicate_invoice,
     )
     book.effect("record.expenditure", funds.expenditure_effect)
-    book.on("record.amendment", funds.amendment_valid)
+    book.on("record.amendment", amendments.no_direct_amendment)
+    book.on("record.amendment_request", amendments.request_valid)
+    book.on("record.amendment_decision", amendments.decision_valid, amendments.caps_hold)
+    book.effect("record.amendment_decision", amendments.decision_effect)
     book.on("record.service", services.service_valid)
     book.effect("record.service", services.service_effect)
     book.on("record.sanction", services.sanction_valid)

@@ -31,7 +31,6 @@ from grantflow.errors import CalendarUnavailable
 from grantflow.models import Project, Record, Verdict
 from grantflow.policy import Policy
 from grantflow.records import (
-    Amendment,
     BudgetLine,
     Clawback,
     Disbursement,
@@ -73,7 +72,6 @@ __all__ = [
     "IMPLEMENTATION_STATES",
     "INVOICE_FACT",
     "SettlementSum",
-    "amendment_valid",
     "budget_within_caps",
     "clawback_effect",
     "close_effect",
@@ -566,41 +564,3 @@ def expenditure_effect(ctx: RuleContext) -> Effects:
     spent = _expenditure(ctx)
     amount = spent.amount if spent else ZERO
     return Effects(data={"eligible_spend": str(eligible_spend(ctx.project) + amount)})
-
-
-@rule(name="funds.amendment")
-def amendment_valid(ctx: RuleContext) -> Verdict:
-    """A purchaser amends a running project: a line move it can cover, or a later end date."""
-    role = needs_role(ctx, "purchaser", "funds.amendment")
-    if not role.passed:
-        return role
-    amendment = load(Amendment, record_data(ctx))
-    span = term(ctx.project)
-    problem = _amendment_problem(amendment, budget(ctx.project), span[1] if span else None)
-    if ctx.source not in IMPLEMENTATION_STATES:
-        problem = f"no amendment while {ctx.source}"
-    if problem is None:
-        return PASS
-    return refuse(
-        "funds.amendment",
-        f"amendment not accepted: {problem}",
-        f"变更不予登记：{problem}",
-        problem=problem,
-    )
-
-
-def _amendment_problem(
-    amendment: Amendment | None, lines: dict[str, Decimal], end: Any
-) -> str | None:
-    if amendment is None:
-        return "not a valid amendment record"
-    if amendment.kind == "line_move":
-        if not (amendment.from_line and amendment.to_line and amendment.amount):
-            return "a line move names both lines and an amount"
-        if amendment.amount > lines.get(amendment.from_line, ZERO):
-            return f"{amendment.from_line} has less than {amendment.amount}"
-    if amendment.kind == "extension" and (
-        amendment.new_end is None or end is None or amendment.new_end <= end
-    ):
-        return "an extension sets a later end date"
-    return None
