@@ -145,6 +145,10 @@ class DemoReport:
     associations: int
     providers: int
     by_brand: list[tuple[str, int, Decimal]] = field(default_factory=list)
+    #: Refund demands (overpayments at settlement, clawbacks): total, repaid, how many.
+    refunds: Decimal = Decimal("0.00")
+    refunds_repaid: Decimal = Decimal("0.00")
+    refund_demands: int = 0
     reviewers: int = 0
     evaluators: int = 0
     calls: int = 0
@@ -160,7 +164,13 @@ class DemoReport:
             "seed": self.seed,
             "projects": self.total_projects,
             "states": dict(sorted(self.states.items())),
-            "funds": {"awarded": str(self.awarded), "disbursed": str(self.disbursed)},
+            "funds": {
+                "awarded": str(self.awarded),
+                "disbursed": str(self.disbursed),
+                "refunds": str(self.refunds),
+                "refunds_repaid": str(self.refunds_repaid),
+                "refund_demands": self.refund_demands,
+            },
             "services_by_domain": [
                 {"domain": k, "activities": a, "person_times": p} for k, a, p in self.by_domain
             ],
@@ -779,7 +789,7 @@ def _implement(run: _Run, contracted: list[str]) -> None:
         contracted,
         [(1, "activities", "0.15", "2025-05-10")],
     )
-    _serve(run, contracted, "2025-05-20")
+    _serve(run, contracted, run.clock.today())
     run.clock.advance(120)
     late = set(_pick(run.rng, contracted[4:], 0.06, least=2))  # mid-term not yet due
     on_time = [p for p in contracted if p not in late]
@@ -826,7 +836,7 @@ def _finish(run: _Run, at_midterm: list[str], late: list[str]) -> None:
         at_midterm,
         [(2, "activities", "0.18", "2025-11-15"), (3, "personnel", "0.37", "2025-12-15")],
     )
-    _serve(run, at_midterm, "2026-01-20")
+    _serve(run, at_midterm, run.clock.today())
     run.clock.advance(140)
     running = set(_pick(run.rng, at_midterm, 0.08))
     final = [pid for pid in at_midterm if pid not in running]
@@ -840,6 +850,31 @@ def _finish(run: _Run, at_midterm: list[str], late: list[str]) -> None:
     run.clock.advance(20)
     pending = set(graded[-max(1, len(graded) // 50) :])  # settlement still being reconciled
     run.fire_many("close", "close", [(pid, {}) for pid in graded if pid not in pending], _TREASURER)
+    run.clock.advance(10)
+    _repay(run)
+
+
+def _repay(run: _Run) -> None:
+    """Providers pay back half of the refund demands; the treasurer books the repayments."""
+    owing = [
+        p.id
+        for state in ("closed", "terminated")
+        for p in run.engine.store.projects(state=state)
+        if p.data.get("refund_status") == "open"
+    ]
+    items = [
+        (
+            pid,
+            {
+                "demand": "refund",
+                "amount": str(run.engine.get(pid).data["refund_demanded"]),
+                "paid_on": run.clock.today(),
+                "reference": f"BANK-{pid}",
+            },
+        )
+        for pid in sorted(owing)[::2]
+    ]
+    run.fire_many("refund payment", "record.refund_payment", items, _TREASURER)
 
 
 def _second_call(run: _Run, count: int) -> None:
@@ -877,6 +912,7 @@ def _report(run: _Run) -> DemoReport:
         rows = portfolio.services("hub", within=root)
         by_hub.append((root, sum(r.activities for r in rows), sum(r.person_times for r in rows)))
     verification = engine.verify()
+    owing = [p for p in engine.store.projects() if p.data.get("refund_status")]
     return DemoReport(
         seed=world.seed,
         states={t.key: t.projects for t in by_state},
@@ -895,6 +931,12 @@ def _report(run: _Run) -> DemoReport:
         reviewers=len(world.reviewers),
         evaluators=len(world.evaluators) + 1,
         calls=len(world.calls),
+        refunds=sum((t.refunds for t in by_state), Decimal("0.00")),
+        refunds_repaid=sum(
+            (Decimal(str(p.data.get("refund_settled") or "0.00")) for p in owing),
+            Decimal("0.00"),
+        ),
+        refund_demands=len(owing),
     )
 
 
@@ -917,6 +959,10 @@ def render_report(report: DemoReport, console: Any) -> None:
     console.print(
         f"Funds awarded 立项金额: {report.awarded:,} CNY; "
         f"disbursed 已拨付: {report.disbursed:,} CNY"
+    )
+    console.print(
+        f"Refunds demanded 应退款: {report.refunds:,} CNY from {report.refund_demands} "
+        f"projects; repaid 已退回: {report.refunds_repaid:,} CNY"
     )
     for title, rows, label in (
         ("Services by domain 服务领域", report.by_domain, "domain"),

@@ -107,6 +107,12 @@ class Policy(BaseModel):
     #: At the mid-term, spending (as % of the award) may lead reported progress by this much.
     spending_lead_tolerance: Percent = Decimal("20")
 
+    # -- service records -----------------------------------------------------------------
+    #: Most person-times one service record may report (a plausibility bound).
+    service_person_times_max: int = Field(default=50_000, ge=1)
+    #: Most activities one service record may report.
+    service_activities_max: int = Field(default=1_000, ge=1)
+
     # -- conflict of interest -------------------------------------------------------------
     conflict_lookback_years: int = Field(default=3, ge=0)
 

@@ -34,6 +34,7 @@ def test_main_line_from_applied_to_closed(world: World) -> None:
     world.approve(pid, "100000.00").raise_for_refusal()
     world.clock.advance(8)
     world.sign(pid).raise_for_refusal()
+    world.clock.advance(30)  # into the contract term
     world.spend(pid, "30000.00", "INV-001").raise_for_refusal()
     world.spend(pid, "38000.00", "INV-002", line="personnel").raise_for_refusal()
     world.serve(pid, 12, 800).raise_for_refusal()

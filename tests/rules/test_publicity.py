@@ -40,11 +40,11 @@ def test_holidays_do_not_count(make_world: Callable[..., World]) -> None:
 def test_pending_or_upheld_objection_blocks_signing(world: World) -> None:
     """An objection without ruling, or upheld, fails ``publicity.objection``; dismissed passes."""
     pid = world.reviewed()
-    world.clock.advance(8)
     objection = {"raised_by": "citizen", "grounds": "provider lacks a licence"}
     world.engine.add_record(
         pid, "objection", objection, actor=world.other_applicant, record_id="o1"
-    )
+    ).raise_for_refusal()
+    world.clock.advance(8)
     assert world.codes(world.sign(pid)) == {"publicity.objection"}
     ruling = {"objection": "o1", "upheld": False, "note": "licence shown"}
     world.engine.add_record(
@@ -56,10 +56,10 @@ def test_pending_or_upheld_objection_blocks_signing(world: World) -> None:
 def test_upheld_objection_refuses(world: World) -> None:
     """An upheld objection fails ``publicity.objection`` with it listed."""
     pid = world.reviewed()
-    world.clock.advance(8)
     engine = world.engine
     objection = {"raised_by": "citizen", "grounds": "double funding"}
     engine.add_record(pid, "objection", objection, actor=world.other_applicant, record_id="o1")
+    world.clock.advance(8)
     engine.add_record(
         pid, "objection_ruling", {"objection": "o1", "upheld": True}, actor=world.approver
     )
@@ -134,3 +134,24 @@ def test_a_publicity_period_in_a_year_without_calendar_data_is_refused(
     pid = given.reviewed()
     given.clock.now = datetime(beyond, 1, 20, 2, 0, tzinfo=UTC)
     assert given.sign(pid).accepted
+
+
+def test_objections_close_with_the_publicity_period(world: World) -> None:
+    """Approved Friday 7 March 2025: objections until Friday 14 March, refused on the 15th.
+
+    One lodged 60 days after the period ended used to be accepted.
+    """
+    pid = world.submit().raise_for_refusal().project_id
+    for n in (1, 2, 3):
+        world.review(pid, n).raise_for_refusal()
+    world.clock.advance(4)  # Friday 7 March
+    world.approve(pid).raise_for_refusal()
+    objection = {"raised_by": "citizen", "grounds": "late complaint"}
+    world.clock.advance(7)  # Friday 14 March: the fifth working day
+    assert world.engine.add_record(
+        pid, "objection", objection, actor=world.other_applicant
+    ).accepted
+    world.clock.advance(1)
+    late = world.engine.add_record(pid, "objection", objection, actor=world.other_applicant)
+    assert world.codes(late) == {"publicity.objection_open"}
+    assert late.refusals[0].details["ended"] == "2025-03-14"

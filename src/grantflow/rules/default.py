@@ -106,11 +106,13 @@ def _evaluate(book: RuleBook, rubrics: Sequence[Rubric]) -> None:
     book.on(
         "record.evaluation",
         evaluation.evaluation_record(rubrics),
+        evaluation.recheck_in_time,
         conflict.own_project,
         conflict.third_party,
     )
     book.on(
         "pass_midterm",
+        evaluation.recheck_in_time,
         evaluation.midterm_grade(rubrics),
         evaluation.spending_consistent,
         conflict.own_project,
@@ -154,6 +156,11 @@ def _spend(book: RuleBook) -> None:
     book.on("record.amendment_request", amendments.request_valid)
     book.on("record.amendment_decision", amendments.decision_valid, amendments.caps_hold)
     book.effect("record.amendment_decision", amendments.decision_effect)
-    book.on("record.service", services.service_valid)
+    book.on(
+        "record.service",
+        services.service_valid,
+        services.service_in_term,
+        services.service_plausible,
+    )
     book.effect("record.service", services.service_effect)
     book.on("record.sanction", services.sanction_valid)

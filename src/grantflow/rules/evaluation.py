@@ -32,6 +32,7 @@ from grantflow.rules._regime import (
     needs_role,
     pinned_version,
     record_data,
+    values,
 )
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "midterm_grade",
     "order_valid",
     "rectification_effect",
+    "recheck_in_time",
     "rectification_grounds",
     "scored",
     "spending_consistent",
@@ -132,6 +134,30 @@ def midterm_grade(rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> Rule:
         )
 
     return midterm_grade_rule
+
+
+@rule(name="evaluation.recheck_due")
+def recheck_in_time(ctx: RuleContext) -> Verdict:
+    """Under rectification, the re-check and passing it happen by the order's deadline.
+
+    After the deadline only termination is left.
+    """
+    if ctx.source != "rectification":
+        return PASS
+    orders = values(ctx.project, "rectification_order", RectificationOrder)
+    if not orders:
+        return PASS
+    deadline = orders[-1].deadline
+    today = local_date(ctx.now, ctx.policy)
+    if today <= deadline:
+        return PASS
+    return refuse(
+        "evaluation.recheck_due",
+        f"the rectification deadline {deadline} has passed ({today}); only termination is left",
+        f"整改期限{deadline}已过（今天{today}），只能终止合同",
+        deadline=deadline,
+        today=today,
+    )
 
 
 @rule(name="evaluation.spending")

@@ -78,8 +78,30 @@ def objections_cleared(ctx: RuleContext) -> Verdict:
 
 @rule(name="publicity.objection_open")
 def objection_open(ctx: RuleContext) -> Verdict:
-    """Objections are taken during publicity (state ``reviewed``) and state their grounds."""
-    if ctx.source == "reviewed" and load(Objection, record_data(ctx)) is not None:
+    """Objections are taken during the publicity period and state their grounds.
+
+    The period is the approval day and the N working days after it.
+    """
+    approved = approval(ctx.project)
+    today = local_date(ctx.now, ctx.policy)
+    timely = False
+    if ctx.source == "reviewed" and approved is not None:
+        start = local_date(approved.approved_at, ctx.policy)
+        try:
+            last = working_calendar(ctx.policy).add_working_days(
+                start, ctx.policy.publicity_working_days
+            )
+        except CalendarUnavailable as exc:
+            return calendar_refusal(exc)
+        timely = today <= last
+        if not timely:
+            return refuse(
+                "publicity.objection_open",
+                f"the publicity period ended on {last}; objections are no longer taken",
+                f"公示期已于{last}结束，不再受理异议",
+                ended=last,
+            )
+    if timely and load(Objection, record_data(ctx)) is not None:
         return PASS
     return refuse(
         "publicity.objection_open",

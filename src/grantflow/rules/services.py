@@ -12,10 +12,26 @@ from grantflow.models import Verdict
 from grantflow.records import Sanction, ServiceRecord
 from grantflow.rules._base import PASS, RuleContext, refuse, rule
 from grantflow.rules._book import Effects
-from grantflow.rules._regime import is_own, load, needs_role, provider_of, record_data, values
+from grantflow.rules._regime import (
+    is_own,
+    load,
+    local_date,
+    needs_role,
+    provider_of,
+    record_data,
+    term,
+    text,
+    values,
+)
 from grantflow.rules.funds import IMPLEMENTATION_STATES
 
-__all__ = ["sanction_valid", "service_effect", "service_valid"]
+__all__ = [
+    "sanction_valid",
+    "service_effect",
+    "service_in_term",
+    "service_plausible",
+    "service_valid",
+]
 
 
 @rule(name="services.record")
@@ -34,6 +50,53 @@ def service_valid(ctx: RuleContext) -> Verdict:
         "services.record",
         f"service record not accepted: {'; '.join(problems)}",
         f"服务记录不予登记：{'；'.join(problems)}",
+        problems=problems,
+    )
+
+
+@rule(name="services.in_term")
+def service_in_term(ctx: RuleContext) -> Verdict:
+    """The service was delivered inside the contract term (extensions included)."""
+    served, span = load(ServiceRecord, record_data(ctx)), term(ctx.project)
+    if served is None or span is None or span[0] <= served.date <= span[1]:
+        return PASS
+    return refuse(
+        "services.in_term",
+        f"service dated {served.date} is outside the term {span[0]} to {span[1]}",
+        f"服务日期{served.date}不在合同期{span[0]}至{span[1]}内",
+        date=served.date,
+        start=span[0],
+        end=span[1],
+    )
+
+
+@rule(name="services.plausible")
+def service_plausible(ctx: RuleContext) -> Verdict:
+    """Not in the future, in the project's own domain, person-times and activities bounded."""
+    served = load(ServiceRecord, record_data(ctx))
+    if served is None:
+        return PASS  # services.record reports it
+    problems = []
+    today = local_date(ctx.now, ctx.policy)
+    if served.date > today:
+        problems.append(f"dated {served.date}, after today {today}")
+    domain = text(ctx.project.data, "domain")
+    if domain and served.domain != domain:
+        problems.append(f"domain {served.domain} is not the project's {domain}")
+    if served.person_times > ctx.policy.service_person_times_max:
+        problems.append(
+            f"{served.person_times} person-times exceed {ctx.policy.service_person_times_max}"
+        )
+    if served.activities > ctx.policy.service_activities_max:
+        problems.append(
+            f"{served.activities} activities exceed {ctx.policy.service_activities_max}"
+        )
+    if not problems:
+        return PASS
+    return refuse(
+        "services.plausible",
+        f"service record not plausible: {'; '.join(problems)}",
+        f"服务记录不合常理：{'；'.join(problems)}",
         problems=problems,
     )
 
