@@ -63,6 +63,12 @@ class Policy(BaseModel):
     # -- eligibility (submit) -------------------------------------------------------------
     applications_per_provider_per_call: int = Field(default=2, ge=1)
     penalty_lookback_years: int = Field(default=2, ge=0)
+    #: Call years a 不合格 final grade bars the provider for (1: the next year's calls).
+    fail_bar_years: int = Field(default=1, ge=0)
+    #: Points added to the next year's panel score by last year's grade (优秀, 良好).
+    grade_priority: dict[str, Score] = Field(
+        default_factory=lambda: {"excellent": Decimal("3"), "good": Decimal("1")}
+    )
 
     # -- publicity and contracts (sign) ---------------------------------------------------
     publicity_working_days: int = Field(default=5, ge=0)

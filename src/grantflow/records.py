@@ -36,6 +36,7 @@ __all__ = [
     "AmendmentRequest",
     "Application",
     "Approval",
+    "Assessment",
     "Brand",
     "BudgetLine",
     "Call",
@@ -401,6 +402,19 @@ class AmendmentDecision(_Record):
     request: Identifier
     approved: bool
     note: str = ""
+
+
+class Assessment(_Record):
+    """Recorded at ``assess``: the provider's grade for the call year, read in later years.
+
+    A 不合格 grade bars the provider for `Policy.fail_bar_years`; a good grade gives the
+    next year's review the bonus of `Policy.grade_priority`.
+    """
+
+    provider: Identifier
+    year: int | None = None
+    grade: Literal["excellent", "good", "pass", "fail"]
+    score: Decimal
 
 
 class Sanction(_Record):

@@ -61,6 +61,7 @@ def _submit(book: RuleBook) -> None:
         eligibility.provider_registered,
         eligibility.annual_report,
         eligibility.no_recent_penalty,
+        eligibility.no_recent_fail,
         eligibility.application_limit,
         eligibility.hub_endorsed,
         eligibility.call_window,

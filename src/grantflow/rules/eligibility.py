@@ -6,6 +6,7 @@ the provider already has in the call, and the sanctions recorded against it.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
@@ -25,7 +26,9 @@ __all__ = [
     "application_valid",
     "call_window",
     "hub_endorsed",
+    "no_recent_fail",
     "no_recent_penalty",
+    "priority",
     "provider_registered",
     "submit_effect",
 ]
@@ -68,6 +71,16 @@ def sanctions_fact(request: FactRequest) -> list[str]:
     return [text(r.data, "on") for _pid, r in found]
 
 
+def grades_fact(request: FactRequest) -> list[dict[str, Any]]:
+    """Fact ``grades``: the provider's final grades in earlier projects (project, year, grade)."""
+    provider = text(request.project.data, "provider")
+    found = request.reader.find_records("assessment", "provider", [provider]) if provider else []
+    return [
+        {"project": pid, "year": r.data.get("year"), "grade": text(r.data, "grade")}
+        for pid, r in found
+    ]
+
+
 #: The fact providers of ``submit``, by fact name.
 SUBMIT_FACTS = {
     "provider": provider_fact,
@@ -75,7 +88,53 @@ SUBMIT_FACTS = {
     "hub": hub_fact,
     "applications": applications_fact,
     "sanctions": sanctions_fact,
+    "grades": grades_fact,
 }
+
+
+def _past(ctx: RuleContext) -> tuple[int | None, list[dict[str, Any]]]:
+    """The call's year and the provider's earlier grades, as (year, [{project, year, grade}])."""
+    call = load(Call, ctx.facts.get("call"))
+    grades = [dict(g) for g in ctx.facts.get("grades") or () if isinstance(g.get("year"), int)]
+    return (call.year if call else None), grades
+
+
+@rule(name="eligibility.fail_bar")
+def no_recent_fail(ctx: RuleContext) -> Verdict:
+    """No 不合格 final grade in the call years the policy bars (the previous year by default)."""
+    year, grades = _past(ctx)
+    years = ctx.policy.fail_bar_years
+    if year is None or years == 0:
+        return PASS
+    failed = sorted(
+        (g["year"], g["project"])
+        for g in grades
+        if g["grade"] == "fail" and year - years <= g["year"] < year
+    )
+    if not failed:
+        return PASS
+    when, project = failed[-1]
+    return refuse(
+        "eligibility.fail_bar",
+        f"the provider's project {project} was graded fail in {when}; it may not apply "
+        f"to calls up to {when + years}",
+        f"承接主体的项目{project}在{when}年考核不合格，{when + years}年前不得申报",
+        project=project,
+        year=when,
+        barred_years=years,
+    )
+
+
+def priority(ctx: RuleContext) -> tuple[Decimal, list[dict[str, Any]]]:
+    """Return last year's grade bonus for this application and the grades it comes from."""
+    year, grades = _past(ctx)
+    if year is None:
+        return Decimal(0), []
+    last = [g for g in grades if g["year"] == year - 1 and g["grade"] in ctx.policy.grade_priority]
+    if not last:
+        return Decimal(0), []
+    best = max(last, key=lambda g: ctx.policy.grade_priority[g["grade"]])
+    return ctx.policy.grade_priority[best["grade"]], [best]
 
 
 def submit_effect(ctx: RuleContext) -> Effects:
@@ -83,6 +142,10 @@ def submit_effect(ctx: RuleContext) -> Effects:
     call = load(Call, ctx.facts.get("call"))
     pins = {**ctx.policy.rubric_versions, **(call.rubric_versions if call else {})}
     data: dict[str, Any] = {"rubric_versions": pins}
+    bonus, source = priority(ctx)
+    if bonus:
+        data["priority_bonus"] = str(bonus)
+        data["priority_from"] = source
     if call is not None:
         data["year"] = call.year
     return Effects(data=data)

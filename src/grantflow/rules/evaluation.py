@@ -18,7 +18,7 @@ from decimal import ROUND_FLOOR, Decimal
 
 from grantflow.models import Project, Verdict
 from grantflow.policy import Policy
-from grantflow.records import Evaluation, RectificationOrder
+from grantflow.records import Assessment, Evaluation, RectificationOrder
 from grantflow.rubrics import DEFAULT_RUBRICS, Grade, Rubric, find_rubric, grade
 from grantflow.rules._base import PASS, Rule, RuleContext, refuse, rule
 from grantflow.rules._book import Effects
@@ -31,6 +31,7 @@ from grantflow.rules._regime import (
     make_record,
     needs_role,
     pinned_version,
+    provider_of,
     record_data,
     values,
 )
@@ -263,6 +264,17 @@ def assess_effect(
     def store_grade(ctx: RuleContext) -> Effects:
         _stage, score = _latest(ctx, rubrics)
         value = score or Decimal(0)
-        return Effects(data={"final_score": str(value), "grade": grade(value, ctx.policy).value})
+        graded = grade(value, ctx.policy).value
+        year = ctx.project.data.get("year")
+        assessment = Assessment(
+            provider=provider_of(ctx.project),
+            year=year if isinstance(year, int) else None,
+            grade=graded,
+            score=value,
+        )
+        return Effects(
+            records=(make_record("assessment", "assessment", assessment),),
+            data={"final_score": str(value), "grade": graded},
+        )
 
     return store_grade

@@ -52,10 +52,14 @@ class Panel:
     counted: tuple[tuple[str, Decimal], ...]
     excluded: tuple[tuple[str, str], ...]
     rubric_key: str
+    #: Added to the aggregate: last year's grade priority (`Policy.grade_priority`).
+    bonus: Decimal = Decimal(0)
 
     def score(self, policy: Policy) -> Decimal | None:
-        """Return the aggregate score, or ``None`` with no counted review."""
-        return aggregate([t for _r, t in self.counted], policy) if self.counted else None
+        """Return the aggregate score plus the priority bonus, ``None`` with no counted review."""
+        if not self.counted:
+            return None
+        return aggregate([t for _r, t in self.counted], policy) + self.bonus
 
 
 def panel(
@@ -87,7 +91,8 @@ def panel(
             counted.append((review.reviewer, rubric.total(review.scores, policy)))
         else:
             excluded.append((review.reviewer, reason or "unknown_rubric"))
-    return Panel(tuple(counted), tuple(excluded), f"approval@{version}")
+    bonus = dec(project.data.get("priority_bonus"))
+    return Panel(tuple(counted), tuple(excluded), f"approval@{version}", bonus)
 
 
 def panel_score(
@@ -169,14 +174,18 @@ def score(rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> Rule:
     @rule(name="review.score")
     def review_score(ctx: RuleContext) -> Verdict:
         today = local_date(ctx.now, ctx.policy)
-        value = panel(ctx.project, ctx.facts, rubrics, ctx.policy, today).score(ctx.policy)
+        result = panel(ctx.project, ctx.facts, rubrics, ctx.policy, today)
+        value = result.score(ctx.policy)
         if value is None or value >= ctx.policy.pass_score:
             return PASS  # no counted review: review.quorum refuses
+        extra = f" (priority bonus {result.bonus} included)" if result.bonus else ""
+        extra_zh = f"（含上年考核加分{result.bonus}分）" if result.bonus else ""
         return refuse(
             "review.score",
-            f"panel score {shown(value)} is below the pass mark {ctx.policy.pass_score}",
-            f"评审得分{shown(value)}低于立项分数线{ctx.policy.pass_score}",
+            f"panel score {shown(value)}{extra} is below the pass mark {ctx.policy.pass_score}",
+            f"评审得分{shown(value)}{extra_zh}低于立项分数线{ctx.policy.pass_score}",
             score=value,
+            bonus=result.bonus,
             pass_score=ctx.policy.pass_score,
         )
 
