@@ -230,15 +230,30 @@ class Person(_Record):
 # -- project data --------------------------------------------------------------------------
 
 
+#: An administrative division code (GB/T 2260, 行政区划代码): six digits, or nine/twelve
+#: for townships and villages.
+DivisionCode = Annotated[str, Field(pattern=r"^\d{6}(\d{3}(\d{3})?)?$")]
+
+
 class Application(_Record):
-    """What a provider submits: the project's data at ``submit``."""
+    """What a provider submits: the project's data at ``submit``.
+
+    `hub` is the endorsing hub (推荐枢纽); `purchaser` is the hub that buys and pays (the
+    funder in exports); when absent, ``submit`` takes the call's hub. `summary` is the
+    public description of the project; `beneficiary_location` the administrative
+    division (GB/T 2260 code) its beneficiaries live in.
+    """
 
     title: str = Field(min_length=1)
     domain: ServiceDomain
     provider: Identifier
     hub: Identifier
     call: Identifier
+    purchaser: Identifier | None = None
     brand: Identifier | None = None
+    summary: str = ""
+    beneficiary_location: DivisionCode | None = None
+    beneficiary_location_name: str = ""
     amount_requested: Money
     planned_start: date
     planned_end: date

@@ -138,7 +138,7 @@ def priority(ctx: RuleContext) -> tuple[Decimal, list[dict[str, Any]]]:
 
 
 def submit_effect(ctx: RuleContext) -> Effects:
-    """Pin the project to the call's rubric versions (else the policy's); note the call year."""
+    """Pin the call's rubric versions (else the policy's); note the call year and purchaser."""
     call = load(Call, ctx.facts.get("call"))
     pins = {**ctx.policy.rubric_versions, **(call.rubric_versions if call else {})}
     data: dict[str, Any] = {"rubric_versions": pins}
@@ -148,6 +148,8 @@ def submit_effect(ctx: RuleContext) -> Effects:
         data["priority_from"] = source
     if call is not None:
         data["year"] = call.year
+        if not ctx.project.data.get("purchaser"):
+            data["purchaser"] = call.hub
     return Effects(data=data)
 
 
