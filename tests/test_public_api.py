@@ -16,6 +16,7 @@ PUBLIC_MODULES = [
     "grantflow.errors",
     "grantflow.export",
     "grantflow.inputs",
+    "grantflow.messages",
     "grantflow.models",
     "grantflow.persistence",
     "grantflow.policy",

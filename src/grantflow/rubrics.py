@@ -136,17 +136,46 @@ class Rubric(_Frozen):
 
     def problems(self, scores: Mapping[str, object]) -> list[str]:
         """Return what is wrong with `scores`: missing, unknown or out-of-range items."""
-        found: list[str] = []
+        texts = {
+            "score.missing": "{item}: missing",
+            "score.unknown": "{item}: not an item of {rubric}@{version}",
+            "score.range": "{item}: {value} not within 0..{max}",
+        }
+        return [texts[str(i["code"])].format(**i) for i in self.issues(scores)]
+
+    def issues(self, scores: Mapping[str, object]) -> list[dict[str, object]]:
+        """Return `problems` as message-catalogue problems (``score.missing``, ...).
+
+        Each names the item by id and by its Chinese label (``item_zh``).
+        """
+        found: list[dict[str, object]] = []
         known = {i.id: i for i in self.all_items}
-        found.extend(f"{iid}: missing" for iid in (i.id for i in self.items) if iid not in scores)
+        for base in self.items:
+            if base.id not in scores:
+                found.append({"code": "score.missing", "item": base.id, "item_zh": base.label_zh})
         for iid, raw in scores.items():
             item = known.get(iid)
             if item is None:
-                found.append(f"{iid}: not an item of {self.key}")
+                found.append(
+                    {
+                        "code": "score.unknown",
+                        "item": iid,
+                        "rubric": self.id,
+                        "version": self.version,
+                    }
+                )
                 continue
             value = _decimal(raw)
             if value is None or not 0 <= value <= item.max:
-                found.append(f"{iid}: {raw} not within 0..{item.max}")
+                found.append(
+                    {
+                        "code": "score.range",
+                        "item": iid,
+                        "item_zh": item.label_zh,
+                        "value": raw,
+                        "max": item.max,
+                    }
+                )
         return found
 
     def total(self, scores: Mapping[str, object], policy: Policy) -> Decimal:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from grantflow._canonical import plain, thaw
 from grantflow.calendar import WorkingCalendar
 from grantflow.errors import CalendarUnavailable
+from grantflow.messages import problem, refusal
 from grantflow.models import Actor, Project, Record, Verdict
 from grantflow.policy import Policy
 from grantflow.records import (
@@ -30,9 +31,11 @@ from grantflow.records import (
     Expenditure,
     Installment,
 )
-from grantflow.rules._base import PASS, RuleContext, refuse
+from grantflow.rules._base import PASS, RuleContext
 
 M = TypeVar("M", bound=BaseModel)
+#: States in which a provider spends and records expenditures and services.
+IMPLEMENTATION_STATES = ("contracted", "midterm", "rectification", "assessed")
 CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
 
@@ -212,26 +215,26 @@ def working_calendar(policy: Policy) -> WorkingCalendar:
 
 def calendar_refusal(exc: CalendarUnavailable, code: str = "calendar.unavailable") -> Verdict:
     """Refuse because a date the rule needs falls in a year without calendar data."""
-    return refuse(
-        code,
-        f"no working-day calendar for {exc.year}; the policy must list that year's "
-        "holidays and workdays",
-        f"{exc.year}年无工作日历数据，须在政策中列明该年节假日和调休工作日",
-        year=exc.year,
-    )
+    return refusal(code, key="calendar.unavailable", year=exc.year)
 
 
 def needs_role(ctx: RuleContext, role: str, code: str) -> Verdict:
     """Refuse with `code` unless the actor holds `role`."""
     if role in ctx.actor.roles:
         return PASS
-    return refuse(
-        code,
-        f"only a {role} may do this",
-        f"只有{role}角色可以执行此操作",
-        required=role,
-        actor_roles=sorted(ctx.actor.roles),
-    )
+    return refusal(code, key="role.required", role=role, actor_roles=sorted(ctx.actor.roles))
+
+
+def record_problems(ctx: RuleContext, kind: str, valid: bool) -> list[dict[str, Any]]:
+    """Problems of a provider's running-project record: whose, when, well-formed."""
+    found = []
+    if not is_own(ctx.actor, ctx.project):
+        found.append(problem("record.not_own", kind=kind))
+    if ctx.source not in IMPLEMENTATION_STATES:
+        found.append(problem("record.state", kind=kind, state=ctx.source))
+    if not valid:
+        found.append(problem("record.invalid", kind=kind))
+    return found
 
 
 def record_data(ctx: RuleContext) -> Mapping[str, Any]:

@@ -14,11 +14,13 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
+from grantflow.messages import problem, refusal
 from grantflow.models import Project, Record, Verdict
 from grantflow.policy import Policy
 from grantflow.records import Amendment, AmendmentDecision, AmendmentRequest
-from grantflow.rules._base import PASS, RuleContext, refuse, rule
+from grantflow.rules._base import PASS, RuleContext, rule
 from grantflow.rules._book import Effects
 from grantflow.rules._regime import (
     ZERO,
@@ -27,18 +29,20 @@ from grantflow.rules._regime import (
     budget,
     contracts,
     expenditures,
-    is_own,
     load,
     make_record,
     needs_role,
     percent_of,
     record_data,
+    record_problems,
     rows,
     term,
     total,
     values,
 )
 from grantflow.rules.funds import IMPLEMENTATION_STATES
+
+Problem = dict[str, Any]
 
 __all__ = [
     "amended_problems",
@@ -50,36 +54,30 @@ __all__ = [
 ]
 
 
-def _request_problems(request: AmendmentRequest | None, project: Project) -> list[str]:
+def _request_problems(request: AmendmentRequest | None, project: Project) -> list[Problem]:
     if request is None:
-        return ["not a valid amendment request"]
+        return [problem("record.invalid", kind="amendment_request")]
     if request.kind == "line_move":
         if not (request.from_line and request.to_line and request.amount):
-            return ["a line move names both lines and an amount"]
+            return [problem("amendment.move_fields")]
         if request.from_line == request.to_line:
-            return ["a line move needs two different lines"]
+            return [problem("amendment.same_line")]
     if request.kind == "extension":
         span = term(project)
         if request.new_end is None or span is None or request.new_end <= span[1]:
-            return ["an extension sets a later end date"]
+            return [problem("amendment.later_end")]
     return []
 
 
 @rule(name="amendment.request")
 def request_valid(ctx: RuleContext) -> Verdict:
     """The provider requests a well-formed amendment of its running project."""
-    problems = [] if is_own(ctx.actor, ctx.project) else ["only the provider requests"]
-    if ctx.source not in IMPLEMENTATION_STATES:
-        problems.append(f"no amendment while {ctx.source}")
-    problems += _request_problems(load(AmendmentRequest, record_data(ctx)), ctx.project)
+    request = load(AmendmentRequest, record_data(ctx))
+    problems = record_problems(ctx, "amendment_request", valid=True)
+    problems += _request_problems(request, ctx.project)
     if not problems:
         return PASS
-    return refuse(
-        "amendment.request",
-        f"amendment request not accepted: {'; '.join(problems)}",
-        f"变更申请不予受理：{'；'.join(problems)}",
-        problems=problems,
-    )
+    return refusal("amendment.request", problems=problems)
 
 
 def _request(project: Project, request_id: str) -> AmendmentRequest | None:
@@ -96,26 +94,21 @@ def decision_valid(ctx: RuleContext) -> Verdict:
     decision = load(AmendmentDecision, record_data(ctx))
     decided = {d.request for d in values(ctx.project, "amendment_decision", AmendmentDecision)}
     if decision is None:
-        problem = "not a valid amendment decision"
+        found = problem("record.invalid", kind="amendment_decision")
     elif _request(ctx.project, decision.request) is None:
-        problem = f"no amendment request {decision.request}"
+        found = problem("amendment.no_request", request=decision.request)
     elif decision.request in decided:
-        problem = f"request {decision.request} is already decided"
+        found = problem("amendment.decided", request=decision.request)
     elif ctx.source not in IMPLEMENTATION_STATES:
-        problem = f"no amendment while {ctx.source}"
+        found = problem("record.state", kind="amendment_decision", state=ctx.source)
     else:
         return PASS
-    return refuse(
-        "amendment.decision",
-        f"amendment decision not accepted: {problem}",
-        f"变更决定不予登记：{problem}",
-        problem=problem,
-    )
+    return refusal("amendment.decision", problems=[found])
 
 
-def amended_problems(project: Project, change: Amendment, policy: Policy) -> list[str]:
+def amended_problems(project: Project, change: Amendment, policy: Policy) -> list[Problem]:
     """Return every cap the project would break with `change` applied (empty: none)."""
-    problems: list[str] = []
+    problems: list[Problem] = []
     amount = awarded(project)
     lines = budget(project)
     if change.kind == "line_move" and change.from_line and change.to_line and change.amount:
@@ -123,9 +116,9 @@ def amended_problems(project: Project, change: Amendment, policy: Policy) -> lis
         lines[change.to_line] = lines.get(change.to_line, ZERO) + change.amount
         spent = total(e.amount for e in expenditures(project) if e.line == change.from_line)
         if lines[change.from_line] < spent:
+            value = lines[change.from_line]
             problems.append(
-                f"{change.from_line} would be {lines[change.from_line]}, "
-                f"below the {spent} already spent"
+                problem("caps.below_spent", line=change.from_line, value=value, spent=spent)
             )
     for name, cap in (
         ("personnel", policy.personnel_cap),
@@ -133,20 +126,18 @@ def amended_problems(project: Project, change: Amendment, policy: Policy) -> lis
     ):
         if lines.get(name, ZERO) > percent_of(amount, cap):
             share = (lines[name] * 100 / amount).quantize(Decimal("0.01")) if amount else ZERO
-            problems.append(f"{name} would be {share}% of the award, over the {cap}% cap")
+            problems.append(problem("caps.share", line=name, share=share, cap=cap))
     if change.kind == "extension" and change.new_end is not None:
         purchase = contracts(project).get("purchase")
         if purchase is not None:
             latest = add_months(purchase.end, policy.extension_max_months)
             if change.new_end > latest:
+                months = policy.extension_max_months
                 problems.append(
-                    f"extensions may move the end to {latest} at most "
-                    f"({policy.extension_max_months} months), not {change.new_end}"
+                    problem("caps.extension", latest=latest, months=months, new_end=change.new_end)
                 )
             if change.new_end >= add_months(purchase.start, policy.longest_term_months):
-                problems.append(
-                    f"a project runs less than {policy.longest_term_months} months in all"
-                )
+                problems.append(problem("caps.longest", months=policy.longest_term_months))
     return problems
 
 
@@ -160,10 +151,8 @@ def caps_hold(ctx: RuleContext) -> Verdict:
     problems = amended_problems(ctx.project, request, ctx.policy)
     if not problems:
         return PASS
-    return refuse(
+    return refusal(
         "amendment.caps",
-        f"the amendment would break the caps: {'; '.join(problems)}",
-        f"变更后超出限额：{'；'.join(problems)}",
         problems=problems,
         request=decision.request,
     )
@@ -184,9 +173,4 @@ def decision_effect(ctx: RuleContext) -> Effects:
 @rule(name="amendment.direct")
 def no_direct_amendment(ctx: RuleContext) -> Verdict:
     """Amendments are never added directly: they are requested and decided."""
-    return refuse(
-        "amendment.direct",
-        "amendments are requested by the provider (amendment_request) and decided by the "
-        "purchaser (amendment_decision)",
-        "合同变更须由承接主体申请、购买主体决定，不得直接登记",
-    )
+    return refusal("amendment.direct")

@@ -12,9 +12,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from grantflow.messages import refusal
 from grantflow.models import Verdict
 from grantflow.records import Call, money
-from grantflow.rules._base import PASS, RuleContext, refuse, rule
+from grantflow.rules._base import PASS, RuleContext, rule
 from grantflow.rules._book import Effects, FactRequest
 from grantflow.rules._regime import ZERO, dec, load, text, total
 
@@ -65,10 +66,8 @@ def within_call_budget(ctx: RuleContext) -> Verdict:
     left = call.budget - reserved
     if amount <= left:
         return PASS
-    return refuse(
+    return refusal(
         "budget.call",
-        f"call {call.id} has {left} of its {call.budget} budget left; {amount} does not fit",
-        f"申报批次{call.id}预算{call.budget}元仅余{left}元，不足{amount}元",
         call=call.id,
         budget=call.budget,
         reserved=reserved,

@@ -6,15 +6,17 @@ the provider already has in the call, and the sanctions recorded against it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
 
 from grantflow._canonical import thaw
+from grantflow.messages import problem, refusal
 from grantflow.models import Verdict
 from grantflow.records import Application, Call, Hub, Provider
-from grantflow.rules._base import PASS, RuleContext, refuse, rule
+from grantflow.rules._base import PASS, RuleContext, rule
 from grantflow.rules._book import Effects, FactRequest
 from grantflow.rules._regime import add_months, as_date, load, local_date, text
 
@@ -114,12 +116,10 @@ def no_recent_fail(ctx: RuleContext) -> Verdict:
     if not failed:
         return PASS
     when, project = failed[-1]
-    return refuse(
+    return refusal(
         "eligibility.fail_bar",
-        f"the provider's project {project} was graded fail in {when}; it may not apply "
-        f"to calls up to {when + years}",
-        f"承接主体的项目{project}在{when}年考核不合格，{when + years}年前不得申报",
         project=project,
+        until=when + years,
         year=when,
         barred_years=years,
     )
@@ -153,6 +153,19 @@ def submit_effect(ctx: RuleContext) -> Effects:
     return Effects(data=data)
 
 
+def _field_problem(error: Mapping[str, Any]) -> dict[str, Any]:
+    """A pydantic error as a catalogue problem naming the field (no pydantic wording)."""
+    field = ".".join(str(p) for p in error["loc"][:1])
+    if not field:
+        return problem("application.dates")
+    kind = str(error.get("type", ""))
+    if kind == "missing":
+        return problem("field.missing", field=field)
+    if kind in {"string_too_short", "too_short"}:
+        return problem("field.empty", field=field)
+    return problem("field.invalid", field=field)
+
+
 @rule(name="eligibility.application")
 def application_valid(ctx: RuleContext) -> Verdict:
     """The submitted data is a complete, valid application."""
@@ -161,16 +174,8 @@ def application_valid(ctx: RuleContext) -> Verdict:
             {k: v for k, v in thaw(ctx.project.data).items() if k != "policy_version"}
         )
     except ValidationError as exc:
-        problems = [
-            f"{'.'.join(str(p) for p in e['loc']) or 'application'}: {e['msg']}"
-            for e in exc.errors()
-        ]
-        return refuse(
-            "eligibility.application",
-            f"the application is incomplete or invalid: {'; '.join(problems)}",
-            f"申报材料不完整或有误：{'；'.join(problems)}",
-            problems=problems,
-        )
+        problems = [_field_problem(e) for e in exc.errors()]
+        return refusal("eligibility.application", problems=problems)
     return PASS
 
 
@@ -180,10 +185,9 @@ def applicant_is_provider(ctx: RuleContext) -> Verdict:
     provider = text(ctx.project.data, "provider")
     if provider and provider in {ctx.actor.organisation, ctx.actor.id}:
         return PASS
-    return refuse(
+    return refusal(
         "eligibility.applicant",
-        f"{ctx.actor.id} does not act for provider {provider!r}",
-        f"{ctx.actor.id}不代表申报单位{provider}",
+        actor=ctx.actor.id,
         provider=provider,
         actor_organisation=ctx.actor.organisation,
     )
@@ -195,10 +199,8 @@ def provider_registered(ctx: RuleContext) -> Verdict:
     if load(Provider, ctx.facts.get("provider")) is not None:
         return PASS
     provider = text(ctx.project.data, "provider")
-    return refuse(
+    return refusal(
         "eligibility.provider",
-        f"provider {provider!r} is not registered with a valid unified social credit code",
-        f"承接主体{provider}未登记或统一社会信用代码无效",
         provider=provider,
     )
 
@@ -209,10 +211,8 @@ def annual_report(ctx: RuleContext) -> Verdict:
     provider = load(Provider, ctx.facts.get("provider"))
     if provider is None or provider.annual_report_passed:
         return PASS
-    return refuse(
+    return refusal(
         "eligibility.annual_report",
-        f"provider {provider.id} has not passed its annual report",
-        f"承接主体{provider.id}年度报告未通过",
         provider=provider.id,
     )
 
@@ -229,10 +229,8 @@ def no_recent_penalty(ctx: RuleContext) -> Verdict:
     if not recent:
         return PASS
     years = ctx.policy.penalty_lookback_years
-    return refuse(
+    return refusal(
         "eligibility.penalty",
-        f"the provider was penalised within {years} years ({', '.join(recent)})",
-        f"承接主体{years}年内受过处罚（{'、'.join(recent)}）",
         penalties=recent,
         lookback_years=years,
     )
@@ -245,10 +243,8 @@ def application_limit(ctx: RuleContext) -> Verdict:
     existing = int(ctx.facts.get("applications") or 0)
     if existing < limit:
         return PASS
-    return refuse(
+    return refusal(
         "eligibility.limit",
-        f"at most {limit} applications per provider per call; {existing} already submitted",
-        f"每个承接主体每批次最多申报{limit}个项目，已申报{existing}个",
         limit=limit,
         existing=existing,
     )
@@ -260,10 +256,8 @@ def hub_endorsed(ctx: RuleContext) -> Verdict:
     if load(Hub, ctx.facts.get("hub")) is not None:
         return PASS
     hub = text(ctx.project.data, "hub")
-    return refuse(
+    return refusal(
         "eligibility.hub",
-        f"no hub {hub!r} to endorse the application",
-        f"推荐枢纽{hub}不存在",
         hub=hub,
     )
 
@@ -276,16 +270,9 @@ def call_window(ctx: RuleContext) -> Verdict:
         return PASS
     name = text(ctx.project.data, "call")
     if call is None:
-        return refuse(
-            "eligibility.call_window",
-            f"no call {name!r}",
-            f"申报批次{name}不存在",
-            call=name,
-        )
-    return refuse(
+        return refusal("eligibility.call_window", key="eligibility.call_window.no_call", call=name)
+    return refusal(
         "eligibility.call_window",
-        f"call {name} is open from {call.opens.isoformat()} to {call.closes.isoformat()}",
-        f"申报批次{name}的申报时间为{call.opens.isoformat()}至{call.closes.isoformat()}",
         call=name,
         opens=call.opens,
         closes=call.closes,

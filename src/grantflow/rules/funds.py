@@ -28,6 +28,7 @@ from decimal import Decimal
 from typing import Any
 
 from grantflow.errors import CalendarUnavailable
+from grantflow.messages import problem, refusal
 from grantflow.models import Project, Record, Verdict
 from grantflow.policy import Policy
 from grantflow.records import (
@@ -41,9 +42,10 @@ from grantflow.records import (
     Settlement,
 )
 from grantflow.rubrics import Grade
-from grantflow.rules._base import PASS, RuleContext, refuse, rule
+from grantflow.rules._base import PASS, RuleContext, rule
 from grantflow.rules._book import Effects, FactRequest
 from grantflow.rules._regime import (
+    IMPLEMENTATION_STATES,
     ZERO,
     awarded,
     budget,
@@ -53,13 +55,13 @@ from grantflow.rules._regime import (
     eligible_spend,
     expenditures,
     installments,
-    is_own,
     load,
     local_date,
     make_record,
     needs_role,
     percent_of,
     record_data,
+    record_problems,
     term,
     text,
     total,
@@ -96,8 +98,6 @@ __all__ = [
     "within_term",
 ]
 
-#: States in which a provider spends and records expenditures.
-IMPLEMENTATION_STATES = ("contracted", "midterm", "rectification", "assessed")
 #: Fact name: where the invoice number of the expenditure being added was used before.
 INVOICE_FACT = "invoice_uses"
 
@@ -130,21 +130,21 @@ def budget_within_caps(ctx: RuleContext) -> Verdict:
     by_line: dict[str, Decimal] = {}
     for line in lines:
         by_line[line.line] = by_line.get(line.line, ZERO) + line.amount
-    problems: list[str] = []
+    problems: list[dict[str, Any]] = []
     if not lines or total(by_line.values()) != amount:
-        problems.append(f"budget lines add up to {total(by_line.values())}, contract is {amount}")
+        problems.append(problem("budget.sum", sum=total(by_line.values()), amount=amount))
     for name, cap in (
         ("personnel", ctx.policy.personnel_cap),
         ("administration", ctx.policy.administration_cap),
     ):
         if by_line.get(name, ZERO) > percent_of(amount, cap):
-            problems.append(f"{name} {by_line[name]} exceeds {cap}% of {amount}")
+            problems.append(
+                problem("budget.cap", line=name, value=by_line[name], cap=cap, amount=amount)
+            )
     if not problems:
         return PASS
-    return refuse(
+    return refusal(
         "funds.budget",
-        f"budget not acceptable: {'; '.join(problems)}",
-        f"预算不符合要求：{'；'.join(problems)}",
         problems=problems,
         lines={k: str(v) for k, v in sorted(by_line.items())},
     )
@@ -267,11 +267,7 @@ def graded(ctx: RuleContext) -> Verdict:
     """The project carries a final grade, which sets the final installment."""
     if text(ctx.project.data, "grade") in {g.value for g in Grade}:
         return PASS
-    return refuse(
-        "funds.graded",
-        "the project has no final grade to settle the last installment with",
-        "项目尚无绩效考核等级，无法结算尾款",
-    )
+    return refusal("funds.graded")
 
 
 @rule(name="funds.refund_due")
@@ -390,22 +386,16 @@ def refund_payment_valid(ctx: RuleContext) -> Verdict:
     demands = {r.id for r in ctx.project.records_of("refund_demand")}
     today = local_date(ctx.now, ctx.policy)
     if payment is None:
-        problem = "not a valid refund payment record"
+        found = problem("record.invalid", kind="refund_payment")
     elif payment.demand not in demands:
-        problem = f"no refund demand {payment.demand}"
+        found = problem("refund.no_demand", demand=payment.demand)
     elif not ZERO < payment.amount <= owed:
-        problem = f"{payment.amount} is not within the {owed} still owed"
+        found = problem("refund.amount", amount=payment.amount, owed=owed)
     elif payment.paid_on > today:
-        problem = f"paid on {payment.paid_on}, after today"
+        found = problem("refund.future", paid_on=payment.paid_on)
     else:
         return PASS
-    return refuse(
-        "funds.refund_payment",
-        f"refund payment not accepted: {problem}",
-        f"退款登记不予接受：{problem}",
-        problem=problem,
-        owed=owed,
-    )
+    return refusal("funds.refund_payment", problems=[found], owed=owed)
 
 
 def refund_payment_effect(ctx: RuleContext) -> Effects:
@@ -438,21 +428,10 @@ def invoice_uses(request: FactRequest) -> list[dict[str, str]]:
 @rule(name="funds.expenditure")
 def expenditure_valid(ctx: RuleContext) -> Verdict:
     """The provider records a well-formed expenditure while the project is running."""
-    problems = []
-    if not is_own(ctx.actor, ctx.project):
-        problems.append("only the provider records its expenditures")
-    if ctx.source not in IMPLEMENTATION_STATES:
-        problems.append(f"no spending while {ctx.source}")
-    if _expenditure(ctx) is None:
-        problems.append("not a valid expenditure record")
+    problems = record_problems(ctx, "expenditure", _expenditure(ctx) is not None)
     if not problems:
         return PASS
-    return refuse(
-        "funds.expenditure",
-        f"expenditure not accepted: {'; '.join(problems)}",
-        f"支出不予登记：{'；'.join(problems)}",
-        problems=problems,
-    )
+    return refusal("funds.expenditure", problems=problems)
 
 
 @rule(name="funds.in_term")
@@ -461,10 +440,8 @@ def within_term(ctx: RuleContext) -> Verdict:
     spent, span = _expenditure(ctx), term(ctx.project)
     if spent is None or span is None or span[0] <= spent.date <= span[1]:
         return PASS
-    return refuse(
+    return refusal(
         "funds.in_term",
-        f"expenditure dated {spent.date} is outside the term {span[0]} to {span[1]}",
-        f"支出日期{spent.date}不在合同期{span[0]}至{span[1]}内",
         date=spent.date,
         start=span[0],
         end=span[1],
@@ -482,10 +459,8 @@ def line_cap(ctx: RuleContext) -> Verdict:
     used = total(e.amount for e in expenditures(ctx.project) if e.line == spent.line)
     if used + spent.amount <= cap:
         return PASS
-    return refuse(
+    return refusal(
         "funds.line_cap",
-        f"{spent.line}: {used} spent + {spent.amount} exceeds the cap {cap}; amend the budget",
-        f"{spent.line}科目已支出{used}，加本笔{spent.amount}超过上限{cap}，须申请预算调整",
         line=spent.line,
         budget=line_budget,
         cap=cap,
@@ -503,10 +478,8 @@ def total_cap(ctx: RuleContext) -> Verdict:
     limit, used = awarded(ctx.project), eligible_spend(ctx.project)
     if used + spent.amount <= limit:
         return PASS
-    return refuse(
+    return refusal(
         "funds.total_cap",
-        f"{used} spent + {spent.amount} exceeds the contract amount {limit}",
-        f"已支出{used}加本笔{spent.amount}超过合同金额{limit}",
         spent=used,
         amount=spent.amount,
         awarded=limit,
@@ -519,10 +492,8 @@ def not_prohibited(ctx: RuleContext) -> Verdict:
     spent = _expenditure(ctx)
     if spent is None or spent.category not in ctx.policy.prohibited_categories:
         return PASS
-    return refuse(
+    return refusal(
         "funds.prohibited",
-        f"{spent.category} is not an eligible expenditure",
-        f"{spent.category}属于不得列支的项目",
         category=spent.category,
     )
 
@@ -533,10 +504,8 @@ def invoice_present(ctx: RuleContext) -> Verdict:
     spent = _expenditure(ctx)
     if spent is None or (spent.invoice_number.strip() and spent.voucher.strip()):
         return PASS
-    return refuse(
+    return refusal(
         "funds.invoice",
-        "an expenditure needs a voucher and an invoice number",
-        "支出须附记账凭证和发票号码",
         invoice_number=spent.invoice_number,
         voucher=spent.voucher,
     )
@@ -549,12 +518,10 @@ def duplicate_invoice(ctx: RuleContext) -> Verdict:
     if not uses:
         return PASS
     number = text(record_data(ctx), "invoice_number")
-    where = ", ".join(f"{u['project']}/{u['record']}" for u in uses)
-    return refuse(
+    return refusal(
         "funds.duplicate_invoice",
-        f"invoice {number} is already claimed by {where}",
-        f"发票{number}已在{where}报销",
         invoice_number=number,
+        projects=sorted({str(u["project"]) for u in uses}),
         used_by=[dict(u) for u in uses],
     )
 

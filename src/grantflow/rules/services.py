@@ -8,22 +8,22 @@ the provider ineligible for the policy's look-back (see `eligibility.penalty`).
 
 from __future__ import annotations
 
+from grantflow.messages import problem, refusal
 from grantflow.models import Verdict
 from grantflow.records import Sanction, ServiceRecord
-from grantflow.rules._base import PASS, RuleContext, refuse, rule
+from grantflow.rules._base import PASS, RuleContext, rule
 from grantflow.rules._book import Effects
 from grantflow.rules._regime import (
-    is_own,
     load,
     local_date,
     needs_role,
     provider_of,
     record_data,
+    record_problems,
     term,
     text,
     values,
 )
-from grantflow.rules.funds import IMPLEMENTATION_STATES
 
 __all__ = [
     "sanction_valid",
@@ -37,21 +37,11 @@ __all__ = [
 @rule(name="services.record")
 def service_valid(ctx: RuleContext) -> Verdict:
     """The provider logs well-formed service activity while the project runs."""
-    problems = []
-    if not is_own(ctx.actor, ctx.project):
-        problems.append("only the provider logs its services")
-    if ctx.source not in IMPLEMENTATION_STATES:
-        problems.append(f"no service records while {ctx.source}")
-    if load(ServiceRecord, record_data(ctx)) is None:
-        problems.append("not a valid service record")
+    valid = load(ServiceRecord, record_data(ctx)) is not None
+    problems = record_problems(ctx, "service", valid)
     if not problems:
         return PASS
-    return refuse(
-        "services.record",
-        f"service record not accepted: {'; '.join(problems)}",
-        f"服务记录不予登记：{'；'.join(problems)}",
-        problems=problems,
-    )
+    return refusal("services.record", problems=problems)
 
 
 @rule(name="services.in_term")
@@ -60,10 +50,8 @@ def service_in_term(ctx: RuleContext) -> Verdict:
     served, span = load(ServiceRecord, record_data(ctx)), term(ctx.project)
     if served is None or span is None or span[0] <= served.date <= span[1]:
         return PASS
-    return refuse(
+    return refusal(
         "services.in_term",
-        f"service dated {served.date} is outside the term {span[0]} to {span[1]}",
-        f"服务日期{served.date}不在合同期{span[0]}至{span[1]}内",
         date=served.date,
         start=span[0],
         end=span[1],
@@ -79,26 +67,19 @@ def service_plausible(ctx: RuleContext) -> Verdict:
     problems = []
     today = local_date(ctx.now, ctx.policy)
     if served.date > today:
-        problems.append(f"dated {served.date}, after today {today}")
+        problems.append(problem("service.future", date=served.date, today=today))
     domain = text(ctx.project.data, "domain")
     if domain and served.domain != domain:
-        problems.append(f"domain {served.domain} is not the project's {domain}")
-    if served.person_times > ctx.policy.service_person_times_max:
-        problems.append(
-            f"{served.person_times} person-times exceed {ctx.policy.service_person_times_max}"
-        )
-    if served.activities > ctx.policy.service_activities_max:
-        problems.append(
-            f"{served.activities} activities exceed {ctx.policy.service_activities_max}"
-        )
+        problems.append(problem("service.domain", domain=served.domain, expected=domain))
+    most = ctx.policy.service_person_times_max
+    if served.person_times > most:
+        problems.append(problem("service.person_times", value=served.person_times, max=most))
+    most = ctx.policy.service_activities_max
+    if served.activities > most:
+        problems.append(problem("service.activities", value=served.activities, max=most))
     if not problems:
         return PASS
-    return refuse(
-        "services.plausible",
-        f"service record not plausible: {'; '.join(problems)}",
-        f"服务记录不合常理：{'；'.join(problems)}",
-        problems=problems,
-    )
+    return refusal("services.plausible", problems=problems)
 
 
 def service_effect(ctx: RuleContext) -> Effects:
@@ -122,9 +103,7 @@ def sanction_valid(ctx: RuleContext) -> Verdict:
     sanction = load(Sanction, record_data(ctx))
     if sanction is not None and sanction.provider == provider_of(ctx.project):
         return PASS
-    return refuse(
+    return refusal(
         "services.sanction",
-        "a sanction names this project's provider, a date and a reason",
-        "处罚记录须载明本项目承接主体、日期和理由",
         provider=provider_of(ctx.project),
     )
