@@ -75,6 +75,8 @@ _BRANDS = (
     Brand(id="skills", name="Skills upgrade", name_zh="技能提升", domain="skills_training"),
     Brand(id="safe", name="Safe at work", name_zh="安全守护", domain="occupational_safety"),
 )
+#: Administrative division codes (GB/T 2260) the demo's beneficiaries live in.
+_DISTRICTS = ("440303", "440304", "440305", "440306", "440307", "440308")
 _TERMS = {"call-2025": ("2025-03-20", "2026-03-19"), "call-2026": ("2026-06-01", "2027-05-31")}
 
 
@@ -486,6 +488,9 @@ def _application(run: _Run, n: int, provider: str, call: str) -> dict[str, Any]:
         "planned_end": end,
         "target_activities": rng.randrange(8, 40),
         "target_person_times": rng.randrange(300, 4000),
+        "summary": f"{domain.replace('_', ' ').capitalize()} services for union members, "
+        f"delivered by {provider} under {call}.",
+        "beneficiary_location": _DISTRICTS[n % len(_DISTRICTS)],
     }
     brands = [b.id for b in run.world.brands if b.domain == domain]
     if brands and rng.random() < 0.6:
