@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from grantflow._engine import Clock, Engine, Listener, _utc_now
+from grantflow._engine import Engine, utc_now
 from grantflow.errors import InvalidInput, StoreError
 from grantflow.persistence import MemoryStore, Store
 from grantflow.policy import Policy
 from grantflow.rules import RuleBook
 from grantflow.rules.default import default_rules
 from grantflow.states import PURCHASED_SERVICE, Lifecycle
+from grantflow.typing import Clock, Listener
 
 if TYPE_CHECKING:
     import sqlalchemy
@@ -27,7 +28,7 @@ def open(
     discover_rules: bool = True,
     policy: Policy | None = None,
     policies: Sequence[Policy] = (),
-    clock: Clock = _utc_now,
+    clock: Clock = utc_now,
     listeners: Sequence[Listener] = (),
     retries: int = 3,
     **store_options: Any,

@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from grantflow.audit import Checkpoint
-from grantflow.errors import GrantflowError
 from grantflow.models import AuditEntry, Entity, Project, Record
 
 __all__ = ["Change", "Leaf", "Store", "StoreReader"]
@@ -99,15 +98,6 @@ class Store(StoreReader, Protocol):
         Raises `ConcurrencyError` when the project moved on since the decision (state or
         version differ, or the sequence number is taken), `ProjectExists` when a
         submission's id is already used.
-        """
-        ...
-
-    def commit_many(self, changes: Sequence[Change]) -> list[GrantflowError | None]:
-        """Apply `changes` in order in one transaction; return per change ``None`` or its error.
-
-        Each change is compare-and-set on its own: one that lost its race
-        (`ConcurrencyError`) or whose id is taken (`ProjectExists`) is skipped and
-        reported; the others are committed together.
         """
         ...
 

@@ -371,24 +371,11 @@ class SqlStore(SqlJobs):
             ProjectExists: a submission's id is already used.
         """
         try:
-            (error,) = self._db.write(lambda conn: self._apply(conn, [change], savepoints=False))
+            (error,) = self._db.write(lambda conn: self._apply(conn, [change]))
         except Partial as partial:
             raise partial.error from None
         if error is not None:
             raise error
-
-    def commit_many(self, changes: Sequence[Change]) -> list[GrantflowError | None]:
-        """Apply `changes` in one transaction; return per change ``None`` or its error.
-
-        Each change is its own compare-and-set: one that lost its race (or whose id is
-        taken) is reported and skipped, the others are committed together.
-        """
-        if not changes:
-            return []
-        try:
-            return self._db.write(lambda conn: self._apply(conn, changes, savepoints=False))
-        except Partial:
-            return self._db.write(lambda conn: self._apply(conn, changes, savepoints=True))
 
     def put_entity(self, entity: Entity) -> None:
         """Insert or replace an entity (keyed by kind and id)."""
@@ -432,11 +419,11 @@ class SqlStore(SqlJobs):
     # -- internals -----------------------------------------------------------------------
 
     def _apply(
-        self, conn: sqlalchemy.Connection, changes: Sequence[Change], *, savepoints: bool
+        self, conn: sqlalchemy.Connection, changes: Sequence[Change]
     ) -> list[GrantflowError | None]:
         cursor = conn.connection.cursor()
         try:
-            return self._writer.apply(cursor, changes, savepoints=savepoints)
+            return self._writer.apply(cursor, changes)
         finally:
             cursor.close()
 

@@ -319,7 +319,7 @@ class SqlJobs:
                     event=first.event,
                 )
             ]
-        return self._writer.apply(cursor, changes, savepoints=False)
+        return self._writer.apply(cursor, changes)
 
     # -- dialect helpers -----------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 from grantflow.errors import RuleDefinitionError
 from grantflow.models import Actor, Project, Record
 from grantflow.policy import Policy
-from grantflow.rules._base import Rule, RuleContext
+from grantflow.rules._base import Rule
+from grantflow.typing import Effect, FactProvider
 
 if TYPE_CHECKING:
     from grantflow.persistence import StoreReader
@@ -41,10 +42,6 @@ class Effects:
 
     records: tuple[Record, ...] = ()
     data: Mapping[str, Any] = field(default_factory=dict)
-
-
-FactProvider = Callable[[FactRequest], Any]
-Effect = Callable[[RuleContext], Effects]
 
 
 class RuleBook:
