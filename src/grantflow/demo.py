@@ -338,7 +338,7 @@ def _seed_calls(directory: Directory) -> tuple[Call, ...]:
             budget=Decimal(budget),
             rubric_versions={"approval": 1, "midterm": 1, "performance": 1},
         )
-        for year, month, budget in ((2024, 1, "60000000.00"), (2025, 1, "80000000.00"),
+        for year, month, budget in ((2024, 1, "60000000.00"), (2025, 1, "120000000.00"),
                                     (2026, 4, "90000000.00"))
     )  # fmt: skip
     for call in calls:
@@ -599,11 +599,12 @@ def _review_and_approve(run: _Run, pids: list[str], quality: Mapping[str, int]) 
         for pid in short:
             if pid not in still:
                 del refused[pid]
+    reasons = {
+        pid: "the call's budget is spent" if "budget.call" in codes else "approval review failed"
+        for pid, codes in refused.items()
+    }
     run.fire_many(
-        "reject",
-        "reject",
-        [(pid, {"reason": "approval review score below the pass mark"}) for pid in refused],
-        _APPROVER,
+        "reject", "reject", [(pid, {"reason": why}) for pid, why in reasons.items()], _APPROVER
     )
     for pid in pids:
         run.amount[pid] = (run.amount[pid] * Decimal("0.9")).quantize(_CENT, rounding=ROUND_DOWN)
