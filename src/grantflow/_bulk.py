@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -35,7 +34,15 @@ from grantflow.errors import (
     StoreError,
 )
 from grantflow.models import Actor, AuditEntry, Project, Refusal
-from grantflow.persistence import Change, ChunkClaim, ChunkProgress, JobStore, Store, StoredJob
+from grantflow.persistence import (
+    Change,
+    ChunkClaim,
+    ChunkProgress,
+    JobStore,
+    Store,
+    StoredJob,
+    owner_id,
+)
 from grantflow.typing import ItemStatus, Keep
 
 __all__ = ["BulkRunner", "chunks", "input_digest", "job_digest"]
@@ -105,8 +112,7 @@ class BulkRunner:
         self._keep = keep
         self._progress = progress
         self._lease = lease
-        self._worker = worker or Worker(run_id=uuid.uuid4().hex, owner=_owner_id())
-        self._kept_applied: list[ItemResult] = []
+        self._worker = worker or Worker(run_id=uuid.uuid4().hex, owner=owner_id())
         self._reader = PendingReader(store)
         self._kind = core.request_kind(event)
         self._stopped = False
@@ -125,6 +131,7 @@ class BulkRunner:
             run_id=self._worker.run_id,
             now=time.time(),
             lease=self._lease,
+            owner=self._worker.owner,
         )
         replay = stored.status == "done"
         count = 0
@@ -227,7 +234,7 @@ class BulkRunner:
                 changes.append(change)
                 self._reader.add_pending(change)
             results.append(result)
-        new_counts, new_kept = _tally(counts, kept, results)
+        new_counts, new_kept = _tally(counts, kept, results, self._keep == "all")
         progress = _progress(claim, end, new_counts, new_kept, digest)
         try:
             self._jobs.commit_chunk(changes, progress, now=time.time(), lease=self._lease)
@@ -255,7 +262,7 @@ class BulkRunner:
                     change = None
                     result = _result(work, "conflict", error="project kept changing")
                 changes = [change] if change is not None else []
-                new_counts, new_kept = _tally(counts, kept, [result])
+                new_counts, new_kept = _tally(counts, kept, [result], self._keep == "all")
                 progress = _progress(claim, work.index + 1, new_counts, new_kept, digest)
                 try:
                     self._jobs.commit_chunk(changes, progress, now=time.time(), lease=self._lease)
@@ -306,16 +313,17 @@ class BulkRunner:
         counts.clear()
         counts.update(new_counts)
         kept[:] = new_kept
-        if self._keep == "all":
-            self._kept_applied.extend(r for r in results if r.status == "applied")
         if changes:
             self._publish([c.entry for c in changes])
 
     def _result(self, stored: StoredJob, *, replayed: bool) -> BulkResult:
         result = BulkResult(event=self._event, key=self._key, replayed=replayed)
         result.counts = dict(stored.counts)
-        items = [_from_dict(d) for d in stored.items]
-        result.items = sorted([*items, *self._kept_applied], key=lambda r: r.index)
+        # The job's stored results, whichever run wrote them (applied ones too with "all").
+        items = (_from_dict(d) for d in stored.items)
+        if self._keep != "all":
+            items = (r for r in items if r.status != "applied")
+        result.items = sorted(items, key=lambda r: r.index)
         return result
 
 
@@ -417,10 +425,6 @@ def job_digest(event: str, actor: Actor, data: bytes | None) -> str:
     return h.hexdigest()
 
 
-def _owner_id() -> str:
-    return f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
 def _result(
     work: _Work,
     status: ItemStatus,
@@ -462,13 +466,16 @@ def _progress(
 
 
 def _tally(
-    counts: Mapping[str, int], kept: Sequence[Mapping[str, Any]], results: Sequence[ItemResult]
+    counts: Mapping[str, int],
+    kept: Sequence[Mapping[str, Any]],
+    results: Sequence[ItemResult],
+    keep_applied: bool,
 ) -> tuple[dict[str, int], list[Mapping[str, Any]]]:
     new_counts = dict(counts)
     new_kept = list(kept)
     for r in results:
         new_counts[r.status] = new_counts.get(r.status, 0) + 1
-        if r.status != "applied":
+        if keep_applied or r.status != "applied":
             new_kept.append(r.to_dict())
     return new_counts, new_kept
 

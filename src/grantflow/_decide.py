@@ -20,9 +20,8 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Literal
 
-import structlog
-
 from grantflow._canonical import freeze, lenient, plain, thaw
+from grantflow._log import get_logger
 from grantflow._machine import TransitionTable
 from grantflow.audit import seal
 from grantflow.errors import InvalidInput, ProjectExists, ProjectNotFound, UnknownEvent
@@ -47,7 +46,7 @@ __all__ = ["RECORD_EVENT_PREFIX", "Decision", "DecisionCore", "Request", "outcom
 #: Events named ``record.<kind>`` add a record of that kind through its rules.
 RECORD_EVENT_PREFIX = "record."
 
-_log = structlog.get_logger("grantflow")
+_log = get_logger()
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 RequestKind = Literal["submit", "fire", "record"]
@@ -454,7 +453,7 @@ def outcome_of(change: Change) -> Outcome:
     """The outcome of a committed change."""
     entry = change.entry
     return Outcome(
-        project_id=entry.project_id,
+        project_id=change.after.id if change.after else None,  # a refused submission: none
         event=entry.event,
         accepted=entry.accepted,
         from_state=entry.from_state,

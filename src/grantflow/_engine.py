@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from types import MappingProxyType, TracebackType
 from typing import Any, Self
 
-import structlog
 from pydantic import TypeAdapter, ValidationError
 
 from grantflow import audit
@@ -28,6 +27,7 @@ from grantflow._bulk import BulkRunner, job_digest
 from grantflow._bulk import input_digest as items_digest
 from grantflow._canonical import freeze, plain, validate_json
 from grantflow._decide import RECORD_EVENT_PREFIX, DecisionCore, Request, outcome_of
+from grantflow._log import get_logger
 from grantflow.audit import Checkpoint, VerifyReport
 from grantflow.bulk import BulkItem, BulkResult, Worker
 from grantflow.errors import ConcurrencyError, InvalidInput, ProjectNotFound, UnknownEvent
@@ -40,7 +40,7 @@ from grantflow.typing import Clock, Keep, Listener
 
 __all__ = ["Engine", "utc_now"]
 
-_log = structlog.get_logger("grantflow")
+_log = get_logger()
 _IDENTIFIER: TypeAdapter[str] = TypeAdapter(Identifier)
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 

@@ -148,7 +148,9 @@ class LifecycleStateMachine(RuleBasedStateMachine):
         actor = data.draw(self.actor_strategy(), label="actor")
         payload = data.draw(self.evidence_strategy(), label="data")
         outcome = self.engine.submit(actor=actor, data=payload)
-        pid = outcome.project_id
+        assert outcome.entry is not None, outcome
+        pid = outcome.entry.project_id  # the chain; a project only if accepted
+        assert outcome.project_id == (pid if outcome.accepted else None), outcome
         self._check_one_entry(pid, 0, outcome)
         if outcome.accepted:
             assert outcome.state == self.engine.lifecycle.initial_event.target, outcome

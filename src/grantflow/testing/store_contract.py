@@ -407,6 +407,7 @@ class StoreContract:
         """Through an engine: replay equals the stored project and verify() passes."""
         engine = open_engine(store, rules=RuleBook(), discover_rules=False)
         pid = engine.submit(actor=APPLICANT, data={"amount": Decimal("100.00")}).project_id
+        assert pid is not None
         engine.add_record(pid, "review", {"score": Decimal("88.5")}, actor=APPLICANT)
         engine.fire(pid, "approve", actor=APPLICANT)
         engine.fire(pid, "close", actor=APPLICANT)
