@@ -10,6 +10,7 @@ GrantflowError                    project_id, event, state on every error
 ├── TransitionRefused             raised by `Outcome.raise_for_refusal()`; carries refusals
 ├── ConcurrencyError              another writer changed the project first
 ├── InvalidInput                  bad input; names the field (and row, in bulk)
+├── CalendarUnavailable           a working day asked of a year with no calendar data
 ├── EvidenceError                 a signature, proof or audit log that does not hold
 ├── StoreError                    the database failed or is unusable
 │   └── SchemaVersionError        the database schema is older/newer than this code
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from grantflow.models import Refusal
 
 __all__ = [
+    "CalendarUnavailable",
     "ConcurrencyError",
     "EvidenceError",
     "GrantflowError",
@@ -160,6 +162,14 @@ class EvidenceError(GrantflowError):
     ) -> None:
         super().__init__(message, project_id=project_id)
         self.position = position
+
+
+class CalendarUnavailable(GrantflowError):  # noqa: N818
+    """The working-day calendar has no data for `year` (official or from the policy)."""
+
+    def __init__(self, message: str, *, year: int) -> None:
+        super().__init__(message)
+        self.year = year
 
 
 class StoreError(GrantflowError):

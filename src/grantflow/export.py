@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -34,6 +35,8 @@ from grantflow.models import Project
 __all__ = [
     "AWARDED_STATES",
     "CSV_COLUMNS",
+    "DEFAULT_GRANT_PREFIX",
+    "DefaultPrefixWarning",
     "ExportOptions",
     "IATI_STATUS",
     "grant",
@@ -98,6 +101,14 @@ CSV_COLUMNS = (
 )
 
 
+#: The placeholder 360Giving prefix; a publisher registers its own with 360Giving.
+DEFAULT_GRANT_PREFIX = "360G-grantflow"
+
+
+class DefaultPrefixWarning(UserWarning):
+    """A 360Giving file was written with the placeholder prefix, not the publisher's own."""
+
+
 @dataclass(frozen=True, slots=True)
 class ExportOptions:
     """How identifiers are made in an export.
@@ -109,7 +120,7 @@ class ExportOptions:
         currency: the ISO 4217 currency of all amounts.
     """
 
-    grant_prefix: str = "360G-grantflow"
+    grant_prefix: str = DEFAULT_GRANT_PREFIX
     org_scheme: str = "CN-USCC"
     currency: str = "CNY"
 
@@ -218,14 +229,14 @@ def grant(
     awarded_at = _award_time(engine, project.id)
     awarded = _money(project.data.get("amount_awarded"))
     recipient = _organisation(engine, "provider", project.data.get("provider"), options)
-    funder = _organisation(engine, "hub", project.data.get("hub"), options)
+    funder = _organisation(engine, "hub", _purchaser(engine, project.data), options)
     if awarded_at is None or awarded is None or recipient is None or funder is None:
         return None
     title = str(project.data.get("title") or project.id)
     record: dict[str, Any] = {
         "id": f"{options.grant_prefix}-{project.id}",
         "title": title,
-        "description": str(project.data.get("description") or title),
+        "description": _description(engine, project),
         "currency": options.currency,
         "amountAwarded": awarded,
         "awardDate": iso_utc(awarded_at),
@@ -236,6 +247,51 @@ def grant(
     record.update(_optional(engine, project))
     record["activityStatus"] = _activity_status(project.state)
     return record
+
+
+def _purchaser(engine: Engine, data: Mapping[str, Any]) -> Any:
+    """The funder: the purchasing hub, else the call's hub, else the endorsing hub."""
+    if data.get("purchaser"):
+        return data["purchaser"]
+    call = (
+        engine.store.get_entity("call", str(data.get("call") or "")) if data.get("call") else None
+    )
+    if call is not None and call.data.get("hub"):
+        return call.data["hub"]
+    return data.get("hub")
+
+
+def _description(engine: Engine, project: Project) -> str:
+    """The application's summary (or description); else a sentence made from its facts."""
+    data = project.data
+    given = _first(data, "summary", "description")
+    if given:
+        return str(given)
+    domain = str(data.get("domain") or "service").replace("_", " ")
+    provider = _organisation(engine, "provider", data.get("provider"), ExportOptions())
+    by = f" by {provider['name']}" if provider else ""
+    return f"Purchased {domain} service{by}, call {data.get('call') or '-'}."
+
+
+def _location(data: Mapping[str, Any]) -> dict[str, str] | None:
+    code = data.get("beneficiary_location")
+    if isinstance(code, str) and code:
+        name = str(data.get("beneficiary_location_name") or code)
+        return {"name": name, "geoCode": code, "countryCode": "CN"}
+    location = data.get("location")  # a free-text place of older data
+    if isinstance(location, str) and location:
+        return {"name": location, "countryCode": "CN"}
+    return None
+
+
+def _warn_default_prefix(options: ExportOptions | None) -> None:
+    if (options or ExportOptions()).grant_prefix == DEFAULT_GRANT_PREFIX:
+        warnings.warn(
+            f"360Giving ids use the placeholder prefix {DEFAULT_GRANT_PREFIX!r}; pass "
+            "ExportOptions(grant_prefix=...) with the prefix 360Giving registered for you",
+            DefaultPrefixWarning,
+            stacklevel=3,
+        )
 
 
 def _optional(engine: Engine, project: Project) -> dict[str, Any]:
@@ -260,9 +316,9 @@ def _optional(engine: Engine, project: Project) -> dict[str, Any]:
         out["classifications"] = [
             {"vocabulary": "grantflow-service-domain", "code": domain, "title": domain}
         ]
-    location = data.get("location")
-    if isinstance(location, str) and location:
-        out["beneficiaryLocation"] = [{"name": location, "countryCode": "CN"}]
+    location = _location(data)
+    if location is not None:
+        out["beneficiaryLocation"] = [location]
     return out
 
 
@@ -362,8 +418,10 @@ def write_360giving_json(
 
     The package is written grant by grant. With no awarded project, ``grants`` is empty,
     which the 360Giving package schema rejects (it needs at least one grant). `progress`
-    is called with 1 after each awarded project.
+    is called with 1 after each awarded project. Warns (`DefaultPrefixWarning`) when the
+    ids would use the placeholder prefix.
     """
+    _warn_default_prefix(options)
     stamp = iso_utc(now or datetime.now(UTC))
     head = {"version": "1.4", "publisher": {"name": publisher}, "modified": stamp}
     out.write(_dumps(head)[:-1] + ',"grants":[')
@@ -384,8 +442,10 @@ def write_360giving_csv(
 ) -> int:
     """Write awarded projects as a flat 360Giving CSV (`CSV_COLUMNS`); return how many.
 
-    `progress` is called with 1 after each awarded project.
+    `progress` is called with 1 after each awarded project. Warns
+    (`DefaultPrefixWarning`) when the ids would use the placeholder prefix.
     """
+    _warn_default_prefix(options)
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     count = 0

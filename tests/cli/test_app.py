@@ -50,7 +50,7 @@ def test_fire_applies_and_refuses_with_both_messages(run: Any, db: dict[str, str
     refused = run("fire", "p-1", "reject", env=db)
     assert refused.returncode == 1
     assert "reasons.required: reject needs a reason" in refused.stdout
-    assert "执行reject须说明理由" in refused.stdout
+    assert "执行驳回须说明理由" in refused.stdout
     accepted = run("fire", "p-1", "reject", "-e", "reason=budget not credible", env=db)
     assert accepted.returncode == 0, accepted.stderr
     assert accepted.stdout.strip() == "p-1: reject accepted, applied → rejected"
@@ -63,7 +63,7 @@ def test_explain_writes_nothing(run: Any, db: dict[str, str]) -> None:
     assert done.returncode == 1
     out = json.loads(done.stdout)
     assert [r["code"] for r in out["refusals"]] == ["reasons.required"]
-    assert out["refusals"][0]["message_zh"] == "执行reject须说明理由"
+    assert out["refusals"][0]["message_zh"] == "执行驳回须说明理由"
     assert "reject" in out["events_allowed_to_actor"]
     history = json.loads(run("history", "p-2", "--json", env=db).stdout)
     assert [e["event"] for e in history] == ["submit"]

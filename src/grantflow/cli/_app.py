@@ -37,7 +37,7 @@ __all__ = ["DEMO_STEPS", "app", "main"]
 
 #: Steps a demo run reports (``run_demo``'s `progress` calls) for 40 to 2,000 projects;
 #: the demo's bar counts them. A run with more steps stretches the bar.
-DEMO_STEPS = 34
+DEMO_STEPS = 35
 
 app = typer.Typer(
     name="grantflow",
