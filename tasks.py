@@ -3,7 +3,7 @@
 
     python3 tasks.py demo [ARGS...]   # the demo, on an embedded SQLite file
     python3 tasks.py test [PYTEST ARGS...]   # ruff, mypy --strict, mkdocs --strict, pytest
-    python3 tasks.py bench            # the benchmark suite (bulk vs raw sqlite3)
+    python3 tasks.py bench [--quick]  # the benchmark suite: grantflow next to the raw floor
 
 Each creates ``.venv`` and installs the project (editable, with its ``postgres`` and
 ``testing`` extras) and the ``dev`` dependency group when the virtual environment is
@@ -243,7 +243,7 @@ def task_test(args: list[str]) -> int:
 
 def task_bench(args: list[str]) -> int:
     ensure_venv()
-    return run(str(PY), "benchmarks/bulk_vs_sqlite3.py", *args)
+    return run(str(PY), "benchmarks/suite.py", *args)
 
 
 TASKS = {"demo": task_demo, "test": task_test, "bench": task_bench}
