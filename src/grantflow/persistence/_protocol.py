@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
 from grantflow.audit import Checkpoint
@@ -76,6 +77,16 @@ class StoreReader(Protocol):
         self, data_equals: Mapping[str, Any], *, exclude_states: Collection[str] = ()
     ) -> int:
         """Count projects whose data has all of `data_equals` and whose state is not excluded."""
+        ...
+
+    def sum_projects(
+        self, field: str, data_equals: Mapping[str, Any], *, exclude_states: Collection[str] = ()
+    ) -> Decimal:
+        """Sum ``data[field]`` over the projects `count_projects` would count, exactly.
+
+        Each value is read with `decimal_or_zero` (absent, non-numeric or non-finite
+        values count as zero); the sum is not rounded.
+        """
         ...
 
     def counts_at(self, when: datetime) -> dict[str, int]:

@@ -6,6 +6,7 @@ import json
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy
@@ -23,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from grantflow._canonical import decimal_or_zero
 from grantflow.audit import GENESIS, Checkpoint
 from grantflow.errors import GrantflowError, InvalidInput
 from grantflow.models import AuditEntry, Entity, Project, Record
@@ -327,6 +329,32 @@ class SqlStore(SqlJobs):
         stmt = select(func.count()).select_from(p).where(and_(True, *conditions))
         with self._db.connect() as conn:
             return int(conn.execute(stmt).scalar_one())
+
+    def sum_projects(
+        self, field: str, data_equals: Mapping[str, Any], *, exclude_states: Collection[str] = ()
+    ) -> Decimal:
+        """Sum ``data[field]`` (as decimals) over the projects `count_projects` counts.
+
+        One query reads the matching values; Python adds them, exactly (SQLite has no
+        exact decimal type).
+        """
+        p = self._t.projects
+        if '"' in field or "\\" in field:
+            raise InvalidInput("data keys may not contain quotes or backslashes", field="field")
+        conditions = [self._json_equals(key, value) for key, value in data_equals.items()]
+        if exclude_states:
+            conditions.append(p.c.state.not_in(sorted(exclude_states)))
+        if self._db.dialect == "postgresql":
+            stmt = select(literal("value"), p.c.data[field])
+        else:  # SQLite's JSON_EXTRACT turns true into 1: ask for the JSON type too
+            path = f'$."{field}"'
+            stmt = select(func.json_type(p.c.data, path), func.json_extract(p.c.data, path))
+        with self._db.connect() as conn:
+            rows = conn.execute(stmt.where(and_(True, *conditions))).all()
+        return sum(
+            (decimal_or_zero(value) for kind, value in rows if kind not in {"true", "false"}),
+            Decimal(0),
+        )
 
     def counts_at(self, when: datetime) -> dict[str, int]:
         """Count projects by state as of `when`, from the audit table alone."""

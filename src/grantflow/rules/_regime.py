@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from grantflow._canonical import plain, thaw
+from grantflow._canonical import decimal_or_zero, plain, thaw
 from grantflow.calendar import WorkingCalendar
 from grantflow.errors import CalendarUnavailable
 from grantflow.messages import problem, refusal
@@ -88,11 +88,7 @@ def text(data: Mapping[str, Any], key: str) -> str:
 
 def dec(value: Any) -> Decimal:
     """Return `value` as a Decimal (0 when absent or malformed)."""
-    try:
-        result = Decimal(str(value)) if value is not None else ZERO
-    except ArithmeticError:
-        return ZERO
-    return result if result.is_finite() else ZERO
+    return decimal_or_zero(value)
 
 
 def total(amounts: Iterable[Decimal]) -> Decimal:
