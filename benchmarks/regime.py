@@ -277,5 +277,5 @@ def run(quick: bool, rounds: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="grantflow-bench-") as tmp:
         folder = Path(tmp)
         results = regime_bulk(folder, 30 if quick else 2_000, rounds)
-        results.update(invoice_growth(folder, 10 if quick else 500, 50 if quick else 5_000, rounds))
+        results.update(invoice_growth(folder, 10 if quick else 200, 50 if quick else 2_000, rounds))
     return results

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -36,6 +36,7 @@ from grantflow.rules.conflict import person_fact, review_conflict
 
 __all__ = [
     "Panel",
+    "PanelMemo",
     "amount_within_request",
     "approval_effect",
     "panel",
@@ -89,7 +90,7 @@ def panel(
             reason = reason or "invalid_scores"
         seen.add(review.reviewer)
         if reason is None and rubric is not None:
-            counted.append((review.reviewer, rubric.total(review.scores, policy)))
+            counted.append((review.reviewer, rubric.points(review.scores, policy)))
         else:
             excluded.append((review.reviewer, reason or "unknown_rubric"))
     bonus = dec(project.data.get("priority_bonus"))
@@ -105,6 +106,39 @@ def panel_score(
 ) -> Decimal | None:
     """Return the score ``approve`` judges the project by (``None`` with no counted review)."""
     return panel(project, facts, rubrics, policy, today).score(policy)
+
+
+class PanelMemo:
+    """The panel of the decision being taken, worked out once for all its rules and effect.
+
+    ``approve`` reads the panel three times (quorum, score, the approval record). A memo
+    holds the last panel with the inputs it came from and answers again only for the very
+    same objects (project, facts, policy) and instant: `panel` is a pure function of them
+    and they are immutable, so the answer is the same. `default_rules` shares one memo
+    between the three; holding its inputs keeps their identities from being reused.
+    """
+
+    __slots__ = ("_last", "_rubrics")
+
+    def __init__(self, rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> None:
+        self._rubrics = rubrics
+        self._last: tuple[Project, Mapping[str, Any], Policy, datetime, Panel] | None = None
+
+    def __call__(self, ctx: RuleContext) -> Panel:
+        """Return the panel of `ctx`'s project."""
+        last = self._last  # one read: another thread may replace it meanwhile
+        if (
+            last is not None
+            and last[0] is ctx.project
+            and last[1] is ctx.facts
+            and last[2] is ctx.policy
+            and last[3] == ctx.now
+        ):
+            return last[4]
+        today = local_date(ctx.now, ctx.policy)
+        result = panel(ctx.project, ctx.facts, self._rubrics, ctx.policy, today)
+        self._last = (ctx.project, ctx.facts, ctx.policy, ctx.now, result)
+        return result
 
 
 def review_record(rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> Rule:
@@ -148,13 +182,13 @@ def review_record(rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> Rule:
     return review_record_rule
 
 
-def quorum(rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> Rule:
+def quorum(rubrics: Sequence[Rubric] = DEFAULT_RUBRICS, memo: PanelMemo | None = None) -> Rule:
     """Build ``review.quorum``: enough counted (unconflicted, pinned, valid) reviews."""
+    panel_of = memo or PanelMemo(rubrics)
 
     @rule(name="review.quorum")
     def review_quorum(ctx: RuleContext) -> Verdict:
-        today = local_date(ctx.now, ctx.policy)
-        result = panel(ctx.project, ctx.facts, rubrics, ctx.policy, today)
+        result = panel_of(ctx)
         need, have = ctx.policy.review_quorum, len(result.counted)
         if have >= need:
             return PASS
@@ -168,13 +202,13 @@ def quorum(rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> Rule:
     return review_quorum
 
 
-def score(rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> Rule:
+def score(rubrics: Sequence[Rubric] = DEFAULT_RUBRICS, memo: PanelMemo | None = None) -> Rule:
     """Build ``review.score``: the panel score reaches the pass mark."""
+    panel_of = memo or PanelMemo(rubrics)
 
     @rule(name="review.score")
     def review_score(ctx: RuleContext) -> Verdict:
-        today = local_date(ctx.now, ctx.policy)
-        result = panel(ctx.project, ctx.facts, rubrics, ctx.policy, today)
+        result = panel_of(ctx)
         value = result.score(ctx.policy)
         if value is None or value >= ctx.policy.pass_score:
             return PASS  # no counted review: review.quorum refuses
@@ -207,13 +241,13 @@ def amount_within_request(ctx: RuleContext) -> Verdict:
 
 
 def approval_effect(
-    rubrics: Sequence[Rubric] = DEFAULT_RUBRICS,
+    rubrics: Sequence[Rubric] = DEFAULT_RUBRICS, memo: PanelMemo | None = None
 ) -> Callable[[RuleContext], Effects]:
     """Build the ``approve`` effect: an `Approval` record and the recommended amount."""
+    panel_of = memo or PanelMemo(rubrics)
 
     def record_approval(ctx: RuleContext) -> Effects:
-        today = local_date(ctx.now, ctx.policy)
-        result = panel(ctx.project, ctx.facts, rubrics, ctx.policy, today)
+        result = panel_of(ctx)
         approved = Approval(
             approver=ctx.actor.id,
             approver_organisation=ctx.actor.organisation,

@@ -371,7 +371,7 @@ class StoreContract:
 
     def test_sum_projects_adds_decimals_exactly(self, store: Store) -> None:
         """sum_projects reads each value as a decimal (others count 0) and adds exactly."""
-        rows = {
+        rows: dict[str, dict[str, Any]] = {
             "p-1": {"call": "c", "held": "100000.10"},
             "p-2": {"call": "c", "held": "0.20", "ok": True},
             "p-3": {"call": "c", "held": 7},
