@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from grantflow.portfolio import ServiceTotals, Totals
 from grantflow.persistence._migrations import apply_pending, check, current_version
 from grantflow.persistence._protocol import Change, Leaf, LogLeaf
-from grantflow.persistence._schema import Tables, build_tables
+from grantflow.persistence._schema import KEY_FIELD, KEY_VALUE, Tables, build_tables
 from grantflow.persistence._sqlconn import Connector, HostConnector, Synchronous
 from grantflow.persistence._sqljobs import SqlJobs
 from grantflow.persistence._sqlwrite import Partial, Writer
@@ -300,17 +300,36 @@ class SqlStore(SqlJobs):
     def find_records(
         self, kind: str, field: str, values: Collection[str]
     ) -> list[tuple[str, Record]]:
-        """Return (project id, record) for `kind` records with ``str(data[field])`` in `values`."""
+        """Return (project id, record) for `kind` records with ``str(data[field])`` in `values`.
+
+        Text and integer fields are found through the record-key index (one probe per
+        value, whatever the number of records); anything else by reading the kind's
+        records.
+        """
         wanted = sorted({str(v) for v in values})
         if not wanted:
             return []
-        r = self._t.records
-        as_text = cast(r.c.data[field].as_string(), String)
-        stmt = (
-            select(r.c.project_id, r.c.kind, r.c.id, r.c.data, r.c.seq)
-            .where(r.c.kind == kind, as_text.in_(wanted))
-            .order_by(r.c.project_id, r.c.seq, r.c.pos)
-        )
+        r, k = self._t.records, self._t.record_keys
+        columns = (r.c.project_id, r.c.kind, r.c.id, r.c.data, r.c.seq)
+        if len(field) <= KEY_FIELD and all(len(v) <= KEY_VALUE for v in wanted):
+            stmt = (
+                select(*columns)
+                .select_from(
+                    k.join(
+                        r,
+                        and_(
+                            r.c.project_id == k.c.project_id,
+                            r.c.kind == k.c.kind,
+                            r.c.id == k.c.record_id,
+                        ),
+                    )
+                )
+                .where(k.c.kind == kind, k.c.field == field, k.c.value.in_(wanted))
+            )
+        else:
+            as_text = cast(r.c.data[field].as_string(), String)
+            stmt = select(*columns).where(r.c.kind == kind, as_text.in_(wanted))
+        stmt = stmt.order_by(r.c.project_id, r.c.seq, r.c.pos)
         with self._db.connect() as conn:
             rows = conn.execute(stmt).all()
         return [

@@ -44,7 +44,7 @@ from grantflow._canonical import plain
 from grantflow.errors import ConcurrencyError, GrantflowError, InvalidInput, ProjectExists
 from grantflow.models import Actor, AuditEntry, Project
 from grantflow.persistence._protocol import Change
-from grantflow.persistence._schema import Tables
+from grantflow.persistence._schema import Tables, record_keys
 
 __all__ = ["Partial", "Writer"]
 
@@ -186,6 +186,15 @@ class Writer:
             ),
             dialect,
         )
+        self._insert_key = _Statement(
+            insert(t.record_keys).values(
+                {
+                    c: bindparam(f"k_{c}")
+                    for c in ("kind", "field", "value", "project_id", "record_id")
+                }
+            ),
+            dialect,
+        )
         self._project_exists = _Statement(
             select(literal(1)).where(t.projects.c.id == bindparam("w_id")), dialect
         )
@@ -291,6 +300,7 @@ class Writer:
         return None
 
     def _insert_records(self, cursor: Any, entry: AuditEntry) -> None:
+        keys: list[Any] = []
         for pos, record in enumerate(entry.records):
             values = {
                 "p_project_id": entry.project_id,
@@ -307,6 +317,20 @@ class Writer:
                 event=entry.event,
             )
             self._run(cursor, self._insert_record, values, error)
+            keys.extend(
+                self._insert_key.params(
+                    {
+                        "k_kind": record.kind,
+                        "k_field": name,
+                        "k_value": value,
+                        "k_project_id": entry.project_id,
+                        "k_record_id": record.id,
+                    }
+                )
+                for name, value in record_keys(record.data)
+            )
+        if keys:  # in the record's transaction: the index never disagrees with the records
+            cursor.executemany(self._insert_key.sql, keys)
 
     def _run(
         self, cursor: Any, statement: _Statement, values: Mapping[str, Any], error: GrantflowError
