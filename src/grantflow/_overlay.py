@@ -53,6 +53,7 @@ class PendingReader:
         self._lists: dict[tuple[str, str | None], list[Entity]] = {}
         self._touched: dict[str, _Touched] = {}
         self._prefetched: Mapping[str, Project | None] = {}
+        self._tips: Mapping[str, tuple[int, str]] = {}
         # Aggregates of this batch, by key: the store's answer plus the pending changes.
         self._aggregates: dict[tuple[Any, ...], _Aggregate] = {}
 
@@ -62,17 +63,23 @@ class PendingReader:
     # -- the batch -------------------------------------------------------------------------
 
     def begin_batch(
-        self, prefetched: Mapping[str, Project | None] | None = None, *, keep_pending: bool = False
+        self,
+        prefetched: Mapping[str, Project | None] | None = None,
+        *,
+        tips: Mapping[str, tuple[int, str]] | None = None,
+        keep_pending: bool = False,
     ) -> None:
         """Start a batch: `prefetched` holds the stored rows read for it, by id.
 
         An id mapped to ``None`` is known to have no row; ids not in it are read on
-        demand. Pending changes are forgotten (the last batch committed or rolled back)
-        unless `keep_pending` (a dry run, where nothing is ever committed).
+        demand. `tips` holds the stored chain tips read for the batch, likewise. Pending
+        changes are forgotten (the last batch committed or rolled back) unless
+        `keep_pending` (a dry run, where nothing is ever committed).
         """
         if not keep_pending:
             self._touched.clear()
         self._prefetched = prefetched or {}
+        self._tips = tips or {}
         self._aggregates.clear()  # the store moved on (a commit): read them again
 
     def add_pending(self, change: Change) -> None:
@@ -178,7 +185,8 @@ class PendingReader:
         if touched is not None:
             last = touched.entries[-1]
             return last.seq, last.hash
-        return self._reader.chain_tip(project_id)
+        tip = self._tips.get(project_id)
+        return tip if tip is not None else self._reader.chain_tip(project_id)
 
     def entries(self, project_id: str) -> Iterator[AuditEntry]:
         """Stored entries, then the pending ones."""

@@ -241,6 +241,14 @@ class JobStore(Protocol):
         """Return the projects (with records) that exist among `project_ids`, by id."""
         ...
 
+    def chain_tips(self, project_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
+        """Return (last seq, last hash) of each chain among `project_ids` that has one.
+
+        A bulk submission reads its batch's chains in one go (a refused submission
+        leaves a chain without a project row).
+        """
+        ...
+
     def job_begin(
         self,
         key: str,

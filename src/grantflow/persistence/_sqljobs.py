@@ -105,6 +105,28 @@ class SqlJobs:
                 updated_at=self._time(updated),
             )
 
+    def chain_tips(self, project_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
+        """Return (last seq, last hash) of the chains among `project_ids`, a query a batch."""
+        tips: dict[str, tuple[int, str]] = {}
+        ids = list(dict.fromkeys(project_ids))
+        audit = self._name(self._t.audit)
+        with self._db.connect() as conn:
+            cursor = conn.connection.cursor()
+            try:
+                for start in range(0, len(ids), _LOAD_BATCH):
+                    batch = ids[start : start + _LOAD_BATCH]
+                    marks = ", ".join([self._mark()] * len(batch))
+                    cursor.execute(
+                        f"SELECT a.project_id, a.seq, a.hash FROM {audit} a "
+                        f"WHERE a.project_id IN ({marks}) AND a.seq = (SELECT max(b.seq) "
+                        f"FROM {audit} b WHERE b.project_id = a.project_id)",
+                        batch,
+                    )
+                    tips.update((pid, (int(seq), str(h))) for pid, seq, h in cursor.fetchall())
+            finally:
+                cursor.close()
+        return tips
+
     def _mark(self) -> str:
         return "?" if self._db.dialect == "sqlite" else "%s"
 
