@@ -54,6 +54,9 @@ class PendingReader:
         self._touched: dict[str, _Touched] = {}
         self._prefetched: Mapping[str, Project | None] = {}
         self._tips: Mapping[str, tuple[int, str]] = {}
+        # The records of accepted pending entries, and indexes of them by (kind, field).
+        self._records: list[tuple[str, Record]] = []
+        self._indexes: dict[tuple[str, str], dict[str, list[int]]] = {}
         # Aggregates of this batch, by key: the store's answer plus the pending changes.
         self._aggregates: dict[tuple[Any, ...], _Aggregate] = {}
 
@@ -78,6 +81,8 @@ class PendingReader:
         """
         if not keep_pending:
             self._touched.clear()
+            self._records.clear()
+            self._indexes.clear()
         self._prefetched = prefetched or {}
         self._tips = tips or {}
         self._aggregates.clear()  # the store moved on (a commit): read them again
@@ -90,6 +95,13 @@ class PendingReader:
             stored = self._stored(pid)
             touched = self._touched[pid] = _Touched(stored, stored, [])
         touched.entries.append(change.entry)
+        if change.entry.accepted:
+            for record in change.entry.records:
+                position = len(self._records)
+                self._records.append((pid, record))
+                for (kind, field), index in self._indexes.items():
+                    if record.kind == kind:
+                        index.setdefault(str(record.data.get(field)), []).append(position)
         if change.after is not None:
             for aggregate in self._aggregates.values():
                 aggregate.replace(touched.latest, change.after)
@@ -218,17 +230,22 @@ class PendingReader:
     ) -> list[tuple[str, Record]]:
         """Stored matches plus those among the pending records, by (project id, seq)."""
         found = self._reader.find_records(kind, field, values)
-        wanted = {str(v) for v in values}
-        for pid, touched in self._touched.items():
-            for entry in touched.entries:
-                if not entry.accepted:
-                    continue
-                found.extend(
-                    (pid, r)
-                    for r in entry.records
-                    if r.kind == kind and str(r.data.get(field)) in wanted
-                )
+        if self._records:
+            index = self._record_index(kind, field)
+            # In the order they were added, as the store would list them.
+            pending = sorted(m for v in {str(v) for v in values} for m in index.get(v, ()))
+            found.extend(self._records[position] for position in pending)
         return sorted(found, key=lambda pair: (pair[0], pair[1].seq))
+
+    def _record_index(self, kind: str, field: str) -> dict[str, list[int]]:
+        """Positions of the pending `kind` records by ``str(data[field])``, kept current."""
+        index = self._indexes.get((kind, field))
+        if index is None:
+            index = self._indexes[(kind, field)] = {}
+            for position, (_pid, record) in enumerate(self._records):
+                if record.kind == kind:
+                    index.setdefault(str(record.data.get(field)), []).append(position)
+        return index
 
     # -- reference data --------------------------------------------------------------------
 

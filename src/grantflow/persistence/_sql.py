@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from grantflow._canonical import decimal_or_zero
 from grantflow.audit import GENESIS, Checkpoint
 from grantflow.errors import GrantflowError, InvalidInput
-from grantflow.models import AuditEntry, Entity, Project, Record
+from grantflow.models import AuditEntry, Entity, Project, Record, trusted
 
 if TYPE_CHECKING:
     from grantflow.portfolio import ServiceTotals, Totals
@@ -309,32 +309,44 @@ class SqlStore(SqlJobs):
         wanted = sorted({str(v) for v in values})
         if not wanted:
             return []
-        r, k = self._t.records, self._t.record_keys
-        columns = (r.c.project_id, r.c.kind, r.c.id, r.c.data, r.c.seq)
         if len(field) <= KEY_FIELD and all(len(v) <= KEY_VALUE for v in wanted):
-            stmt = (
-                select(*columns)
-                .select_from(
-                    k.join(
-                        r,
-                        and_(
-                            r.c.project_id == k.c.project_id,
-                            r.c.kind == k.c.kind,
-                            r.c.id == k.c.record_id,
-                        ),
-                    )
-                )
-                .where(k.c.kind == kind, k.c.field == field, k.c.value.in_(wanted))
-            )
-        else:
-            as_text = cast(r.c.data[field].as_string(), String)
-            stmt = select(*columns).where(r.c.kind == kind, as_text.in_(wanted))
-        stmt = stmt.order_by(r.c.project_id, r.c.seq, r.c.pos)
+            return self._find_keyed(kind, field, wanted)
+        r = self._t.records
+        as_text = cast(r.c.data[field].as_string(), String)
+        stmt = (
+            select(r.c.project_id, r.c.kind, r.c.id, r.c.data, r.c.seq)
+            .where(r.c.kind == kind, as_text.in_(wanted))
+            .order_by(r.c.project_id, r.c.seq, r.c.pos)
+        )
         with self._db.connect() as conn:
             rows = conn.execute(stmt).all()
         return [
             (row.project_id, Record(kind=row.kind, id=row.id, data=row.data, seq=row.seq))
             for row in rows
+        ]
+
+    def _find_keyed(self, kind: str, field: str, wanted: list[str]) -> list[tuple[str, Record]]:
+        # Plain DBAPI, no statement building: fact providers call this once per item.
+        mark = self._mark()
+        marks = ", ".join([mark] * len(wanted))
+        sql = (
+            "SELECT r.project_id, r.kind, r.id, r.data, r.seq "
+            f"FROM {self._name(self._t.record_keys)} k JOIN {self._name(self._t.records)} r "
+            "ON r.project_id = k.project_id AND r.kind = k.kind AND r.id = k.record_id "
+            f"WHERE k.kind = {mark} AND k.field = {mark} AND k.value IN ({marks}) "
+            "ORDER BY r.project_id, r.seq, r.pos"
+        )
+        with self._db.connect() as conn:
+            cursor = conn.connection.cursor()
+            try:
+                cursor.execute(sql, [kind, field, *wanted])
+                rows = cursor.fetchall()
+            finally:
+                cursor.close()
+        # Rows of our own tables, written from validated records.
+        return [
+            (pid, trusted(Record, kind=rkind, id=rid, data=self._json(data), seq=seq))
+            for pid, rkind, rid, data, seq in rows
         ]
 
     def count_projects(
