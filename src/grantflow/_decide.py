@@ -432,7 +432,9 @@ def after(project: Project, entry: AuditEntry) -> Project | None:
     if creating:
         data: Mapping[str, Any] = entry.data
     elif entry.data:
-        data = {**thaw(project.data), **thaw(entry.data)}
+        # Both are plain JSON that nothing mutates (the store's row, a sealed patch): a
+        # shallow merge, as `audit.replay` makes it, without copying every nested value.
+        data = {**project.data, **entry.data}
     else:
         data = project.data
     # Built from validated parts; constructing without re-validation keeps bulk fast.
