@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from grantflow._values import money
 from grantflow.errors import InvalidInput
 from grantflow.models import Project
 
@@ -25,7 +26,15 @@ if TYPE_CHECKING:
     from grantflow._engine import Engine
     from grantflow.persistence import StoreReader
 
-__all__ = ["DIMENSIONS", "SERVICE_DIMENSIONS", "Portfolio", "ServiceTotals", "Totals"]
+__all__ = [
+    "DIMENSIONS",
+    "Dimension",
+    "Portfolio",
+    "SERVICE_DIMENSIONS",
+    "ServiceDimension",
+    "ServiceTotals",
+    "Totals",
+]
 
 Dimension = Literal["state", "hub", "brand", "domain", "year"]
 ServiceDimension = Literal["domain", "hub"]
@@ -85,9 +94,9 @@ class Portfolio:
                 continue
             group = groups.setdefault(_value(project, by), [0, _ZERO, _ZERO, _ZERO])
             group[0] = int(group[0]) + 1
-            group[1] = Decimal(group[1]) + _money(project.data.get("amount_awarded"))
-            group[2] = Decimal(group[2]) + _money(project.data.get("amount_disbursed"))
-            group[3] = Decimal(group[3]) + _money(project.data.get("refund_demanded"))
+            group[1] = Decimal(group[1]) + _amount(project.data.get("amount_awarded"))
+            group[2] = Decimal(group[2]) + _amount(project.data.get("amount_disbursed"))
+            group[3] = Decimal(group[3]) + _amount(project.data.get("refund_demanded"))
         return [
             Totals(
                 key=k,
@@ -143,11 +152,8 @@ def _value(project: Project, by: str) -> str:
     return "" if value is None else str(value)
 
 
-def _money(value: Any) -> Decimal:
-    try:
-        return Decimal(str(value)).quantize(_ZERO) if value is not None else _ZERO
-    except ArithmeticError:
-        return _ZERO
+def _amount(value: Any) -> Decimal:
+    return money(value) or _ZERO
 
 
 def _int(value: Any) -> int:
