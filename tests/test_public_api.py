@@ -127,6 +127,8 @@ def test_no_module_imports_a_private_name_of_another_package() -> None:
                 if private and package not in (source_package, source):
                     offences.append(f"{module}: from {source} import {alias.name}")
     assert not offences, "\n".join(offences)
+    storage = " ".join(p.read_text("utf-8") for p in (root / "persistence").glob("*.py"))
+    assert "from grantflow.portfolio" not in storage, "storage must not import reporting code"
     engine = (root / "_engine.py").read_text("utf-8")
     bulk = (root / "_bulk.py").read_text("utf-8")
     assert "grantflow._bulk" in engine
