@@ -87,9 +87,7 @@ class FrozenClock:
             base = delta
         else:
             base = timedelta(days=delta)
-        step = base + timedelta(
-            days=days, hours=hours, minutes=minutes, seconds=seconds
-        )
+        step = base + timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
         if step < timedelta():
             raise InvalidInput("a clock only moves forward; use set() to go back", field="delta")
         with self._lock:
