@@ -29,7 +29,6 @@ __all__ = [
     "MAX_DIGITS",
     "MAX_STRING",
     "canonical_bytes",
-    "decimal_or_zero",
     "describe",
     "digest_bytes",
     "freeze",
@@ -355,24 +354,6 @@ def thaw(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [thaw(v) for v in value]
     return value
-
-
-_ZERO = Decimal("0.00")
-
-
-def decimal_or_zero(value: Any) -> Decimal:
-    """Return `value` read as a finite Decimal (its text), or ``0.00`` when it is not one.
-
-    The one reading of money kept in project data: fact providers and every store's
-    `sum_projects` use it, so a sum reads the same from any store.
-    """
-    if value is None or type(value) is bool:  # str(True) is "True": not a number
-        return _ZERO
-    try:
-        result = Decimal(str(value))
-    except ArithmeticError:
-        return _ZERO
-    return result if result.is_finite() else _ZERO
 
 
 def is_finite_number(value: Any) -> bool:

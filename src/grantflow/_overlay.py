@@ -24,7 +24,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from grantflow._canonical import decimal_or_zero
+from grantflow._values import decimal_or_zero
 from grantflow.models import AuditEntry, Entity, Project, Record
 from grantflow.persistence import Change, StoreReader
 

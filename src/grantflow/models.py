@@ -21,11 +21,14 @@ __all__ = [
     "AuditEntry",
     "AuditKind",
     "Entity",
+    "Identifier",
+    "JsonObject",
     "Outcome",
     "Project",
     "Record",
     "Refusal",
     "Verdict",
+    "trusted",
 ]
 
 

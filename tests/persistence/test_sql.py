@@ -25,6 +25,7 @@ from grantflow.errors import InvalidInput, ProjectNotFound, StoreError
 from grantflow.models import AuditEntry
 from grantflow.persistence.sql import SqlStore
 from grantflow.rules import RuleBook
+from grantflow.testing.job_contract import JobStoreContract
 from grantflow.testing.store_contract import StoreContract, race_worker
 
 from .conftest import StoreFactory, url_of
@@ -516,3 +517,24 @@ def test_find_records_probes_the_record_key_index(tmp_path: Path) -> None:
     assert any("INDEX sqlite_autoindex_grantflow_record_keys" in step for step in steps), steps
     assert not any(step.startswith("SCAN") for step in steps), steps
     store.close()
+
+
+class TestSqliteJobStore(JobStoreContract):
+    """The job-store contract on a SQLite file."""
+
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[SqlStore]:
+        store = SqlStore.open(f"sqlite:///{tmp_path / 'jobs.db'}")
+        yield store
+        store.close()
+
+
+@pytest.mark.postgres
+class TestPostgresJobStore(JobStoreContract):
+    """The job-store contract on PostgreSQL, each test in its own tables."""
+
+    @pytest.fixture
+    def store(self, pg_url: str, pg_schema: str) -> Iterator[SqlStore]:
+        store = SqlStore.open(pg_url, schema=pg_schema, table_prefix=f"t{uuid.uuid4().hex[:8]}_")
+        yield store
+        store.close()

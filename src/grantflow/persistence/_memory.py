@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from grantflow._canonical import decimal_or_zero
+from grantflow._values import decimal_or_zero
 from grantflow.audit import GENESIS, Checkpoint
 from grantflow.errors import ConcurrencyError, ProjectExists
 from grantflow.models import AuditEntry, Entity, Project, Record

@@ -84,8 +84,8 @@ class StoreReader(Protocol):
     ) -> Decimal:
         """Sum ``data[field]`` over the projects `count_projects` would count, exactly.
 
-        Each value is read with `decimal_or_zero` (absent, non-numeric or non-finite
-        values count as zero); the sum is not rounded.
+        Each value is read as a decimal, as money is read everywhere: absent,
+        non-numeric, boolean or non-finite values count as zero. The sum is not rounded.
         """
         ...
 
@@ -291,9 +291,10 @@ class JobStore(Protocol):
     ) -> None:
         """Apply `changes` and record `progress` in ONE transaction, all or nothing.
 
-        Raises `ConcurrencyError` if any compare-and-set fails (its `index` is the failing
-        change's position in `changes`) or if `progress.owner` no longer holds the chunk
-        (`index` is ``None``); nothing is written then.
+        Raises `ConcurrencyError` if any compare-and-set fails (its `index` is a position
+        in `changes`; a store that checks the chunk in one statement may name the first)
+        or if `progress.owner` no longer holds the chunk (`index` is ``None``); nothing is
+        written then.
         """
         ...
 
