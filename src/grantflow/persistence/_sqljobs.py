@@ -354,39 +354,22 @@ class SqlJobs:
         self, changes: Sequence[Change], progress: ChunkProgress, *, now: float, lease: float
     ) -> None:
         """Apply `changes` and `progress` in one transaction, all or nothing."""
-        chunks, jobs = self._t.bulk_chunks, self._t.bulk_jobs
 
         def work(conn: sqlalchemy.Connection) -> None:
-            # Fence first: if our lease was taken over, write nothing at all.
-            fenced = conn.execute(
-                update(chunks)
-                .where(
-                    (chunks.c.key == progress.key)
-                    & (chunks.c.chunk == progress.chunk)
-                    & (chunks.c.owner == progress.owner)
-                    & (chunks.c.done == False)  # noqa: E712 - SQL expression
-                )
-                .values(
-                    next_index=progress.next_index,
-                    done=progress.done,
-                    digest=progress.digest,
-                    counts=dict(progress.counts),
-                    items=[dict(i) for i in progress.items],
-                    lease_until=now + lease,
-                )
-            )
-            if fenced.rowcount != 1:
-                raise ConcurrencyError(
-                    f"chunk {progress.chunk} of job {progress.key!r} was taken over"
-                )
-            if changes:
-                cursor = conn.connection.cursor()
-                try:
-                    errors = self._apply_chunk(cursor, changes)
-                except Partial as partial:
-                    errors = [partial.error]
-                finally:
-                    cursor.close()
+            # Every statement on the raw cursor, compiled once per store: this runs per chunk.
+            cursor = conn.connection.cursor()
+            try:
+                # Fence first: if our lease was taken over, write nothing at all.
+                if not self._writer.record_progress(cursor, progress, now + lease):
+                    raise ConcurrencyError(
+                        f"chunk {progress.chunk} of job {progress.key!r} was taken over"
+                    )
+                errors: list[Any] = []
+                if changes:
+                    try:
+                        errors = self._apply_chunk(cursor, changes)
+                    except Partial as partial:
+                        errors = [partial.error]
                 for index, error in enumerate(errors):
                     if error is not None:
                         raise ConcurrencyError(
@@ -396,9 +379,9 @@ class SqlJobs:
                             state=error.state,
                             index=index,
                         )
-            conn.execute(
-                update(jobs).where(jobs.c.key == progress.key).values(lease_until=now + lease)
-            )
+                self._writer.extend_job_lease(cursor, progress.key, now + lease)
+            finally:
+                cursor.close()
 
         self._db.write(work)
 

@@ -43,7 +43,7 @@ from sqlalchemy.sql.expression import ClauseElement
 from grantflow._canonical import plain
 from grantflow.errors import ConcurrencyError, GrantflowError, InvalidInput, ProjectExists
 from grantflow.models import Actor, AuditEntry, Project
-from grantflow.persistence._protocol import Change
+from grantflow.persistence._protocol import Change, ChunkProgress
 from grantflow.persistence._schema import Tables, record_keys
 
 __all__ = ["Partial", "Writer"]
@@ -180,6 +180,31 @@ class Writer:
             ),
             dialect,
         )
+        chunks, jobs = t.bulk_chunks, t.bulk_jobs
+        self._fence = _Statement(
+            update(chunks)
+            .where(
+                chunks.c.key == bindparam("w_key"),
+                chunks.c.chunk == bindparam("w_chunk"),
+                chunks.c.owner == bindparam("w_owner"),
+                chunks.c.done == bindparam("w_done"),
+            )
+            .values(
+                next_index=bindparam("n_next_index"),
+                done=bindparam("n_done"),
+                digest=bindparam("n_digest"),
+                counts=_json_param("n_counts", dialect),
+                items=_json_param("n_items", dialect),
+                lease_until=bindparam("n_lease_until"),
+            ),
+            dialect,
+        )
+        self._job_lease = _Statement(
+            update(jobs)
+            .where(jobs.c.key == bindparam("w_key"))
+            .values(lease_until=bindparam("n_lease_until")),
+            dialect,
+        )
         self._project_exists = _Statement(
             select(literal(1)).where(t.projects.c.id == bindparam("w_id")), dialect
         )
@@ -235,6 +260,31 @@ class Writer:
         except self._integrity:
             return False
         return True
+
+    def record_progress(self, cursor: Any, progress: ChunkProgress, lease_until: float) -> bool:
+        """Write a chunk's progress if `progress.owner` still holds it; False if not.
+
+        The fence of `commit_chunk`, on the raw cursor: it runs once per chunk.
+        """
+        values = {
+            "w_key": progress.key,
+            "w_chunk": progress.chunk,
+            "w_owner": progress.owner,
+            "w_done": False,
+            "n_next_index": progress.next_index,
+            "n_done": progress.done,
+            "n_digest": progress.digest,
+            "n_counts": json.dumps(dict(progress.counts)),
+            "n_items": json.dumps([dict(i) for i in progress.items]),
+            "n_lease_until": lease_until,
+        }
+        cursor.execute(self._fence.sql, self._fence.params(values))
+        return bool(cursor.rowcount == 1)
+
+    def extend_job_lease(self, cursor: Any, key: str, lease_until: float) -> None:
+        """Move job `key`'s lease to `lease_until`."""
+        values = {"w_key": key, "n_lease_until": lease_until}
+        cursor.execute(self._job_lease.sql, self._job_lease.params(values))
 
     # -- one change ----------------------------------------------------------------------
 
