@@ -124,6 +124,7 @@ class Engine:
         self._lifecycle = lifecycle
         self._table = TransitionTable(lifecycle)
         self._rules = (rules or RuleBook()).copy()
+        self._rules.check(lifecycle)
         self._roles = {e.name: e.roles for e in lifecycle.events}
         self._book_cache: dict[str, tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]]] = {}
         self._policy = policy or Policy()
