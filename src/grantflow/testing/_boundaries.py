@@ -114,6 +114,7 @@ class _Harvest:
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
         self.found: dict[str, set[Decimal]] = {kind: set() for kind in _KINDS}
+        self.words: set[str] = set()
         self.seen: set[int] = set()
 
     def number(self, value: Decimal, kind: str | None = None) -> None:
@@ -207,6 +208,8 @@ class _Harvest:
         for const in code.co_consts:
             if isinstance(const, types.CodeType):
                 self.code(const, fn, depth)
+            elif isinstance(const, str) and const.isidentifier():
+                self.words.add(const)
             else:
                 for number in _numbers_in(const):
                     self.number(number)
@@ -360,6 +363,17 @@ def _add_months(day: date, months: int) -> date:
         except ValueError:
             continue
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def words_in(*sources: object) -> frozenset[str]:
+    """Return the identifier-like string constants in the code of rules and books.
+
+    The harness uses it to find the record kinds a rule reads (``records_of("review")``).
+    """
+    harvest = _Harvest(Policy())
+    for item in sources:
+        harvest.source(item)
+    return frozenset(harvest.words)
 
 
 def boundaries(*sources: object, policy: Policy | None = None) -> Boundaries:
