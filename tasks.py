@@ -5,8 +5,9 @@
     python3 tasks.py test [PYTEST ARGS...]   # ruff, mypy --strict, mkdocs --strict, pytest
     python3 tasks.py bench            # the benchmark suite (bulk vs raw sqlite3)
 
-Both create ``.venv`` and install the project with its ``dev`` extra when the virtual
-environment is missing or ``pyproject.toml`` changed. ``test`` starts a throwaway
+Each creates ``.venv`` and installs the project (editable, with its ``postgres`` and
+``testing`` extras) and the ``dev`` dependency group when the virtual environment is
+missing or ``pyproject.toml`` changed. ``test`` starts a throwaway
 PostgreSQL server (initdb in a temporary directory, loopback port) for the PostgreSQL
 tests and stops it afterwards. With ``CI=true`` a server that cannot start is an error.
 """
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 import venv
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,13 +48,38 @@ def ensure_venv() -> None:
     if not PY.exists():
         log("creating .venv")
         venv.EnvBuilder(with_pip=True, clear=False).create(VENV)
-    log("installing grantflow[dev] into .venv")
+    log("installing grantflow[postgres,testing] and the dev group into .venv")
     subprocess.run(
-        [str(PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-e", ".[dev]"],
+        [
+            str(PY),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-e",
+            ".[postgres,testing]",
+            *dependency_group("dev"),
+        ],
         cwd=ROOT,
         check=True,
     )
     STAMP.write_text(digest)
+
+
+def dependency_group(name: str) -> list[str]:
+    """The requirements of a ``[dependency-groups]`` group (PEP 735), includes expanded.
+
+    Read here rather than with ``pip install --group``, which needs pip 25.1.
+    """
+    groups = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["dependency-groups"]
+    requirements: list[str] = []
+    for entry in groups[name]:
+        if isinstance(entry, dict):
+            requirements.extend(dependency_group(entry["include-group"]))
+        else:
+            requirements.append(entry)
+    return requirements
 
 
 def run(*cmd: str, env: dict[str, str] | None = None) -> int:

@@ -16,7 +16,6 @@ import types
 from pathlib import Path
 
 import pytest
-import structlog.testing
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 NO_RUN = "<!-- no-run -->"
@@ -95,9 +94,7 @@ def test_page_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.Monke
     name = "docs_" + re.sub(r"\W", "_", _page_id(page).removesuffix(".md"))
     module = types.ModuleType(name)
     monkeypatch.setitem(sys.modules, name, module)
-    # The examples log every audit entry through (unconfigured) structlog; keep it quiet.
-    with structlog.testing.capture_logs():
-        for line, source in python_blocks(page.read_text("utf-8")):
-            # Pad so tracebacks point at the right line of the .md file.
-            code = compile("\n" * line + source, str(page), "exec")
-            exec(code, module.__dict__)
+    for line, source in python_blocks(page.read_text("utf-8")):
+        # Pad so tracebacks point at the right line of the .md file.
+        code = compile("\n" * line + source, str(page), "exec")
+        exec(code, module.__dict__)

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-import structlog
 
 import grantflow
 from grantflow import (
@@ -346,16 +345,6 @@ def test_facts_and_effects_flow_through_the_rule_book() -> None:
         assert project.data["approved_by"] == PURCHASER.id
         assert project.records_of("approval")[0].seq == project.version
         assert eng.replay(first) == project
-
-
-def test_every_attempt_is_logged_through_structlog(engine: Engine) -> None:
-    """Each audit entry is also emitted as a structlog event named grantflow.audit."""
-    with structlog.testing.capture_logs() as logs:
-        pid = _submit(engine)
-        engine.fire(pid, "sign", actor=PURCHASER)
-    audit = [entry for entry in logs if entry["event"] == "grantflow.audit"]
-    assert [(e["transition"], e["accepted"]) for e in audit] == [("submit", True), ("sign", False)]
-    assert audit[1]["refusals"] == ["lifecycle.no_edge"]
 
 
 def test_listeners_observe_and_cannot_veto(engine: Engine) -> None:

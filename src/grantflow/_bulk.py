@@ -13,39 +13,40 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal
-
-import structlog
+from typing import Any
 
 from grantflow._canonical import canonical_bytes, freeze, plain, validate_json
-from grantflow.bulk import BulkItem, BulkResult, ItemResult, ItemStatus, Worker
+from grantflow._decide import DecisionCore, Request
+from grantflow._overlay import PendingReader
+from grantflow.bulk import BulkItem, BulkResult, ItemResult, Worker
 from grantflow.errors import (
     ConcurrencyError,
     GrantflowError,
     IdempotencyKeyMismatch,
     InvalidInput,
+    ProjectNotFound,
     StoreError,
 )
-from grantflow.models import Actor, Project, Refusal, trusted
-from grantflow.persistence import Change, ChunkClaim, ChunkProgress, JobStore, StoredJob
-from grantflow.persistence._cache import EntityCache
+from grantflow.models import Actor, AuditEntry, Project, Refusal
+from grantflow.persistence import (
+    Change,
+    ChunkClaim,
+    ChunkProgress,
+    JobStore,
+    Store,
+    StoredJob,
+    owner_id,
+)
+from grantflow.typing import ItemStatus, Keep
 
-if TYPE_CHECKING:
-    from grantflow._engine import Engine
+__all__ = ["BulkRunner", "chunks", "input_digest", "job_digest"]
 
-__all__ = ["BulkRunner", "Keep", "Worker"]
-
-_log = structlog.get_logger("grantflow")
-
-#: Which item results a `BulkResult` keeps: all, or only those that were not applied.
-Keep = Literal["all", "failures"]
 _MAX_ID = 128
 _NO_EVIDENCE: Mapping[str, Any] = MappingProxyType({})
 
@@ -58,14 +59,33 @@ class _Work:
 
 
 class BulkRunner:
-    """Runs one `fire_many` call; see the module docstring for the protocol."""
+    """Runs one `fire_many` call; see the module docstring for the protocol.
+
+    The runner decides through the same `DecisionCore` as single fires, reading through a
+    `PendingReader` so that a later item of a batch sees the earlier ones; a dry run is
+    the same path with the writes turned off.
+
+    Args:
+        core: decides every item.
+        store: where projects live (a `JobStore` too, unless `dry_run`).
+        event: the event fired on every item (``record.<kind>`` adds records).
+        actor: who fires, unless an item names its own actor.
+        now: the engine's clock (timezone-aware UTC).
+        publish: told about committed entries, after each commit.
+        retries: how often an item that lost a race is decided again.
+        dry_run: decide every item and write nothing.
+    """
 
     def __init__(
         self,
-        engine: Engine,
+        core: DecisionCore,
+        store: Store,
         event: str,
         actor: Actor,
         *,
+        now: Callable[[], datetime],
+        publish: Callable[[Sequence[AuditEntry]], None],
+        retries: int,
         key: str,
         digest: str,
         chunk_size: int,
@@ -74,14 +94,17 @@ class BulkRunner:
         progress: Callable[[int], None] | None,
         lease: float,
         worker: Worker | None,
+        dry_run: bool = False,
     ) -> None:
-        store = engine.store
-        if not isinstance(store, JobStore):
+        if not dry_run and not isinstance(store, JobStore):
             raise StoreError(f"{type(store).__name__} cannot run bulk jobs (no JobStore)")
-        self._engine = engine
-        self._store: JobStore = store
+        self._core = core
+        self._store = store
         self._event = event
         self._actor = actor
+        self._now = now
+        self._publish = publish
+        self._retries = retries
         self._key = key
         self._digest = digest
         self._size = chunk_size
@@ -89,28 +112,31 @@ class BulkRunner:
         self._keep = keep
         self._progress = progress
         self._lease = lease
-        self._worker = worker or Worker(run_id=uuid.uuid4().hex, owner=_owner_id())
-        self._kept_applied: list[ItemResult] = []
-        self._reader = EntityCache(store)
-        self._record_kind = event.removeprefix("record.") if event.startswith("record.") else None
-        lifecycle = engine.lifecycle
-        self._creating = lifecycle.has_event(event) and lifecycle.event(event).creates
+        self._worker = worker or Worker(run_id=uuid.uuid4().hex, owner=owner_id())
+        self._reader = PendingReader(store)
+        self._kind = core.request_kind(event)
         self._stopped = False
+
+    @property
+    def _jobs(self) -> JobStore:
+        assert isinstance(self._store, JobStore)  # checked in __init__ for real runs
+        return self._store
 
     def run(self, items: Iterable[Any]) -> BulkResult:
         """Process `items`; return the tally of the whole job (earlier runs included)."""
-        stored = self._store.job_begin(
+        stored = self._jobs.job_begin(
             self._key,
             event=self._event,
             digest=self._digest,
             run_id=self._worker.run_id,
             now=time.time(),
             lease=self._lease,
+            owner=self._worker.owner,
         )
         replay = stored.status == "done"
-        chunks = 0
-        for number, chunk in enumerate(_chunks(items, self._size)):
-            chunks = number + 1
+        count = 0
+        for number, chunk in enumerate(chunks(items, self._size)):
+            count = number + 1
             digest = _chunk_digest(chunk)
             known = stored.chunk_digests.get(number)
             if known is not None and known != digest:
@@ -125,17 +151,36 @@ class BulkRunner:
         if replay:
             return self._result(stored, replayed=True)
         if self._stopped:
-            current = self._store.job_get(self._key)
+            current = self._jobs.job_get(self._key)
             assert current is not None
             return self._result(current, replayed=False)
-        final = self._store.job_end(self._key, run_id=self._worker.run_id, chunks_total=chunks)
+        final = self._jobs.job_end(self._key, run_id=self._worker.run_id, chunks_total=count)
         return self._result(final, replayed=False)
+
+    def dry_run(self, items: Iterable[Any]) -> BulkResult:
+        """Decide every item as `run` would, in the same batches, and write nothing."""
+        result = BulkResult(event=self._event, dry_run=True)
+        for chunk in chunks(items, self._size):
+            if self._stopped:
+                break
+            now = self._now()
+            self._begin(chunk, keep_pending=True)  # nothing commits: every item stays pending
+            for work in chunk:
+                change, item = self._decide(work, now)
+                if change is not None:
+                    self._reader.add_pending(change)
+                result.add(item, keep=self._keep == "all")
+            if self._progress is not None:
+                self._progress(len(chunk))
+            if self._stop_on_error and any(s not in {"applied", "skipped"} for s in result.counts):
+                self._stopped = True
+        return result
 
     # -- one chunk -----------------------------------------------------------------------
 
     def _run_chunk(self, number: int, chunk: list[_Work], digest: str) -> None:
         start = number * self._size
-        claim = self._store.chunk_claim(
+        claim = self._jobs.chunk_claim(
             self._key,
             number,
             start=start,
@@ -150,15 +195,22 @@ class BulkRunner:
         kept = list(claim.items)
         todo = [w for w in chunk if w.index >= claim.next_index]
         if todo:
-            batch = todo
-            end = batch[-1].index + 1
-            if not self._commit_batch(claim, batch, end, counts, kept, digest):
-                self._commit_singly(claim, batch, counts, kept, digest)
+            end = todo[-1].index + 1
+            if not self._commit_batch(claim, todo, end, counts, kept, digest):
+                self._commit_singly(claim, todo, counts, kept, digest)
             if self._progress is not None:
-                self._progress(len(batch))
+                self._progress(len(todo))
             if self._stop_on_error and any(s not in {"applied", "skipped"} for s in counts):
                 self._stopped = True
-                return
+
+    def _begin(self, batch: Sequence[_Work], *, keep_pending: bool = False) -> None:
+        """Start a batch on fresh state: the batch's project rows read in one go."""
+        ids = [w.item.project_id for w in batch if not w.error]
+        if isinstance(self._store, JobStore):
+            found: Mapping[str, Project] = self._store.load_many(ids)
+        else:
+            found = {pid: p for pid in ids if (p := self._store.load(pid)) is not None}
+        self._reader.begin_batch({pid: found.get(pid) for pid in ids}, keep_pending=keep_pending)
 
     def _commit_batch(
         self,
@@ -170,26 +222,22 @@ class BulkRunner:
         digest: str,
     ) -> bool:
         """Commit `batch` in one transaction; False if a compare-and-set failed (rolled back)."""
-        projects: dict[str, Project | None] = dict(
-            self._store.load_many([w.item.project_id for w in batch if not w.error])
-        )
         changes: list[Change] = []
         results: list[ItemResult] = []
-        now = self._engine._now()  # one transaction, one instant
-        self._reader.begin_batch()
+        now = self._now()  # one transaction, one instant
+        self._begin(batch)
         for work in batch:
-            change, result = self._decide(work, projects.get(work.item.project_id), now)
+            change, result = self._decide(work, now)
             if change is not None:
+                # A later item is decided on what this one leaves behind; the
+                # transaction applies them in order.
                 changes.append(change)
                 self._reader.add_pending(change)
-                # A later item on the same project is decided on the state this one
-                # leaves behind; the transaction applies them in order.
-                projects[work.item.project_id] = change.after or _chain_only(change)
             results.append(result)
-        new_counts, new_kept = _tally(counts, kept, results)
+        new_counts, new_kept = _tally(counts, kept, results, self._keep == "all")
         progress = _progress(claim, end, new_counts, new_kept, digest)
         try:
-            self._store.commit_chunk(changes, progress, now=time.time(), lease=self._lease)
+            self._jobs.commit_chunk(changes, progress, now=time.time(), lease=self._lease)
         except ConcurrencyError as exc:
             if exc.index is None:
                 raise
@@ -206,21 +254,18 @@ class BulkRunner:
         digest: str,
     ) -> None:
         """Redo a batch item by item, deciding each again on fresh state."""
-        self._reader.begin_batch()
         for work in batch:
             for attempt in itertools.count():
-                project = self._store.load_many([work.item.project_id]).get(work.item.project_id)
-                change, result = self._decide(
-                    work, project if not work.error else None, self._engine._now()
-                )
-                if attempt > self._engine_retries():
+                self._begin([work])
+                change, result = self._decide(work, self._now())
+                if attempt > self._retries:
                     change = None
                     result = _result(work, "conflict", error="project kept changing")
                 changes = [change] if change is not None else []
-                new_counts, new_kept = _tally(counts, kept, [result])
+                new_counts, new_kept = _tally(counts, kept, [result], self._keep == "all")
                 progress = _progress(claim, work.index + 1, new_counts, new_kept, digest)
                 try:
-                    self._store.commit_chunk(changes, progress, now=time.time(), lease=self._lease)
+                    self._jobs.commit_chunk(changes, progress, now=time.time(), lease=self._lease)
                 except ConcurrencyError as exc:
                     if exc.index is None:
                         raise
@@ -228,50 +273,33 @@ class BulkRunner:
                 self._after_commit(changes, [result], counts, kept, new_counts, new_kept)
                 break
 
-    def _engine_retries(self) -> int:
-        return self._engine._retries
-
-    def _decide(
-        self, work: _Work, project: Project | None, now: datetime
-    ) -> tuple[Change | None, ItemResult]:
+    def _decide(self, work: _Work, now: datetime) -> tuple[Change | None, ItemResult]:
         if work.error:
             return None, _result(work, "invalid", error=work.error)
-        if self._creating:
-            if project is not None and project.state:
-                pid = work.item.project_id
-                return None, _result(
-                    work, "invalid", state=project.state, error=f"project {pid!r} already exists"
-                )
-            project = self._draft(work, project, now)
-        if project is None:
-            return None, _result(work, "not_found", error=f"no project {work.item.project_id!r}")
+        item = work.item
+        evidence = item.evidence
+        request = Request(
+            kind=self._kind,
+            project_id=item.project_id,
+            event=self._event,
+            actor=item.actor or self._actor,
+            # A submission item's evidence is the new project's data; a record item's,
+            # the record's data: exactly what `submit` and `add_record` take.
+            evidence=evidence if self._kind == "fire" else _NO_EVIDENCE,
+            data=evidence if self._kind != "fire" else _NO_EVIDENCE,
+        )
         try:
-            evidence, record = work.item.evidence, None
-            if self._record_kind is not None:
-                record, evidence = self._engine._record_inputs(
-                    project, self._record_kind, evidence, None
-                )
-            actor = work.item.actor or self._actor
-            if self._creating:
-                evidence = _NO_EVIDENCE  # the item's evidence is the project's data
-            change = self._engine._prepare(
-                project, self._event, actor, evidence, now, record, self._reader
-            )
+            change = self._core.prepare(request, self._reader, now)
+        except ProjectNotFound:
+            return None, _result(work, "not_found", error=f"no project {item.project_id!r}")
         except GrantflowError as exc:
-            return None, _result(work, "invalid", state=project.state, error=exc.message)
+            current = self._reader.load(item.project_id)
+            state = current.state if current is not None else None
+            return None, _result(work, "invalid", state=state, error=exc.message)
         entry = change.entry
         status: ItemStatus = "applied" if entry.accepted else "refused"
-        state = change.after.state if change.after else project.state
+        state = change.after.state if change.after else None
         return change, _result(work, status, state=state, refusals=entry.refusals)
-
-    def _draft(self, work: _Work, pending: Project | None, now: datetime) -> Project:
-        """The draft a submission item proposes, chained after any earlier attempt."""
-        pid = work.item.project_id
-        if pending is not None:  # refused earlier in this batch: the chain moved on
-            version, head = pending.version, pending.head
-        else:
-            version, head = self._engine.store.chain_tip(pid)
-        return self._engine._draft(pid, work.item.evidence, version, head, now)
 
     def _after_commit(
         self,
@@ -285,17 +313,17 @@ class BulkRunner:
         counts.clear()
         counts.update(new_counts)
         kept[:] = new_kept
-        if self._keep == "all":
-            self._kept_applied.extend(r for r in results if r.status == "applied")
-        log = _log.bind()
-        for change in changes:
-            self._engine._emit(change.entry, log)
+        if changes:
+            self._publish([c.entry for c in changes])
 
     def _result(self, stored: StoredJob, *, replayed: bool) -> BulkResult:
         result = BulkResult(event=self._event, key=self._key, replayed=replayed)
         result.counts = dict(stored.counts)
-        items = [_from_dict(d) for d in stored.items]
-        result.items = sorted([*items, *self._kept_applied], key=lambda r: r.index)
+        # The job's stored results, whichever run wrote them (applied ones too with "all").
+        items = (_from_dict(d) for d in stored.items)
+        if self._keep != "all":
+            items = (r for r in items if r.status != "applied")
+        result.items = sorted(items, key=lambda r: r.index)
         return result
 
 
@@ -341,7 +369,8 @@ def _normalise(index: int, raw: Any) -> _Work:  # noqa: PLR0911
     return _Work(index, BulkItem(pid, freeze(plain(item.evidence)), item.row, item.actor))
 
 
-def _chunks(items: Iterable[Any], size: int) -> Iterator[list[_Work]]:
+def chunks(items: Iterable[Any], size: int) -> Iterator[list[_Work]]:
+    """Cut `items` into lists of `size` work items (the last may be shorter), lazily."""
     iterator = iter(items)
     base = 0
     while True:
@@ -396,10 +425,6 @@ def job_digest(event: str, actor: Actor, data: bytes | None) -> str:
     return h.hexdigest()
 
 
-def _owner_id() -> str:
-    return f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
 def _result(
     work: _Work,
     status: ItemStatus,
@@ -416,22 +441,6 @@ def _result(
         refusals=refusals,
         error=error,
         row=work.item.row,
-    )
-
-
-def _chain_only(change: Change) -> Project:
-    """A refused submission's trace: no project, but its chain moved on."""
-    entry = change.entry
-    return trusted(
-        Project,
-        id=entry.project_id,
-        state="",
-        version=entry.seq,
-        head=entry.hash,
-        data={},
-        records=(),
-        created_at=entry.at,
-        updated_at=entry.at,
     )
 
 
@@ -457,13 +466,16 @@ def _progress(
 
 
 def _tally(
-    counts: Mapping[str, int], kept: Sequence[Mapping[str, Any]], results: Sequence[ItemResult]
+    counts: Mapping[str, int],
+    kept: Sequence[Mapping[str, Any]],
+    results: Sequence[ItemResult],
+    keep_applied: bool,
 ) -> tuple[dict[str, int], list[Mapping[str, Any]]]:
     new_counts = dict(counts)
     new_kept = list(kept)
     for r in results:
         new_counts[r.status] = new_counts.get(r.status, 0) + 1
-        if r.status != "applied":
+        if keep_applied or r.status != "applied":
             new_kept.append(r.to_dict())
     return new_counts, new_kept
 

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from grantflow.models import Actor, Refusal
+from grantflow.typing import ItemStatus, Keep
 
-__all__ = ["BulkItem", "BulkResult", "ItemResult", "ItemStatus", "Worker"]
-
-#: What happened to one item of a bulk run.
-ItemStatus = Literal["applied", "refused", "conflict", "not_found", "invalid", "skipped"]
+__all__ = ["BulkItem", "BulkResult", "ItemResult", "ItemStatus", "Keep", "Worker"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -198,10 +198,12 @@ class Outcome(_Frozen):
     """The result of `Engine.fire`, `Engine.submit` or `Engine.can_fire`.
 
     `state` is the project's state after the attempt (unchanged when refused); `entry` is
-    the audit entry written, ``None`` for `can_fire`, which writes nothing.
+    the audit entry written, ``None`` for `can_fire`, which writes nothing. `project_id`
+    is ``None`` when no project exists: a refused `submit` creates none (its attempt is
+    still audited, in the chain named by ``entry.project_id``).
     """
 
-    project_id: str
+    project_id: str | None
     event: str
     accepted: bool
     from_state: str | None
@@ -214,9 +216,13 @@ class Outcome(_Frozen):
         if not self.accepted:
             codes = ", ".join(r.code for r in self.refusals)
             raise TransitionRefused(
-                f"{self.event!r} refused for project {self.project_id!r}: {codes}",
+                f"{self.event!r} refused for project {self.project_id!r}: {codes}"
+                if self.project_id is not None
+                else f"{self.event!r} refused: {codes}",
                 refusals=self.refusals,
-                project_id=self.project_id,
+                project_id=self.project_id
+                if self.project_id is not None
+                else (self.entry.project_id if self.entry is not None else None),
                 event=self.event,
                 state=self.from_state,
             )

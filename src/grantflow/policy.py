@@ -7,6 +7,7 @@ version it was submitted under; `Engine.migrate_policy` moves it explicitly.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from datetime import date
 from decimal import Decimal
@@ -105,16 +106,57 @@ class Policy(BaseModel):
         return self
 
     @classmethod
-    def from_toml(cls, source: str | Path) -> Policy:
-        """Load a policy from TOML text or a ``.toml`` file path; `InvalidInput` if invalid.
+    def from_toml(cls, text: str) -> Policy:
+        """Load a policy from TOML text; `InvalidInput` if it is invalid or not text.
 
         TOML numbers with a fraction (``pass_score = 62.5``) are read as exact decimals.
+        A file is read with `Policy.from_file`; a path given here is refused, never
+        parsed as TOML.
+
+        >>> Policy.from_toml("policy.toml")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        grantflow.errors.InvalidInput: Policy.from_toml takes TOML text, and 'policy.toml' looks...
         """
-        text = source.read_text("utf-8") if isinstance(source, Path) else source
+        given: object = text  # typed str, but callers used to pass paths
+        if not isinstance(given, str):
+            kind = "a path" if isinstance(given, os.PathLike) else type(given).__name__
+            raise InvalidInput(
+                f"Policy.from_toml takes TOML text, not {kind}: use Policy.from_file for a file",
+                field="text",
+            )
         try:
-            return cls.model_validate(tomllib.loads(text, parse_float=Decimal))
+            data = tomllib.loads(text, parse_float=Decimal)
         except tomllib.TOMLDecodeError as exc:
-            raise InvalidInput(f"policy TOML does not parse: {exc}") from exc
+            if _looks_like_path(text):
+                raise InvalidInput(
+                    f"Policy.from_toml takes TOML text, and {text!r} looks like a file "
+                    f"path: use Policy.from_file({text!r})",
+                    field="text",
+                ) from None
+            raise InvalidInput(f"policy TOML does not parse: {exc}", field="text") from exc
+        return cls._validated(data)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> Policy:
+        """Load a policy from a UTF-8 TOML file; `InvalidInput` if unreadable or invalid."""
+        try:
+            text = Path(path).read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInput(
+                f"cannot read policy file {str(path)!r}: {exc}", field="path"
+            ) from exc
+        try:
+            data = tomllib.loads(text, parse_float=Decimal)
+        except tomllib.TOMLDecodeError as exc:
+            raise InvalidInput(
+                f"policy file {str(path)!r} does not parse as TOML: {exc}", field="path"
+            ) from exc
+        return cls._validated(data)
+
+    @classmethod
+    def _validated(cls, data: dict[str, object]) -> Policy:
+        try:
+            return cls.model_validate(data)
         except ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"])
@@ -123,3 +165,11 @@ class Policy(BaseModel):
                 field=field or "policy",
                 errors=exc.errors(),
             ) from exc
+
+
+def _looks_like_path(text: str) -> bool:
+    """True for one line of text that names a file rather than holding TOML."""
+    candidate = text.strip()
+    if not candidate or "\n" in candidate or "=" in candidate:
+        return False
+    return candidate.endswith(".toml") or os.sep in candidate or Path(candidate).exists()

@@ -248,10 +248,17 @@ def world() -> Iterator[World]:
         yield World(engine, clock).seed()
 
 
-def new_world(policy: Policy | None = None) -> World:
-    """Return a seeded world on a fresh in-memory engine (with `policy` when given)."""
+def new_world(
+    policy: Policy | None = None, url: str | None = None, *, seed: bool = True, **options: Any
+) -> World:
+    """Return a seeded world on a fresh engine (in memory unless `url` names a database).
+
+    With ``seed=False`` the reference data is not written (a database that has it);
+    `options` go to the store (``synchronous="NORMAL"`` for speed where a crash is moot).
+    """
     clock = Clock()
-    return World(grantflow.open(clock=clock, policy=policy), clock).seed()
+    world = World(grantflow.open(url, clock=clock, policy=policy, **options), clock)
+    return world.seed() if seed else world
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """Persistence: the store protocol and its backends (memory here; SQL in `sql`)."""
 
+from grantflow.persistence._liveness import owner_id
 from grantflow.persistence._memory import MemoryStore
 from grantflow.persistence._protocol import (
     Change,
@@ -22,4 +23,5 @@ __all__ = [
     "Store",
     "StoreReader",
     "StoredJob",
+    "owner_id",
 ]

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from grantflow.audit import GENESIS, Checkpoint
-from grantflow.errors import ConcurrencyError, GrantflowError, ProjectExists
+from grantflow.errors import ConcurrencyError, ProjectExists
 from grantflow.models import AuditEntry, Entity, Project, Record
 from grantflow.persistence._memory_jobs import MemoryJobs
 from grantflow.persistence._protocol import Change, Leaf
@@ -135,19 +135,6 @@ class MemoryStore(MemoryJobs):
         """Apply `change` atomically (compare-and-set under the lock)."""
         with self._lock:
             self._apply_one(change, 0)
-
-    def commit_many(self, changes: Sequence[Change]) -> list[GrantflowError | None]:
-        """Apply `changes` in order under one lock; report per change ``None`` or its error."""
-        results: list[GrantflowError | None] = []
-        with self._lock:
-            for index, change in enumerate(changes):
-                try:
-                    self._apply_one(change, index)
-                except (ConcurrencyError, ProjectExists) as exc:
-                    results.append(exc)
-                else:
-                    results.append(None)
-        return results
 
     def _apply_all(self, changes: Sequence[Change]) -> None:
         """Apply every change or none (the caller holds the lock)."""

@@ -9,6 +9,7 @@ from typing import Any
 
 from grantflow.errors import ConcurrencyError, IdempotencyKeyInUse, IdempotencyKeyMismatch
 from grantflow.models import Project
+from grantflow.persistence._liveness import provably_dead
 from grantflow.persistence._protocol import (
     Change,
     ChunkClaim,
@@ -39,6 +40,7 @@ class _Job:
     digest: str
     run_id: str
     lease_until: float
+    holder: str = ""
     status: str = "running"
     chunks_total: int | None = None
     chunks: dict[int, _Chunk] = field(default_factory=dict)
@@ -62,9 +64,17 @@ class MemoryJobs:
         return {pid: self._projects[pid] for pid in project_ids if pid in self._projects}
 
     def job_begin(
-        self, key: str, *, event: str, digest: str, run_id: str, now: float, lease: float
+        self,
+        key: str,
+        *,
+        event: str,
+        digest: str,
+        run_id: str,
+        now: float,
+        lease: float,
+        owner: str = "",
     ) -> StoredJob:
-        """Create or join job `key` (see `JobStore.job_begin`)."""
+        """Create, join or take over job `key` (see `JobStore.job_begin`)."""
         with self._lock:
             jobs = self._jobs()
             job = jobs.get(key)
@@ -72,6 +82,7 @@ class MemoryJobs:
                 job = jobs[key] = _Job(
                     event=event, digest=digest, run_id=run_id, lease_until=now + lease
                 )
+                job.holder = owner
                 return self._stored(key, job)
             if job.event != event or (digest and job.digest and job.digest != digest):
                 raise IdempotencyKeyMismatch(
@@ -79,12 +90,23 @@ class MemoryJobs:
                 )
             if job.status != "done" and job.run_id != run_id:
                 if job.lease_until > now:
-                    raise IdempotencyKeyInUse(
-                        f"key {key!r} is being run by another process", key=key, event=event
-                    )
+                    if not self._holders_dead(job, now):
+                        raise IdempotencyKeyInUse(
+                            f"key {key!r} is being run by another process", key=key, event=event
+                        )
+                    for chunk in job.chunks.values():
+                        if not chunk.done:
+                            chunk.lease_until = 0.0
                 job.run_id = run_id
+                job.holder = owner
             job.lease_until = now + lease
             return self._stored(key, job)
+
+    @staticmethod
+    def _holders_dead(job: _Job, now: float) -> bool:
+        owners = {c.owner for c in job.chunks.values() if not c.done and c.lease_until > now}
+        holders = {job.holder, *owners} - {""}
+        return bool(holders) and all(provably_dead(h) for h in holders)
 
     def job_get(self, key: str) -> StoredJob | None:
         """Return job `key`, or ``None``."""
@@ -100,7 +122,11 @@ class MemoryJobs:
             current = job.chunks.get(chunk)
             if current is None:
                 current = job.chunks[chunk] = _Chunk(owner, start, end, start, now + lease)
-            elif current.done or (current.owner != owner and current.lease_until > now):
+            elif current.done or (
+                current.owner != owner
+                and current.lease_until > now
+                and not provably_dead(current.owner)
+            ):
                 return None
             current.owner = owner
             current.lease_until = now + lease

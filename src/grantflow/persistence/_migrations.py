@@ -42,10 +42,22 @@ def _v2(conn: Connection, t: Tables) -> None:
     t.metadata.create_all(conn, tables=[t.bulk_jobs, t.bulk_chunks])
 
 
+def _v3(conn: Connection, t: Tables) -> None:
+    # A database created by this release already has the column (v2 builds the table
+    # from the current definition): add it only where an older release left it out.
+    columns = {c["name"] for c in inspect(conn).get_columns(t.bulk_jobs.name, schema=t.schema)}
+    if "holder" not in columns:
+        table = conn.dialect.identifier_preparer.format_table(t.bulk_jobs)
+        conn.exec_driver_sql(
+            f"ALTER TABLE {table} ADD COLUMN holder VARCHAR(160) NOT NULL DEFAULT ''"
+        )
+
+
 #: Every migration, oldest first; append, never edit a released one.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "projects, audit chain, records, entities, checkpoints", _v1),
     Migration(2, "bulk jobs and their chunks (idempotency keys, leases, progress)", _v2),
+    Migration(3, "bulk jobs name their holder, so a dead one is taken over at once", _v3),
 )
 #: The schema version this grantflow reads and writes.
 SCHEMA_VERSION = MIGRATIONS[-1].version

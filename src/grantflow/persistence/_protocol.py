@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from grantflow.audit import Checkpoint
-from grantflow.errors import GrantflowError
 from grantflow.models import AuditEntry, Entity, Project, Record
 
 __all__ = ["Change", "Leaf", "Store", "StoreReader"]
@@ -99,15 +98,6 @@ class Store(StoreReader, Protocol):
         Raises `ConcurrencyError` when the project moved on since the decision (state or
         version differ, or the sequence number is taken), `ProjectExists` when a
         submission's id is already used.
-        """
-        ...
-
-    def commit_many(self, changes: Sequence[Change]) -> list[GrantflowError | None]:
-        """Apply `changes` in order in one transaction; return per change ``None`` or its error.
-
-        Each change is compare-and-set on its own: one that lost its race
-        (`ConcurrencyError`) or whose id is taken (`ProjectExists`) is skipped and
-        reported; the others are committed together.
         """
         ...
 
@@ -213,12 +203,25 @@ class JobStore(Protocol):
         ...
 
     def job_begin(
-        self, key: str, *, event: str, digest: str, run_id: str, now: float, lease: float
+        self,
+        key: str,
+        *,
+        event: str,
+        digest: str,
+        run_id: str,
+        now: float,
+        lease: float,
+        owner: str = "",
     ) -> StoredJob:
-        """Create job `key` or join it; return it as stored.
+        """Create job `key`, join it, or take it over from a dead holder; return it as stored.
 
-        Raises `IdempotencyKeyMismatch` if it exists with another event or digest (an empty
-        digest matches any), `IdempotencyKeyInUse` if another run holds an unexpired lease.
+        `owner` names the calling worker (``host:pid:nonce``) and becomes the job's
+        holder. Another run's job is taken over when its lease expired, or at once when
+        its holder is provably dead (its process is gone from this host, or, where the
+        store can tell, its database session ended); its unfinished chunks are then
+        free to claim. Raises `IdempotencyKeyMismatch` if the job exists with another
+        event or digest (an empty digest matches any), `IdempotencyKeyInUse` if another
+        run holds it and may be alive.
         """
         ...
 
@@ -229,9 +232,10 @@ class JobStore(Protocol):
     def chunk_claim(
         self, key: str, chunk: int, *, start: int, end: int, owner: str, now: float, lease: float
     ) -> ChunkClaim | None:
-        """Claim chunk `chunk` of job `key`: new, or abandoned (lease expired) and not done.
+        """Claim chunk `chunk` of job `key`: new, or abandoned and not done.
 
-        Returns ``None`` when the chunk is done or another owner's lease is still alive.
+        A chunk is abandoned when its owner's lease expired or its owner is provably
+        dead. Returns ``None`` when the chunk is done or another live owner holds it.
         """
         ...
 

@@ -171,6 +171,8 @@ class BulkJobRow(_Row, table=True):
     event: str = Field(sa_type=_NAME)
     digest: str = Field(sa_type=_HASH)
     run_id: str = Field(sa_type=String(128))
+    #: The owner id (``host:pid:nonce``) of the worker that began or took over the run.
+    holder: str = Field(default="", sa_type=String(160), sa_column_kwargs={"server_default": ""})
     status: str = Field(sa_type=String(16))
     chunks_total: int | None = Field(default=None, sa_type=Integer, nullable=True)
     lease_until: float = Field(sa_type=Float)

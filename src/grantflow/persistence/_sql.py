@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ from sqlalchemy import (
     union,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from grantflow.audit import GENESIS, Checkpoint
 from grantflow.errors import GrantflowError, InvalidInput
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
 from grantflow.persistence._migrations import apply_pending, check, current_version
 from grantflow.persistence._protocol import Change, Leaf
 from grantflow.persistence._schema import Tables, build_tables
-from grantflow.persistence._sqlconn import Connector, Synchronous
+from grantflow.persistence._sqlconn import Connector, HostConnector, Synchronous
 from grantflow.persistence._sqljobs import SqlJobs
 from grantflow.persistence._sqlwrite import Partial, Writer
 
@@ -40,40 +42,58 @@ _PAGE = 500
 
 
 def connector_for(
-    url_or_engine: str | sqlalchemy.Engine,
+    source: str | sqlalchemy.Engine | sqlalchemy.Connection | Session,
     *,
-    synchronous: Synchronous = "FULL",
-    busy_timeout: float = 10.0,
+    synchronous: Synchronous | None = None,
+    busy_timeout: float | None = None,
     allow_network_filesystem: bool = False,
     engine_options: Mapping[str, Any] | None = None,
 ) -> Connector:
-    """Return a `Connector` on a URL (a new engine, owned) or a host's engine (borrowed)."""
-    if isinstance(url_or_engine, sqlalchemy.Engine):
-        engine, owned = url_or_engine, False
-    elif isinstance(url_or_engine, str):
-        engine, owned = sqlalchemy.create_engine(url_or_engine, **dict(engine_options or {})), True
-    else:
+    """Return a `Connector` on a URL (a new engine, owned) or on what a host lends.
+
+    A host's engine is borrowed as it is; a host's connection or session is joined
+    (`HostConnector`). SQLite pragmas and engine options apply only to an engine
+    grantflow creates, so passing them with anything else is an error.
+    """
+    if isinstance(source, str):
+        engine = sqlalchemy.create_engine(source, **dict(engine_options or {}))
+        try:
+            connector = Connector(
+                engine,
+                owned=True,
+                synchronous=synchronous or "FULL",
+                busy_timeout=10.0 if busy_timeout is None else busy_timeout,
+                allow_network_filesystem=allow_network_filesystem,
+            )
+            if connector.dialect == "sqlite":
+                with connector.connect() as conn:
+                    # WAL is a property of the database file: readers never block the writer.
+                    conn.exec_driver_sql("PRAGMA journal_mode = WAL")
+        except BaseException:
+            engine.dispose()
+            raise
+        return connector
+    if not isinstance(source, sqlalchemy.Engine | sqlalchemy.Connection | Session):
         raise InvalidInput(
-            f"expected a database URL or a sqlalchemy.Engine, not {type(url_or_engine).__name__}",
+            "expected a database URL, a sqlalchemy Engine, Connection or Session, "
+            f"not {type(source).__name__}",
             field="url",
         )
-    try:
-        connector = Connector(
-            engine,
-            owned=owned,
-            synchronous=synchronous,
-            busy_timeout=busy_timeout,
-            allow_network_filesystem=allow_network_filesystem,
-        )
-        if connector.dialect == "sqlite":
-            with connector.connect() as conn:
-                # WAL is a property of the database file: readers never block the writer.
-                conn.exec_driver_sql("PRAGMA journal_mode = WAL")
-    except BaseException:
-        if owned:
-            engine.dispose()
-        raise
-    return connector
+    given = {
+        "synchronous": synchronous,
+        "busy_timeout": busy_timeout,
+        "engine_options": engine_options,
+    }
+    for name, value in given.items():
+        if value is not None:
+            raise InvalidInput(
+                f"{name} applies only to a database grantflow opens from a URL; configure "
+                f"your own {type(source).__name__} instead (see the Embedding docs)",
+                field=name,
+            )
+    if isinstance(source, sqlalchemy.Engine):
+        return Connector(source, owned=False, allow_network_filesystem=allow_network_filesystem)
+    return HostConnector(source)
 
 
 class SqlStore(SqlJobs):
@@ -87,17 +107,19 @@ class SqlStore(SqlJobs):
         self._db = connector
         self._t = tables
         self._writer = Writer(tables, connector.engine.dialect, connector.integrity_error)
+        self._job_locks = {}
+        self._job_locks_guard = threading.Lock()
 
     @classmethod
     def open(
         cls,
-        url_or_engine: str | sqlalchemy.Engine,
+        url_or_engine: str | sqlalchemy.Engine | sqlalchemy.Connection | Session,
         *,
         table_prefix: str = "grantflow_",
         schema: str | None = None,
         create: bool = True,
-        synchronous: Synchronous = "FULL",
-        busy_timeout: float = 10.0,
+        synchronous: Synchronous | None = None,
+        busy_timeout: float | None = None,
         allow_network_filesystem: bool = False,
         engine_options: Mapping[str, Any] | None = None,
     ) -> SqlStore:
@@ -105,16 +127,21 @@ class SqlStore(SqlJobs):
 
         Args:
             url_or_engine: a SQLAlchemy URL (``sqlite:///grants.db``,
-                ``postgresql+psycopg://user@host/db``) or a host application's
-                `sqlalchemy.Engine` (grantflow then never disposes it).
+                ``postgresql+psycopg://user@host/db``); a host application's
+                `sqlalchemy.Engine` (grantflow then never disposes it nor changes its
+                connections' settings); or a host's `sqlalchemy.Connection` or ORM
+                `Session`, whose transaction the store joins: its writes commit or roll
+                back with the host's (see `SqlStore.bind`).
             table_prefix: prefix of every table name, so the tables sit beside a host's.
             schema: PostgreSQL schema holding the tables (created when `create`).
             create: create the tables in a database that has none. An existing schema of
                 another version is never changed here: see `upgrade`.
-            synchronous: SQLite ``synchronous`` pragma: ``"FULL"`` (default; a commit
-                survives power loss) or ``"NORMAL"`` (faster; in WAL mode the last
-                commits may be lost on power loss, never corrupted).
-            busy_timeout: seconds a SQLite writer waits for another one.
+            synchronous: SQLite files opened from a URL: the ``synchronous`` pragma,
+                ``"FULL"`` (default; a commit survives power loss) or ``"NORMAL"``
+                (faster; in WAL mode the last commits may be lost on power loss, never
+                corrupted).
+            busy_timeout: SQLite files opened from a URL: seconds a writer waits for
+                another one (default 10).
             allow_network_filesystem: open a SQLite file on NFS/SMB anyway (with a
                 `StorageWarning`) instead of refusing.
             engine_options: keyword arguments for `sqlalchemy.create_engine`.
@@ -144,6 +171,26 @@ class SqlStore(SqlJobs):
             connector.dispose()
             raise
         return cls(connector, tables)
+
+    def bind(self, source: sqlalchemy.Connection | Session) -> SqlStore:
+        """Return this store working inside the host transaction of `source`.
+
+        The bound store reads and writes on ``source`` (``session.connection()`` for a
+        session), under savepoints, and never commits: the host's commit or rollback
+        covers grantflow's rows too. Cheap (no query): bind once per request or unit
+        of work, and open the store itself once. Its `close` leaves `source` alone.
+        """
+        if not isinstance(source, sqlalchemy.Connection | Session):
+            raise InvalidInput(
+                f"bind takes a sqlalchemy Connection or Session, not {type(source).__name__}",
+                field="source",
+            )
+        connector = HostConnector(source)
+        if connector.engine.url != self._db.engine.url:
+            raise InvalidInput(
+                "the connection is to another database than the store's", field="source"
+            )
+        return type(self)(connector, self._t)
 
     def __repr__(self) -> str:
         url = self._db.engine.url.render_as_string(hide_password=True)
@@ -371,24 +418,11 @@ class SqlStore(SqlJobs):
             ProjectExists: a submission's id is already used.
         """
         try:
-            (error,) = self._db.write(lambda conn: self._apply(conn, [change], savepoints=False))
+            (error,) = self._db.write(lambda conn: self._apply(conn, [change]))
         except Partial as partial:
             raise partial.error from None
         if error is not None:
             raise error
-
-    def commit_many(self, changes: Sequence[Change]) -> list[GrantflowError | None]:
-        """Apply `changes` in one transaction; return per change ``None`` or its error.
-
-        Each change is its own compare-and-set: one that lost its race (or whose id is
-        taken) is reported and skipped, the others are committed together.
-        """
-        if not changes:
-            return []
-        try:
-            return self._db.write(lambda conn: self._apply(conn, changes, savepoints=False))
-        except Partial:
-            return self._db.write(lambda conn: self._apply(conn, changes, savepoints=True))
 
     def put_entity(self, entity: Entity) -> None:
         """Insert or replace an entity (keyed by kind and id)."""
@@ -427,16 +461,17 @@ class SqlStore(SqlJobs):
 
     def close(self) -> None:
         """Dispose of the engine if the store created it (a host's engine is left alone)."""
+        self._unlock_all_jobs()
         self._db.dispose()
 
     # -- internals -----------------------------------------------------------------------
 
     def _apply(
-        self, conn: sqlalchemy.Connection, changes: Sequence[Change], *, savepoints: bool
+        self, conn: sqlalchemy.Connection, changes: Sequence[Change]
     ) -> list[GrantflowError | None]:
         cursor = conn.connection.cursor()
         try:
-            return self._writer.apply(cursor, changes, savepoints=savepoints)
+            return self._writer.apply(cursor, changes)
         finally:
             cursor.close()
 

@@ -1,7 +1,10 @@
 """Connections for the SQL store: SQLite pragmas, write transactions, retries, fork safety.
 
-SQLite: every connection gets ``busy_timeout``, ``synchronous`` and ``foreign_keys``
-once; the database is put in WAL mode when opened. Write transactions start with
+SQLite: every connection of an engine grantflow created itself (from a URL) gets
+``busy_timeout``, ``synchronous`` and ``foreign_keys`` once, and the file is put in WAL
+mode when opened. A host application's engine is left exactly as configured: grantflow
+needs none of these pragmas to be correct (they buy concurrency and durability), so it
+never sets them on connections it did not create. Write transactions start with
 ``BEGIN IMMEDIATE`` so two writers queue on the busy timeout instead of deadlocking
 on a lock upgrade. pysqlite would emit its own deferred ``BEGIN``: for the duration of
 our transaction its ``isolation_level`` is ``None`` (the documented SQLAlchemy recipe,
@@ -9,6 +12,10 @@ applied per transaction so a host's own engine keeps its behaviour).
 
 PostgreSQL: a transaction that fails with a serialization failure (40001) or a
 deadlock (40P01) is run again, at most `PG_RETRIES` times, after a jittered pause.
+
+`HostConnector` runs everything on a host's `Connection` or ORM `Session` instead,
+inside the host's transaction: each write is a savepoint, nothing is committed, retried
+or configured; the host commits or rolls back grantflow's rows with its own.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from typing import Any, Literal, TypeVar
 import sqlalchemy
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 
 from grantflow.errors import InvalidInput, StoreError
 
@@ -32,6 +40,7 @@ __all__ = [
     "NETWORK_FILESYSTEMS",
     "PG_RETRIES",
     "Connector",
+    "HostConnector",
     "StorageWarning",
     "filesystem_type",
 ]
@@ -137,7 +146,7 @@ class Connector:
         """Yield a configured connection (reads; the transaction is rolled back after)."""
         self._after_fork()
         with self.engine.connect() as conn:
-            if self.dialect == "sqlite":
+            if self.dialect == "sqlite" and self.owned:  # a host's connections stay as they are
                 self._configure(conn)
             yield conn
 
@@ -226,3 +235,66 @@ class Connector:
         if not allow:
             raise StoreError(message + " (or pass allow_network_filesystem=True).")
         warnings.warn(message + ".", StorageWarning, stacklevel=4)
+
+
+class HostConnector(Connector):
+    """Runs the store inside a transaction the host owns, on its connection or session.
+
+    Reads and writes go through ``session.connection()`` (or the given connection), so
+    they see the host's uncommitted rows and the host's commit or rollback covers
+    grantflow's. Each write runs under a savepoint: a failed write leaves the host's
+    transaction usable and holds nothing of grantflow's. Nothing is retried (a conflict
+    inside someone else's transaction is theirs to handle) and nothing is configured.
+    """
+
+    def __init__(self, source: Connection | Session) -> None:
+        self._source = source
+        bind = source if isinstance(source, Connection) else source.get_bind()
+        engine = bind.engine
+        self.engine = engine
+        self.owned = False
+        self.dialect = engine.dialect.name
+        if self.dialect not in {"sqlite", "postgresql"}:
+            raise StoreError(f"grantflow supports SQLite and PostgreSQL, not {self.dialect!r}")
+        dbapi = engine.dialect.loaded_dbapi
+        self.integrity_error = dbapi.IntegrityError
+        self._dbapi_error = dbapi.Error
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """Yield the host's connection (left open, in the host's transaction)."""
+        yield self._connection()
+
+    def write(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` under a savepoint of the host's transaction; never commit."""
+        conn = self._connection()
+        self._begin(conn)
+        conn.exec_driver_sql("SAVEPOINT grantflow_write")
+        try:
+            result = work(conn)
+        except BaseException as exc:
+            conn.exec_driver_sql("ROLLBACK TO SAVEPOINT grantflow_write")
+            conn.exec_driver_sql("RELEASE SAVEPOINT grantflow_write")
+            if isinstance(exc, DBAPIError | self._dbapi_error):
+                raise self._store_error(exc) from exc
+            raise
+        conn.exec_driver_sql("RELEASE SAVEPOINT grantflow_write")
+        return result
+
+    def dispose(self) -> None:
+        """Nothing to release: the connection and its engine are the host's."""
+
+    def _connection(self) -> Connection:
+        if isinstance(self._source, Connection):
+            return self._source
+        return self._source.connection()
+
+    def _begin(self, conn: Connection) -> None:
+        # pysqlite begins a transaction only before its first DML statement. A SAVEPOINT
+        # issued first would open the transaction itself, and its RELEASE would commit
+        # it behind the host's back: begin the host's transaction explicitly first.
+        if self.dialect != "sqlite":
+            return
+        driver: Any = conn.connection.driver_connection
+        if not driver.in_transaction:
+            conn.exec_driver_sql("BEGIN")

@@ -2,14 +2,24 @@
 
 A chunk is claimed with a lease; on PostgreSQL the claim reads the chunk row with
 ``FOR UPDATE SKIP LOCKED``, so workers on several hosts never wait on each other's
-claims, and a chunk whose worker died is taken over once its lease has expired.
-`commit_chunk` fences on the chunk's owner first, then applies the changes on the raw
-cursor, all in one transaction: progress and transitions land together or not at all.
+claims. `commit_chunk` fences on the chunk's owner first, then applies the changes on
+the raw cursor, all in one transaction: progress and transitions land together or not
+at all.
+
+A job names its holder (``host:pid:nonce``). A new run takes a job over when the
+holder's lease expired or, at once, when the holder is provably dead: on the same
+host its process is gone (`provably_dead`); on PostgreSQL the holder keeps a
+session-level advisory lock on a connection of its own for as long as it runs, and the
+server frees it when that session ends, so a lock we can take means the holder's
+session is gone (whichever host it ran on). A takeover frees the dead run's unfinished
+chunks at once, and the new run resumes them where their last commit left them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from grantflow.errors import ConcurrencyError, IdempotencyKeyInUse, IdempotencyKeyMismatch
 from grantflow.models import Project, Record, trusted
+from grantflow.persistence._liveness import provably_dead
 from grantflow.persistence._protocol import (
     Change,
     ChunkClaim,
@@ -28,7 +39,7 @@ from grantflow.persistence._protocol import (
     stored_job,
 )
 from grantflow.persistence._schema import Tables
-from grantflow.persistence._sqlconn import Connector
+from grantflow.persistence._sqlconn import Connector, HostConnector
 from grantflow.persistence._sqlwrite import Partial, Writer
 
 __all__ = ["SqlJobs"]
@@ -42,6 +53,9 @@ class SqlJobs:
     _db: Connector
     _t: Tables
     _writer: Writer
+    #: Job key -> the connection holding its PostgreSQL advisory lock (our runs only).
+    _job_locks: dict[str, sqlalchemy.Connection]
+    _job_locks_guard: threading.Lock
 
     def load_many(self, project_ids: Sequence[str]) -> dict[str, Project]:
         """Return the existing projects among `project_ids`, with records, in two queries.
@@ -110,46 +124,134 @@ class SqlJobs:
         return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
 
     def job_begin(
-        self, key: str, *, event: str, digest: str, run_id: str, now: float, lease: float
+        self,
+        key: str,
+        *,
+        event: str,
+        digest: str,
+        run_id: str,
+        now: float,
+        lease: float,
+        owner: str = "",
     ) -> StoredJob:
-        """Create job `key` or join it (see `JobStore.job_begin`)."""
-        jobs = self._t.bulk_jobs
+        """Create job `key`, join it, or take it over from a dead holder (see `JobStore`)."""
+        jobs, chunks = self._t.bulk_jobs, self._t.bulk_chunks
+        held_before = key in self._job_locks
+        locked = self._lock_job(key)
 
         def work(conn: sqlalchemy.Connection) -> None:
-            row = conn.execute(self._locked(select(jobs).where(jobs.c.key == key))).first()
             stamp = datetime.now(UTC)
-            if row is None:
-                conn.execute(
-                    jobs.insert().values(
-                        key=key,
-                        event=event,
-                        digest=digest,
-                        run_id=run_id,
-                        status="running",
-                        chunks_total=None,
-                        lease_until=now + lease,
-                        created_at=stamp,
-                        updated_at=stamp,
-                    )
+            # Insert-or-nothing, then lock: two workers starting one job at once cannot
+            # both see "no row" and collide on the key.
+            created = conn.execute(
+                self._insert(jobs)
+                .values(
+                    key=key,
+                    event=event,
+                    digest=digest,
+                    run_id=run_id,
+                    holder=owner,
+                    status="running",
+                    chunks_total=None,
+                    lease_until=now + lease,
+                    created_at=stamp,
+                    updated_at=stamp,
                 )
+                .on_conflict_do_nothing(index_elements=[jobs.c.key])
+            )
+            if created.rowcount == 1:
                 return
+            row = conn.execute(self._locked(select(jobs).where(jobs.c.key == key))).one()
             if row.event != event or (digest and row.digest and row.digest != digest):
                 raise IdempotencyKeyMismatch(
                     f"key {key!r} was used for other input", key=key, event=event
                 )
-            if row.status != "done" and row.run_id != run_id and row.lease_until > now:
-                raise IdempotencyKeyInUse(
-                    f"key {key!r} is being run by another process", key=key, event=event
-                )
             values: dict[str, Any] = {"lease_until": now + lease, "updated_at": stamp}
+            if row.status != "done" and row.run_id != run_id and row.lease_until > now:
+                if not (locked and not held_before) and not self._holders_dead(conn, row, now):
+                    raise IdempotencyKeyInUse(
+                        f"key {key!r} is being run by another process", key=key, event=event
+                    )
+                # The holder is dead: its unfinished chunks are free from now on.
+                conn.execute(
+                    update(chunks)
+                    .where((chunks.c.key == key) & (chunks.c.done == False))  # noqa: E712
+                    .values(lease_until=0.0)
+                )
             if row.status != "done":
                 values["run_id"] = run_id
+                values["holder"] = owner
             conn.execute(update(jobs).where(jobs.c.key == key).values(**values))
 
-        self._db.write(work)
+        try:
+            self._db.write(work)
+        except BaseException:
+            if locked and not held_before:
+                self._unlock_job(key)
+            raise
         stored = self.job_get(key)
         assert stored is not None
+        if stored.status == "done" and locked and not held_before:
+            self._unlock_job(key)
         return stored
+
+    def _holders_dead(self, conn: sqlalchemy.Connection, job: Any, now: float) -> bool:
+        """True if every worker known to hold job `job` is provably dead."""
+        chunks = self._t.bulk_chunks
+        owners = conn.execute(
+            select(chunks.c.owner).where(
+                (chunks.c.key == job.key)
+                & (chunks.c.done == False)  # noqa: E712
+                & (chunks.c.lease_until > now)
+            )
+        ).scalars()
+        holders = {job.holder, *owners} - {""}
+        return bool(holders) and all(provably_dead(h) for h in holders)
+
+    # -- PostgreSQL advisory locks: a holder's liveness, whichever host it runs on --------
+
+    def _lock_job(self, key: str) -> bool:
+        """Take job `key`'s session lock on a connection of our own; False if taken."""
+        if self._db.dialect != "postgresql" or isinstance(self._db, HostConnector):
+            return False
+        with self._job_locks_guard:
+            if key in self._job_locks:
+                return True
+        conn = self._db.engine.connect()
+        try:
+            got = conn.execute(select(func.pg_try_advisory_lock(self._job_lock_key(key)))).scalar()
+            conn.commit()  # a session lock outlives the transaction that took it
+        except BaseException:
+            conn.invalidate()
+            conn.close()
+            raise
+        if not got:
+            conn.close()
+            return False
+        with self._job_locks_guard:
+            self._job_locks[key] = conn
+        return True
+
+    def _unlock_job(self, key: str) -> None:
+        with self._job_locks_guard:
+            conn = self._job_locks.pop(key, None)
+        if conn is None:
+            return
+        try:
+            conn.execute(select(func.pg_advisory_unlock(self._job_lock_key(key))))
+            conn.commit()
+        except Exception:
+            conn.invalidate()
+        finally:
+            conn.close()
+
+    def _unlock_all_jobs(self) -> None:
+        for key in list(self._job_locks):
+            self._unlock_job(key)
+
+    def _job_lock_key(self, key: str) -> int:
+        name = f"grantflow-job:{self._t.schema}:{self._t.prefix}:{key}"
+        return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
     def job_get(self, key: str) -> StoredJob | None:
         """Return job `key` with the tally of its chunks, or ``None``."""
@@ -205,7 +307,9 @@ class SqlJobs:
                 if inserted is None:
                     return None  # another worker created it first, or holds its lock
                 return ChunkClaim(key, chunk, owner, start, end, start, {}, ())
-            if row.done or (row.owner != owner and row.lease_until > now):
+            if row.done or (
+                row.owner != owner and row.lease_until > now and not provably_dead(row.owner)
+            ):
                 return None
             conn.execute(update(chunks).where(where).values(owner=owner, lease_until=now + lease))
             return ChunkClaim(
@@ -297,6 +401,7 @@ class SqlJobs:
             conn.execute(update(jobs).where(jobs.c.key == key).values(**values))
 
         self._db.write(work)
+        self._unlock_job(key)  # this run is over, done or not
         stored = self.job_get(key)
         assert stored is not None
         return stored
@@ -319,7 +424,7 @@ class SqlJobs:
                     event=first.event,
                 )
             ]
-        return self._writer.apply(cursor, changes, savepoints=False)
+        return self._writer.apply(cursor, changes)
 
     # -- dialect helpers -----------------------------------------------------------------
 

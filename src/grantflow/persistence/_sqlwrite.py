@@ -192,28 +192,13 @@ class Writer:
 
     # -- entry points --------------------------------------------------------------------
 
-    def apply(
-        self, cursor: Any, changes: Sequence[Change], *, savepoints: bool
-    ) -> list[GrantflowError | None]:
+    def apply(self, cursor: Any, changes: Sequence[Change]) -> list[GrantflowError | None]:
         """Apply `changes` in order; return one error (or ``None``) per change.
 
-        Without `savepoints`, a change that fails half-way raises `Partial`; with them,
-        it is rolled back to its savepoint and reported like any other failure.
+        A change that fails half-way raises `Partial` (the caller rolls the transaction
+        back).
         """
-        results: list[GrantflowError | None] = []
-        for change in changes:
-            if not savepoints:
-                results.append(self._apply_one(cursor, change))
-                continue
-            cursor.execute("SAVEPOINT grantflow_item")
-            try:
-                error = self._apply_one(cursor, change)
-            except Partial as partial:
-                cursor.execute("ROLLBACK TO SAVEPOINT grantflow_item")
-                error = partial.error
-            cursor.execute("RELEASE SAVEPOINT grantflow_item")
-            results.append(error)
-        return results
+        return [self._apply_one(cursor, change) for change in changes]
 
     def apply_batch(self, cursor: Any, changes: Sequence[Change]) -> bool:
         """Apply changes to existing projects with ``executemany``; False if any CAS lost.

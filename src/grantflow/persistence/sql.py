@@ -11,7 +11,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy
@@ -22,17 +22,23 @@ from grantflow.persistence._sql import SqlStore, connector_for
 from grantflow.persistence._sqlconn import NETWORK_FILESYSTEMS, PG_RETRIES, StorageWarning
 
 __all__ = [
+    "IncludeObject",
     "MIGRATIONS",
+    "Migration",
     "NETWORK_FILESYSTEMS",
     "PG_RETRIES",
     "SCHEMA_VERSION",
-    "Migration",
     "SqlStore",
     "StorageWarning",
     "Tables",
+    "alembic_include_object",
     "build_tables",
     "upgrade",
 ]
+
+#: The signature of Alembic's ``include_object`` hook: (object, name, type_, reflected,
+#: compare_to) -> bool.
+IncludeObject = Callable[[Any, str | None, str, bool, Any], bool]
 
 
 def upgrade(
@@ -58,3 +64,34 @@ def upgrade(
         return connector.write(lambda conn: apply_pending(conn, tables))
     finally:
         connector.dispose()
+
+
+def alembic_include_object(
+    *,
+    table_prefix: str = "grantflow_",
+    schema: str | None = None,
+    include_object: IncludeObject | None = None,
+) -> IncludeObject:
+    """Return an Alembic ``include_object`` hook that leaves grantflow's tables alone.
+
+    grantflow migrates its own tables (`upgrade`, ``grantflow db upgrade``). A host
+    application that runs ``alembic revision --autogenerate`` on the same database
+    passes this hook in its ``env.py``, so autogenerate neither drops grantflow's
+    tables (they are not in the host's metadata) nor proposes changes to them. Their
+    columns, indexes and constraints are left out too. `include_object`, if given, is
+    the host's own hook, asked about everything else.
+
+    ``context.configure(connection=..., target_metadata=Base.metadata,
+    include_object=alembic_include_object(table_prefix="gf_"))``
+    """
+    names = {table.name for table in build_tables(table_prefix, schema).metadata.tables.values()}
+
+    def hook(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        table = obj if type_ == "table" else getattr(obj, "table", None)
+        if table is not None and table.name in names and table.schema == schema:
+            return False
+        if include_object is None:
+            return True
+        return include_object(obj, name, type_, reflected, compare_to)
+
+    return hook

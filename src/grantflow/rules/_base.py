@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, overload, runtime_checkable
+from typing import Any, overload
 
 from grantflow.models import Actor, Project, Refusal, Verdict
 from grantflow.policy import Policy
+from grantflow.typing import Rule
 
 __all__ = ["PASS", "Rule", "RuleContext", "refuse", "rule", "rule_name"]
 
@@ -42,15 +43,6 @@ class RuleContext:
     now: datetime
     policy: Policy
     facts: Mapping[str, Any] = field(default_factory=dict)
-
-
-@runtime_checkable
-class Rule(Protocol):
-    """A rule: any callable from `RuleContext` to `Verdict`."""
-
-    def __call__(self, ctx: RuleContext, /) -> Verdict:
-        """Decide; return `PASS` or a verdict built with `refuse`."""
-        ...
 
 
 def refuse(code: str, message: str, message_zh: str, **details: Any) -> Verdict:

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 from grantflow.errors import RuleDefinitionError
 from grantflow.models import Actor, Project, Record
 from grantflow.policy import Policy
-from grantflow.rules._base import Rule, RuleContext, rule_name
+from grantflow.rules._base import Rule, rule_name
+from grantflow.typing import Effect, FactProvider
 
 if TYPE_CHECKING:
     from grantflow.persistence import StoreReader
@@ -81,10 +82,6 @@ class Effects:
 
     records: tuple[Record, ...] = ()
     data: Mapping[str, Any] = field(default_factory=dict)
-
-
-FactProvider = Callable[[FactRequest], Any]
-Effect = Callable[[RuleContext], Effects]
 
 
 class RuleBook:

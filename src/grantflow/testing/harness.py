@@ -321,7 +321,9 @@ class LifecycleStateMachine(RuleBasedStateMachine):
         if actor.organisation is not None and "provider" not in payload:
             payload = {**payload, "provider": actor.organisation}
         outcome = self.engine.submit(actor=actor, data=payload)
-        pid = outcome.project_id
+        assert outcome.entry is not None, outcome
+        pid = outcome.entry.project_id  # the chain; a project only if accepted
+        assert outcome.project_id == (pid if outcome.accepted else None), outcome
         self._check_one_entry(pid, 0, outcome)
         if outcome.accepted:
             assert outcome.state == self.engine.lifecycle.initial_event.target, outcome

@@ -403,44 +403,11 @@ class StoreContract:
         assert store.checkpoint_leaves("c2") == []
         assert store.checkpoint_leaves("c3") is None
 
-    # -- many changes at once ------------------------------------------------------------
-
-    def test_commit_many_reports_each_change(self, store: Store) -> None:
-        """commit_many applies the good changes and reports the others, each on its own."""
-        store.commit(submission("p-0"))
-        p0 = _loaded(store, "p-0")
-        first = submission("p-1")
-        p1_after = first.after
-        assert p1_after is not None
-        changes = [
-            first,
-            submission("p-1"),
-            transition(p1_after, "reviewed"),
-            transition(p0, "reviewed"),
-            transition(p0, "rejected", event="reject"),
-            submission("p-2", accepted=False),
-        ]
-        errors = store.commit_many(changes)
-        assert [type(e).__name__ if e else None for e in errors] == [
-            None,
-            "ProjectExists",
-            None,
-            None,
-            "ConcurrencyError",
-            None,
-        ]
-        assert _loaded(store, "p-1").state == "reviewed"
-        assert _loaded(store, "p-0") == changes[3].after
-        assert store.chain_tip("p-2")[0] == 1
-        assert store.load("p-2") is None
-        assert store.commit_many([]) == []
-
-    # -- through the engine --------------------------------------------------------------
-
     def test_engine_history_replays_and_verifies(self, store: Store) -> None:
         """Through an engine: replay equals the stored project and verify() passes."""
         engine = open_engine(store, rules=RuleBook(), discover_rules=False)
         pid = engine.submit(actor=APPLICANT, data={"amount": Decimal("100.00")}).project_id
+        assert pid is not None
         engine.add_record(pid, "review", {"score": Decimal("88.5")}, actor=APPLICANT)
         engine.fire(pid, "approve", actor=APPLICANT)
         engine.fire(pid, "close", actor=APPLICANT)

@@ -1,0 +1,463 @@
+"""The decision core: one attempt and a view of the store in, a verdict and a `Change` out.
+
+Every driver decides here and nowhere else: `Engine.submit`, `fire`, `add_record`,
+`can_fire` and `migrate_policy` read through the store, the bulk runner (and its dry run)
+through a `PendingReader` that also sees the batch's earlier items. So a decision depends
+only on its inputs: the project as the reader shows it, the event, the actor, the
+evidence and the time, never on which driver asked.
+
+The steps, in order: the subject of the attempt (the project, a submission's draft, or a
+record's project and the record), the role check, the lifecycle edge, the facts the
+event's rules declare, every rule (all run, every refusal is reported), the effects of an
+accepted attempt, and the sealed audit entry with the project row it leaves behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any, Literal
+
+from grantflow._canonical import freeze, lenient, plain, thaw
+from grantflow._log import get_logger
+from grantflow._machine import TransitionTable
+from grantflow.audit import seal
+from grantflow.errors import InvalidInput, ProjectExists, ProjectNotFound, UnknownEvent
+from grantflow.models import Actor, AuditEntry, Outcome, Project, Record, Refusal, trusted
+from grantflow.persistence import Change, StoreReader
+from grantflow.policy import Policy
+from grantflow.rules import (
+    PASS,
+    Effects,
+    FactRequest,
+    RuleBook,
+    RuleContext,
+    Verdict,
+    refuse,
+    rule_name,
+)
+from grantflow.states import Lifecycle
+from grantflow.typing import Effect, FactProvider
+
+__all__ = ["RECORD_EVENT_PREFIX", "Decision", "DecisionCore", "Request", "outcome_of"]
+
+#: Events named ``record.<kind>`` add a record of that kind through its rules.
+RECORD_EVENT_PREFIX = "record."
+
+_log = get_logger()
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+RequestKind = Literal["submit", "fire", "record"]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One attempt as a driver hands it over, its inputs already validated and frozen.
+
+    Attributes:
+        kind: ``submit`` (create a project), ``fire`` (an event) or ``record``.
+        project_id: the project (for ``submit``, the id the new project gets).
+        event: the lifecycle event, or ``record.<kind>``.
+        actor: who attempts it.
+        evidence: what the actor sends with the attempt.
+        data: the new project's data (``submit``) or the record's data (``record``).
+        record_id: the record's id (``record``); made up from the sequence when ``None``.
+    """
+
+    kind: RequestKind
+    project_id: str
+    event: str
+    actor: Actor
+    evidence: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    data: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    record_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the rules said about one attempt on `project`, before anything is sealed."""
+
+    project: Project
+    event: str
+    actor: Actor
+    evidence: Mapping[str, Any]
+    target: str | None
+    verdict: Verdict
+    effects: tuple[Effects, ...]
+    record: Record | None = None
+
+    def preview(self) -> Outcome:
+        """The outcome this decision would have, with no entry (nothing was written)."""
+        return Outcome(
+            project_id=self.project.id,
+            event=self.event,
+            accepted=self.verdict.passed,
+            from_state=self.project.state or None,
+            state=self.target if self.verdict.passed else (self.project.state or None),
+            refusals=self.verdict.refusals,
+        )
+
+
+_BookEntry = tuple[
+    tuple[Callable[[RuleContext], Verdict], ...],
+    tuple[tuple[str, FactProvider], ...],
+    tuple[Effect, ...],
+]
+
+
+class DecisionCore:
+    """Decides attempts under one lifecycle, rule book and set of policies.
+
+    It holds no per-project state and performs no I/O but the reads of the reader it is
+    given; it is safe to share between threads.
+    """
+
+    def __init__(
+        self,
+        *,
+        lifecycle: Lifecycle,
+        rules: RuleBook,
+        policy: Policy,
+        policies: Sequence[Policy] = (),
+    ) -> None:
+        self.lifecycle = lifecycle
+        self.policy = policy
+        self._table = TransitionTable(lifecycle)
+        self._rules = rules.copy()
+        self._roles = {e.name: e.roles for e in lifecycle.events}
+        self._policies = {p.version: p for p in (*policies, policy)}
+        self._book: dict[str, _BookEntry] = {}
+
+    @property
+    def rules(self) -> RuleBook:
+        """A copy of the rule book."""
+        return self._rules.copy()
+
+    def has_policy(self, version: str) -> bool:
+        """Whether `version` names a policy this core knows."""
+        return version in self._policies
+
+    def policy_for(self, project: Project) -> Policy:
+        """Return the policy `project` is pinned to (the default one when it is unknown)."""
+        return self._policies.get(str(project.data.get("policy_version", "")), self.policy)
+
+    # -- events ----------------------------------------------------------------------------
+
+    def request_kind(self, event: str) -> RequestKind:
+        """Which kind of request `event` makes; `UnknownEvent` if it is none."""
+        if event.startswith(RECORD_EVENT_PREFIX):
+            if not event.removeprefix(RECORD_EVENT_PREFIX):
+                raise UnknownEvent("a record event needs a kind: record.<kind>", event=event)
+            return "record"
+        if not self.lifecycle.has_event(event):
+            raise UnknownEvent(
+                f"lifecycle {self.lifecycle.name!r} has no event {event!r}", event=event
+            )
+        return "submit" if self.lifecycle.event(event).creates else "fire"
+
+    def target(self, event: str, source: str) -> str | None:
+        """Where `event` leads from `source`: a record event stays, ``None`` if no edge."""
+        if event.startswith(RECORD_EVENT_PREFIX):
+            return source
+        if self.lifecycle.has_event(event) and self.lifecycle.event(event).creates:
+            return self.lifecycle.event(event).target if not source else None
+        return self._table.target(event, source)
+
+    def permitted_events(self, state: str, actor: Actor) -> list[str]:
+        """Events with an edge from `state` whose roles include one of `actor`'s."""
+        return [
+            name
+            for name in self._table.events_from(state)
+            if self._role_refusal(name, actor) is None
+        ]
+
+    # -- the subject of an attempt ---------------------------------------------------------
+
+    def subject(
+        self, request: Request, reader: StoreReader, now: datetime
+    ) -> tuple[Project, Record | None, Mapping[str, Any]]:
+        """The project an attempt is decided on, the record it adds, the evidence rules see.
+
+        Raises `ProjectNotFound` (no such project), `ProjectExists` (a submission's id is
+        taken) or `InvalidInput` (a record id already used on the project).
+        """
+        pid = request.project_id
+        if request.kind == "submit":
+            if reader.load(pid) is not None:
+                raise ProjectExists(
+                    f"project {pid!r} already exists", project_id=pid, event=request.event
+                )
+            version, head = reader.chain_tip(pid)
+            return self._draft(pid, request.data, version, head, now), None, request.evidence
+        project = reader.load(pid)
+        if project is None:
+            raise ProjectNotFound(f"no project {pid!r}", project_id=pid, event=request.event)
+        if request.kind == "fire":
+            return project, None, request.evidence
+        kind = request.event.removeprefix(RECORD_EVENT_PREFIX)
+        record = Record(
+            kind=kind,
+            id=request.record_id or f"{kind}-{project.version + 1}",
+            data=thaw(request.data),
+            seq=project.version + 1,
+        )
+        if any(r.kind == kind and r.id == record.id for r in project.records):
+            raise InvalidInput(
+                f"record {kind}/{record.id} already exists on project {pid!r}",
+                field="record_id",
+                project_id=pid,
+                event=request.event,
+                state=project.state,
+            )
+        evidence = freeze({"record": {"kind": kind, "id": record.id, "data": request.data}})
+        return project, record, evidence
+
+    def _draft(
+        self, project_id: str, data: Mapping[str, Any], version: int, head: str, now: datetime
+    ) -> Project:
+        """The project a submission proposes: no state yet, pinned to the current policy."""
+        return trusted(
+            Project,
+            id=project_id,
+            state="",
+            version=version,
+            head=head,
+            data={**data, "policy_version": self.policy.version},
+            records=(),
+            created_at=now,
+            updated_at=now,
+        )
+
+    # -- deciding --------------------------------------------------------------------------
+
+    def prepare(self, request: Request, reader: StoreReader, now: datetime) -> Change:
+        """Decide `request` as `reader` shows the store at `now`, and seal its change."""
+        project, record, evidence = self.subject(request, reader, now)
+        decision = self.decide(project, request.event, request.actor, evidence, now, reader)
+        return self.seal(decision, now, record)
+
+    def preview(self, request: Request, reader: StoreReader, now: datetime) -> Outcome:
+        """Decide `request` exactly as `prepare` would; seal and write nothing."""
+        project, _record, evidence = self.subject(request, reader, now)
+        return self.decide(project, request.event, request.actor, evidence, now, reader).preview()
+
+    def decide(
+        self,
+        project: Project,
+        event: str,
+        actor: Actor,
+        evidence: Mapping[str, Any],
+        now: datetime,
+        reader: StoreReader,
+    ) -> Decision:
+        """Role, edge, facts, rules and effects of `event` on `project`; no writes."""
+        refusals: list[Refusal] = []
+        role = self._role_refusal(event, actor)
+        if role is not None:
+            refusals.append(role)
+        target = self.target(event, project.state)
+        if target is None:
+            refusals.append(self._no_edge(project.state, event))
+            return Decision(
+                project, event, actor, evidence, None, Verdict(refusals=tuple(refusals)), ()
+            )
+        rules, providers, effects_for = self._book_for(event)
+        policy = self.policy_for(project)
+        facts: Mapping[str, Any] = _EMPTY
+        if providers:
+            request = FactRequest(
+                reader=reader,
+                project=project,
+                event=event,
+                actor=actor,
+                evidence=evidence,
+                policy=policy,
+            )
+            facts = freeze({name: provider(request) for name, provider in providers})
+        ctx = RuleContext(
+            project=project,
+            event=event,
+            source=project.state or None,
+            target=target,
+            actor=actor,
+            evidence=evidence,
+            now=now,
+            policy=policy,
+            facts=facts,
+        )
+        for r in rules:
+            refusals.extend(_run_rule(r, ctx).refusals)
+        verdict = Verdict(refusals=tuple(refusals)) if refusals else PASS
+        effects = tuple(eff(ctx) for eff in effects_for) if verdict.passed else ()
+        return Decision(project, event, actor, evidence, target, verdict, effects)
+
+    def seal(self, decision: Decision, now: datetime, record: Record | None = None) -> Change:
+        """Seal `decision` into the audit entry and compare-and-set it commits as."""
+        project = decision.project
+        passed = decision.verdict.passed
+        seq = project.version + 1
+        creating = project.state == ""
+        records: list[Record] = [record] if record is not None and passed else []
+        patch: dict[str, Any] = thaw(project.data) if creating else {}
+        for eff in decision.effects:
+            records.extend(
+                Record(kind=r.kind, id=r.id, data=plain(r.data), seq=seq) for r in eff.records
+            )
+            patch.update(thaw(plain(eff.data)))
+        entry = seal(
+            project_id=project.id,
+            seq=seq,
+            kind="submit" if creating else ("record" if record else "fire"),
+            event=decision.event,
+            from_state=project.state or None,
+            to_state=decision.target if passed else (project.state or None),
+            accepted=passed,
+            actor=decision.actor,
+            at=now,
+            evidence=thaw(decision.evidence) if decision.evidence else {},
+            refusals=decision.verdict.refusals,
+            records=records,
+            data=patch if passed else {},
+            prev_hash=project.head,
+        )
+        return Change(
+            entry=entry,
+            expected_state=None if creating else project.state,
+            expected_version=project.version,
+            after=after(project, entry),
+        )
+
+    def migration(
+        self, project: Project, patch: Mapping[str, Any], actor: Actor, reason: str, now: datetime
+    ) -> Change:
+        """The audited ``migrate_policy`` change that moves `project` to the policy in `patch`."""
+        entry = seal(
+            project_id=project.id,
+            seq=project.version + 1,
+            kind="migrate",
+            event="migrate_policy",
+            from_state=project.state,
+            to_state=project.state,
+            accepted=True,
+            actor=actor,
+            at=now,
+            evidence={
+                "reason": reason,
+                "from_version": str(project.data.get("policy_version", "")),
+            },
+            refusals=(),
+            records=(),
+            data=patch,
+            prev_hash=project.head,
+        )
+        return Change(entry, project.state, project.version, after(project, entry))
+
+    # -- pieces ----------------------------------------------------------------------------
+
+    def _book_for(self, event: str) -> _BookEntry:
+        # The book never changes after construction: look each event up once.
+        cached = self._book.get(event)
+        if cached is None:
+            cached = (
+                self._rules.rules_for(event),
+                self._rules.facts_for(event),
+                self._rules.effects_for(event),
+            )
+            self._book[event] = cached
+        return cached
+
+    def _role_refusal(self, event: str, actor: Actor) -> Refusal | None:
+        roles = self._roles.get(event)
+        if not roles or not actor.roles.isdisjoint(roles):
+            return None
+        return Refusal(
+            code="lifecycle.role",
+            message=f"{event} may only be done by: {', '.join(sorted(roles))}",
+            message_zh=f"只有以下角色可以执行{event}：{'、'.join(sorted(roles))}",
+            rule="lifecycle",
+            details={"required": sorted(roles), "actor_roles": sorted(actor.roles)},
+        )
+
+    def _no_edge(self, state: str, event: str) -> Refusal:
+        terminal = bool(state) and self.lifecycle.state(state).terminal
+        label = self.lifecycle.state(state).label_zh if state else "未申报"
+        return Refusal(
+            code="lifecycle.no_edge",
+            message=f"{event} is not possible from {state or 'a new project'}"
+            + (" (a terminal state)" if terminal else ""),
+            message_zh=f"当前状态（{label}）不能执行{event}",
+            rule="lifecycle",
+            details={"state": state, "event": event, "terminal": terminal},
+        )
+
+
+def _run_rule(r: Callable[[RuleContext], Verdict], ctx: RuleContext) -> Verdict:
+    name = rule_name(r)
+    try:
+        verdict = r(ctx)
+    except Exception as exc:  # a broken rule refuses: fail closed, and say why
+        _log.warning("grantflow.rule_error", rule=name, error=repr(exc), transition=ctx.event)
+        return refuse(
+            "rule.error",
+            f"rule {name} failed: {exc!r}",
+            f"规则 {name} 执行出错：{exc!r}",
+            rule=name,
+        )
+    if not isinstance(verdict, Verdict):  # type: ignore[unreachable, unused-ignore]
+        return refuse(  # type: ignore[unreachable, unused-ignore]
+            "rule.bad_verdict",
+            f"rule {name} returned {type(verdict).__name__}, not a Verdict",
+            f"规则 {name} 的返回值不是 Verdict",
+            rule=name,
+        )
+    if verdict is PASS or verdict.passed:
+        return verdict
+    # Details become plain JSON (decimals and times as text, floats as their text),
+    # so a refusal reads the same from any store and always hashes canonically.
+    return Verdict(
+        refusals=tuple(
+            r.model_copy(update={"rule": r.rule or name, "details": lenient(r.details)})
+            for r in verdict.refusals
+        )
+    )
+
+
+def after(project: Project, entry: AuditEntry) -> Project | None:
+    """The project row `entry` leaves behind (``None``: a refused submission leaves none)."""
+    creating = project.state == ""
+    if creating and not entry.accepted:
+        return None
+    if creating:
+        data: Mapping[str, Any] = entry.data
+    elif entry.data:
+        data = {**thaw(project.data), **thaw(entry.data)}
+    else:
+        data = project.data
+    # Built from validated parts; constructing without re-validation keeps bulk fast.
+    return trusted(
+        Project,
+        id=project.id,
+        state=(entry.to_state or project.state) if entry.accepted else project.state,
+        version=entry.seq,
+        head=entry.hash,
+        data=data,
+        records=(*project.records, *entry.records) if entry.records else project.records,
+        created_at=entry.at if creating else project.created_at,
+        updated_at=entry.at if entry.accepted else project.updated_at,
+    )
+
+
+def outcome_of(change: Change) -> Outcome:
+    """The outcome of a committed change."""
+    entry = change.entry
+    return Outcome(
+        project_id=change.after.id if change.after else None,  # a refused submission: none
+        event=entry.event,
+        accepted=entry.accepted,
+        from_state=entry.from_state,
+        state=change.after.state if change.after else None,
+        refusals=entry.refusals,
+        entry=entry,
+    )
