@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -96,7 +97,8 @@ def test_the_fingerprint_is_the_same_in_another_process() -> None:
             capture_output=True,
             text=True,
             check=True,
-            env={"PYTHONHASHSEED": seed},
+            # The same grantflow as this process (under mutation testing, the mutated copy).
+            env={"PYTHONHASHSEED": seed, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
         ).stdout.strip()
         for seed in ("1", "2")
     }
