@@ -151,3 +151,79 @@ def test_the_fingerprint_names_anonymous_callables_without_addresses() -> None:
     assert book.fingerprint == (
         RuleBook().on("sign", Gate(), all_of(three_per_call), lambda ctx: PASS).fingerprint
     )
+
+
+def test_unknown_code_messages_name_the_event_and_the_closest_code() -> None:
+    """The message says where it looked and suggests only when something is close."""
+    book = RuleBook().on("sign", three_per_call)
+    with pytest.raises(RuleDefinitionError) as on_event:
+        book.without("custom.limt", event="sign")
+    assert str(on_event.value) == (
+        "no rule 'custom.limt' on 'sign' in the rule book; did you mean 'custom.limit'?"
+    )
+    assert on_event.value.event == "sign"
+    with pytest.raises(RuleDefinitionError) as anywhere:
+        book.without("zzz")
+    assert str(anywhere.value) == "no rule 'zzz' in the rule book"
+    assert anywhere.value.event is None
+    with pytest.raises(RuleDefinitionError, match=r"no rule 'custom\.limit' on 'approve'"):
+        book.without("custom.limit", event="approve")
+
+
+@rule(name="demo.审核")
+def _chinese_named(ctx: RuleContext) -> Verdict:
+    return PASS
+
+
+def _golden_book() -> RuleBook:
+    versioned = rule(lambda ctx: PASS, name="demo.versioned")
+    versioned.version = "3"  # type: ignore[attr-defined]
+    book = RuleBook().declare_records("site_visit", "note")
+    book.on("sign", _chinese_named, versioned)
+    # Named, so the golden value does not depend on where this test module lives.
+    book.provide("people", rule(_people, name="demo.people"), events=["record.site_visit"])  # type: ignore[arg-type]
+    book.effect("close", rule(_no_effect, name="demo.no_effect"))  # type: ignore[arg-type]
+    return book
+
+
+def _people(request: object) -> list[str]:
+    return []
+
+
+def _no_effect(ctx: RuleContext) -> object:
+    return None
+
+
+#: The fingerprint of `_golden_book()`. Every audit entry will carry fingerprints: a change
+#: here breaks the comparison with every one recorded before, so make it deliberately.
+GOLDEN = "660fec5875c6af6cafd3a772f1a838dabed80a86ccaf8f1a08ccd951316ffd80"
+
+
+def test_the_fingerprint_encoding_is_fixed() -> None:
+    """A given book always has the same fingerprint (the encoding is part of the contract)."""
+    book = _golden_book()
+    assert book.fingerprint == GOLDEN
+    identity = book._identity()
+    assert "demo.审核" in identity  # UTF-8, not \\u escapes
+    assert '"facts":[["people",["demo.people",""]]]' in identity  # on an event with no rule
+    assert '"effects":[["demo.no_effect",""]]' in identity
+    assert '["demo.versioned","3"]' in identity
+    assert '"record_kinds":["note","site_visit"]' in identity
+
+
+def test_callables_are_named_by_module_and_qualified_name() -> None:
+    """Functions and callable objects get module-qualified names; named rules their code."""
+    from grantflow.rules._book import _callable_identity
+
+    class Gate:
+        def __call__(self, ctx: RuleContext) -> Verdict:
+            return PASS
+
+    module = __name__
+    assert _callable_identity(_people) == [f"{module}._people", ""]
+    assert _callable_identity(Gate()) == [
+        f"{module}.test_callables_are_named_by_module_and_qualified_name.<locals>.Gate",
+        "",
+    ]
+    assert _callable_identity(three_per_call) == ["custom.limit", ""]
+    assert _callable_identity(all_of(three_per_call)) == ["all_of(custom.limit)", ""]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -188,26 +189,17 @@ class RuleBook:
         return self._swap(code, new, event)
 
     def _swap(self, code: str, new: Rule | None, event: str | None) -> RuleBook:
-        book = self.copy()
-        found = False
-        for key, rules in book._rules.items():
-            if event is not None and key != event:
-                continue
-            kept: list[Rule] = []
-            for r in rules:
-                if rule_name(r) == code:
-                    found = True
-                    if new is not None:
-                        kept.append(new)
-                else:
-                    kept.append(r)
-            rules[:] = kept
-        if not found:
-            where = f" on {event!r}" if event is not None else ""
+        keys = list(self._rules) if event is None else [event]
+        if not any(rule_name(r) == code for key in keys for r in self._rules.get(key, ())):
+            where = "" if event is None else f" on {event!r}"
             raise RuleDefinitionError(
                 f"no rule {code!r}{where} in the rule book{_did_you_mean(code, self.codes())}",
                 event=event,
             )
+        book = self.copy()
+        for key in keys:
+            swapped = [r if rule_name(r) != code else new for r in book._rules[key]]
+            book._rules[key] = [r for r in swapped if r is not None]
         book._rules = {key: rules for key, rules in book._rules.items() if rules}
         return book
 
@@ -343,18 +335,17 @@ def _check_key(event: object) -> None:
 
 
 def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(candidates), n=1)
+    close = difflib.get_close_matches(name, list(candidates))
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _callable_identity(fn: Callable[..., Any]) -> list[str]:
     """A stable name for a rule, provider or effect, and its version ('' if none)."""
-    version = getattr(fn, "version", "")
     name = rule_name(fn)
-    if " at 0x" in name or name.startswith("<"):
-        # A default repr carries a memory address; a lambda is only "<lambda>".
-        owner = fn if hasattr(fn, "__code__") else type(fn)
-        name = f"{getattr(owner, '__module__', '')}.{getattr(owner, '__qualname__', name)}"
-    elif hasattr(fn, "__code__") and "." not in name:
-        name = f"{getattr(fn, '__module__', '')}.{name}"
-    return [name, str(version)]
+    if isinstance(fn, types.FunctionType):
+        # Module-qualified: "<lambda>" and "f.<locals>.g" alone say too little.
+        name = f"{fn.__module__}.{fn.__qualname__}"
+    elif " at 0x" in name:
+        # A default repr carries a memory address: name the class instead.
+        name = f"{type(fn).__module__}.{type(fn).__qualname__}"
+    return [name, str(getattr(fn, "version", ""))]
