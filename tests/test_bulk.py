@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import pytest
 
@@ -323,3 +324,79 @@ def test_submissions_in_bulk_behave_like_submit() -> None:
     a, b = single.history("n1")[0], engine.history("n1")[0]
     assert (a.kind, a.to_state, a.data, a.evidence) == (b.kind, b.to_state, b.data, b.evidence)
     assert engine.verify().ok
+
+
+# -- hostile input (issue 10) --------------------------------------------------------------
+
+
+def test_fire_many_without_items_is_invalid_input() -> None:
+    """fire_many(event, None) raises InvalidInput naming items, not a TypeError."""
+    engine = _engine()
+    with pytest.raises(grantflow.InvalidInput) as info:
+        engine.fire_many("approve", None, actor=PURCHASER)  # type: ignore[arg-type]
+    assert info.value.field == "items"
+    with pytest.raises(grantflow.InvalidInput):
+        engine.fire_many("approve", "p00001", actor=PURCHASER)
+
+
+def _deep(depth: int) -> dict[str, object]:
+    root: dict[str, object] = {}
+    cursor = root
+    for _ in range(depth):
+        child: dict[str, object] = {}
+        cursor["a"] = child
+        cursor = child
+    return root
+
+
+def test_hostile_evidence_is_invalid_per_item_and_the_rest_apply() -> None:
+    """Deep nesting, lone surrogates and huge integers fail their own item only."""
+    engine = _engine()
+    ids = _seed(engine, 5)
+    items = [
+        (ids[0], _deep(10_000)),
+        (ids[1], {"note": "\ud800"}),
+        (ids[2], {"n": 10**5000}),
+        ids[3],
+        BulkItem(ids[4], {"k\ud800": 1}),
+    ]
+    result = engine.fire_many("approve", items, actor=PURCHASER)
+    assert result.counts == {"invalid": 4, "applied": 1}
+    assert {r.index for r in result.items if r.status == "invalid"} == {0, 1, 2, 4}
+    assert engine.get(ids[3]).state == "reviewed"
+    assert {engine.get(pid).version for pid in (ids[0], ids[1], ids[2], ids[4])} == {1}
+    again = engine.fire_many("approve", items, actor=PURCHASER, idempotency_key=result.key)
+    assert again.counts == result.counts  # the digest of hostile input is stable
+
+
+def test_bulk_file_with_bad_row_applies_the_good_rows(tmp_path: Path) -> None:
+    """A JSONL file with a lone-surrogate row: that row is reported, the others applied."""
+    from grantflow.inputs import RowError, read_items
+
+    engine = _engine()
+    ids = _seed(engine, 3)
+    path = tmp_path / "in.jsonl"
+    path.write_text(
+        f'{{"id":"{ids[0]}"}}\n{{"id":"{ids[1]}","note":"\\ud800"}}\n{{"id":"{ids[2]}"}}\n',
+        encoding="utf-8",
+    )
+    rows = list(read_items(path))
+    bad = [r for r in rows if isinstance(r, RowError)]
+    assert [r.row for r in bad] == [2]
+    result = engine.fire_many(
+        "approve", [r for r in rows if isinstance(r, BulkItem)], actor=PURCHASER
+    )
+    assert result.counts == {"applied": 2}
+    assert [engine.get(pid).state for pid in ids] == ["reviewed", "applied", "reviewed"]
+
+
+def test_items_that_are_not_ids_never_crash_the_run() -> None:
+    """A deeply nested list or a 5,000-digit integer as an item is one invalid result."""
+    engine = _engine()
+    ids = _seed(engine, 1)
+    deep: object = []
+    for _ in range(5000):
+        deep = [deep]
+    result = engine.fire_many("approve", [deep, 10**5000, (deep, None), ids[0]], actor=PURCHASER)
+    assert result.counts == {"invalid": 3, "applied": 1}
+    assert all(len(r.project_id) <= 128 for r in result.items)

@@ -7,7 +7,14 @@ from decimal import Decimal
 
 import pytest
 
-from grantflow._canonical import canonical_bytes, freeze, plain, thaw, validate_json
+from grantflow._canonical import (
+    canonical_bytes,
+    digest_bytes,
+    freeze,
+    plain,
+    thaw,
+    validate_json,
+)
 from grantflow.errors import InvalidInput
 
 
@@ -73,3 +80,76 @@ def test_a_datetime_with_no_utc_equivalent_is_invalid_input() -> None:
     early = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5)))
     with pytest.raises(InvalidInput, match="out of range"):
         validate_json({"when": early})
+
+
+# -- hostile input (issue 10) --------------------------------------------------------------
+
+
+def test_lone_surrogates_are_invalid_input_in_values_and_keys() -> None:
+    """Text that cannot be encoded as UTF-8 is InvalidInput naming the path, not a codec error."""
+    with pytest.raises(InvalidInput, match="cannot be encoded as UTF-8") as info:
+        validate_json({"title": "ok \ud800"}, field="data")
+    assert info.value.field == "data.title"
+    with pytest.raises(InvalidInput, match="cannot be encoded as UTF-8") as info:
+        validate_json({"\udfff": 1}, field="data", row=4)
+    assert info.value.row == 4
+    assert "\\udfff" in info.value.message  # escaped in the message, printable
+    with pytest.raises(InvalidInput, match="UTF-8"):
+        canonical_bytes({"t": "\ud800"})
+
+
+def test_integers_longer_than_4300_digits_are_invalid_input() -> None:
+    """Integers Python cannot print are refused by validation and by the encoder alike."""
+    validate_json({"n": 10**4299})
+    with pytest.raises(InvalidInput, match="4300 digits") as info:
+        validate_json({"n": [-(10**4300)]})
+    assert info.value.field == "evidence.n[0]"
+    with pytest.raises(InvalidInput, match="cannot be encoded"):
+        canonical_bytes({"n": 10**5000})
+
+
+def test_decimals_with_absurd_digits_or_exponents_are_invalid_input() -> None:
+    """A finite decimal with an exponent beyond ±4300 (1E+999999) is refused as money."""
+    validate_json({"amount": Decimal("123456.78")})
+    for bad in (Decimal("1E+999999"), Decimal("1E-5000"), Decimal("9" * 4301)):
+        with pytest.raises(InvalidInput, match="decimal with more than"):
+            validate_json({"amount": bad})
+
+
+def _nested(depth: int) -> dict[str, object]:
+    root: dict[str, object] = {}
+    cursor = root
+    for _ in range(depth):
+        child: dict[str, object] = {}
+        cursor["a"] = child
+        cursor = child
+    return root
+
+
+def test_deep_nesting_is_invalid_input_in_every_walker() -> None:
+    """10,000 levels deep: every walker raises InvalidInput, never RecursionError."""
+    deep = _nested(10_000)
+    with pytest.raises(InvalidInput, match="nested too deeply"):
+        validate_json(deep)
+    with pytest.raises(InvalidInput, match="nested too deeply"):
+        plain(deep)
+    with pytest.raises(InvalidInput, match="nested too deeply"):
+        canonical_bytes(deep)
+
+
+def test_digest_bytes_never_raises_and_is_deterministic() -> None:
+    """Bulk digests take any value: canonical bytes when valid, a stable fallback otherwise."""
+    assert digest_bytes({"b": 1, "a": "x"}) == canonical_bytes({"a": "x", "b": 1})
+    hostile = [_nested(10_000), {"s": "\ud800"}, {"n": 10**5000}, {"f": 0.5}, {1, 2}, object]
+    for value in hostile:
+        assert digest_bytes(value) == digest_bytes(value)
+    assert digest_bytes({"s": "\ud800"}) != digest_bytes({"s": "\udc00"})
+    assert digest_bytes({"n": 10**5000}) != digest_bytes({"n": 10**5000 + 1})
+
+
+def test_error_paths_escape_control_characters_in_keys() -> None:
+    """A key holding CR/LF cannot forge a line in an error message."""
+    with pytest.raises(InvalidInput) as info:
+        validate_json({"evil\r\nINFO forged": 0.5})
+    assert "\n" not in info.value.message
+    assert "\r" not in info.value.message

@@ -20,6 +20,7 @@ from grantflow.export import (
     AWARDED_STATES,
     CSV_COLUMNS,
     IATI_STATUS,
+    DefaultPrefixWarning,
     ExportOptions,
     grants,
     iati_status,
@@ -35,6 +36,8 @@ GRANT_URL = "https://raw.githubusercontent.com/ThreeSixtyGiving/standard/1.4.2/s
 APPLICANT = grantflow.Actor(id="org-heart", roles=frozenset({"applicant"}))
 STAFF = grantflow.Actor(id="staff", roles=frozenset({"purchaser"}))
 START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+# The placeholder-prefix warning has tests of its own below; elsewhere it is expected.
+pytestmark = pytest.mark.filterwarnings("ignore::grantflow.export.DefaultPrefixWarning")
 
 
 def _validator() -> jsonschema.protocols.Validator:
@@ -242,3 +245,28 @@ def test_unparseable_planned_dates_are_left_out(bad: str) -> None:
     (record,) = grants(engine)
     assert "plannedDates" not in record
     assert record["amountAwarded"] == Decimal("10.00")
+
+
+def test_without_a_summary_the_description_is_not_the_title() -> None:
+    """A project with no summary gets a description made from its facts, not its title."""
+    engine = grantflow.open(rules=RuleBook(), discover_rules=False)
+    engine.store.put_entity(grantflow.Entity(kind="hub", id="h", data={"name": "H"}))
+    data = {"title": "EAP", "provider": "x", "hub": "h", "amount_awarded": "10"}
+    engine.submit(actor=APPLICANT, project_id="p", data={**data, "domain": "legal_aid"})
+    engine.fire("p", "approve", actor=STAFF)
+    engine.fire("p", "sign", actor=STAFF)
+    (record,) = grants(engine)
+    assert record["description"] == "Purchased legal aid service by x, call -."
+
+
+@pytest.mark.filterwarnings("error::grantflow.export.DefaultPrefixWarning")
+def test_the_placeholder_prefix_warns() -> None:
+    """Writing 360Giving files with the default prefix warns; with the publisher's it does not."""
+    engine = _portfolio()
+    with pytest.warns(DefaultPrefixWarning, match="placeholder prefix"):
+        write_360giving_json(engine, io.StringIO(), now=START)
+    with pytest.warns(DefaultPrefixWarning):
+        write_360giving_csv(engine, io.StringIO())
+    own = ExportOptions(grant_prefix="360G-cityunion")
+    write_360giving_json(engine, io.StringIO(), own, now=START)
+    write_360giving_csv(engine, io.StringIO(), own)

@@ -11,13 +11,17 @@ import grantflow
 PUBLIC_MODULES = [
     "grantflow",
     "grantflow.audit",
+    "grantflow.budget",
+    "grantflow.calendar",
     "grantflow.errors",
     "grantflow.export",
     "grantflow.inputs",
+    "grantflow.messages",
     "grantflow.models",
     "grantflow.persistence",
     "grantflow.policy",
     "grantflow.rules",
+    "grantflow.signing",
     "grantflow.states",
 ]
 

@@ -16,6 +16,7 @@ from grantflow.rubrics import (
     aggregate,
     find_rubric,
     grade,
+    shown,
 )
 
 
@@ -74,7 +75,9 @@ def test_aggregate_mean_and_trimmed_mean() -> None:
     policy = Policy()
     four = [Decimal(x) for x in (50, 70, 80, 100)]
     assert aggregate(four, policy) == Decimal("75.00")
-    assert aggregate([*four, Decimal(0)], policy) == Decimal("66.67")
+    trimmed = aggregate([*four, Decimal(0)], policy)
+    assert Decimal("66.6666") < trimmed < Decimal("66.6667")
+    assert shown(trimmed) == "66.66"
     with pytest.raises(InvalidInput):
         aggregate([], policy)
 
@@ -101,3 +104,10 @@ def test_rubric_versions_are_looked_up_exactly() -> None:
     assert find_rubric([*DEFAULT_RUBRICS, v2], "approval", 2) is v2
     assert find_rubric(DEFAULT_RUBRICS, "approval", 2) is None
     assert v2.key == "approval@2"
+
+
+def test_panel_means_are_not_rounded_before_comparison() -> None:
+    """A mean of 59.9967 stays below 60 (it was rounded to 60.00 and passed) and shows 59.99."""
+    mean = aggregate([Decimal("59.99"), Decimal(60), Decimal(60)], Policy())
+    assert mean < Decimal(60)
+    assert shown(mean) == "59.99"

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from grantflow.audit import Checkpoint, VerifyReport
     from grantflow.errors import (
         ConcurrencyError,
+        EvidenceError,
         GrantflowError,
         IdempotencyError,
         IdempotencyKeyInUse,
@@ -67,6 +68,7 @@ __all__ = [
     "ConcurrencyError",
     "Engine",
     "Entity",
+    "EvidenceError",
     "GrantflowError",
     "IdempotencyError",
     "IdempotencyKeyInUse",
@@ -102,6 +104,7 @@ _ORIGIN = {
     "ConcurrencyError": "grantflow.errors",
     "Engine": "grantflow._engine",
     "Entity": "grantflow.models",
+    "EvidenceError": "grantflow.errors",
     "GrantflowError": "grantflow.errors",
     "IdempotencyError": "grantflow.errors",
     "IdempotencyKeyInUse": "grantflow.errors",

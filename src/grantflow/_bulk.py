@@ -21,7 +21,14 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-from grantflow._canonical import canonical_bytes, freeze, plain, validate_json
+from grantflow._canonical import (
+    canonical_bytes,
+    describe,
+    digest_bytes,
+    freeze,
+    plain,
+    validate_json,
+)
 from grantflow._decide import DecisionCore, Request
 from grantflow._overlay import PendingReader
 from grantflow.bulk import BulkItem, BulkResult, ItemResult, Worker
@@ -340,7 +347,7 @@ def _normalise(index: int, raw: Any) -> _Work:  # noqa: PLR0911
         if given is not None and not isinstance(given, Actor):
             return _Work(
                 index,
-                BulkItem(project_id=str(item.project_id)[:_MAX_ID], row=item.row),
+                BulkItem(project_id=describe(item.project_id, _MAX_ID), row=item.row),
                 "actor: must be an Actor",
             )
     elif isinstance(raw, str):
@@ -350,14 +357,14 @@ def _normalise(index: int, raw: Any) -> _Work:  # noqa: PLR0911
     else:
         return _Work(
             index,
-            BulkItem(project_id=str(raw)[:_MAX_ID], row=index + 1),
+            BulkItem(project_id=describe(raw, _MAX_ID), row=index + 1),
             "item must be a project id, an (id, evidence) pair or a BulkItem",
         )
     pid = item.project_id
     if not isinstance(pid, str) or not 0 < len(pid) <= _MAX_ID or not pid.isprintable():
         return _Work(
             index,
-            BulkItem(project_id=str(pid)[:_MAX_ID], row=item.row),
+            BulkItem(project_id=describe(pid, _MAX_ID), row=item.row),
             "project_id: must be 1-128 printable characters",
         )
     if not item.evidence:
@@ -386,12 +393,11 @@ def _digest_part(project_id: object, evidence: object, actor: Actor | None = Non
     if actor is not None:
         who = canonical_bytes(plain(actor)) + b"\x02"
         return who + _digest_part(project_id, evidence)
+    if not isinstance(project_id, str):  # refused later, item by item
+        project_id = describe(project_id, 1000)
     if not evidence:
         return f"{project_id}\x00".encode("utf-8", "surrogatepass")
-    try:
-        encoded = canonical_bytes(plain(evidence))
-    except (TypeError, ValueError):
-        encoded = repr(evidence).encode("utf-8", "surrogatepass")
+    encoded = digest_bytes(evidence)  # never raises: bad evidence is refused per item
     return f"{project_id}\x01".encode("utf-8", "surrogatepass") + encoded + b"\x00"
 
 

@@ -1,8 +1,14 @@
-"""Canonical JSON: one byte string per value, so hashes agree across stores and machines.
+r"""Canonical JSON: one byte string per value, so hashes agree across stores and machines.
 
 Sorted keys, no white space, UTF-8, timezone-aware datetimes as UTC ISO-8601 with
 microseconds and a ``Z``, decimals as strings, sets sorted, and no floats: a float has no
 single decimal spelling, so it is refused at the door (`InvalidInput`).
+
+Hostile input is refused with `InvalidInput`, never a raw `UnicodeEncodeError`,
+`ValueError` or `RecursionError`: text that cannot be encoded as UTF-8 (a lone surrogate
+such as ``"\ud800"``), integers of more than `MAX_DIGITS` digits, decimals with more
+than `MAX_DIGITS` digits or an exponent beyond it, and values nested deeper than
+`MAX_DEPTH` (`validate_json`) or deeper than Python can walk (`plain`, `canonical_bytes`).
 """
 
 from __future__ import annotations
@@ -18,11 +24,30 @@ from typing import Any
 
 from grantflow.errors import InvalidInput
 
-__all__ = ["MAX_STRING", "canonical_bytes", "freeze", "iso_utc", "plain", "thaw", "validate_json"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_DIGITS",
+    "MAX_STRING",
+    "canonical_bytes",
+    "describe",
+    "digest_bytes",
+    "freeze",
+    "iso_utc",
+    "plain",
+    "thaw",
+    "validate_json",
+]
 
 #: Longest string accepted anywhere in evidence or record data.
 MAX_STRING = 100_000
-_MAX_DEPTH = 32
+#: Deepest nesting of lists and mappings accepted in evidence or record data.
+MAX_DEPTH = 32
+#: Most digits an integer (or a decimal's coefficient or exponent) may have; Python
+#: itself refuses to print integers longer than 4,300 digits.
+MAX_DIGITS = 4300
+_INT_LIMIT = 10**MAX_DIGITS
+#: Longest key or path shown verbatim in an error message.
+_LABEL = 60
 
 
 @functools.lru_cache(maxsize=256)
@@ -75,8 +100,90 @@ def canonical_bytes(value: Any) -> bytes:
     kept out before this point (`validate_json` at the door, `plain` for effects and
     refusal details), because walking every value again here would double the cost of
     sealing an entry.
+
+    Raises:
+        InvalidInput: `value` holds text that is not UTF-8 encodable, an integer too long
+            to print, a float or a reference cycle, or is nested too deeply to walk.
     """
-    return _ENCODER.encode(value).encode("utf-8")
+    try:
+        return _ENCODER.encode(value).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(
+            f"text that cannot be encoded as UTF-8 ({_why_unencodable(exc)})", field="value"
+        ) from None
+    except RecursionError:
+        raise InvalidInput("value nested too deeply to encode", field="value") from None
+    except ValueError as exc:  # an integer beyond the str() limit, NaN, a cycle
+        raise InvalidInput(f"value cannot be encoded: {_clip(str(exc))}", field="value") from None
+
+
+def digest_bytes(value: Any) -> bytes:
+    """Return bytes identifying `value` for input digests; never raises.
+
+    The canonical encoding when `value` has one; otherwise (floats, lone surrogates,
+    huge integers, deep nesting, unknown types) a deterministic fallback, so that a bulk
+    run can digest its input before each item is validated (and refused) on its own.
+    """
+    try:
+        return canonical_bytes(plain(value))
+    except (TypeError, InvalidInput):
+        return b"\xff" + _fallback(value).encode("utf-8", "backslashreplace")
+
+
+def describe(value: Any, limit: int) -> str:
+    """Return at most `limit` characters naming `value` (an id as given); never raises.
+
+    Strings and ordinary integers read as themselves; anything else (huge integers,
+    deeply nested values, unknown types) as a depth-capped, non-recursive rendering.
+    """
+    if isinstance(value, str):
+        return value[:limit]
+    if isinstance(value, int) and not isinstance(value, bool) and -_INT_LIMIT < value < _INT_LIMIT:
+        return str(value)[:limit]
+    return _fallback(value)[:limit]
+
+
+def _fallback(value: Any) -> str:
+    """A deterministic text for any value, walked without recursion and depth-capped."""
+    out: list[str] = []
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str) and depth < 0:  # a punctuation marker pushed below
+            out.append(item)
+        elif depth > 2 * MAX_DEPTH:
+            out.append("…")
+        elif isinstance(item, Mapping):
+            pairs = sorted(((str(k), v) for k, v in item.items()), key=lambda kv: kv[0])
+            stack.append(("}", -1))
+            for key, sub in reversed(pairs):
+                stack.extend(((",", -1), (sub, depth + 1), (_string_text(key) + ":", -1)))
+            stack.append(("{", -1))
+        elif isinstance(item, list | tuple):
+            stack.append(("]", -1))
+            for sub in reversed(item):
+                stack.extend(((",", -1), (sub, depth + 1)))
+            stack.append(("[", -1))
+        elif isinstance(item, str):
+            out.append(_string_text(item))
+        elif isinstance(item, int) and not isinstance(item, bool) and abs(item) >= _INT_LIMIT:
+            out.append(f"int:{item.bit_length()}:{hex(item)[-64:]}")
+        else:
+            out.append(f"{type(item).__name__}:{item!r}"[:200])
+    return "".join(out)
+
+
+def _string_text(text: str) -> str:
+    return json.dumps(text.encode("utf-8", "surrogatepass").decode("latin-1"))
+
+
+def _why_unencodable(exc: UnicodeEncodeError) -> str:
+    bad = exc.object[exc.start : exc.end]
+    return f"{bad!a} at position {exc.start}"
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= 200 else text[:200] + "…"
 
 
 _SCALARS = frozenset({str, int, bool, type(None)})
@@ -84,26 +191,38 @@ _MAPPINGS = frozenset({dict, MappingProxyType})
 _SEQUENCES = frozenset({list, tuple})
 
 
-def plain(value: Any) -> Any:  # noqa: PLR0911
-    """Convert `value` to JSON-native types the canonical way (decimals and times as text)."""
+def plain(value: Any) -> Any:
+    """Convert `value` to JSON-native types the canonical way (decimals and times as text).
+
+    Raises:
+        TypeError: `value` holds a float or a type with no canonical form.
+        InvalidInput: `value` is nested too deeply for Python to walk.
+    """
+    try:
+        return _plain(value)
+    except RecursionError:
+        raise InvalidInput("value nested too deeply", field="value") from None
+
+
+def _plain(value: Any) -> Any:  # noqa: PLR0911
     # Exact-type checks first: this runs for every field of every audit entry, and
     # isinstance against the collections ABCs costs several times more.
     kind = type(value)
     if kind in _SCALARS:
         return value
     if kind in _MAPPINGS:
-        return {k if type(k) is str else str(k): plain(v) for k, v in value.items()}
+        return {k if type(k) is str else str(k): _plain(v) for k, v in value.items()}
     if kind in _SEQUENCES:
-        return [plain(v) for v in value]
+        return [_plain(v) for v in value]
     if isinstance(value, float):
         raise TypeError("floats are not canonical; use Decimal or int")
     if isinstance(value, bool | int | str):
         return value
     if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
+        return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    return plain(_default(value))
+        return [_plain(v) for v in value]
+    return _plain(_default(value))
 
 
 def lenient(value: Any) -> Any:
@@ -127,17 +246,25 @@ def lenient(value: Any) -> Any:
 def validate_json(value: Any, *, field: str = "evidence", row: int | None = None) -> None:
     """Raise `InvalidInput` naming the path if `value` is not safe, canonical JSON input.
 
-    Accepted: None, bool, int, str (at most `MAX_STRING` characters, no NUL), Decimal
-    (finite), date, aware datetime, and lists/tuples/mappings of those with string keys,
-    nested at most 32 deep.
+    Accepted: None, bool, int (at most `MAX_DIGITS` digits), str (at most `MAX_STRING`
+    characters, no NUL, encodable as UTF-8: no lone surrogates), Decimal (finite, at most
+    `MAX_DIGITS` digits and an exponent within ±`MAX_DIGITS`), date, aware datetime, and
+    lists/tuples/mappings of those with string keys, nested at most `MAX_DEPTH` deep.
+    Keys that are not printable are shown escaped in the error's path.
     """
     _check(value, field, row, 0)
 
 
 def _check(value: Any, path: str, row: int | None, depth: int) -> None:  # noqa: PLR0911, PLR0912
-    if depth > _MAX_DEPTH:
+    if depth > MAX_DEPTH:
         raise InvalidInput(f"{path}: nested too deeply", field=path, row=row)
-    if value is None or isinstance(value, bool | int):
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        if not -_INT_LIMIT < value < _INT_LIMIT:
+            raise InvalidInput(
+                f"{path}: integer longer than {MAX_DIGITS} digits", field=path, row=row
+            )
         return
     if isinstance(value, str):
         if len(value) > MAX_STRING:
@@ -146,6 +273,15 @@ def _check(value: Any, path: str, row: int | None, depth: int) -> None:  # noqa:
             )
         if "\x00" in value:
             raise InvalidInput(f"{path}: contains a NUL character", field=path, row=row)
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise InvalidInput(
+                    f"{path}: text that cannot be encoded as UTF-8 ({_why_unencodable(exc)})",
+                    field=path,
+                    row=row,
+                ) from None
         return
     if isinstance(value, float):
         raise InvalidInput(
@@ -154,6 +290,14 @@ def _check(value: Any, path: str, row: int | None, depth: int) -> None:  # noqa:
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise InvalidInput(f"{path}: decimal must be finite", field=path, row=row)
+        digits, exponent = len(value.as_tuple().digits), value.as_tuple().exponent
+        if digits > MAX_DIGITS or not -MAX_DIGITS <= int(exponent) <= MAX_DIGITS:
+            raise InvalidInput(
+                f"{path}: decimal with more than {MAX_DIGITS} digits or an exponent beyond "
+                f"±{MAX_DIGITS}",
+                field=path,
+                row=row,
+            )
         return
     if isinstance(value, datetime):
         if value.tzinfo is None:
@@ -171,14 +315,27 @@ def _check(value: Any, path: str, row: int | None, depth: int) -> None:  # noqa:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise InvalidInput(f"{path}: keys must be strings", field=path, row=row)
-            _check(key, f"{path}.<key>", row, depth + 1)
-            _check(item, f"{path}.{key}", row, depth + 1)
+            _check(key, f"{path}.<key {_label(key)}>", row, depth + 1)
+            _check(item, f"{path}.{_label(key)}", row, depth + 1)
         return
     if isinstance(value, list | tuple):
         for i, item in enumerate(value):
             _check(item, f"{path}[{i}]", row, depth + 1)
         return
     raise InvalidInput(f"{path}: unsupported type {type(value).__name__}", field=path, row=row)
+
+
+def _label(key: str) -> str:
+    """`key` as it may appear in an error message: printable, UTF-8, one line, short."""
+    if len(key) <= _LABEL and key.isprintable():
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            pass
+        else:
+            return key
+    shown = ascii(key[:_LABEL])
+    return shown if len(key) <= _LABEL else shown + "…"
 
 
 def freeze(value: Any) -> Any:

@@ -6,6 +6,13 @@ A checkpoint is a Merkle root (RFC 6962 hashing) over every chain's head; keep i
 the database and `verify(store, checkpoint=...)` also proves no tail was cut or rewritten
 before it was taken. `verify` and `checkpoint` need a store and nothing else: an auditor
 can run them without an engine, a rule book or a policy.
+
+Every entry also has a place in one append-only log, and the log is a Merkle tree as
+Certificate Transparency builds it (RFC 6962/9162): `tree_head` sequences new entries and
+returns the tree head (size and root) to sign (`grantflow.signing`); `inclusion_proof`
+shows one entry is in a tree head without the rest of the log, `consistency_proof` that a
+later tree head extends an earlier one; `check_log` tells whether the stored log still
+has a tree head's root. The byte encodings are specified in ``docs/evidence.md``.
 """
 
 from __future__ import annotations
@@ -14,13 +21,24 @@ import functools
 import hashlib
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from json.encoder import encode_basestring as _string
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from grantflow._canonical import canonical_bytes, iso_utc, plain
+from grantflow._merkle import (
+    EMPTY_ROOT,
+    consistency_path,
+    hash_children,
+    hash_leaf,
+    inclusion_path,
+    tree_root,
+    verify_consistency_path,
+    verify_inclusion_path,
+)
+from grantflow.errors import EvidenceError, InvalidInput
 from grantflow.models import Actor, AuditEntry, AuditKind, Project, Record, Refusal, trusted
 
 if TYPE_CHECKING:
@@ -28,17 +46,37 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Checkpoint",
+    "ConsistencyProof",
+    "DEFAULT_ORIGIN",
+    "EMPTY_ROOT",
     "GENESIS",
+    "InclusionProof",
     "Problem",
+    "TreeHead",
     "VerifyReport",
     "check_chain",
+    "check_log",
     "checkpoint",
+    "consistency_path",
+    "consistency_proof",
+    "entry_bytes",
     "entry_hash",
+    "entry_leaf",
+    "hash_children",
+    "hash_leaf",
+    "inclusion_path",
+    "inclusion_proof",
     "leaf_hash",
     "merkle_root",
     "replay",
     "seal",
+    "tree_head",
+    "tree_root",
     "verify",
+    "verify_consistency",
+    "verify_consistency_path",
+    "verify_inclusion",
+    "verify_inclusion_path",
 ]
 
 #: The `prev_hash` of a chain's first entry.
@@ -77,7 +115,49 @@ def _digest(
     equal), assembled in sorted key order directly: sealing is the hottest step of a
     bulk run.
     """
-    text = "".join(
+    try:
+        data_bytes = _text(
+            project_id,
+            seq,
+            kind,
+            event,
+            from_state,
+            to_state,
+            accepted,
+            actor,
+            at,
+            evidence,
+            refusals,
+            records,
+            data,
+            prev_hash,
+        ).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(
+            f"text that cannot be encoded as UTF-8 in the entry ({exc.reason})",
+            field="entry",
+            project_id=project_id if project_id.isprintable() else None,
+        ) from None
+    return hashlib.sha256(data_bytes).hexdigest()
+
+
+def _text(
+    project_id: str,
+    seq: int,
+    kind: str,
+    event: str,
+    from_state: str | None,
+    to_state: str | None,
+    accepted: bool,
+    actor: Actor,
+    at: datetime,
+    evidence: Mapping[str, Any],
+    refusals: Sequence[Refusal],
+    records: Sequence[Record],
+    data: Mapping[str, Any],
+    prev_hash: str,
+) -> str:
+    return "".join(
         (
             '{"accepted":',
             "true" if accepted else "false",
@@ -110,7 +190,29 @@ def _digest(
             "}",
         )
     )
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def entry_bytes(entry: AuditEntry) -> bytes:
+    """Return the exact bytes an entry's hash is the sha256 of (canonical JSON, UTF-8).
+
+    Every field but ``hash``; what an outside auditor is given to recompute the hash.
+    """
+    return _text(
+        entry.project_id,
+        entry.seq,
+        entry.kind,
+        entry.event,
+        entry.from_state,
+        entry.to_state,
+        entry.accepted,
+        entry.actor,
+        entry.at,
+        entry.evidence,
+        entry.refusals,
+        entry.records,
+        entry.data,
+        entry.prev_hash,
+    ).encode("utf-8")
 
 
 def entry_hash(entry: AuditEntry | Mapping[str, Any]) -> str:
@@ -433,3 +535,238 @@ class _Merge:
             self._row = next(self._rows, None)
         row = self._row if self._row is not None and self._row.id == project_id else None
         return chain, row
+
+
+# -- the audit log: one RFC 6962 Merkle tree over every entry ----------------------------
+
+#: The origin (log name) of tree heads when the host names none.
+DEFAULT_ORIGIN = "grantflow"
+_PAGE = 10_000
+_HEX64 = frozenset("0123456789abcdef")
+
+
+def _origin(value: str) -> str:
+    if (
+        not 0 < len(value) <= 255
+        or not value.isprintable()
+        or any(ch.isspace() or ch == "+" for ch in value)
+    ):
+        raise ValueError("origin must be 1-255 printable characters without spaces or '+'")
+    value.encode("utf-8")  # a lone surrogate is not printable, but be sure
+    return value
+
+
+def _hex_hash(value: str) -> str:
+    if len(value) != 64 or not _HEX64.issuperset(value):
+        raise ValueError("must be 64 lowercase hex digits (a sha256)")
+    return value
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("must be timezone-aware")
+    return value.astimezone(UTC)
+
+
+HexHash = Annotated[str, AfterValidator(_hex_hash)]
+
+
+class TreeHead(BaseModel):
+    """The log at one moment: its origin (name), size and Merkle root, and when.
+
+    Sign it with `grantflow.signing.sign_checkpoint`; the signed text is the
+    checkpoint to keep outside the database.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    origin: Annotated[str, AfterValidator(_origin)] = DEFAULT_ORIGIN
+    size: int = Field(ge=0)
+    root: HexHash
+    at: Annotated[datetime, AfterValidator(_aware)]
+
+
+class InclusionProof(BaseModel):
+    """Entry (`project_id`, `seq`) is leaf `index` of the tree of `size` leaves: its path."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    project_id: str
+    seq: int = Field(ge=1)
+    index: int = Field(ge=0)
+    size: int = Field(ge=1)
+    path: tuple[HexHash, ...]
+
+
+class ConsistencyProof(BaseModel):
+    """The tree of `old_size` leaves is a prefix of the tree of `new_size`: the proof."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    old_size: int = Field(ge=0)
+    new_size: int = Field(ge=0)
+    path: tuple[HexHash, ...]
+
+
+def entry_leaf(entry: AuditEntry) -> bytes:
+    """Return the log's leaf hash of `entry`, recomputed from its fields.
+
+    ``SHA-256(0x00 || H)`` where ``H`` is the 32-byte sha256 of `entry_bytes`; the
+    stored ``entry.hash`` is not trusted.
+    """
+    return hash_leaf(bytes.fromhex(entry_hash(entry)))
+
+
+def _leaf_of(position: int, project_id: str, stored: str | None) -> bytes:
+    if stored is None:
+        raise EvidenceError(
+            f"log position {position}: the audit entry is gone",
+            position=position,
+            project_id=project_id,
+        )
+    try:
+        return hash_leaf(bytes.fromhex(_hex_hash(stored)))
+    except ValueError:
+        raise EvidenceError(
+            f"log position {position}: the stored entry hash is not a sha256",
+            position=position,
+            project_id=project_id,
+        ) from None
+
+
+def _log_leaves(store: Store, size: int) -> list[bytes]:
+    """Read the first `size` leaf hashes of the log, checking positions and chain order."""
+    leaves: list[bytes] = []
+    last_seq: dict[str, int] = {}
+    for start in range(0, size, _PAGE):
+        page = store.log_leaves(start, min(start + _PAGE, size))
+        for position, project_id, seq, stored in page:
+            if position != len(leaves):
+                raise EvidenceError(f"log position {len(leaves)} is missing", position=len(leaves))
+            if seq <= last_seq.get(project_id, 0):
+                raise EvidenceError(
+                    f"log position {position}: entry {project_id}/{seq} is out of chain order",
+                    position=position,
+                    project_id=project_id,
+                )
+            last_seq[project_id] = seq
+            leaves.append(_leaf_of(position, project_id, stored))
+    if len(leaves) != size:
+        raise EvidenceError(
+            f"the log has {len(leaves)} positions, fewer than {size}", position=len(leaves)
+        )
+    return leaves
+
+
+def _check_size(size: int, available: int, name: str) -> None:
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise InvalidInput(f"{name} must be a non-negative integer", field=name)
+    if size > available:
+        raise InvalidInput(
+            f"{name} {size} is larger than the log ({available} entries)", field=name
+        )
+
+
+def tree_head(
+    store: Store,
+    *,
+    size: int | None = None,
+    origin: str = DEFAULT_ORIGIN,
+    at: datetime | None = None,
+) -> TreeHead:
+    """Return the tree head of the store's audit log.
+
+    Without `size`, first appends every entry committed since the last call to the log
+    (`Store.sequence_log`, one short locked transaction) and covers the whole log; with
+    `size`, recomputes the head of that prefix and writes nothing.
+
+    Raises:
+        EvidenceError: a log position is missing, its entry gone, or out of chain order.
+        InvalidInput: `size` is negative or beyond the log.
+    """
+    available = store.sequence_log() if size is None else store.log_size()
+    size = available if size is None else size
+    _check_size(size, available, "size")
+    root = tree_root(_log_leaves(store, size))
+    return TreeHead(origin=origin, size=size, root=root.hex(), at=at or datetime.now(UTC))
+
+
+def inclusion_proof(store: Store, project_id: str, seq: int, *, size: int) -> InclusionProof:
+    """Return the audit path of entry (`project_id`, `seq`) in the tree of `size` leaves.
+
+    Raises:
+        InvalidInput: the entry has no log position below `size` (take a tree head first).
+        EvidenceError: the log is damaged (see `tree_head`).
+    """
+    _check_size(size, store.log_size(), "size")
+    index = store.log_position(project_id, seq)
+    if index is None or index >= size:
+        raise InvalidInput(
+            f"entry {project_id}/{seq} is not in the first {size} log entries",
+            field="seq",
+            project_id=project_id,
+        )
+    path = inclusion_path(_log_leaves(store, size), index)
+    return InclusionProof(
+        project_id=project_id, seq=seq, index=index, size=size, path=tuple(p.hex() for p in path)
+    )
+
+
+def consistency_proof(store: Store, old_size: int, new_size: int) -> ConsistencyProof:
+    """Return the proof that the log's first `old_size` entries are a prefix of `new_size`."""
+    _check_size(new_size, store.log_size(), "new_size")
+    _check_size(old_size, new_size, "old_size")
+    path = consistency_path(_log_leaves(store, new_size), old_size)
+    return ConsistencyProof(old_size=old_size, new_size=new_size, path=tuple(p.hex() for p in path))
+
+
+def verify_inclusion(entry: AuditEntry, proof: InclusionProof, head: TreeHead) -> bool:
+    """Return whether `proof` shows `entry`, as it reads now, is in the tree `head`.
+
+    The entry's hash is recomputed from its fields, so an edited entry fails even when
+    its stored hash was kept.
+    """
+    if (entry.project_id, entry.seq) != (proof.project_id, proof.seq) or proof.size != head.size:
+        return False
+    return verify_inclusion_path(
+        entry_leaf(entry),
+        proof.index,
+        proof.size,
+        [bytes.fromhex(p) for p in proof.path],
+        bytes.fromhex(head.root),
+    )
+
+
+def verify_consistency(old: TreeHead, new: TreeHead, proof: ConsistencyProof) -> bool:
+    """Return whether `proof` shows tree head `new` extends `old` (the log only grew)."""
+    if (proof.old_size, proof.new_size) != (old.size, new.size) or old.origin != new.origin:
+        return False
+    return verify_consistency_path(
+        old.size,
+        new.size,
+        bytes.fromhex(old.root),
+        bytes.fromhex(new.root),
+        [bytes.fromhex(p) for p in proof.path],
+    )
+
+
+def check_log(store: Store, head: TreeHead) -> tuple[Problem, ...]:
+    """Return the problems found comparing the stored log with a (verified) tree head.
+
+    Empty when the log's first ``head.size`` entries still have ``head.root``. Otherwise
+    one `Problem`: a position missing, an entry gone or out of order, or a root that
+    differs (an entry covered by the head was edited, reordered or replaced).
+    """
+    try:
+        leaves = _log_leaves(store, head.size)
+    except EvidenceError as exc:
+        return (Problem(project_id=exc.project_id or "", seq=None, reason=exc.message),)
+    if tree_root(leaves).hex() != head.root:
+        return (
+            Problem(
+                project_id="",
+                seq=None,
+                reason=f"the log's first {head.size} entries no longer have the checkpoint's root",
+            ),
+        )
+    return ()

@@ -75,6 +75,8 @@ _BRANDS = (
     Brand(id="skills", name="Skills upgrade", name_zh="技能提升", domain="skills_training"),
     Brand(id="safe", name="Safe at work", name_zh="安全守护", domain="occupational_safety"),
 )
+#: Administrative division codes (GB/T 2260) the demo's beneficiaries live in.
+_DISTRICTS = ("440303", "440304", "440305", "440306", "440307", "440308")
 _TERMS = {"call-2025": ("2025-03-20", "2026-03-19"), "call-2026": ("2026-06-01", "2027-05-31")}
 
 
@@ -145,6 +147,10 @@ class DemoReport:
     associations: int
     providers: int
     by_brand: list[tuple[str, int, Decimal]] = field(default_factory=list)
+    #: Refund demands (overpayments at settlement, clawbacks): total, repaid, how many.
+    refunds: Decimal = Decimal("0.00")
+    refunds_repaid: Decimal = Decimal("0.00")
+    refund_demands: int = 0
     reviewers: int = 0
     evaluators: int = 0
     calls: int = 0
@@ -160,7 +166,13 @@ class DemoReport:
             "seed": self.seed,
             "projects": self.total_projects,
             "states": dict(sorted(self.states.items())),
-            "funds": {"awarded": str(self.awarded), "disbursed": str(self.disbursed)},
+            "funds": {
+                "awarded": str(self.awarded),
+                "disbursed": str(self.disbursed),
+                "refunds": str(self.refunds),
+                "refunds_repaid": str(self.refunds_repaid),
+                "refund_demands": self.refund_demands,
+            },
             "services_by_domain": [
                 {"domain": k, "activities": a, "person_times": p} for k, a, p in self.by_domain
             ],
@@ -326,7 +338,7 @@ def _seed_calls(directory: Directory) -> tuple[Call, ...]:
             budget=Decimal(budget),
             rubric_versions={"approval": 1, "midterm": 1, "performance": 1},
         )
-        for year, month, budget in ((2024, 1, "60000000.00"), (2025, 1, "80000000.00"),
+        for year, month, budget in ((2024, 1, "60000000.00"), (2025, 1, "120000000.00"),
                                     (2026, 4, "90000000.00"))
     )  # fmt: skip
     for call in calls:
@@ -476,6 +488,9 @@ def _application(run: _Run, n: int, provider: str, call: str) -> dict[str, Any]:
         "planned_end": end,
         "target_activities": rng.randrange(8, 40),
         "target_person_times": rng.randrange(300, 4000),
+        "summary": f"{domain.replace('_', ' ').capitalize()} services for union members, "
+        f"delivered by {provider} under {call}.",
+        "beneficiary_location": _DISTRICTS[n % len(_DISTRICTS)],
     }
     brands = [b.id for b in run.world.brands if b.domain == domain]
     if brands and rng.random() < 0.6:
@@ -584,11 +599,12 @@ def _review_and_approve(run: _Run, pids: list[str], quality: Mapping[str, int]) 
         for pid in short:
             if pid not in still:
                 del refused[pid]
+    reasons = {
+        pid: "the call's budget is spent" if "budget.call" in codes else "approval review failed"
+        for pid, codes in refused.items()
+    }
     run.fire_many(
-        "reject",
-        "reject",
-        [(pid, {"reason": "approval review score below the pass mark"}) for pid in refused],
-        _APPROVER,
+        "reject", "reject", [(pid, {"reason": why}) for pid, why in reasons.items()], _APPROVER
     )
     for pid in pids:
         run.amount[pid] = (run.amount[pid] * Decimal("0.9")).quantize(_CENT, rounding=ROUND_DOWN)
@@ -779,7 +795,7 @@ def _implement(run: _Run, contracted: list[str]) -> None:
         contracted,
         [(1, "activities", "0.15", "2025-05-10")],
     )
-    _serve(run, contracted, "2025-05-20")
+    _serve(run, contracted, run.clock.today())
     run.clock.advance(120)
     late = set(_pick(run.rng, contracted[4:], 0.06, least=2))  # mid-term not yet due
     on_time = [p for p in contracted if p not in late]
@@ -826,7 +842,7 @@ def _finish(run: _Run, at_midterm: list[str], late: list[str]) -> None:
         at_midterm,
         [(2, "activities", "0.18", "2025-11-15"), (3, "personnel", "0.37", "2025-12-15")],
     )
-    _serve(run, at_midterm, "2026-01-20")
+    _serve(run, at_midterm, run.clock.today())
     run.clock.advance(140)
     running = set(_pick(run.rng, at_midterm, 0.08))
     final = [pid for pid in at_midterm if pid not in running]
@@ -840,6 +856,31 @@ def _finish(run: _Run, at_midterm: list[str], late: list[str]) -> None:
     run.clock.advance(20)
     pending = set(graded[-max(1, len(graded) // 50) :])  # settlement still being reconciled
     run.fire_many("close", "close", [(pid, {}) for pid in graded if pid not in pending], _TREASURER)
+    run.clock.advance(10)
+    _repay(run)
+
+
+def _repay(run: _Run) -> None:
+    """Providers pay back half of the refund demands; the treasurer books the repayments."""
+    owing = [
+        p.id
+        for state in ("closed", "terminated")
+        for p in run.engine.store.projects(state=state)
+        if p.data.get("refund_status") == "open"
+    ]
+    items = [
+        (
+            pid,
+            {
+                "demand": "refund",
+                "amount": str(run.engine.get(pid).data["refund_demanded"]),
+                "paid_on": run.clock.today(),
+                "reference": f"BANK-{pid}",
+            },
+        )
+        for pid in sorted(owing)[::2]
+    ]
+    run.fire_many("refund payment", "record.refund_payment", items, _TREASURER)
 
 
 def _second_call(run: _Run, count: int) -> None:
@@ -877,6 +918,7 @@ def _report(run: _Run) -> DemoReport:
         rows = portfolio.services("hub", within=root)
         by_hub.append((root, sum(r.activities for r in rows), sum(r.person_times for r in rows)))
     verification = engine.verify()
+    owing = [p for p in engine.store.projects() if p.data.get("refund_status")]
     return DemoReport(
         seed=world.seed,
         states={t.key: t.projects for t in by_state},
@@ -895,6 +937,12 @@ def _report(run: _Run) -> DemoReport:
         reviewers=len(world.reviewers),
         evaluators=len(world.evaluators) + 1,
         calls=len(world.calls),
+        refunds=sum((t.refunds for t in by_state), Decimal("0.00")),
+        refunds_repaid=sum(
+            (Decimal(str(p.data.get("refund_settled") or "0.00")) for p in owing),
+            Decimal("0.00"),
+        ),
+        refund_demands=len(owing),
     )
 
 
@@ -917,6 +965,10 @@ def render_report(report: DemoReport, console: Any) -> None:
     console.print(
         f"Funds awarded 立项金额: {report.awarded:,} CNY; "
         f"disbursed 已拨付: {report.disbursed:,} CNY"
+    )
+    console.print(
+        f"Refunds demanded 应退款: {report.refunds:,} CNY from {report.refund_demands} "
+        f"projects; repaid 已退回: {report.refunds_repaid:,} CNY"
     )
     for title, rows, label in (
         ("Services by domain 服务领域", report.by_domain, "domain"),

@@ -10,6 +10,8 @@ GrantflowError                    project_id, event, state on every error
 ├── TransitionRefused             raised by `Outcome.raise_for_refusal()`; carries refusals
 ├── ConcurrencyError              another writer changed the project first
 ├── InvalidInput                  bad input; names the field (and row, in bulk)
+├── CalendarUnavailable           a working day asked of a year with no calendar data
+├── EvidenceError                 a signature, proof or audit log that does not hold
 ├── StoreError                    the database failed or is unusable
 │   └── SchemaVersionError        the database schema is older/newer than this code
 └── IdempotencyError              a bulk idempotency key was misused
@@ -30,7 +32,9 @@ if TYPE_CHECKING:
     from grantflow.models import Refusal
 
 __all__ = [
+    "CalendarUnavailable",
     "ConcurrencyError",
+    "EvidenceError",
     "GrantflowError",
     "IdempotencyError",
     "IdempotencyKeyInUse",
@@ -145,6 +149,27 @@ class InvalidInput(GrantflowError):  # noqa: N818
         self.field = field
         self.row = row
         self.errors: tuple[Mapping[str, Any], ...] = tuple(errors)
+
+
+class EvidenceError(GrantflowError):
+    """Evidence does not hold: a bad signature, or a log position that is gone or altered.
+
+    `position` is the audit log position concerned, when there is one.
+    """
+
+    def __init__(
+        self, message: str, *, position: int | None = None, project_id: str | None = None
+    ) -> None:
+        super().__init__(message, project_id=project_id)
+        self.position = position
+
+
+class CalendarUnavailable(GrantflowError):  # noqa: N818
+    """The working-day calendar has no data for `year` (official or from the policy)."""
+
+    def __init__(self, message: str, *, year: int) -> None:
+        super().__init__(message)
+        self.year = year
 
 
 class StoreError(GrantflowError):

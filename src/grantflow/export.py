@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -34,6 +35,8 @@ from grantflow.models import Project
 __all__ = [
     "AWARDED_STATES",
     "CSV_COLUMNS",
+    "DEFAULT_GRANT_PREFIX",
+    "DefaultPrefixWarning",
     "ExportOptions",
     "IATI_STATUS",
     "grant",
@@ -98,6 +101,14 @@ CSV_COLUMNS = (
 )
 
 
+#: The placeholder 360Giving prefix; a publisher registers its own with 360Giving.
+DEFAULT_GRANT_PREFIX = "360G-grantflow"
+
+
+class DefaultPrefixWarning(UserWarning):
+    """A 360Giving file was written with the placeholder prefix, not the publisher's own."""
+
+
 @dataclass(frozen=True, slots=True)
 class ExportOptions:
     """How identifiers are made in an export.
@@ -109,7 +120,7 @@ class ExportOptions:
         currency: the ISO 4217 currency of all amounts.
     """
 
-    grant_prefix: str = "360G-grantflow"
+    grant_prefix: str = DEFAULT_GRANT_PREFIX
     org_scheme: str = "CN-USCC"
     currency: str = "CNY"
 
@@ -122,7 +133,13 @@ def iati_status(state: str) -> int | None:
 # -- reading one project ---------------------------------------------------------------
 
 
-def _full_projects(engine: Engine, *, awarded_only: bool) -> Iterator[Project]:
+#: Called with the number of projects just read (one at a time), for a progress bar.
+Progress = Callable[[int], None]
+
+
+def _full_projects(
+    engine: Engine, *, awarded_only: bool, progress: Progress | None = None
+) -> Iterator[Project]:
     """Yield each project with its records, one at a time, in id order."""
     store = engine.store
     for summary in store.projects():
@@ -131,6 +148,8 @@ def _full_projects(engine: Engine, *, awarded_only: bool) -> Iterator[Project]:
         project = store.load(summary.id)
         if project is not None:
             yield project
+        if progress is not None:
+            progress(1)
 
 
 def _award_time(engine: Engine, project_id: str) -> datetime | None:
@@ -210,14 +229,14 @@ def grant(
     awarded_at = _award_time(engine, project.id)
     awarded = _money(project.data.get("amount_awarded"))
     recipient = _organisation(engine, "provider", project.data.get("provider"), options)
-    funder = _organisation(engine, "hub", project.data.get("hub"), options)
+    funder = _organisation(engine, "hub", _purchaser(engine, project.data), options)
     if awarded_at is None or awarded is None or recipient is None or funder is None:
         return None
     title = str(project.data.get("title") or project.id)
     record: dict[str, Any] = {
         "id": f"{options.grant_prefix}-{project.id}",
         "title": title,
-        "description": str(project.data.get("description") or title),
+        "description": _description(engine, project),
         "currency": options.currency,
         "amountAwarded": awarded,
         "awardDate": iso_utc(awarded_at),
@@ -228,6 +247,51 @@ def grant(
     record.update(_optional(engine, project))
     record["activityStatus"] = _activity_status(project.state)
     return record
+
+
+def _purchaser(engine: Engine, data: Mapping[str, Any]) -> Any:
+    """The funder: the purchasing hub, else the call's hub, else the endorsing hub."""
+    if data.get("purchaser"):
+        return data["purchaser"]
+    call = (
+        engine.store.get_entity("call", str(data.get("call") or "")) if data.get("call") else None
+    )
+    if call is not None and call.data.get("hub"):
+        return call.data["hub"]
+    return data.get("hub")
+
+
+def _description(engine: Engine, project: Project) -> str:
+    """The application's summary (or description); else a sentence made from its facts."""
+    data = project.data
+    given = _first(data, "summary", "description")
+    if given:
+        return str(given)
+    domain = str(data.get("domain") or "service").replace("_", " ")
+    provider = _organisation(engine, "provider", data.get("provider"), ExportOptions())
+    by = f" by {provider['name']}" if provider else ""
+    return f"Purchased {domain} service{by}, call {data.get('call') or '-'}."
+
+
+def _location(data: Mapping[str, Any]) -> dict[str, str] | None:
+    code = data.get("beneficiary_location")
+    if isinstance(code, str) and code:
+        name = str(data.get("beneficiary_location_name") or code)
+        return {"name": name, "geoCode": code, "countryCode": "CN"}
+    location = data.get("location")  # a free-text place of older data
+    if isinstance(location, str) and location:
+        return {"name": location, "countryCode": "CN"}
+    return None
+
+
+def _warn_default_prefix(options: ExportOptions | None) -> None:
+    if (options or ExportOptions()).grant_prefix == DEFAULT_GRANT_PREFIX:
+        warnings.warn(
+            f"360Giving ids use the placeholder prefix {DEFAULT_GRANT_PREFIX!r}; pass "
+            "ExportOptions(grant_prefix=...) with the prefix 360Giving registered for you",
+            DefaultPrefixWarning,
+            stacklevel=3,
+        )
 
 
 def _optional(engine: Engine, project: Project) -> dict[str, Any]:
@@ -252,9 +316,9 @@ def _optional(engine: Engine, project: Project) -> dict[str, Any]:
         out["classifications"] = [
             {"vocabulary": "grantflow-service-domain", "code": domain, "title": domain}
         ]
-    location = data.get("location")
-    if isinstance(location, str) and location:
-        out["beneficiaryLocation"] = [{"name": location, "countryCode": "CN"}]
+    location = _location(data)
+    if location is not None:
+        out["beneficiaryLocation"] = [location]
     return out
 
 
@@ -283,13 +347,16 @@ def _activity_status(state: str) -> dict[str, str]:
     return {"vocabulary": _IATI_VOCABULARY, "code": str(code), "name": _IATI_NAMES[code]}
 
 
-def grants(engine: Engine, options: ExportOptions | None = None) -> Iterator[dict[str, Any]]:
+def grants(
+    engine: Engine, options: ExportOptions | None = None, *, progress: Progress | None = None
+) -> Iterator[dict[str, Any]]:
     """Yield a 360Giving grant for every awarded project that has the required fields.
 
     An awarded project without an award amount, provider, hub or accepted ``sign``
-    entry cannot be a valid 360Giving grant and is skipped.
+    entry cannot be a valid 360Giving grant and is skipped. `progress` is called with 1
+    after each awarded project is read, skipped or not.
     """
-    for project in _full_projects(engine, awarded_only=True):
+    for project in _full_projects(engine, awarded_only=True, progress=progress):
         record = grant(engine, project, options)
         if record is not None:
             yield record
@@ -319,10 +386,19 @@ def project_row(
 # -- writers ---------------------------------------------------------------------------
 
 
-def write_jsonl(engine: Engine, out: TextIO, options: ExportOptions | None = None) -> int:
-    """Write every project as one JSON line (see `project_row`); return how many."""
+def write_jsonl(
+    engine: Engine,
+    out: TextIO,
+    options: ExportOptions | None = None,
+    *,
+    progress: Progress | None = None,
+) -> int:
+    """Write every project as one JSON line (see `project_row`); return how many.
+
+    `progress` is called with 1 after each project.
+    """
     count = 0
-    for project in _full_projects(engine, awarded_only=False):
+    for project in _full_projects(engine, awarded_only=False, progress=progress):
         out.write(_dumps(project_row(engine, project, options)))
         out.write("\n")
         count += 1
@@ -336,29 +412,44 @@ def write_360giving_json(
     *,
     publisher: str = "grantflow",
     now: datetime | None = None,
+    progress: Progress | None = None,
 ) -> int:
     """Write a 360Giving grant package (``{"grants": [...]}``); return the number of grants.
 
     The package is written grant by grant. With no awarded project, ``grants`` is empty,
-    which the 360Giving package schema rejects (it needs at least one grant).
+    which the 360Giving package schema rejects (it needs at least one grant). `progress`
+    is called with 1 after each awarded project. Warns (`DefaultPrefixWarning`) when the
+    ids would use the placeholder prefix.
     """
+    _warn_default_prefix(options)
     stamp = iso_utc(now or datetime.now(UTC))
     head = {"version": "1.4", "publisher": {"name": publisher}, "modified": stamp}
     out.write(_dumps(head)[:-1] + ',"grants":[')
     count = 0
-    for record in grants(engine, options):
+    for record in grants(engine, options, progress=progress):
         out.write(("," if count else "") + "\n" + _dumps(record))
         count += 1
     out.write("\n]}\n")
     return count
 
 
-def write_360giving_csv(engine: Engine, out: TextIO, options: ExportOptions | None = None) -> int:
-    """Write awarded projects as a flat 360Giving CSV (`CSV_COLUMNS`); return how many."""
+def write_360giving_csv(
+    engine: Engine,
+    out: TextIO,
+    options: ExportOptions | None = None,
+    *,
+    progress: Progress | None = None,
+) -> int:
+    """Write awarded projects as a flat 360Giving CSV (`CSV_COLUMNS`); return how many.
+
+    `progress` is called with 1 after each awarded project. Warns
+    (`DefaultPrefixWarning`) when the ids would use the placeholder prefix.
+    """
+    _warn_default_prefix(options)
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     count = 0
-    for record in grants(engine, options):
+    for record in grants(engine, options, progress=progress):
         writer.writerow(_flatten(record))
         count += 1
     return count

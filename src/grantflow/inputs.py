@@ -21,6 +21,14 @@ seen, to catch duplicates) is held in memory.
 A problem with one row is yielded as a `RowError` and reading goes on; a problem with the
 whole file (unreadable, an encoding that cannot be decoded, a CSV without an id column, a
 JSON document that is not an array) raises `InvalidInput` before any row is yielded.
+
+Limits: a row (a CSV or JSONL line, a JSON array element) longer than `MAX_ROW_CHARS`
+characters, a CSV field longer than Python's ``csv.field_size_limit()`` (131,072), JSON
+nested deeper than Python can decode, or a number of more than 4,300 digits is a
+`RowError` for that row only, and the rows after it are read; a CSV header with more than
+`MAX_COLUMNS` columns, or one longer than `MAX_ROW_CHARS`, refuses the file. Evidence
+must then pass `validate_json` (nesting at most 32 deep, strings at most 100,000
+characters and encodable as UTF-8). Every check is linear in the size of the row.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from __future__ import annotations
 import codecs
 import csv
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -38,13 +47,23 @@ from grantflow._canonical import validate_json
 from grantflow.bulk import BulkItem
 from grantflow.errors import InvalidInput
 
-__all__ = ["BulkReader", "FileFormat", "RowError", "detect_encoding", "read_items"]
+__all__ = [
+    "BulkReader",
+    "FileFormat",
+    "MAX_COLUMNS",
+    "MAX_ROW_CHARS",
+    "RowError",
+    "detect_encoding",
+    "read_items",
+]
 
 #: The input formats `BulkReader` understands.
 FileFormat = Literal["csv", "json", "jsonl"]
 
-#: Largest JSON array element read before the element is declared malformed.
+#: Longest row (CSV or JSONL line, JSON array element) read; a longer one is a `RowError`.
 MAX_ROW_CHARS = 8 * 1024 * 1024
+#: Most columns a CSV header may have.
+MAX_COLUMNS = 4096
 
 _ID_COLUMNS = ("project_id", "id")
 _PREFIX = "evidence."
@@ -238,11 +257,16 @@ def _guess_format(path: Path) -> FileFormat:
 
 
 def _csv_rows(stream: TextIO, path: Path) -> Iterator[_Parsed]:
-    reader = csv.reader(stream, strict=True)
+    lines = _Lines(stream)
+    reader = csv.reader(lines, strict=True)
     try:
         header = next(reader, None)
     except csv.Error as exc:
         raise InvalidInput(f"{path}: the header row is malformed: {exc}", row=1) from exc
+    if lines.take_oversize():
+        raise InvalidInput(
+            f"{path}: the header row is longer than {MAX_ROW_CHARS} characters", row=1
+        )
     if header is None:
         return
     columns = _check_header(header, path)
@@ -254,7 +278,11 @@ def _csv_rows(stream: TextIO, path: Path) -> Iterator[_Parsed]:
         except StopIteration:
             return
         except csv.Error as exc:
+            lines.take_oversize()
             yield row, RowError(row, f"malformed CSV: {exc}")
+            continue
+        if lines.take_oversize():
+            yield row, RowError(row, f"row longer than {MAX_ROW_CHARS} characters")
             continue
         if not cells:
             continue
@@ -264,33 +292,89 @@ def _csv_rows(stream: TextIO, path: Path) -> Iterator[_Parsed]:
         yield row, {name: cell for name, cell in zip(columns, cells, strict=True) if cell != ""}
 
 
+class _Lines:
+    """The lines of a text stream, each read at most `MAX_ROW_CHARS` characters at a time.
+
+    A longer line is skipped (the csv reader sees an empty line in its place) and noted,
+    so the caller reports that row instead of holding a line of any length in memory.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._oversize = False
+
+    def __iter__(self) -> Iterator[str]:
+        while line := self._stream.readline(MAX_ROW_CHARS + 1):
+            if len(line) > MAX_ROW_CHARS:
+                _drain_line(self._stream)
+                self._oversize = True
+                yield "\n"
+            else:
+                yield line
+
+    def take_oversize(self) -> bool:
+        """Return whether a line was skipped since the last call."""
+        found, self._oversize = self._oversize, False
+        return found
+
+
+def _drain_line(stream: TextIO) -> None:
+    """Read the rest of the current line."""
+    while (rest := stream.readline(_CHUNK)) and not rest.endswith(("\n", "\r")):
+        pass
+
+
 def _check_header(header: list[str], path: Path) -> list[str]:
+    if len(header) > MAX_COLUMNS:
+        raise InvalidInput(
+            f"{path}: the header has {len(header)} columns; at most {MAX_COLUMNS} are read",
+            field="header",
+            row=1,
+        )
     columns = [name.strip() for name in header]
     if not any(name in _ID_COLUMNS for name in columns):
         raise InvalidInput(
-            f"{path}: the header has no project_id or id column (columns: {columns})",
+            f"{path}: the header has no project_id or id column (columns: {_shown(columns)})",
             field="project_id",
             row=1,
         )
-    dupes = sorted({name for name in columns if columns.count(name) > 1})
-    if dupes or "" in columns:
+    seen: set[str] = set()
+    repeated: set[str] = set()
+    for name in columns:
+        (repeated if name in seen else seen).add(name)
+    dupes = sorted(repeated)
+    if dupes or "" in seen:
         raise InvalidInput(
-            f"{path}: the header has duplicate or empty column names: {dupes or ['']}",
+            f"{path}: the header has duplicate or empty column names: {_shown(dupes or [''])}",
             field="header",
             row=1,
         )
     return columns
 
 
+def _shown(names: list[str]) -> str:
+    """Column names for an error message: escaped, and at most ten of them."""
+    shown = ", ".join(ascii(name) if not name.isprintable() else repr(name) for name in names[:10])
+    return f"[{shown}{', ...' if len(names) > 10 else ''}]"
+
+
 def _jsonl_rows(stream: TextIO, path: Path) -> Iterator[_Parsed]:
     decoder = _decoder()
-    for row, line in enumerate(stream, start=1):
+    row = 0
+    while line := stream.readline(MAX_ROW_CHARS + 1):
+        row += 1
+        if len(line) > MAX_ROW_CHARS:
+            _drain_line(stream)
+            yield row, RowError(row, f"row longer than {MAX_ROW_CHARS} characters")
+            continue
         text = line.strip()
         if not text:
             continue
         try:
             yield row, decoder.decode(text)
-        except ValueError as exc:
+        except RecursionError:
+            yield row, RowError(row, "JSON nested too deeply")
+        except ValueError as exc:  # malformed, or a number longer than 4,300 digits
             yield row, RowError(row, f"malformed JSON: {exc}")
 
 
@@ -314,12 +398,26 @@ def _json_rows(stream: TextIO, path: Path) -> Iterator[_Parsed]:
             buffer.skip_space()
         row += 1
         parsed = buffer.decode(decoder)
-        if isinstance(parsed, str):
+        if isinstance(parsed, _Refused):
+            # Well-formed as far as we know, but not decodable: skip just this element.
+            yield row, RowError(row, parsed.reason)
+            if not buffer.skip_value():
+                yield row + 1, RowError(row + 1, "malformed JSON: the array is not closed")
+                return
+        elif isinstance(parsed, str):
             yield row, RowError(row, f"malformed JSON: {parsed}; the rest of the file was skipped")
             return
-        yield row, parsed[0]
+        else:
+            yield row, parsed[0]
         expect_comma = True
     yield row + 1, RowError(row + 1, "malformed JSON: the array is not closed")
+
+
+@dataclass(frozen=True, slots=True)
+class _Refused:
+    """An array element the decoder could not take (too deep, a number too long)."""
+
+    reason: str
 
 
 class _TextBuffer:
@@ -356,21 +454,85 @@ class _TextBuffer:
     def advance(self, count: int) -> None:
         self._pos += count
 
-    def decode(self, decoder: json.JSONDecoder) -> tuple[Any] | str:
-        """Decode one value (a 1-tuple), or return why it is malformed."""
+    def skip_value(self) -> bool:
+        """Move past one well-formed JSON value without decoding it.
+
+        Returns False when the text ends first or the value is longer than
+        `MAX_ROW_CHARS`: the place in the array is lost then. Linear in the value's size.
+        """
+        depth = 0
+        i = self._pos
+        while True:
+            match = _STRUCTURE.search(self._text, i)
+            if match is None:
+                i = len(self._text)
+            elif match.group() == '"':
+                end = _skip_string(self._text, match.end())
+                if end is not None:
+                    i = end
+                    if depth == 0:
+                        self._pos = i
+                        return True
+                    continue
+                i = match.start()  # the string goes on past the window: read more
+            elif match.group() in "[{":
+                depth += 1
+                i = match.end()
+                continue
+            elif depth == 0:  # a "]" or "," ends a top-level scalar
+                self._pos = match.start()
+                return True
+            elif match.group() == ",":
+                i = match.end()
+                continue
+            else:
+                depth -= 1
+                i = match.end()
+                if depth == 0:
+                    self._pos = i
+                    return True
+                continue
+            offset = i - self._pos
+            if offset > MAX_ROW_CHARS or not self._fill():
+                return False
+            i = self._pos + offset
+
+    def decode(self, decoder: json.JSONDecoder) -> tuple[Any] | _Refused | str:
+        """Decode one value (a 1-tuple), say why it was refused, or why it is malformed."""
         while True:
             try:
                 value, end = decoder.raw_decode(self._text, self._pos)
             except json.JSONDecodeError as exc:
                 too_big = len(self._text) - self._pos > MAX_ROW_CHARS
                 if too_big or not self._fill():
-                    return f"row larger than {MAX_ROW_CHARS} characters" if too_big else str(exc)
+                    return f"row longer than {MAX_ROW_CHARS} characters" if too_big else str(exc)
                 continue
+            except RecursionError:
+                return _Refused("JSON nested too deeply")
+            except ValueError as exc:  # a number longer than 4,300 digits
+                return _Refused(f"malformed JSON: {exc}")
             # A value cut off by the window's end (a number, say) is only trusted once
             # the delimiter after it is in view.
             if end < len(self._text) or self._eof or not self._fill():
                 self._pos = end
                 return (value,)
+
+
+_STRUCTURE = re.compile(r'["\[\]{},]')
+
+
+def _skip_string(text: str, i: int) -> int | None:
+    """Return the index after the string whose opening quote is before `i`, if it ends."""
+    while True:
+        quote = text.find('"', i)
+        if quote < 0:
+            return None
+        backslashes = 0
+        while text[quote - 1 - backslashes] == "\\":
+            backslashes += 1
+        if backslashes % 2 == 0:
+            return quote + 1
+        i = quote + 1
 
 
 def _decoder() -> json.JSONDecoder:

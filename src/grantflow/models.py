@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from grantflow._canonical import plain
-from grantflow.errors import TransitionRefused
+from grantflow.errors import GrantflowError, TransitionRefused
 
 __all__ = [
     "Actor",
@@ -42,9 +42,18 @@ Identifier = Annotated[
 ]
 
 
+def _plain_json(value: Mapping[str, Any]) -> Any:
+    # A float or a value nested too deeply is a validation error of the model, like any
+    # other bad field (pydantic turns ValueError into ValidationError).
+    try:
+        return plain(value)
+    except (TypeError, GrantflowError) as exc:
+        raise ValueError(str(exc)) from None
+
+
 #: A JSON object payload, normalised to plain JSON types (dicts, lists, strings for decimals
 #: and times) so that a value loaded back from any store equals the value written.
-JsonObject = Annotated[Mapping[str, Any], AfterValidator(plain)]
+JsonObject = Annotated[Mapping[str, Any], AfterValidator(_plain_json)]
 
 
 class _Frozen(BaseModel):

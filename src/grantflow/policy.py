@@ -18,7 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from grantflow.errors import InvalidInput
 
-__all__ = ["Policy"]
+__all__ = ["MILESTONES", "Policy"]
+
+#: Events that may release an installment, in lifecycle order.
+MILESTONES: tuple[str, ...] = ("sign", "pass_midterm", "close")
 
 Percent = Annotated[Decimal, Field(ge=0, le=100, allow_inf_nan=False)]
 Score = Annotated[Decimal, Field(ge=0, le=1000, allow_inf_nan=False)]
@@ -61,22 +64,40 @@ class Policy(BaseModel):
     # -- eligibility (submit) -------------------------------------------------------------
     applications_per_provider_per_call: int = Field(default=2, ge=1)
     penalty_lookback_years: int = Field(default=2, ge=0)
+    #: Call years a 不合格 final grade bars the provider for (1: the next year's calls).
+    fail_bar_years: int = Field(default=1, ge=0)
+    #: Points added to the next year's panel score by last year's grade (优秀, 良好).
+    grade_priority: dict[str, Score] = Field(
+        default_factory=lambda: {"excellent": Decimal("3"), "good": Decimal("1")}
+    )
 
     # -- publicity and contracts (sign) ---------------------------------------------------
     publicity_working_days: int = Field(default=5, ge=0)
-    #: Public holidays (no working day) for the publicity count; weekends never count.
+    #: Days off added to the official Chinese calendar (`grantflow.calendar`).
     holidays: tuple[date, ...] = ()
+    #: Working days added to the official calendar (make-up workdays, 调休); these and
+    #: `holidays` override the official schedule, and naming any day of a year the
+    #: official data lacks makes that year usable (weekends off, plus these days).
+    workdays: tuple[date, ...] = ()
     #: Calendar for "working day" and contract dates.
     timezone: str = "Asia/Shanghai"
     contract_term_max_months: int = Field(default=12, ge=1)
+    #: How far, in months, amendments may move a contract's end beyond the signed end.
+    extension_max_months: int = Field(default=6, ge=0)
+    #: The longest a project may run, extensions included (months from the start).
+    longest_term_months: int = Field(default=18, ge=1)
 
     # -- funds ----------------------------------------------------------------------------
     personnel_cap: Percent = Decimal("40")
     administration_cap: Percent = Decimal("10")
     #: Spending may exceed a budget line by this much before an amendment is needed.
     line_move_tolerance: Percent = Decimal("10")
-    #: Installment shares in percent: on signing, on the mid-term, on closing.
+    #: Installment shares in percent, any number of parts adding up to 100.
     installments: tuple[Percent, ...] = (Decimal("40"), Decimal("40"), Decimal("20"))
+    #: The event releasing each part (`MILESTONES`, in lifecycle order, the last ``close``:
+    #: held until assessment). Empty: the first part on ``sign``, the last on ``close``,
+    #: any between on ``pass_midterm``.
+    installment_milestones: tuple[str, ...] = ()
     #: Share of the final installment paid, by grade (excellent, good, pass, fail).
     final_installment_by_grade: dict[str, Percent] = Field(
         default_factory=lambda: {
@@ -86,10 +107,18 @@ class Policy(BaseModel):
             "fail": Decimal("0"),
         }
     )
+    #: Working days a provider has to pay back a refund demand (settlement or clawback).
+    refund_due_working_days: int = Field(default=20, ge=0)
     #: Expenditure categories never eligible (whole-job subcontracting, unapproved assets).
     prohibited_categories: tuple[str, ...] = ("whole_subcontracting", "unapproved_fixed_asset")
     #: At the mid-term, spending (as % of the award) may lead reported progress by this much.
     spending_lead_tolerance: Percent = Decimal("20")
+
+    # -- service records -----------------------------------------------------------------
+    #: Most person-times one service record may report (a plausibility bound).
+    service_person_times_max: int = Field(default=50_000, ge=1)
+    #: Most activities one service record may report.
+    service_activities_max: int = Field(default=1_000, ge=1)
 
     # -- conflict of interest -------------------------------------------------------------
     conflict_lookback_years: int = Field(default=3, ge=0)
@@ -98,12 +127,55 @@ class Policy(BaseModel):
     def _consistent(self) -> Policy:
         if sum(self.installments, Decimal(0)) != 100:
             raise ValueError("installments must add up to 100 (percent)")
+        if any(share <= 0 for share in self.installments):
+            raise ValueError("every installment is a positive share")
+        self._check_milestones()
         if not self.grade_excellent >= self.grade_good >= self.grade_pass:
             raise ValueError("grade bands must satisfy excellent >= good >= pass")
+        both = sorted(set(self.holidays) & set(self.workdays))
+        if both:
+            days = ", ".join(d.isoformat() for d in both)
+            raise ValueError(f"days both in holidays and workdays: {days}")
         missing = {"excellent", "good", "pass", "fail"} - set(self.final_installment_by_grade)
         if missing:
             raise ValueError(f"final_installment_by_grade lacks {sorted(missing)}")
         return self
+
+    def _check_milestones(self) -> None:
+        given = self.installment_milestones
+        if not given:
+            return
+        if len(given) != len(self.installments):
+            raise ValueError(
+                f"installment_milestones names {len(given)} events for "
+                f"{len(self.installments)} installments"
+            )
+        unknown = [m for m in given if m not in MILESTONES]
+        if unknown:
+            raise ValueError(
+                f"unknown milestone {unknown[0]!r}; choose from {', '.join(MILESTONES)}"
+            )
+        order = [MILESTONES.index(m) for m in given]
+        if order != sorted(order):
+            raise ValueError("installment_milestones must follow the lifecycle order")
+        if given[-1] != "close":
+            raise ValueError(
+                "the last installment is held until assessment: its milestone is close"
+            )
+
+    @property
+    def schedule(self) -> tuple[tuple[Decimal, str], ...]:
+        """Return each installment as (share in percent, releasing event).
+
+        >>> [m for _share, m in Policy(installments=(25, 25, 25, 25)).schedule]
+        ['sign', 'pass_midterm', 'pass_midterm', 'close']
+        """
+        milestones = self.installment_milestones
+        if not milestones:
+            count = len(self.installments)
+            middle = ("pass_midterm",) * max(count - 2, 0)
+            milestones = ("close",) if count == 1 else ("sign", *middle, "close")
+        return tuple(zip(self.installments, milestones, strict=True))
 
     @classmethod
     def from_toml(cls, text: str) -> Policy:

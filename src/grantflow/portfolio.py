@@ -37,7 +37,7 @@ _ZERO = Decimal("0.00")
 
 
 class Totals(BaseModel):
-    """Projects and money for one group: awarded and disbursed in yuan."""
+    """Projects and money for one group: awarded, disbursed and demanded back, in yuan."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -45,6 +45,8 @@ class Totals(BaseModel):
     projects: int
     awarded: Decimal
     disbursed: Decimal
+    #: Refund demands of settlements and terminations (overpayments and clawbacks).
+    refunds: Decimal = _ZERO
 
 
 class ServiceTotals(BaseModel):
@@ -81,13 +83,20 @@ class Portfolio:
         for project in self._reader.projects():
             if hubs is not None and _value(project, "hub") not in hubs:
                 continue
-            group = groups.setdefault(_value(project, by), [0, _ZERO, _ZERO])
+            group = groups.setdefault(_value(project, by), [0, _ZERO, _ZERO, _ZERO])
             group[0] = int(group[0]) + 1
             group[1] = Decimal(group[1]) + _money(project.data.get("amount_awarded"))
             group[2] = Decimal(group[2]) + _money(project.data.get("amount_disbursed"))
+            group[3] = Decimal(group[3]) + _money(project.data.get("refund_demanded"))
         return [
-            Totals(key=k, projects=int(n), awarded=Decimal(a), disbursed=Decimal(d))
-            for k, (n, a, d) in sorted(groups.items())
+            Totals(
+                key=k,
+                projects=int(n),
+                awarded=Decimal(a),
+                disbursed=Decimal(d),
+                refunds=Decimal(r),
+            )
+            for k, (n, a, d, r) in sorted(groups.items())
         ]
 
     def services(self, by: ServiceDimension, *, within: str | None = None) -> list[ServiceTotals]:

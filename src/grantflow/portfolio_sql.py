@@ -62,6 +62,7 @@ def sql_totals(
             sa.func.count().label("n"),
             sa.func.sum(_fen(projects, "amount_awarded")).label("awarded"),
             sa.func.sum(_fen(projects, "amount_disbursed")).label("disbursed"),
+            sa.func.sum(_fen(projects, "refund_demanded")).label("refunds"),
         )
         .group_by(key)
         .order_by(key)
@@ -75,6 +76,7 @@ def sql_totals(
             projects=int(row.n),
             awarded=(Decimal(int(row.awarded or 0)) * _FEN),
             disbursed=(Decimal(int(row.disbursed or 0)) * _FEN),
+            refunds=(Decimal(int(row.refunds or 0)) * _FEN),
         )
         for row in conn.execute(query)
     ]

@@ -32,8 +32,11 @@ __all__ = [
     "SERVICE_DOMAINS",
     "Affiliation",
     "Amendment",
+    "AmendmentDecision",
+    "AmendmentRequest",
     "Application",
     "Approval",
+    "Assessment",
     "Brand",
     "BudgetLine",
     "Call",
@@ -52,6 +55,8 @@ __all__ = [
     "Person",
     "Provider",
     "RectificationOrder",
+    "RefundDemand",
+    "RefundPayment",
     "Review",
     "Sanction",
     "ServiceRecord",
@@ -225,15 +230,30 @@ class Person(_Record):
 # -- project data --------------------------------------------------------------------------
 
 
+#: An administrative division code (GB/T 2260, 行政区划代码): six digits, or nine/twelve
+#: for townships and villages.
+DivisionCode = Annotated[str, Field(pattern=r"^\d{6}(\d{3}(\d{3})?)?$")]
+
+
 class Application(_Record):
-    """What a provider submits: the project's data at ``submit``."""
+    """What a provider submits: the project's data at ``submit``.
+
+    `hub` is the endorsing hub (推荐枢纽); `purchaser` is the hub that buys and pays (the
+    funder in exports); when absent, ``submit`` takes the call's hub. `summary` is the
+    public description of the project; `beneficiary_location` the administrative
+    division (GB/T 2260 code) its beneficiaries live in.
+    """
 
     title: str = Field(min_length=1)
     domain: ServiceDomain
     provider: Identifier
     hub: Identifier
     call: Identifier
+    purchaser: Identifier | None = None
     brand: Identifier | None = None
+    summary: str = ""
+    beneficiary_location: DivisionCode | None = None
+    beneficiary_location_name: str = ""
     amount_requested: Money
     planned_start: date
     planned_end: date
@@ -373,7 +393,11 @@ class ServiceRecord(_Record):
 
 
 class Amendment(_Record):
-    """A change to a contracted project: a budget move beyond tolerance or an extension."""
+    """A change to a contracted project: a budget move beyond tolerance or an extension.
+
+    Providers ask with an `AmendmentRequest`; the purchaser's `AmendmentDecision` that
+    approves it writes the `Amendment` record the budget and the term are read from.
+    """
 
     kind: Literal["line_move", "extension", "other"]
     reason: str = Field(min_length=1)
@@ -381,6 +405,31 @@ class Amendment(_Record):
     to_line: BudgetLineName | None = None
     amount: Money | None = None
     new_end: date | None = None
+
+
+class AmendmentRequest(Amendment):
+    """A provider's request to amend its contract (a line move or an extension)."""
+
+
+class AmendmentDecision(_Record):
+    """The purchaser's decision on an amendment request: approved or refused, with a note."""
+
+    request: Identifier
+    approved: bool
+    note: str = ""
+
+
+class Assessment(_Record):
+    """Recorded at ``assess``: the provider's grade for the call year, read in later years.
+
+    A 不合格 grade bars the provider for `Policy.fail_bar_years`; a good grade gives the
+    next year's review the bonus of `Policy.grade_priority`.
+    """
+
+    provider: Identifier
+    year: int | None = None
+    grade: Literal["excellent", "good", "pass", "fail"]
+    score: Decimal
 
 
 class Sanction(_Record):
@@ -393,24 +442,53 @@ class Sanction(_Record):
 
 
 class Settlement(_Record):
-    """Recorded at ``close``: eligible spend against disbursements; balances to the fen."""
+    """Recorded at ``close``: what is due against what was paid, balanced to the fen.
+
+    ``final_installment`` is the eligible spend not yet paid for, less what the grade
+    withholds (``withheld``); ``refund`` is what was paid beyond the eligible spend;
+    ``due = eligible - withheld``. So ``disbursed - refund == due <= awarded``.
+    """
 
     awarded: Money
     eligible: Money
     disbursed: Money
     final_installment: Money
     withheld: Money
-    surplus: Decimal
+    due: Money
+    refund: Money
     grade: str
 
 
 class Clawback(_Record):
-    """Recorded at ``terminate``: what the provider must return."""
+    """Recorded at ``terminate``: what the provider must return (paid beyond eligible spend)."""
 
     eligible: Money
     disbursed: Money
     amount: Money
     reason: str
+
+
+class RefundDemand(_Record):
+    """A demand that the provider pay money back, by a due date on the working-day calendar.
+
+    Written by ``close`` (an overpayment) or ``terminate`` (a clawback); `status` is
+    ``open`` when demanded. `RefundPayment` records settle it; the project's
+    ``refund_status`` data says ``settled`` once they add up to `amount`.
+    """
+
+    amount: Money
+    due_on: date
+    reason: Literal["settlement", "clawback"]
+    status: Literal["open", "settled"] = "open"
+
+
+class RefundPayment(_Record):
+    """Money the provider paid back against a refund demand, booked by the purchaser."""
+
+    demand: Identifier = "refund"
+    amount: Money
+    paid_on: date
+    reference: str = Field(min_length=1)
 
 
 # -- the directory of reference data -------------------------------------------------------

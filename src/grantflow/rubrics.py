@@ -10,7 +10,11 @@ pinned to the versions it started under.
 >>> APPROVAL_REVIEW.maximum, APPROVAL_REVIEW.key
 (Decimal('100'), 'approval@1')
 >>> aggregate([Decimal(70), Decimal(80), Decimal(90)], Policy())
-Decimal('80.00')
+Decimal('80')
+>>> aggregate([Decimal("59.99"), Decimal(60), Decimal(60)], Policy()) < 60
+True
+>>> shown(aggregate([Decimal("59.99"), Decimal(60), Decimal(60)], Policy()))
+'59.99'
 >>> grade(Decimal("85"), Policy()).label_zh
 '良好'
 """
@@ -18,7 +22,7 @@ Decimal('80.00')
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, localcontext
 from enum import StrEnum
 from typing import Annotated
 
@@ -39,6 +43,7 @@ __all__ = [
     "aggregate",
     "find_rubric",
     "grade",
+    "shown",
 ]
 
 _CENT = Decimal("0.01")
@@ -131,17 +136,46 @@ class Rubric(_Frozen):
 
     def problems(self, scores: Mapping[str, object]) -> list[str]:
         """Return what is wrong with `scores`: missing, unknown or out-of-range items."""
-        found: list[str] = []
+        texts = {
+            "score.missing": "{item}: missing",
+            "score.unknown": "{item}: not an item of {rubric}@{version}",
+            "score.range": "{item}: {value} not within 0..{max}",
+        }
+        return [texts[str(i["code"])].format(**i) for i in self.issues(scores)]
+
+    def issues(self, scores: Mapping[str, object]) -> list[dict[str, object]]:
+        """Return `problems` as message-catalogue problems (``score.missing``, ...).
+
+        Each names the item by id and by its Chinese label (``item_zh``).
+        """
+        found: list[dict[str, object]] = []
         known = {i.id: i for i in self.all_items}
-        found.extend(f"{iid}: missing" for iid in (i.id for i in self.items) if iid not in scores)
+        for base in self.items:
+            if base.id not in scores:
+                found.append({"code": "score.missing", "item": base.id, "item_zh": base.label_zh})
         for iid, raw in scores.items():
             item = known.get(iid)
             if item is None:
-                found.append(f"{iid}: not an item of {self.key}")
+                found.append(
+                    {
+                        "code": "score.unknown",
+                        "item": iid,
+                        "rubric": self.id,
+                        "version": self.version,
+                    }
+                )
                 continue
             value = _decimal(raw)
             if value is None or not 0 <= value <= item.max:
-                found.append(f"{iid}: {raw} not within 0..{item.max}")
+                found.append(
+                    {
+                        "code": "score.range",
+                        "item": iid,
+                        "item_zh": item.label_zh,
+                        "value": raw,
+                        "max": item.max,
+                    }
+                )
         return found
 
     def total(self, scores: Mapping[str, object], policy: Policy) -> Decimal:
@@ -175,14 +209,22 @@ def _decimal(value: object) -> Decimal | None:
 def aggregate(totals: Sequence[Decimal], policy: Policy) -> Decimal:
     """Return the panel score: mean, or trimmed mean (drop top and bottom) from enough totals.
 
-    Rounded half-up to two places. Raises `InvalidInput` on an empty panel.
+    Not rounded: scores keep full precision until displayed (see `shown`), so a mean of
+    59.9967 is below a pass mark of 60. Raises `InvalidInput` on an empty panel.
     """
     if not totals:
         raise InvalidInput("no scores to aggregate", field="scores")
     ordered = sorted(totals)
     if len(ordered) >= policy.trimmed_mean_from:
         ordered = ordered[1:-1]
-    return (sum(ordered, Decimal(0)) / len(ordered)).quantize(_CENT, ROUND_HALF_UP)
+    with localcontext() as ctx:
+        ctx.prec = 40  # a mean of two-place scores is exact or far beyond any pass mark's places
+        return sum(ordered, Decimal(0)) / len(ordered)
+
+
+def shown(score: Decimal) -> str:
+    """Return `score` for display: two places, cut (never rounded up past a threshold)."""
+    return str(score.quantize(_CENT, ROUND_FLOOR))
 
 
 def grade(score: Decimal, policy: Policy) -> Grade:

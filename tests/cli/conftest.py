@@ -17,7 +17,9 @@ Run = Callable[..., subprocess.CompletedProcess[str]]
 def run(tmp_path: Path) -> Run:
     """Return a function running ``python -m grantflow ARGS`` in `tmp_path`."""
 
-    def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def _run(
+        *args: str, env: dict[str, str] | None = None, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         environ = {
             k: v
             for k, v in os.environ.items()
@@ -29,6 +31,8 @@ def run(tmp_path: Path) -> Run:
             [sys.executable, "-m", "grantflow", *args],
             cwd=tmp_path,
             env=environ,
+            input=stdin,
+            stdin=None if stdin is not None else subprocess.DEVNULL,
             capture_output=True,
             text=True,
             encoding="utf-8",

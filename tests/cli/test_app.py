@@ -50,7 +50,7 @@ def test_fire_applies_and_refuses_with_both_messages(run: Any, db: dict[str, str
     refused = run("fire", "p-1", "reject", env=db)
     assert refused.returncode == 1
     assert "reasons.required: reject needs a reason" in refused.stdout
-    assert "执行reject须说明理由" in refused.stdout
+    assert "执行驳回须说明理由" in refused.stdout
     accepted = run("fire", "p-1", "reject", "-e", "reason=budget not credible", env=db)
     assert accepted.returncode == 0, accepted.stderr
     assert accepted.stdout.strip() == "p-1: reject accepted, applied → rejected"
@@ -63,7 +63,7 @@ def test_explain_writes_nothing(run: Any, db: dict[str, str]) -> None:
     assert done.returncode == 1
     out = json.loads(done.stdout)
     assert [r["code"] for r in out["refusals"]] == ["reasons.required"]
-    assert out["refusals"][0]["message_zh"] == "执行reject须说明理由"
+    assert out["refusals"][0]["message_zh"] == "执行驳回须说明理由"
     assert "reject" in out["events_allowed_to_actor"]
     history = json.loads(run("history", "p-2", "--json", env=db).stdout)
     assert [e["event"] for e in history] == ["submit"]
@@ -136,7 +136,7 @@ def test_bulk_dry_run_reports_every_row_and_writes_nothing(
 ) -> None:
     """A dry run decides each good row, reports the bad ones by row, and changes nothing."""
     _bad_file(tmp_path)
-    args = ("bulk", "reject.csv", "--event", "reject", "--dry-run")
+    args = ("bulk", "reject.csv", "reject", "--dry-run")
     done = run(*args, "--json", "--report", "r.json", env=db)
     assert done.returncode == 1
     out = json.loads(done.stdout)
@@ -163,7 +163,7 @@ def test_bulk_applies_good_rows_and_reports_bad_ones(
 ) -> None:
     """Good rows are applied, bad rows reported with row numbers, exit 1; a re-run replays."""
     _bad_file(tmp_path)
-    args = ("bulk", "reject.csv", "--event", "reject", "--key", "k1", "--report", "r.json")
+    args = ("bulk", "reject.csv", "reject", "--key", "k1", "--report", "r.json")
     done = run(*args, env=db)
     assert "error:" not in done.stderr, done.stderr
     assert done.returncode == 1
@@ -192,7 +192,7 @@ def test_bulk_with_workers_transitions_every_project_once(
             engine.submit(actor=APPLICANT, project_id=f"p-{i}")
     rows = "".join(f"p-{i},too late\n" for i in range(1, 61))
     (tmp_path / "all.csv").write_text("project_id,reason\n" + rows, encoding="utf-8")
-    args = ("bulk", "all.csv", "--event", "reject", "--workers", "3", "--chunk-size", "4")
+    args = ("bulk", "all.csv", "reject", "--workers", "3", "--chunk-size", "4")
     done = run(*args, "--json", env=db)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["counts"] == {"applied": 60}

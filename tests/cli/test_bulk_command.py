@@ -19,7 +19,7 @@ def test_bad_rows_are_reported_with_row_numbers(run: Any, tmp_path: Path) -> Non
     (tmp_path / "in.csv").write_text(
         "project_id,reason\np-1,ok\n,no id\np-1,again\np-2,\np-3,ok,extra\n", encoding="utf-8"
     )
-    done = run("bulk", "in.csv", "--event", "approve", "--report", "out.json", env=MEMORY)
+    done = run("bulk", "in.csv", "approve", "--report", "out.json", env=MEMORY)
     assert done.returncode == 1
     report = json.loads((tmp_path / "out.json").read_text("utf-8"))
     rows = [(i["row"], i["status"], i["project_id"]) for i in report["items"]]
@@ -37,7 +37,7 @@ def test_bad_rows_are_reported_with_row_numbers(run: Any, tmp_path: Path) -> Non
 def test_csv_report_and_plain_summary(run: Any, tmp_path: Path) -> None:
     """A .csv report has one line per row; the plain summary counts and lists failures."""
     (tmp_path / "in.jsonl").write_text('{"id": "p-1"}\n{"id": 5}\n', encoding="utf-8")
-    done = run("bulk", "in.jsonl", "--event", "approve", "--report", "out.csv", env=MEMORY)
+    done = run("bulk", "in.jsonl", "approve", "--report", "out.csv", env=MEMORY)
     assert done.returncode == 1
     assert done.stdout.splitlines()[0] == "approve: 1 invalid, 1 not_found"
     assert "2\t\tinvalid\tid must be a string, not a number" in done.stdout
@@ -50,7 +50,7 @@ def test_csv_report_and_plain_summary(run: Any, tmp_path: Path) -> None:
 def test_json_output_has_counts_items_and_encoding(run: Any, tmp_path: Path) -> None:
     """``--json`` prints the whole result, including the detected encoding and warnings."""
     (tmp_path / "in.csv").write_bytes("project_id,原因\np-1,齐全\n".encode("gbk"))
-    done = run("bulk", "in.csv", "--event", "approve", "--json", env=MEMORY)
+    done = run("bulk", "in.csv", "approve", "--json", env=MEMORY)
     assert done.returncode == 1
     out = json.loads(done.stdout)
     assert out["encoding"] == "gb18030"
@@ -69,7 +69,7 @@ def test_unreadable_files_exit_2_before_anything_runs(run: Any, tmp_path: Path) 
         ("bin.csv", "cannot decode the file"),
         ("noid.csv", "no project_id or id column"),
     ]:
-        done = run("bulk", name, "--event", "approve", env=MEMORY)
+        done = run("bulk", name, "approve", env=MEMORY)
         assert done.returncode == 2, name
         assert message in done.stderr
         assert "Traceback" not in done.stderr
@@ -78,7 +78,7 @@ def test_unreadable_files_exit_2_before_anything_runs(run: Any, tmp_path: Path) 
 def test_bad_bulk_options_exit_2(run: Any, tmp_path: Path) -> None:
     """A report suffix other than .json/.csv, or workers on memory, are usage errors."""
     (tmp_path / "in.csv").write_text("id\np\n", encoding="utf-8")
-    base = ("bulk", "in.csv", "--event", "approve")
+    base = ("bulk", "in.csv", "approve")
     assert run(*base, "--report", "r.txt", env=MEMORY).returncode == 2
     assert run(*base, "--workers", "2", env=MEMORY).returncode == 2
     assert run(*base, "--chunk-size", "0", env=MEMORY).returncode == 2

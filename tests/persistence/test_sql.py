@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -437,3 +438,52 @@ def test_state_at_and_counts_at_follow_the_clock(make_store: StoreFactory) -> No
     with pytest.raises(InvalidInput) as caught:
         engine.counts_at(datetime(2026, 3, 1))
     assert caught.value.field == "when"
+
+
+# -- the audit log order under concurrency -----------------------------------------------
+
+
+def test_log_stays_gap_free_and_append_only_with_concurrent_writers(
+    make_store: StoreFactory,
+) -> None:
+    """4 writer threads and a sequencer: positions 0..n-1, each entry once, chains in order.
+
+    Every log the sequencer saw while writers were committing is a prefix of the final
+    one: positions are appended, never reassigned, on SQLite and on PostgreSQL.
+    """
+    store = make_store()
+    engine = _engine(store)
+    stop = threading.Event()
+    snapshots: list[list[Any]] = []
+
+    def write(worker: int) -> None:
+        for i in range(20):
+            pid = engine.submit(actor=APPLICANT, project_id=f"w{worker}-{i:02d}").project_id
+            engine.fire(pid, "approve", actor=PURCHASER)
+
+    def sequence() -> None:
+        while not stop.is_set():
+            snapshots.append(store.log_leaves(0, store.sequence_log()))
+
+    sequencer = threading.Thread(target=sequence)
+    sequencer.start()
+    writers = [threading.Thread(target=write, args=(w,)) for w in range(4)]
+    for thread in writers:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    stop.set()
+    sequencer.join()
+    size = store.sequence_log()
+    leaves = store.log_leaves(0, size)
+    entries = list(store.all_entries())
+    assert size == len(entries) == 160
+    assert [leaf[0] for leaf in leaves] == list(range(size))
+    assert {leaf[1:] for leaf in leaves} == {(e.project_id, e.seq, e.hash) for e in entries}
+    by_chain: dict[str, list[int]] = {}
+    for _position, pid, seq, _hash in leaves:
+        by_chain.setdefault(pid, []).append(seq)
+    assert all(seqs == sorted(seqs) for seqs in by_chain.values())
+    assert len(snapshots) > 1
+    for seen in snapshots:
+        assert leaves[: len(seen)] == seen

@@ -200,12 +200,14 @@ class World:
         }
         return self.engine.add_record(pid, "expenditure", data, actor=self.applicant)
 
-    def serve(self, pid: str, activities: int, person_times: int) -> Outcome:
+    def serve(self, pid: str, activities: int, person_times: int, **extra: Any) -> Outcome:
+        """Log a service record dated today (move the clock into the term first)."""
         data = {
-            "date": "2025-05-02",
+            "date": self.clock.today(),
             "domain": "mental_health",
             "activities": activities,
             "person_times": person_times,
+            **extra,
         }
         return self.engine.add_record(pid, "service", data, actor=self.applicant)
 

@@ -34,6 +34,7 @@ def test_main_line_from_applied_to_closed(world: World) -> None:
     world.approve(pid, "100000.00").raise_for_refusal()
     world.clock.advance(8)
     world.sign(pid).raise_for_refusal()
+    world.clock.advance(30)  # into the contract term
     world.spend(pid, "30000.00", "INV-001").raise_for_refusal()
     world.spend(pid, "38000.00", "INV-002", line="personnel").raise_for_refusal()
     world.serve(pid, 12, 800).raise_for_refusal()
@@ -54,8 +55,9 @@ def test_main_line_from_applied_to_closed(world: World) -> None:
     assert project.data["grade"] == "good"
     assert (project.data["activities"], project.data["person_times"]) == (32, 2300)
     assert settlement.eligible == Decimal("95000.00")
-    assert settlement.disbursed == Decimal("100000.00")
-    assert settlement.surplus == Decimal("5000.00")
+    assert settlement.final_installment == Decimal("15000.00")
+    assert settlement.disbursed == settlement.due == Decimal("95000.00")
+    assert settlement.refund == Decimal("0.00")
     assert [e.event for e in engine.history(pid) if e.accepted][-1] == "close"
     assert engine.verify().ok
 
@@ -82,4 +84,10 @@ def test_rectification_then_termination_claws_back_unspent_money(world: World) -
     assert len(project.records_of("rectification_order")) == 1
     assert clawback.disbursed == Decimal("40000.00")
     assert clawback.amount == Decimal("27499.50")
+    demand = project.records_of("refund_demand")[0].data
+    assert (demand["amount"], demand["reason"], demand["status"]) == (
+        "27499.50",
+        "clawback",
+        "open",
+    )
     assert engine.verify().ok

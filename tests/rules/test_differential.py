@@ -320,6 +320,7 @@ def test_dry_run_of_records_equals_the_real_run(make_world: Callable[..., World]
     """A bulk record.service dry run sees the record as add_record does (not raw evidence)."""
     world = make_world()
     pid = world.contracted()
+    world.clock.advance(60)  # service records are dated in the term, never in the future
     data = {"date": "2025-05-02", "domain": "mental_health", "activities": 2, "person_times": 30}
     dry = world.engine.fire_many(
         "record.service", [(pid, data)], actor=world.applicant, dry_run=True, keep="all"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -104,3 +105,36 @@ def test_assess_needs_a_final_evaluation_and_closeout(world: World) -> None:
     assert world.codes(fire(pid, "assess", actor=world.evaluator)) == {"evaluation.closeout"}
     fire(pid, "assess", actor=world.evaluator, evidence=CLOSEOUT).raise_for_refusal()
     assert world.engine.get(pid).data["grade"] == "excellent"
+
+
+def test_a_recheck_after_the_rectification_deadline_is_refused(world: World) -> None:
+    """170 days past the deadline the re-check and ``pass_midterm`` are refused; terminate works.
+
+    Both used to pass however late they came.
+    """
+    engine = world.engine
+    pid = world.contracted()
+    world.evaluate(pid, "midterm", 50).raise_for_refusal()
+    order = {"order": {"issues": ["ledgers missing"], "deadline": "2025-06-30"}}
+    engine.fire(pid, "order_rectification", actor=world.evaluator, evidence=order)
+    assert engine.get(pid).state == "rectification"
+    world.clock.now = datetime(2025, 12, 17, 2, tzinfo=UTC)  # 170 days after 30 June
+    late = world.evaluate(pid, "recheck", 85)
+    assert world.codes(late) == {"evaluation.recheck_due"}
+    assert world.codes(engine.fire(pid, "pass_midterm", actor=world.treasurer)) >= {
+        "evaluation.recheck_due"
+    }
+    reason = {"reason": "rectification deadline missed"}
+    assert engine.fire(pid, "terminate", actor=world.approver, evidence=reason).accepted
+
+
+def test_a_recheck_on_the_deadline_day_passes(world: World) -> None:
+    """On the deadline day itself the re-check and ``pass_midterm`` are accepted."""
+    engine = world.engine
+    pid = world.contracted()
+    world.evaluate(pid, "midterm", 50).raise_for_refusal()
+    order = {"order": {"issues": ["ledgers missing"], "deadline": "2025-06-30"}}
+    engine.fire(pid, "order_rectification", actor=world.evaluator, evidence=order)
+    world.clock.now = datetime(2025, 6, 30, 8, tzinfo=UTC)
+    world.evaluate(pid, "recheck", 85).raise_for_refusal()
+    assert engine.fire(pid, "pass_midterm", actor=world.treasurer).accepted

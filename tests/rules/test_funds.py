@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import pytest
+from pydantic import ValidationError
 
+from grantflow.calendar import WorkingCalendar
 from grantflow.policy import Policy
-from grantflow.records import Settlement
+from grantflow.records import RefundDemand, Settlement
 from grantflow.rules import RuleContext, funds
 
 if TYPE_CHECKING:
@@ -52,7 +55,12 @@ def test_line_cap_allows_ten_percent_then_needs_an_amendment(world: World) -> No
         "to_line": "training",
         "amount": "1000.00",
     }
-    world.engine.add_record(pid, "amendment", move, actor=world.approver).raise_for_refusal()
+    engine = world.engine
+    engine.add_record(
+        pid, "amendment_request", move, actor=world.applicant, record_id="req-1"
+    ).raise_for_refusal()
+    decision = {"request": "req-1", "approved": True}
+    engine.add_record(pid, "amendment_decision", decision, actor=world.approver).raise_for_refusal()
     assert world.spend(pid, "1000.00", "INV-2", line="training").accepted
 
 
@@ -97,45 +105,150 @@ def test_duplicate_invoice_across_projects_is_refused(world: World) -> None:
     assert world.spend(second, "10.00", "INV-OWN").accepted
 
 
-def test_amendments_are_checked(world: World) -> None:
-    """A move larger than its line, or an earlier end date, fails ``funds.amendment``."""
+@pytest.mark.parametrize(
+    ("percent", "grade", "final", "withheld"),
+    [(95, "excellent", "20000.00", "0.00"), (70, "pass", "16000.00", "4000.00"),
+     (50, "fail", "0.00", "20000.00")],
+)  # fmt: skip
+def test_final_installment_by_grade(
+    world: World, percent: int, grade: str, final: str, withheld: str
+) -> None:
+    """Fully spent: close pays 100 % of the last part for excellent, 80 % for pass, 0 for fail."""
+    pid = world.assessed(percent)
+    rest = {**world.BUDGET, "activities": "5000.00"}  # assessed() spent 30,000 on activities
+    for n, (line, amount) in enumerate(rest.items(), start=2):
+        world.spend(pid, amount, f"INV-{n}", line=line).raise_for_refusal()
+    world.engine.fire(pid, "close", actor=world.treasurer).raise_for_refusal()
+    settlement = _settlement(world, pid)
+    assert (settlement.grade, settlement.final_installment) == (grade, Decimal(final))
+    assert settlement.withheld == Decimal(withheld)
+    assert settlement.disbursed - settlement.refund == settlement.due
+    assert settlement.due == settlement.eligible - settlement.withheld
+
+
+def _settlement(world: World, pid: str) -> Settlement:
+    project = world.engine.get(pid)
+    return Settlement.model_validate(dict(project.records_of("settlement")[0].data))
+
+
+def test_an_underspent_project_gets_a_refund_demand_not_a_final_payment(world: World) -> None:
+    """Award 100,000, 10,000 spent, graded 优秀: nothing more is paid, 70,000 is demanded back.
+
+    ``close`` used to pay the last 20,000 anyway and record a 90,000 surplus.
+    """
     pid = world.contracted()
-    too_big = {
-        "kind": "line_move",
-        "reason": "r",
-        "from_line": "experts",
-        "to_line": "training",
-        "amount": "5000.01",
+    world.spend(pid, "10000.00", "INV-1").raise_for_refusal()
+    world.midterm(pid)
+    world.evaluate(pid, "final", 95).raise_for_refusal()
+    closeout = {"closeout": {"report": "final report"}}
+    world.engine.fire(pid, "assess", actor=world.evaluator, evidence=closeout).raise_for_refusal()
+    world.engine.fire(pid, "close", actor=world.treasurer).raise_for_refusal()
+    project = world.engine.get(pid)
+    settlement = _settlement(world, pid)
+    assert settlement.final_installment == Decimal("0.00")
+    assert [r.data["installment"] for r in project.records_of("disbursement")] == [1, 2]
+    assert (settlement.disbursed, settlement.due, settlement.refund) == (
+        Decimal("80000.00"),
+        Decimal("10000.00"),
+        Decimal("70000.00"),
+    )
+    demand = RefundDemand.model_validate(dict(project.records_of("refund_demand")[0].data))
+    assert (demand.amount, demand.status, demand.reason) == (
+        Decimal("70000.00"),
+        "open",
+        "settlement",
+    )
+    closed_on = world.clock.now.date()
+    assert demand.due_on == WorkingCalendar().add_working_days(closed_on, 20)
+    assert project.data["refund_status"] == "open"
+
+
+def test_settling_a_refund_is_an_audited_purchaser_record(world: World) -> None:
+    """Repayments are ``refund_payment`` records by a purchaser, up to what is owed."""
+    pid = world.contracted()
+    world.spend(pid, "10000.00", "INV-1").raise_for_refusal()
+    reason = {"reason": "provider stopped delivering"}
+    world.engine.fire(pid, "terminate", actor=world.approver, evidence=reason).raise_for_refusal()
+    engine, today = world.engine, world.clock.now.date().isoformat()
+    part = {"amount": "20000.00", "paid_on": today, "reference": "bank-1"}
+    assert world.codes(engine.add_record(pid, "refund_payment", part, actor=world.applicant)) == {
+        "funds.refund_payment"
     }
-    engine = world.engine
-    assert world.codes(engine.add_record(pid, "amendment", too_big, actor=world.approver)) == {
-        "funds.amendment"
-    }
-    earlier = {"kind": "extension", "reason": "r", "new_end": "2026-01-01"}
-    assert world.codes(engine.add_record(pid, "amendment", earlier, actor=world.approver)) == {
-        "funds.amendment"
-    }
-    later = {"kind": "extension", "reason": "no-cost extension", "new_end": "2026-06-30"}
-    assert engine.add_record(pid, "amendment", later, actor=world.approver).accepted
-    assert world.spend(pid, "10.00", "INV-9", date="2026-05-01").accepted
-    assert world.codes(engine.add_record(pid, "amendment", later, actor=world.applicant)) == {
-        "funds.amendment"
-    }
+    engine.add_record(pid, "refund_payment", part, actor=world.treasurer).raise_for_refusal()
+    assert engine.get(pid).data["refund_status"] == "open"
+    too_much = {**part, "amount": "10000.01", "reference": "bank-2"}
+    assert world.codes(
+        engine.add_record(pid, "refund_payment", too_much, actor=world.treasurer)
+    ) == {"funds.refund_payment"}
+    rest = {**part, "amount": "10000.00", "reference": "bank-2"}
+    outcome = engine.add_record(pid, "refund_payment", rest, actor=world.treasurer)
+    assert outcome.accepted
+    project = engine.get(pid)
+    assert (project.data["refund_status"], project.data["refund_settled"]) == (
+        "settled",
+        "30000.00",
+    )
+    assert [e.event for e in engine.history(pid)][-1] == "record.refund_payment"
 
 
 @pytest.mark.parametrize(
-    ("percent", "grade", "final"),
-    [(95, "excellent", "20000.00"), (70, "pass", "16000.00"), (50, "fail", "0.00")],
+    ("shares", "spent", "grade_percent", "paid", "refund"),
+    [
+        ((25, 25, 25, 25), "100000.00", 95, ["25000.00"] * 4, "0.00"),
+        ((50, 50), "90000.00", 50, ["50000.00"], "0.00"),
+        ((50, 50), "40000.00", 50, ["50000.00"], "10000.00"),
+        ((50, 50), "90000.00", 95, ["50000.00", "40000.00"], "0.00"),
+        ((30, 30, 40), "100000.00", 70, ["30000.00", "30000.00", "32000.00"], "0.00"),
+    ],
 )
-def test_final_installment_by_grade(world: World, percent: int, grade: str, final: str) -> None:
-    """Close pays 100 % of the last installment for excellent, 80 % for pass, 0 for fail."""
-    pid = world.assessed(percent)
+def test_any_schedule_pays_each_part_on_its_milestone(
+    make_world: Callable[..., World],
+    shares: tuple[int, ...],
+    spent: str,
+    grade_percent: int,
+    paid: list[str],
+    refund: str,
+) -> None:
+    """(25,25,25,25) pays all four parts (the third was never paid); (50,50) 不合格 withholds."""
+    world = make_world(Policy(installments=tuple(Decimal(s) for s in shares)))
+    pid = world.contracted()
+    lines = ("activities", "personnel", "experts", "training", "publicity", "evaluation")
+    remaining = Decimal(spent)
+    for n, line in enumerate(lines):
+        cap = {"activities": 38500, "personnel": 44000}.get(line, 5500)
+        amount = min(remaining, Decimal(cap))
+        if amount > 0:
+            world.spend(pid, str(amount), f"INV-{n}", line=line).raise_for_refusal()
+        remaining -= amount
+    world.midterm(pid)
+    world.evaluate(pid, "final", grade_percent).raise_for_refusal()
+    closeout = {"closeout": {"report": "final report"}}
+    world.engine.fire(pid, "assess", actor=world.evaluator, evidence=closeout).raise_for_refusal()
     world.engine.fire(pid, "close", actor=world.treasurer).raise_for_refusal()
     project = world.engine.get(pid)
-    settlement = Settlement.model_validate(dict(project.records_of("settlement")[0].data))
-    assert (settlement.grade, settlement.final_installment) == (grade, Decimal(final))
-    assert settlement.final_installment + settlement.withheld == Decimal("20000.00")
-    assert settlement.eligible + settlement.surplus == settlement.disbursed
+    assert [r.data["amount"] for r in project.records_of("disbursement")] == paid
+    settlement = _settlement(world, pid)
+    assert settlement.refund == Decimal(refund)
+    assert settlement.disbursed - settlement.refund == settlement.due
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"installments": (40, 40, 30)}, "add up to 100"),
+        ({"installments": (50, 50), "installment_milestones": ("sign",)}, "2 installments"),
+        ({"installments": (50, 50), "installment_milestones": ("sign", "assess")}, "unknown"),
+        ({"installments": (50, 50), "installment_milestones": ("close", "sign")}, "order"),
+        ({"installments": (50, 50), "installment_milestones": ("sign", "pass_midterm")}, "held"),
+        ({"installments": (100, 0)}, "positive"),
+    ],
+)
+def test_schedules_are_validated_when_the_policy_is_built(
+    fields: dict[str, object], message: str
+) -> None:
+    """Parts add up to 100, each has a known milestone in order, and the last is ``close``."""
+    with pytest.raises(ValidationError, match=message):
+        Policy.model_validate(fields)
 
 
 def test_close_needs_a_grade_and_not_the_approver(world: World) -> None:

@@ -71,7 +71,7 @@ def test_score_below_pass_mark_is_refused(world: World) -> None:
     pid = _reviewed_by(world, 50, 60, 60)
     outcome = world.approve(pid)
     assert world.codes(outcome) == {"review.score"}
-    assert outcome.refusals[0].details["score"] == "56.67"
+    assert outcome.refusals[0].message == "panel score 56.66 is below the pass mark 60"
 
 
 def test_trimmed_mean_from_five_reviews(world: World) -> None:
@@ -102,3 +102,16 @@ def test_approval_records_approver_and_amount(world: World) -> None:
     assert record.data["approver"] == "staff-1"
     assert record.data["recommended_amount"] == "99000.50"
     assert record.data["reviews_counted"] == ["r1", "r2", "r3"]
+
+
+def test_a_mean_of_59_9967_is_refused_not_rounded_up(world: World) -> None:
+    """Totals 59.99, 60, 60 average 59.9967: below 60 and refused (it was rounded to 60.00)."""
+    pid = world.submit().raise_for_refusal().project_id
+    low = dict(APPROVAL_REVIEW.proportional(60))
+    low["need.evidence"] = "5.99"
+    world.review(pid, 1, scores=low).raise_for_refusal()
+    world.review(pid, 2, 60).raise_for_refusal()
+    world.review(pid, 3, 60).raise_for_refusal()
+    outcome = world.approve(pid)
+    assert world.codes(outcome) == {"review.score"}
+    assert "59.99" in outcome.refusals[0].message

@@ -156,10 +156,11 @@ def test_a_publicity_deadline_off_by_one_is_found() -> None:
 def test_without_sources_every_policy_threshold_is_used() -> None:
     """boundaries() reads the policy: counts, days, months, years, scores and percents."""
     found = gs.boundaries(policy=Policy(review_quorum=4, publicity_working_days=7)).thresholds
-    assert found.counts == (2, 4, 5)
-    assert found.days == (7,)
-    assert found.months == (12,)
-    assert found.years == (2, 3)
+    assert {2, 4, 5} <= set(found.counts)
+    assert 3 not in found.counts
+    assert 7 in found.days
+    assert 12 in found.months
+    assert {2, 3} <= set(found.years)
     assert {Decimal(60), Decimal(65), Decimal(80), Decimal(90)} <= set(found.scores)
     assert {Decimal(10), Decimal(40), Decimal(100)} <= set(found.percents)
     assert found.money == ()

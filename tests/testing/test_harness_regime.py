@@ -198,30 +198,36 @@ def _project(*records: Record) -> grantflow.Project:
 
 
 def test_money_problems_reads_contracts_disbursements_refunds_and_settlements() -> None:
-    """Refunds offset disbursements; a settlement must agree with what was recorded."""
+    """Refund payments offset disbursements; a settlement must agree with what was recorded."""
     contract = Record(kind="contract", id="c", data={"kind": "purchase", "amount": "100.00"}, seq=1)
     paid = [
         Record(kind="disbursement", id=f"d{n}", data={"amount": "60.00"}, seq=n + 1) for n in (1, 2)
     ]
-    refund = Record(kind="refund", id="r", data={"amount": "20.00", "status": "settled"}, seq=4)
-    open_refund = Record(kind="refund", id="r", data={"amount": "20.00", "status": "open"}, seq=4)
+    refund = Record(kind="refund_payment", id="r", data={"amount": "20.00"}, seq=4)
     good = Record(
-        kind="settlement", id="s", data={"awarded": "100.00", "disbursed": "120.00"}, seq=5
+        kind="settlement",
+        id="s",
+        data={"awarded": "100.00", "disbursed": "120.00", "due": "100.00", "refund": "20.00"},
+        seq=5,
     )
     wrong = Record(
-        kind="settlement", id="s", data={"awarded": "90.00", "disbursed": "60.00"}, seq=5
+        kind="settlement",
+        id="s",
+        data={"awarded": "90.00", "disbursed": "60.00", "due": "110.00", "refund": "20.00"},
+        seq=5,
     )
     assert money_problems(_project(contract, *paid, refund, good)) == []
-    assert money_problems(_project(contract, *paid, open_refund)) == [
+    assert money_problems(_project(contract, *paid)) == [
         "disbursed 120.00 - refunded 0.00 exceeds awarded 100.00"
     ]
     assert money_problems(_project(*paid[:1])) == [
         "disbursed 60.00 - refunded 0.00 exceeds awarded 0.00"
     ]
-    problems = money_problems(_project(contract, *paid, refund, wrong))
-    assert problems == [
+    assert money_problems(_project(contract, *paid, refund, wrong)) == [
         "settlement s says disbursed 60.00, the disbursements sum to 120.00",
         "settlement s says awarded 90.00, the contract says 100.00",
+        "settlement s: disbursed - refund != due 110.00",
+        "settlement s: due 110.00 exceeds awarded 100.00",
     ]
 
 

@@ -4,29 +4,46 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated, Any
 
 import structlog
 import typer
-from rich.console import Console
 
 import grantflow
 from grantflow.cli import _bulk_command, _integrity, _projects, _reports
-from grantflow.cli._common import DEFAULT_DB, DbOption, guarded, stdout
+from grantflow.cli._common import (
+    DEFAULT_DB,
+    DbOption,
+    JsonOption,
+    QuietOption,
+    emit_json,
+    guarded,
+    open_engine,
+    stdout,
+    usage_error,
+)
+from grantflow.cli._database import check_url, creatable_database
+from grantflow.cli._errors import DEBUG_ENV, report
+from grantflow.cli._progress import meter
 from grantflow.demo import DemoClock, render_report, run_demo
 from grantflow.persistence import sql
 
-__all__ = ["app", "main"]
+__all__ = ["DEMO_STEPS", "app", "main"]
+
+#: Steps a demo run reports (``run_demo``'s `progress` calls) for 40 to 2,000 projects;
+#: the demo's bar counts them. A run with more steps stretches the bar.
+DEMO_STEPS = 35
 
 app = typer.Typer(
     name="grantflow",
     help="Run purchased-service projects (grants) through their lifecycle.",
     no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_show_locals=False,
+    pretty_exceptions_enable=False,
 )
 db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -46,12 +63,60 @@ for _command in (
     app.command()(_command)
 
 
+def _package_version() -> str:
+    try:
+        return version("grantflow")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return grantflow.__version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"grantflow {_package_version()}")
+        raise typer.Exit
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            envvar=DEBUG_ENV,
+            help="Print the traceback of an error (allowed after the command name too).",
+        ),
+    ] = False,
+) -> None:
+    """Run purchased-service projects (grants) through their lifecycle."""
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
+
+
 @db_app.command("upgrade")
 @guarded
-def db_upgrade(db: DbOption = DEFAULT_DB) -> None:
+def db_upgrade(db: DbOption = DEFAULT_DB, as_json: JsonOption = False) -> None:
     """Create grantflow's tables, or migrate them to this version's schema."""
-    version = sql.upgrade(db)
-    stdout().print(f"database {db} is at schema version {version}", markup=False, highlight=False)
+    url = check_url(db)
+    if url is None:
+        usage_error("memory:// holds nothing to upgrade; name a database with --db")
+    creatable_database(db)
+    schema_version = sql.upgrade(db)
+    shown = url.render_as_string(hide_password=True)
+    if as_json:
+        emit_json({"database": shown, "schema_version": schema_version})
+        return
+    stdout().print(
+        f"database {shown} is at schema version {schema_version}", markup=False, highlight=False
+    )
 
 
 @app.command()
@@ -63,7 +128,12 @@ def demo(
         str,
         typer.Option(help="Database URL; default a fresh grantflow-demo.db here."),
     ] = "",
+    add: Annotated[
+        bool,
+        typer.Option("--add", help="Add the demo to a --db that already holds projects."),
+    ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Seed a realistic portfolio, drive it through the lifecycle, report and verify it.
 
@@ -74,19 +144,22 @@ def demo(
     """
     url = db or _fresh_demo_db()
     clock = DemoClock()
-    console = Console(stderr=True)
     # The throwaway demo file trades power-loss durability for speed; a --db is left as is.
     options: dict[str, Any] = {"synchronous": "NORMAL"} if not db else {}
-    with grantflow.open(url, clock=clock, **options) as engine:
+    with open_engine(url, create=True, clock=clock, **options) as engine:
+        _check_demo_target(engine, url, add=add)
         started = time.monotonic()
-        with console.status("seeding the portfolio") as status:
-            report = run_demo(
-                engine,
-                clock=clock,
-                seed=seed,
-                projects=projects,
-                progress=lambda step: status.update(f"demo: {step}"),
-            )
+        with meter("demo", DEMO_STEPS, unit="steps", quiet=quiet) as bar:
+            steps = 0
+
+            def step(label: str) -> None:
+                nonlocal steps
+                steps += 1
+                bar.set(steps - 1, total=max(DEMO_STEPS, steps))
+                bar.describe(f"demo: {label}")
+
+            report = run_demo(engine, clock=clock, seed=seed, projects=projects, progress=step)
+            bar.set(max(DEMO_STEPS, steps), total=max(DEMO_STEPS, steps))
         elapsed = time.monotonic() - started
     if json_output:
         sys.stdout.write(json.dumps({**report.to_dict(), "seconds": round(elapsed, 2)}) + "\n")
@@ -96,6 +169,22 @@ def demo(
         out.print(f"database: {url} ({elapsed:.1f} s)", markup=False, highlight=False)
     if not report.verified:
         raise typer.Exit(1)
+
+
+def _check_demo_target(engine: grantflow.Engine, url: str, *, add: bool) -> None:
+    """Refuse a database that holds projects (unless `add`) or the demo's own projects."""
+    store = engine.store
+    held = store.count_projects({})
+    if held and not add:
+        usage_error(
+            f"{url} already holds {held} projects; use a fresh --db, or --add to add the "
+            "demo portfolio to them"
+        )
+    for first in ("P-2025-0001", "P-2026-0001"):
+        if store.load(first) is not None:
+            usage_error(
+                f"{url} already holds the demo portfolio ({first}); run the demo on a fresh --db"
+            )
 
 
 def _fresh_demo_db() -> str:
@@ -109,10 +198,18 @@ def main() -> None:
     """Entry point of the ``grantflow`` console script.
 
     The command is an application, not a library, so it may configure logging: only
-    warnings and errors, on stderr, so that output stays clean for pipes.
+    warnings and errors, on stderr, so that output stays clean for pipes. ``--debug``
+    may come anywhere before ``--``; it is moved in front of the command name.
     """
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
     )
-    app()
+    args = sys.argv[1:]
+    end = args.index("--") if "--" in args else len(args)
+    if "--debug" in args[:end]:
+        args = ["--debug", *[a for a in args[:end] if a != "--debug"], *args[end:]]
+    try:
+        app(args=args, prog_name="grantflow")
+    except (Exception, KeyboardInterrupt) as exc:
+        sys.exit(report(exc))

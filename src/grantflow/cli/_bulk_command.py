@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 import grantflow
 from grantflow._canonical import plain
@@ -21,26 +22,33 @@ from grantflow.bulk import BulkItem, BulkResult, Worker
 from grantflow.cli._common import (
     DEFAULT_DB,
     EXIT_FAILED,
+    STDIN,
     ActorIdOption,
     DbOption,
     JsonOption,
     OrgOption,
+    QuietOption,
     RoleOption,
     emit_json,
     emit_table,
     guarded,
     make_actor,
     open_engine,
+    output_path,
     stderr,
+    stdin_to_file,
     stdout,
     usage_error,
 )
+from grantflow.cli._progress import Meter, meter
 from grantflow.inputs import BulkReader, FileFormat, RowError
+from grantflow.persistence import JobStore
 
 __all__ = ["bulk"]
 
 _SHOWN = 20
 _REPORT_COLUMNS = ("row", "project_id", "status", "state", "refusals", "error")
+_POLL_SECONDS = 0.25
 
 
 def _file_digest(path: Path) -> str:
@@ -65,11 +73,23 @@ class _Rows:
             else:
                 yield row
 
+    def count(self) -> int:
+        """Count the good rows (one more pass over the file)."""
+        return sum(1 for row in self.reader if not isinstance(row, RowError))
+
 
 @guarded
 def bulk(
-    file: Annotated[Path, typer.Argument(help="CSV, JSON (array) or JSONL file of rows.")],
-    event: Annotated[str, typer.Option("--event", help="The event to fire on every row.")],
+    file: Annotated[
+        Path, typer.Argument(help="CSV, JSON (array) or JSONL file of rows; - reads stdin.")
+    ],
+    event: Annotated[
+        str | None, typer.Argument(help="The event to fire on every row, e.g. sign.")
+    ] = None,
+    event_option: Annotated[
+        str | None,
+        typer.Option("--event", help="Deprecated: name the event as the second argument."),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Decide every row and write nothing.")
     ] = False,
@@ -88,7 +108,8 @@ def bulk(
         int, typer.Option("--chunk-size", min=1, max=100_000, help="Rows per transaction.")
     ] = 500,
     fmt: Annotated[
-        str | None, typer.Option("--format", help="csv, json or jsonl (default: by suffix).")
+        str | None,
+        typer.Option("--format", help="csv, json or jsonl (default: by suffix, or sniffed)."),
     ] = None,
     encoding: Annotated[
         str | None, typer.Option("--encoding", help="Text encoding (default: detected).")
@@ -99,28 +120,41 @@ def bulk(
     org: OrgOption = None,
     db: DbOption = DEFAULT_DB,
     as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Fire EVENT on every project in FILE; exit 1 if any row was refused, failed or bad.
 
     Each row names a project (column project_id or id); the other columns are evidence.
     Bad rows are reported with their row number and the good rows are still applied.
     """
+    event = _event(event, event_option)
     who = make_actor(actor, role, org)
     if report is not None and report.suffix.lower() not in {".json", ".csv"}:
         usage_error("--report must end in .json or .csv")
+    report = output_path(report, "--report")
     if fmt is not None and fmt not in {"csv", "json", "jsonl"}:
         usage_error("--format must be csv, json or jsonl")
     if workers > 1 and (db.startswith("memory") or dry_run):
         usage_error("--workers needs a shared database (not memory://) and no --dry-run")
-    reader = BulkReader(file, fmt=_as_format(fmt), encoding=encoding)
-    for warning in reader.warnings:
-        stderr().print(f"warning: {warning}", markup=False, highlight=False)
-    rows = _Rows(reader)
-    job_key = key or f"bulk-{uuid.uuid4().hex}"
-    worker = Worker(run_id=run_id, owner=_owner()) if run_id else None
-    with open_engine(db) as engine:
+    source = str(file)
+    with ExitStack() as stack:
+        if source == STDIN:
+            file = stack.enter_context(stdin_to_file(".txt"))
+            fmt = fmt or _sniff(file)
+        reader = BulkReader(file, fmt=_as_format(fmt), encoding=encoding)
+        for warning in reader.warnings:
+            stderr().print(f"warning: {warning}", markup=False, highlight=False)
+        rows = _Rows(reader)
+        job_key = key or f"bulk-{uuid.uuid4().hex}"
+        worker = Worker(run_id=run_id, owner=_owner()) if run_id else None
+        engine = stack.enter_context(open_engine(db))
+        bar = stack.enter_context(
+            meter(f"{event} {Path(source).name}", None, unit="rows", quiet=quiet or bool(run_id))
+        )
+        if bar.shown:
+            bar.set(0, total=rows.count())
         if workers > 1:
-            result = _run_shared(engine, rows, file, event, who, job_key, chunk_size, workers)
+            result = _run_shared(engine, rows, file, event, who, job_key, chunk_size, workers, bar)
         else:
             result = _run(
                 engine,
@@ -133,17 +167,42 @@ def bulk(
                 dry_run,
                 worker,
                 keep_all=report is not None,
-                quiet=as_json or run_id is not None,
+                bar=bar,
             )
     bad = rows.bad
     if report is not None:
         _write_report(report, result, bad)
     if as_json:
-        emit_json(_summary(result, bad, reader))
+        emit_json(_summary(result, bad, reader, source))
     elif run_id is None:
         _print_summary(result, bad)
     if not result.ok or bad:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _event(argument: str | None, option: str | None) -> str:
+    """One way to name the event: the argument; ``--event`` still works, with a warning."""
+    if option is not None:
+        if argument is not None and argument != option:
+            usage_error(f"two events named: {argument} and --event {option}")
+        stderr().print(
+            "warning: --event is deprecated; write `grantflow bulk FILE EVENT`",
+            markup=False,
+            highlight=False,
+        )
+        return option
+    if argument is None:
+        usage_error("name the event: grantflow bulk FILE EVENT")
+    return argument
+
+
+def _sniff(path: Path) -> str:
+    """Guess the format of standard input: a JSON array, JSON lines or CSV."""
+    with path.open("rb") as raw:
+        start = raw.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+    if start.startswith(b"["):
+        return "json"
+    return "jsonl" if start.startswith(b"{") else "csv"
 
 
 def _as_format(fmt: str | None) -> FileFormat | None:
@@ -170,21 +229,20 @@ def _run(
     worker: Worker | None,
     *,
     keep_all: bool,
-    quiet: bool,
+    bar: Meter,
 ) -> BulkResult:
-    with _progress(quiet, f"{event} {file.name}") as advance:
-        return engine.fire_many(
-            event,
-            rows,
-            actor=actor,
-            idempotency_key=None if dry_run else key,
-            input_digest=_file_digest(file),
-            chunk_size=chunk_size,
-            dry_run=dry_run,
-            keep="all" if keep_all else "failures",
-            progress=advance,
-            worker=worker,
-        )
+    return engine.fire_many(
+        event,
+        rows,
+        actor=actor,
+        idempotency_key=None if dry_run else key,
+        input_digest=_file_digest(file),
+        chunk_size=chunk_size,
+        dry_run=dry_run,
+        keep="all" if keep_all else "failures",
+        progress=bar.advance if bar.shown else None,
+        worker=worker,
+    )
 
 
 def _run_shared(
@@ -196,32 +254,55 @@ def _run_shared(
     key: str,
     chunk_size: int,
     workers: int,
+    bar: Meter,
 ) -> BulkResult:
-    """Run the job in this process and `workers - 1` more; return the job's tally."""
+    """Run the job in this process and `workers - 1` more; return the job's tally.
+
+    The bar shows the whole job: the tally every worker commits with its chunks.
+    """
     run_id = uuid.uuid4().hex
-    children = [_spawn(sys.argv[1:], key, run_id) for _ in range(workers - 1)]
+    children = [_spawn(sys.argv[1:], file, key, run_id) for _ in range(workers - 1)]
     digest = _file_digest(file)
     shared = Worker(run_id=run_id, owner=_owner())
     kwargs: dict[str, Any] = {"actor": actor, "idempotency_key": key, "input_digest": digest}
-    engine.fire_many(event, rows, chunk_size=chunk_size, worker=shared, **kwargs)
-    for child in children:
-        child.wait()
+
+    def show_job(_done: int = 0) -> None:
+        _show_job(engine, key, bar)
+
+    progress = show_job if bar.shown else None
+    engine.fire_many(event, rows, chunk_size=chunk_size, worker=shared, progress=progress, **kwargs)
+    while running := [child for child in children if child.poll() is None]:
+        if bar.shown:
+            show_job()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            running[0].wait(timeout=_POLL_SECONDS)
     # Every chunk is done (or was left by a dead worker and is taken over now): this pass
     # finishes the job and returns the tally of all workers.
     rows.bad.clear()
     result = engine.fire_many(event, rows, chunk_size=chunk_size, worker=shared, **kwargs)
+    bar.set(result.total)
     # A worker finishing last marks the job done, so this pass finds it "replayed"; it is
     # this command's own job all the same.
     result.replayed = False
     return result
 
 
-def _spawn(argv: list[str], key: str, run_id: str) -> subprocess.Popen[bytes]:
+def _show_job(engine: grantflow.Engine, key: str, bar: Meter) -> None:
+    store = engine.store
+    if isinstance(store, JobStore):
+        job = store.job_get(key)
+        if job is not None:
+            bar.set(sum(job.counts.values()))
+
+
+def _spawn(argv: list[str], file: Path, key: str, run_id: str) -> subprocess.Popen[bytes]:
     args = _drop_option(argv, "--workers")
     args = _drop_option(_drop_option(args, "--report"), "--key")
-    args = [a for a in args if a != "--json"]
+    args = [a for a in args if a not in {"--json", "--quiet", "-q"}]
+    if STDIN in args:  # the children read the copy of standard input
+        args[args.index(STDIN)] = str(file)
     cmd = [sys.executable, "-m", "grantflow", *args, "--key", key, "--run-id", run_id]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
 
 
 def _drop_option(args: list[str], name: str) -> list[str]:
@@ -238,35 +319,6 @@ def _drop_option(args: list[str], name: str) -> list[str]:
             continue
         out.append(arg)
     return out
-
-
-class _progress:  # noqa: N801 - used as a function
-    """A rich progress counter on a terminal; a no-op callback otherwise."""
-
-    def __init__(self, quiet: bool, label: str) -> None:
-        self._bar: Progress | None = None
-        if not quiet and stdout().is_terminal:
-            self._bar = Progress(
-                SpinnerColumn(),
-                TextColumn("{task.description}"),
-                TextColumn("{task.completed} rows"),
-                TimeElapsedColumn(),
-                console=stdout(),
-                transient=True,
-            )
-        self._label = label
-
-    def __enter__(self) -> Callable[[int], None] | None:
-        if self._bar is None:
-            return None
-        self._bar.start()
-        task = self._bar.add_task(self._label, total=None)
-        bar = self._bar
-        return lambda done: bar.advance(task, done)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()
 
 
 # -- output ----------------------------------------------------------------------------
@@ -298,11 +350,13 @@ def _counts(result: BulkResult, bad: list[RowError]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def _summary(result: BulkResult, bad: list[RowError], reader: BulkReader) -> dict[str, Any]:
+def _summary(
+    result: BulkResult, bad: list[RowError], reader: BulkReader, source: str
+) -> dict[str, Any]:
     return {
         "event": result.event,
         "key": result.key,
-        "file": str(reader.path),
+        "file": source,
         "encoding": reader.encoding,
         "warnings": reader.warnings,
         "dry_run": result.dry_run,

@@ -17,12 +17,14 @@ from grantflow.cli._common import (
     JsonOption,
     OrgOption,
     RoleOption,
+    cell,
     emit_json,
     emit_table,
     evidence_from,
     guarded,
     make_actor,
     open_engine,
+    say,
     stdout,
 )
 
@@ -68,9 +70,9 @@ def fire(
     if as_json:
         emit_json(_outcome_json(outcome))
     elif outcome.accepted:
-        stdout().print(f"{project_id}: {event} accepted, {outcome.from_state} → {outcome.state}")
+        say(f"{project_id}: {event} accepted, {outcome.from_state} → {outcome.state}")
     else:
-        stdout().print(f"{project_id}: {event} refused in state {outcome.from_state}:")
+        say(f"{project_id}: {event} refused in state {outcome.from_state}:")
         _print_refusals(outcome)
     if not outcome.accepted:
         raise typer.Exit(EXIT_FAILED)
@@ -97,17 +99,15 @@ def explain(
     if as_json:
         emit_json({**_outcome_json(outcome), "events_allowed_to_actor": allowed})
     elif outcome.accepted:
-        stdout().print(
-            f"{project_id}: {event} would be accepted now, {outcome.from_state} → {outcome.state}"
-        )
+        say(f"{project_id}: {event} would be accepted now, {outcome.from_state} → {outcome.state}")
     else:
         count = len(outcome.refusals)
-        stdout().print(
+        say(
             f"{project_id}: {event} would be refused in state {outcome.from_state} "
             f"({count} refusal{'s' if count != 1 else ''}):"
         )
         _print_refusals(outcome)
-        stdout().print(f"events {who.id} may fire from here: {', '.join(allowed) or 'none'}")
+        say(f"events {who.id} may fire from here: {', '.join(allowed) or 'none'}")
     if not outcome.accepted:
         raise typer.Exit(EXIT_FAILED)
 
@@ -121,13 +121,19 @@ def show(project_id: ProjectArg, db: DbOption = _DB, as_json: JsonOption = False
         emit_json(project.model_dump(mode="python"))
         return
     console = stdout()
-    console.print(f"project {project.id}: {project.state} (version {project.version})")
     console.print(
-        f"created {project.created_at.isoformat()}, updated {project.updated_at.isoformat()}"
+        f"project {project.id}: {project.state} (version {project.version})",
+        markup=False,
+        highlight=False,
+    )
+    console.print(
+        f"created {cell(project.created_at)}, updated {cell(project.updated_at)}",
+        markup=False,
+        highlight=False,
     )
     rows = [(key, value) for key, value in sorted(project.data.items())]
     emit_table("data", ["field", "value"], rows)
-    records = [(r.seq, r.kind, r.id, dict(r.data)) for r in project.records]
+    records = [(r.seq, r.kind, r.id, r.data) for r in project.records]
     if records:
         emit_table("records", ["seq", "kind", "id", "data"], records)
 
@@ -143,11 +149,11 @@ def history(project_id: ProjectArg, db: DbOption = _DB, as_json: JsonOption = Fa
     rows = [
         (
             e.seq,
-            e.at.isoformat(timespec="seconds"),
+            e.at,
             e.event,
-            e.from_state or "",
-            e.to_state or "",
-            "yes" if e.accepted else "no",
+            e.from_state,
+            e.to_state,
+            e.accepted,
             e.actor.id,
             "; ".join(r.code for r in e.refusals),
         )

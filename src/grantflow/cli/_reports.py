@@ -17,12 +17,17 @@ from grantflow import export as exporting
 from grantflow.cli._common import (
     DEFAULT_DB,
     DbOption,
+    JsonOption,
+    QuietOption,
     emit_json,
     emit_table,
     guarded,
     open_engine,
+    output_path,
     stderr,
+    usage_error,
 )
+from grantflow.cli._progress import meter
 from grantflow.portfolio import SERVICE_DIMENSIONS, Portfolio
 from grantflow.states import to_dot, to_mermaid
 
@@ -126,7 +131,8 @@ def export(
         ExportFormat, typer.Option("--format", help="360giving-json, 360giving-csv or jsonl.")
     ] = ExportFormat.giving_json,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+        Path | None,
+        typer.Option("--output", "-o", help="Write here instead of stdout (- for stdout)."),
     ] = None,
     prefix: Annotated[
         str, typer.Option("--prefix", help="Your 360Giving identifier prefix.")
@@ -135,18 +141,43 @@ def export(
         str, typer.Option("--org-scheme", help="org-id.guide list code for credit codes.")
     ] = exporting.ExportOptions().org_scheme,
     db: DbOption = DEFAULT_DB,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print a JSON summary on stdout (needs --output FILE)."),
+    ] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Export projects: awarded ones as 360Giving grants (JSON or CSV), or all as JSONL."""
+    output = output_path(output, "--output")
+    if as_json and output is None:
+        usage_error("--json prints a summary on stdout; write the export with --output FILE")
     options = exporting.ExportOptions(grant_prefix=prefix, org_scheme=org_scheme)
-    with open_engine(db) as engine, _output(output) as out:
-        if fmt is ExportFormat.giving_json:
-            count = exporting.write_360giving_json(engine, out, options)
-        elif fmt is ExportFormat.giving_csv:
-            count = exporting.write_360giving_csv(engine, out, options)
-        else:
-            count = exporting.write_jsonl(engine, out, options)
-    what = "projects" if fmt is ExportFormat.jsonl else "grants"
+    awarded_only = fmt is not ExportFormat.jsonl
+    with open_engine(db) as engine:
+        total = _export_total(engine, awarded_only=awarded_only)
+        with (
+            meter(f"export {fmt.value}", total, unit="projects", quiet=quiet) as bar,
+            _output(output) as out,
+        ):
+            progress = bar.advance if bar.shown else None
+            if fmt is ExportFormat.giving_json:
+                count = exporting.write_360giving_json(engine, out, options, progress=progress)
+            elif fmt is ExportFormat.giving_csv:
+                count = exporting.write_360giving_csv(engine, out, options, progress=progress)
+            else:
+                count = exporting.write_jsonl(engine, out, options, progress=progress)
+    what = "grants" if awarded_only else "projects"
+    if as_json:
+        emit_json({"format": fmt.value, "output": str(output), what: count})
+        return
     stderr().print(f"exported {count} {what}", markup=False, highlight=False)
+
+
+def _export_total(engine: grantflow.Engine, *, awarded_only: bool) -> int:
+    """Return how many projects the export reads (the awarded ones, or all)."""
+    names = {state.name for state in engine.lifecycle.states}
+    others = names - exporting.AWARDED_STATES if awarded_only else set()
+    return engine.store.count_projects({}, exclude_states=others)
 
 
 @guarded
@@ -154,7 +185,13 @@ def diagram(
     fmt: Annotated[
         DiagramFormat, typer.Option("--format", help="mermaid or dot.")
     ] = DiagramFormat.mermaid,
+    as_json: JsonOption = False,
 ) -> None:
     """Print the lifecycle as a Mermaid or Graphviz dot diagram."""
     render = to_mermaid if fmt is DiagramFormat.mermaid else to_dot
-    sys.stdout.write(render(grantflow.PURCHASED_SERVICE))
+    lifecycle = grantflow.PURCHASED_SERVICE
+    text = render(lifecycle)
+    if as_json:
+        emit_json({"lifecycle": lifecycle.name, "format": fmt.value, "diagram": text})
+        return
+    sys.stdout.write(text)

@@ -11,7 +11,7 @@ from grantflow.audit import GENESIS, Checkpoint
 from grantflow.errors import ConcurrencyError, ProjectExists
 from grantflow.models import AuditEntry, Entity, Project, Record
 from grantflow.persistence._memory_jobs import MemoryJobs
-from grantflow.persistence._protocol import Change, Leaf
+from grantflow.persistence._protocol import Change, Leaf, LogLeaf
 
 __all__ = ["MemoryStore"]
 
@@ -27,6 +27,9 @@ class MemoryStore(MemoryJobs):
         self._projects: dict[str, Project] = {}
         self._chains: dict[str, list[AuditEntry]] = {}
         self._checkpoints: dict[str, tuple[Checkpoint, list[Leaf]]] = {}
+        # The audit log order: (project id, seq) by position, and the reverse index.
+        self._log: list[tuple[str, int]] = []
+        self._positions: dict[tuple[str, int], int] = {}
         self._entities: dict[tuple[str, str], Entity] = {}
         # Records by kind, so cross-project look-ups (duplicate invoices) skip the rest.
         self._by_kind: dict[str, list[tuple[str, Record]]] = {}
@@ -119,10 +122,28 @@ class MemoryStore(MemoryJobs):
 
     def entry_hash_at(self, project_id: str, seq: int) -> str | None:
         """Return the hash of entry `seq`, if present."""
-        for entry in self._chains.get(project_id, ()):
+        chain = self._chains.get(project_id, ())
+        if 0 < seq <= len(chain) and chain[seq - 1].seq == seq:
+            return chain[seq - 1].hash
+        for entry in chain:
             if entry.seq == seq:
                 return entry.hash
         return None
+
+    def log_size(self) -> int:
+        """Return the number of sequenced entries."""
+        return len(self._log)
+
+    def log_leaves(self, start: int, stop: int) -> list[LogLeaf]:
+        """Return the log's places in ``[start, stop)`` with the entries' current hashes."""
+        return [
+            (position, pid, seq, self.entry_hash_at(pid, seq))
+            for position, (pid, seq) in enumerate(self._log[max(start, 0) : stop], max(start, 0))
+        ]
+
+    def log_position(self, project_id: str, seq: int) -> int | None:
+        """Return the entry's log position, if sequenced."""
+        return self._positions.get((project_id, seq))
 
     def checkpoint_leaves(self, checkpoint_id: str) -> list[Leaf] | None:
         """Return the leaves of a saved checkpoint."""
@@ -184,6 +205,20 @@ class MemoryStore(MemoryJobs):
         """Insert or replace an entity."""
         with self._lock:
             self._entities[(entity.kind, entity.id)] = entity
+
+    def sequence_log(self) -> int:
+        """Append the entries not yet in the log, ordered by (project id, seq)."""
+        with self._lock:
+            new = sorted(
+                (pid, entry.seq)
+                for pid, chain in self._chains.items()
+                for entry in chain
+                if (pid, entry.seq) not in self._positions
+            )
+            for key in new:
+                self._positions[key] = len(self._log)
+                self._log.append(key)
+            return len(self._log)
 
     def save_checkpoint(self, checkpoint: Checkpoint, leaves: Sequence[Leaf]) -> None:
         """Keep the checkpoint and its leaves."""

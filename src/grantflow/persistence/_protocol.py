@@ -10,10 +10,13 @@ from typing import Any, Protocol, runtime_checkable
 from grantflow.audit import Checkpoint
 from grantflow.models import AuditEntry, Entity, Project, Record
 
-__all__ = ["Change", "Leaf", "Store", "StoreReader"]
+__all__ = ["Change", "Leaf", "LogLeaf", "Store", "StoreReader"]
 
 #: One chain head in a checkpoint: (project id, sequence number, entry hash).
 Leaf = tuple[str, int, str]
+#: One place in the audit log: (position, project id, seq, the entry's stored hash or
+#: ``None`` when the entry is no longer there).
+LogLeaf = tuple[int, str, int, str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +118,31 @@ class Store(StoreReader, Protocol):
 
     def entry_hash_at(self, project_id: str, seq: int) -> str | None:
         """Return the stored hash of one audit entry, or ``None`` if there is none."""
+        ...
+
+    def sequence_log(self) -> int:
+        """Append every committed audit entry not yet in the log to it; return the log size.
+
+        In one transaction, serialised against other calls: the new entries take the
+        next positions, gap-free, ordered by (project id, seq), so each chain keeps its
+        order. Positions once given never change.
+        """
+        ...
+
+    def log_size(self) -> int:
+        """Return the number of positions given so far (the highest plus one; 0 if none)."""
+        ...
+
+    def log_leaves(self, start: int, stop: int) -> list[LogLeaf]:
+        """Return the log's places in ``[start, stop)`` in position order, with entry hashes.
+
+        A position with no row is left out (a gap the caller detects); a row whose audit
+        entry is gone has ``None`` for its hash.
+        """
+        ...
+
+    def log_position(self, project_id: str, seq: int) -> int | None:
+        """Return the log position of one audit entry, or ``None`` if it has none yet."""
         ...
 
     def close(self) -> None:

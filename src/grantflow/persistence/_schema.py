@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Dialect,
@@ -132,6 +133,21 @@ class RecordRow(_Row, table=True):
     data: dict[str, Any] = Field(sa_type=_JSON)
 
 
+class AuditLogRow(_Row, table=True):
+    """The place of one audit entry in the append-only log that checkpoints cover.
+
+    Positions run 0, 1, 2, ... with no gap; entries get theirs when a checkpoint sequences
+    them (see `grantflow.audit.tree_head`), in one transaction, never changed afterwards.
+    """
+
+    __tablename__ = "audit_log"
+    position: int = Field(
+        primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": False}
+    )
+    project_id: str = Field(sa_type=_ID)
+    seq: int = Field(sa_type=Integer)
+
+
 class EntityRow(_Row, table=True):
     """Reference data: hubs, providers, calls, brands, people."""
 
@@ -201,6 +217,7 @@ _MODELS: tuple[type[_Row], ...] = (
     SchemaVersionRow,
     ProjectRow,
     AuditRow,
+    AuditLogRow,
     RecordRow,
     EntityRow,
     CheckpointRow,
@@ -220,6 +237,7 @@ class Tables:
     schema_version: Table
     projects: Table
     audit: Table
+    audit_log: Table
     records: Table
     entities: Table
     checkpoints: Table
@@ -254,6 +272,8 @@ def build_tables(prefix: str = "grantflow_", schema: str | None = None) -> Table
     )
     # Index names are per schema in PostgreSQL: prefix them like the tables.
     Index(f"{prefix}ix_records_kind", records.c.kind)
+    log = copied["audit_log"]
+    Index(f"{prefix}ux_audit_log_entry", log.c.project_id, log.c.seq, unique=True)
     Index(f"{prefix}ix_entities_parent", copied["entities"].c.kind, copied["entities"].c.parent)
     return Tables(
         metadata=metadata,
@@ -262,6 +282,7 @@ def build_tables(prefix: str = "grantflow_", schema: str | None = None) -> Table
         schema_version=copied["schema_version"],
         projects=copied["projects"],
         audit=copied["audit"],
+        audit_log=log,
         records=records,
         entities=copied["entities"],
         checkpoints=copied["checkpoints"],

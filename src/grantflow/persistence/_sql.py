@@ -30,7 +30,7 @@ from grantflow.models import AuditEntry, Entity, Project, Record
 if TYPE_CHECKING:
     from grantflow.portfolio import ServiceTotals, Totals
 from grantflow.persistence._migrations import apply_pending, check, current_version
-from grantflow.persistence._protocol import Change, Leaf
+from grantflow.persistence._protocol import Change, Leaf, LogLeaf
 from grantflow.persistence._schema import Tables, build_tables
 from grantflow.persistence._sqlconn import Connector, HostConnector, Synchronous
 from grantflow.persistence._sqljobs import SqlJobs
@@ -392,6 +392,39 @@ class SqlStore(SqlJobs):
             if row.project_id is not None
         ]
 
+    def log_size(self) -> int:
+        """Return the highest log position plus one (0 for an empty log)."""
+        log = self._t.audit_log
+        with self._db.connect() as conn:
+            found = conn.execute(select(func.max(log.c.position))).scalar()
+        return 0 if found is None else int(found) + 1
+
+    def log_leaves(self, start: int, stop: int) -> list[LogLeaf]:
+        """Return the log's places in ``[start, stop)`` with the entries' stored hashes."""
+        log, a = self._t.audit_log, self._t.audit
+        stmt = (
+            select(log.c.position, log.c.project_id, log.c.seq, a.c.hash)
+            .select_from(
+                log.outerjoin(a, and_(a.c.project_id == log.c.project_id, a.c.seq == log.c.seq))
+            )
+            .where(log.c.position >= start, log.c.position < stop)
+            .order_by(log.c.position)
+        )
+        with self._db.connect() as conn:
+            rows = conn.execute(stmt).all()
+        return [
+            (int(row[0]), str(row[1]), int(row[2]), None if row[3] is None else str(row[3]))
+            for row in rows
+        ]
+
+    def log_position(self, project_id: str, seq: int) -> int | None:
+        """Return the log position of entry `seq` of the chain, or ``None``."""
+        log = self._t.audit_log
+        stmt = select(log.c.position).where(log.c.project_id == project_id, log.c.seq == seq)
+        with self._db.connect() as conn:
+            found = conn.execute(stmt).scalar()
+        return None if found is None else int(found)
+
     def portfolio_totals(self, by: str, within: str | None = None) -> list[Totals]:
         """Portfolio totals computed in the database (used by `grantflow.portfolio`)."""
         from grantflow.portfolio_sql import sql_totals
@@ -458,6 +491,36 @@ class SqlStore(SqlJobs):
                 conn.execute(self._t.checkpoint_leaves.insert(), rows)
 
         self._db.write(work)
+
+    def sequence_log(self) -> int:
+        """Give the committed entries not yet in the log the next positions; return its size.
+
+        One transaction holding the log table's lock (SQLite: the database write lock of
+        ``BEGIN IMMEDIATE``; PostgreSQL: ``LOCK TABLE ... IN EXCLUSIVE MODE``, which lets
+        readers and the writers of audit entries go on). The ``INSERT ... SELECT`` sees
+        the entries committed when it starts; later ones wait for the next call. So the
+        positions are gap-free and only ever appended, whatever the number of writers.
+        """
+        log, a = self._t.audit_log, self._t.audit
+
+        def work(conn: sqlalchemy.Connection) -> int:
+            if self._db.dialect == "postgresql":
+                table = conn.dialect.identifier_preparer.format_table(log)
+                conn.exec_driver_sql(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
+            base = conn.execute(select(func.coalesce(func.max(log.c.position), -1))).scalar_one()
+            number = func.row_number().over(order_by=(a.c.project_id, a.c.seq))
+            pending = (
+                select((number + int(base)).label("position"), a.c.project_id, a.c.seq)
+                .select_from(
+                    a.outerjoin(log, and_(log.c.project_id == a.c.project_id, log.c.seq == a.c.seq))
+                )
+                .where(log.c.position.is_(None))
+            )
+            conn.execute(log.insert().from_select(["position", "project_id", "seq"], pending))
+            size = conn.execute(select(func.coalesce(func.max(log.c.position), -1) + 1))
+            return int(size.scalar_one())
+
+        return self._db.write(work)
 
     def close(self) -> None:
         """Dispose of the engine if the store created it (a host's engine is left alone)."""

@@ -44,7 +44,10 @@ RECORD_PREFIX = "record."
 BUILTIN_RECORD_KINDS = frozenset(
     {
         "amendment",
+        "amendment_decision",
+        "amendment_request",
         "approval",
+        "assessment",
         "budget_line",
         "clawback",
         "contract",
@@ -55,6 +58,8 @@ BUILTIN_RECORD_KINDS = frozenset(
         "objection",
         "objection_ruling",
         "rectification_order",
+        "refund_demand",
+        "refund_payment",
         "review",
         "sanction",
         "service",

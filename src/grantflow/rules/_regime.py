@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Iterable, Mapping
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -16,6 +16,9 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from grantflow._canonical import plain, thaw
+from grantflow.calendar import WorkingCalendar
+from grantflow.errors import CalendarUnavailable
+from grantflow.messages import problem, refusal
 from grantflow.models import Actor, Project, Record, Verdict
 from grantflow.policy import Policy
 from grantflow.records import (
@@ -28,9 +31,11 @@ from grantflow.records import (
     Expenditure,
     Installment,
 )
-from grantflow.rules._base import PASS, RuleContext, refuse
+from grantflow.rules._base import PASS, RuleContext
 
 M = TypeVar("M", bound=BaseModel)
+#: States in which a provider spends and records expenditures and services.
+IMPLEMENTATION_STATES = ("contracted", "midterm", "rectification", "assessed")
 CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
 
@@ -203,29 +208,33 @@ def add_months(day: date, months: int) -> date:
     )
 
 
-def working_days_between(start: date, end: date, holidays: Iterable[date]) -> int:
-    """Count working days strictly after `start` and strictly before `end`."""
-    off = set(holidays)
-    count = 0
-    day = start + timedelta(days=1)
-    while day < end:
-        if day.weekday() < 5 and day not in off:
-            count += 1
-        day += timedelta(days=1)
-    return count
+def working_calendar(policy: Policy) -> WorkingCalendar:
+    """Return the policy's working-day calendar (official Chinese calendar plus its days)."""
+    return WorkingCalendar.for_policy(policy)
+
+
+def calendar_refusal(exc: CalendarUnavailable, code: str = "calendar.unavailable") -> Verdict:
+    """Refuse because a date the rule needs falls in a year without calendar data."""
+    return refusal(code, key="calendar.unavailable", year=exc.year)
 
 
 def needs_role(ctx: RuleContext, role: str, code: str) -> Verdict:
     """Refuse with `code` unless the actor holds `role`."""
     if role in ctx.actor.roles:
         return PASS
-    return refuse(
-        code,
-        f"only a {role} may do this",
-        f"只有{role}角色可以执行此操作",
-        required=role,
-        actor_roles=sorted(ctx.actor.roles),
-    )
+    return refusal(code, key="role.required", role=role, actor_roles=sorted(ctx.actor.roles))
+
+
+def record_problems(ctx: RuleContext, kind: str, valid: bool) -> list[dict[str, Any]]:
+    """Problems of a provider's running-project record: whose, when, well-formed."""
+    found = []
+    if not is_own(ctx.actor, ctx.project):
+        found.append(problem("record.not_own", kind=kind))
+    if ctx.source not in IMPLEMENTATION_STATES:
+        found.append(problem("record.state", kind=kind, state=ctx.source))
+    if not valid:
+        found.append(problem("record.invalid", kind=kind))
+    return found
 
 
 def record_data(ctx: RuleContext) -> Mapping[str, Any]:

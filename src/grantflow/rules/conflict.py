@@ -15,10 +15,11 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
+from grantflow.messages import refusal
 from grantflow.models import Verdict
 from grantflow.policy import Policy
 from grantflow.records import ConflictDeclaration, Evaluation, Person
-from grantflow.rules._base import PASS, RuleContext, refuse, rule
+from grantflow.rules._base import PASS, RuleContext, rule
 from grantflow.rules._book import FactRequest
 from grantflow.rules._regime import (
     add_months,
@@ -92,10 +93,9 @@ def own_project(ctx: RuleContext) -> Verdict:
     """An applicant never reviews, approves or evaluates its own project."""
     if not is_own(ctx.actor, ctx.project):
         return PASS
-    return refuse(
+    return refusal(
         "conflict.own_project",
-        f"{ctx.actor.id} acts for the provider and may not {ctx.event} this project",
-        f"{ctx.actor.id}属于承接主体，不得对本项目执行{ctx.event}",
+        event=ctx.event,
         actor=ctx.actor.id,
         provider=provider_of(ctx.project),
     )
@@ -107,12 +107,7 @@ def approver_pays(ctx: RuleContext) -> Verdict:
     approved = approval(ctx.project)
     if approved is None or approved.approver != ctx.actor.id:
         return PASS
-    return refuse(
-        "conflict.approver_pays",
-        f"{ctx.actor.id} approved this award and may not release its payment",
-        f"{ctx.actor.id}审批了本项目，不得同时拨付资金",
-        approver=approved.approver,
-    )
+    return refusal("conflict.approver_pays", actor=ctx.actor.id, approver=approved.approver)
 
 
 @rule(name="conflict.third_party")
@@ -134,10 +129,8 @@ def third_party(ctx: RuleContext) -> Verdict:
         reason = review_conflict(evaluation.conflict, person, provider, today, ctx.policy)
     if reason is None:
         return PASS
-    return refuse(
+    return refusal(
         "conflict.third_party",
-        f"evaluator {evaluation.evaluator} is not an independent third party ({reason})",
-        f"评估人{evaluation.evaluator}不是独立第三方（{reason}）",
         evaluator=evaluation.evaluator,
         organisation=evaluation.organisation,
         reason=reason,

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from grantflow.messages import refusal
 from grantflow.models import Verdict
 from grantflow.records import Contract
-from grantflow.rules._base import PASS, RuleContext, refuse, rule
+from grantflow.rules._base import PASS, RuleContext, rule
 from grantflow.rules._regime import add_months, approval, load
 
 __all__ = ["amount_within_approval", "both_signed", "evidence_contracts", "term_within_limit"]
@@ -33,12 +34,7 @@ def both_signed(ctx: RuleContext) -> Verdict:
     missing = sorted({"purchase", "supervision"} - set(evidence_contracts(ctx)))
     if not missing:
         return PASS
-    return refuse(
-        "contracts.both_signed",
-        f"missing or malformed contracts: {', '.join(missing)}",
-        f"缺少或无效的合同：{'、'.join(missing)}",
-        missing=missing,
-    )
+    return refusal("contracts.both_signed", missing=missing)
 
 
 @rule(name="contracts.amount")
@@ -51,10 +47,8 @@ def amount_within_approval(ctx: RuleContext) -> Verdict:
     limit = approved.recommended_amount if approved else None
     if limit is not None and purchase.amount <= limit:
         return PASS
-    return refuse(
+    return refusal(
         "contracts.amount",
-        f"contract amount {purchase.amount} exceeds the approved {limit}",
-        f"合同金额{purchase.amount}超过核定金额{limit}",
         amount=purchase.amount,
         approved=limit,
     )
@@ -70,10 +64,8 @@ def term_within_limit(ctx: RuleContext) -> Verdict:
             bad.append({"kind": contract.kind, "start": contract.start, "end": contract.end})
     if not bad:
         return PASS
-    return refuse(
+    return refusal(
         "contracts.term",
-        f"a contract term must be positive and at most {months} months",
-        f"合同期限须有效且不超过{months}个月",
         max_months=months,
         contracts=bad,
     )

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 from grantflow.rubrics import DEFAULT_RUBRICS, Rubric
 from grantflow.rules import (
+    amendments,
+    budget,
     conflict,
     contracts,
     eligibility,
@@ -40,8 +42,12 @@ def default_rules(*, rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> RuleBook:
     _spend(book)
     book.on("reject", reasons.reason_given)
     book.on("withdraw", reasons.reason_given, reasons.applicant_owns)
-    book.on("terminate", reasons.reason_given)
+    book.effect("reject", budget.release_effect)
+    book.effect("withdraw", budget.release_effect)
+    book.on("terminate", reasons.reason_given, funds.refund_due_date)
     book.effect("terminate", funds.clawback_effect)
+    book.on("record.refund_payment", funds.refund_payment_valid)
+    book.effect("record.refund_payment", funds.refund_payment_effect)
     return book
 
 
@@ -55,6 +61,7 @@ def _submit(book: RuleBook) -> None:
         eligibility.provider_registered,
         eligibility.annual_report,
         eligibility.no_recent_penalty,
+        eligibility.no_recent_fail,
         eligibility.application_limit,
         eligibility.hub_endorsed,
         eligibility.call_window,
@@ -64,12 +71,15 @@ def _submit(book: RuleBook) -> None:
 
 def _review(book: RuleBook, rubrics: Sequence[Rubric]) -> None:
     book.provide(conflict.PEOPLE_FACT, conflict.people, events=["approve", "record.review"])
+    book.provide(budget.CALL_FACT, budget.call_fact, events=["approve"])
+    book.provide(budget.RESERVED_FACT, budget.reserved_by_others, events=["approve"])
     book.on("record.review", review.review_record(rubrics), conflict.own_project)
     book.on(
         "approve",
         review.quorum(rubrics),
         review.score(rubrics),
         review.amount_within_request,
+        budget.within_call_budget,
         conflict.own_project,
     )
     book.effect("approve", review.approval_effect(rubrics))
@@ -97,11 +107,13 @@ def _evaluate(book: RuleBook, rubrics: Sequence[Rubric]) -> None:
     book.on(
         "record.evaluation",
         evaluation.evaluation_record(rubrics),
+        evaluation.recheck_in_time,
         conflict.own_project,
         conflict.third_party,
     )
     book.on(
         "pass_midterm",
+        evaluation.recheck_in_time,
         evaluation.midterm_grade(rubrics),
         evaluation.spending_consistent,
         conflict.own_project,
@@ -122,7 +134,9 @@ def _evaluate(book: RuleBook, rubrics: Sequence[Rubric]) -> None:
         conflict.own_project,
     )
     book.effect("assess", evaluation.assess_effect(rubrics))
-    book.on("close", funds.graded, conflict.own_project, conflict.approver_pays)
+    book.on(
+        "close", funds.graded, funds.refund_due_date, conflict.own_project, conflict.approver_pays
+    )
     book.effect("close", funds.close_effect)
 
 
@@ -139,7 +153,15 @@ def _spend(book: RuleBook) -> None:
         funds.duplicate_invoice,
     )
     book.effect("record.expenditure", funds.expenditure_effect)
-    book.on("record.amendment", funds.amendment_valid)
-    book.on("record.service", services.service_valid)
+    book.on("record.amendment", amendments.no_direct_amendment)
+    book.on("record.amendment_request", amendments.request_valid)
+    book.on("record.amendment_decision", amendments.decision_valid, amendments.caps_hold)
+    book.effect("record.amendment_decision", amendments.decision_effect)
+    book.on(
+        "record.service",
+        services.service_valid,
+        services.service_in_term,
+        services.service_plausible,
+    )
     book.effect("record.service", services.service_effect)
     book.on("record.sanction", services.sanction_valid)

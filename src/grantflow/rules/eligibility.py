@@ -6,14 +6,17 @@ the provider already has in the call, and the sanctions recorded against it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
 
 from grantflow._canonical import thaw
+from grantflow.messages import problem, refusal
 from grantflow.models import Verdict
 from grantflow.records import Application, Call, Hub, Provider
-from grantflow.rules._base import PASS, RuleContext, refuse, rule
+from grantflow.rules._base import PASS, RuleContext, rule
 from grantflow.rules._book import Effects, FactRequest
 from grantflow.rules._regime import add_months, as_date, load, local_date, text
 
@@ -25,7 +28,9 @@ __all__ = [
     "application_valid",
     "call_window",
     "hub_endorsed",
+    "no_recent_fail",
     "no_recent_penalty",
+    "priority",
     "provider_registered",
     "submit_effect",
 ]
@@ -68,6 +73,16 @@ def sanctions_fact(request: FactRequest) -> list[str]:
     return [text(r.data, "on") for _pid, r in found]
 
 
+def grades_fact(request: FactRequest) -> list[dict[str, Any]]:
+    """Fact ``grades``: the provider's final grades in earlier projects (project, year, grade)."""
+    provider = text(request.project.data, "provider")
+    found = request.reader.find_records("assessment", "provider", [provider]) if provider else []
+    return [
+        {"project": pid, "year": r.data.get("year"), "grade": text(r.data, "grade")}
+        for pid, r in found
+    ]
+
+
 #: The fact providers of ``submit``, by fact name.
 SUBMIT_FACTS = {
     "provider": provider_fact,
@@ -75,17 +90,80 @@ SUBMIT_FACTS = {
     "hub": hub_fact,
     "applications": applications_fact,
     "sanctions": sanctions_fact,
+    "grades": grades_fact,
 }
 
 
+def _past(ctx: RuleContext) -> tuple[int | None, list[dict[str, Any]]]:
+    """The call's year and the provider's earlier grades, as (year, [{project, year, grade}])."""
+    call = load(Call, ctx.facts.get("call"))
+    grades = [dict(g) for g in ctx.facts.get("grades") or () if isinstance(g.get("year"), int)]
+    return (call.year if call else None), grades
+
+
+@rule(name="eligibility.fail_bar")
+def no_recent_fail(ctx: RuleContext) -> Verdict:
+    """No 不合格 final grade in the call years the policy bars (the previous year by default)."""
+    year, grades = _past(ctx)
+    years = ctx.policy.fail_bar_years
+    if year is None or years == 0:
+        return PASS
+    failed = sorted(
+        (g["year"], g["project"])
+        for g in grades
+        if g["grade"] == "fail" and year - years <= g["year"] < year
+    )
+    if not failed:
+        return PASS
+    when, project = failed[-1]
+    return refusal(
+        "eligibility.fail_bar",
+        project=project,
+        until=when + years,
+        year=when,
+        barred_years=years,
+    )
+
+
+def priority(ctx: RuleContext) -> tuple[Decimal, list[dict[str, Any]]]:
+    """Return last year's grade bonus for this application and the grades it comes from."""
+    year, grades = _past(ctx)
+    if year is None:
+        return Decimal(0), []
+    last = [g for g in grades if g["year"] == year - 1 and g["grade"] in ctx.policy.grade_priority]
+    if not last:
+        return Decimal(0), []
+    best = max(last, key=lambda g: ctx.policy.grade_priority[g["grade"]])
+    return ctx.policy.grade_priority[best["grade"]], [best]
+
+
 def submit_effect(ctx: RuleContext) -> Effects:
-    """Pin the project to the call's rubric versions (else the policy's); note the call year."""
+    """Pin the call's rubric versions (else the policy's); note the call year and purchaser."""
     call = load(Call, ctx.facts.get("call"))
     pins = {**ctx.policy.rubric_versions, **(call.rubric_versions if call else {})}
     data: dict[str, Any] = {"rubric_versions": pins}
+    bonus, source = priority(ctx)
+    if bonus:
+        data["priority_bonus"] = str(bonus)
+        data["priority_from"] = source
     if call is not None:
         data["year"] = call.year
+        if not ctx.project.data.get("purchaser"):
+            data["purchaser"] = call.hub
     return Effects(data=data)
+
+
+def _field_problem(error: Mapping[str, Any]) -> dict[str, Any]:
+    """A pydantic error as a catalogue problem naming the field (no pydantic wording)."""
+    field = ".".join(str(p) for p in error["loc"][:1])
+    if not field:
+        return problem("application.dates")
+    kind = str(error.get("type", ""))
+    if kind == "missing":
+        return problem("field.missing", field=field)
+    if kind in {"string_too_short", "too_short"}:
+        return problem("field.empty", field=field)
+    return problem("field.invalid", field=field)
 
 
 @rule(name="eligibility.application")
@@ -96,16 +174,8 @@ def application_valid(ctx: RuleContext) -> Verdict:
             {k: v for k, v in thaw(ctx.project.data).items() if k != "policy_version"}
         )
     except ValidationError as exc:
-        problems = [
-            f"{'.'.join(str(p) for p in e['loc']) or 'application'}: {e['msg']}"
-            for e in exc.errors()
-        ]
-        return refuse(
-            "eligibility.application",
-            f"the application is incomplete or invalid: {'; '.join(problems)}",
-            f"申报材料不完整或有误：{'；'.join(problems)}",
-            problems=problems,
-        )
+        problems = [_field_problem(e) for e in exc.errors()]
+        return refusal("eligibility.application", problems=problems)
     return PASS
 
 
@@ -115,10 +185,9 @@ def applicant_is_provider(ctx: RuleContext) -> Verdict:
     provider = text(ctx.project.data, "provider")
     if provider and provider in {ctx.actor.organisation, ctx.actor.id}:
         return PASS
-    return refuse(
+    return refusal(
         "eligibility.applicant",
-        f"{ctx.actor.id} does not act for provider {provider!r}",
-        f"{ctx.actor.id}不代表申报单位{provider}",
+        actor=ctx.actor.id,
         provider=provider,
         actor_organisation=ctx.actor.organisation,
     )
@@ -130,10 +199,8 @@ def provider_registered(ctx: RuleContext) -> Verdict:
     if load(Provider, ctx.facts.get("provider")) is not None:
         return PASS
     provider = text(ctx.project.data, "provider")
-    return refuse(
+    return refusal(
         "eligibility.provider",
-        f"provider {provider!r} is not registered with a valid unified social credit code",
-        f"承接主体{provider}未登记或统一社会信用代码无效",
         provider=provider,
     )
 
@@ -144,10 +211,8 @@ def annual_report(ctx: RuleContext) -> Verdict:
     provider = load(Provider, ctx.facts.get("provider"))
     if provider is None or provider.annual_report_passed:
         return PASS
-    return refuse(
+    return refusal(
         "eligibility.annual_report",
-        f"provider {provider.id} has not passed its annual report",
-        f"承接主体{provider.id}年度报告未通过",
         provider=provider.id,
     )
 
@@ -164,10 +229,8 @@ def no_recent_penalty(ctx: RuleContext) -> Verdict:
     if not recent:
         return PASS
     years = ctx.policy.penalty_lookback_years
-    return refuse(
+    return refusal(
         "eligibility.penalty",
-        f"the provider was penalised within {years} years ({', '.join(recent)})",
-        f"承接主体{years}年内受过处罚（{'、'.join(recent)}）",
         penalties=recent,
         lookback_years=years,
     )
@@ -180,10 +243,8 @@ def application_limit(ctx: RuleContext) -> Verdict:
     existing = int(ctx.facts.get("applications") or 0)
     if existing < limit:
         return PASS
-    return refuse(
+    return refusal(
         "eligibility.limit",
-        f"at most {limit} applications per provider per call; {existing} already submitted",
-        f"每个承接主体每批次最多申报{limit}个项目，已申报{existing}个",
         limit=limit,
         existing=existing,
     )
@@ -195,10 +256,8 @@ def hub_endorsed(ctx: RuleContext) -> Verdict:
     if load(Hub, ctx.facts.get("hub")) is not None:
         return PASS
     hub = text(ctx.project.data, "hub")
-    return refuse(
+    return refusal(
         "eligibility.hub",
-        f"no hub {hub!r} to endorse the application",
-        f"推荐枢纽{hub}不存在",
         hub=hub,
     )
 
@@ -211,16 +270,9 @@ def call_window(ctx: RuleContext) -> Verdict:
         return PASS
     name = text(ctx.project.data, "call")
     if call is None:
-        return refuse(
-            "eligibility.call_window",
-            f"no call {name!r}",
-            f"申报批次{name}不存在",
-            call=name,
-        )
-    return refuse(
+        return refusal("eligibility.call_window", key="eligibility.call_window.no_call", call=name)
+    return refusal(
         "eligibility.call_window",
-        f"call {name} is open from {call.opens.isoformat()} to {call.closes.isoformat()}",
-        f"申报批次{name}的申报时间为{call.opens.isoformat()}至{call.closes.isoformat()}",
         call=name,
         opens=call.opens,
         closes=call.closes,

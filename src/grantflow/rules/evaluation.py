@@ -14,13 +14,15 @@ the pinned mid-term or performance rubric. The grade of the latest one decides:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
+from typing import Any
 
+from grantflow.messages import problem, refusal
 from grantflow.models import Project, Verdict
 from grantflow.policy import Policy
-from grantflow.records import Evaluation, RectificationOrder
+from grantflow.records import Assessment, Evaluation, RectificationOrder
 from grantflow.rubrics import DEFAULT_RUBRICS, Grade, Rubric, find_rubric, grade
-from grantflow.rules._base import PASS, Rule, RuleContext, refuse, rule
+from grantflow.rules._base import PASS, Rule, RuleContext, rule
 from grantflow.rules._book import Effects
 from grantflow.rules._regime import (
     awarded,
@@ -31,7 +33,9 @@ from grantflow.rules._regime import (
     make_record,
     needs_role,
     pinned_version,
+    provider_of,
     record_data,
+    values,
 )
 
 __all__ = [
@@ -44,6 +48,7 @@ __all__ = [
     "midterm_grade",
     "order_valid",
     "rectification_effect",
+    "recheck_in_time",
     "rectification_grounds",
     "scored",
     "spending_consistent",
@@ -87,28 +92,23 @@ def evaluation_record(rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> Rule:
             return role
         evaluation = load(Evaluation, record_data(ctx))
         stage = STAGE_OF_STATE.get(ctx.source or "")
-        problems: list[str] = []
+        problems: list[dict[str, Any]] = []
         if evaluation is None:
-            problems.append("not a valid evaluation record")
+            problems.append(problem("record.invalid", kind="evaluation"))
         else:
             if evaluation.evaluator != ctx.actor.id:
-                problems.append(f"evaluator {evaluation.evaluator} is not the actor")
+                problems.append(problem("evaluation.not_actor", evaluator=evaluation.evaluator))
             if evaluation.stage != stage:
-                problems.append(f"a {evaluation.stage} evaluation while {ctx.source}")
+                problems.append(
+                    problem("evaluation.stage", stage=evaluation.stage, state=ctx.source)
+                )
             elif scored(evaluation, ctx.project, rubrics, ctx.policy) is None:
                 rid = RUBRIC_OF_STAGE[evaluation.stage]
-                problems.append(
-                    f"scores must be complete and in range on {rid}@"
-                    f"{pinned_version(ctx.project, rid, ctx.policy)}"
-                )
+                version = pinned_version(ctx.project, rid, ctx.policy)
+                problems.append(problem("evaluation.scores", rubric=rid, version=version))
         if not problems:
             return PASS
-        return refuse(
-            "evaluation.record",
-            f"evaluation not accepted: {'; '.join(problems)}",
-            f"评估结果不予接收：{'；'.join(problems)}",
-            problems=problems,
-        )
+        return refusal("evaluation.record", problems=problems)
 
     return evaluation_record_rule
 
@@ -122,16 +122,36 @@ def midterm_grade(rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> Rule:
         if score is not None and grade(score, ctx.policy).at_least(Grade.PASS):
             return PASS
         label = "none" if score is None else grade(score, ctx.policy).value
-        return refuse(
+        return refusal(
             "evaluation.midterm_grade",
-            f"the {stage} evaluation must grade pass or better (score {score}, grade {label})",
-            f"{stage}评估等级须为合格及以上（得分{score}）",
             stage=stage,
             score=score,
             grade=label,
         )
 
     return midterm_grade_rule
+
+
+@rule(name="evaluation.recheck_due")
+def recheck_in_time(ctx: RuleContext) -> Verdict:
+    """Under rectification, the re-check and passing it happen by the order's deadline.
+
+    After the deadline only termination is left.
+    """
+    if ctx.source != "rectification":
+        return PASS
+    orders = values(ctx.project, "rectification_order", RectificationOrder)
+    if not orders:
+        return PASS
+    deadline = orders[-1].deadline
+    today = local_date(ctx.now, ctx.policy)
+    if today <= deadline:
+        return PASS
+    return refusal(
+        "evaluation.recheck_due",
+        deadline=deadline,
+        today=today,
+    )
 
 
 @rule(name="evaluation.spending")
@@ -143,13 +163,13 @@ def spending_consistent(ctx: RuleContext) -> Verdict:
     amount = awarded(ctx.project)
     if progress is None or amount == 0:
         return PASS
-    spent = (eligible_spend(ctx.project) * 100 / amount).quantize(Decimal("0.01"))
-    if spent <= progress + ctx.policy.spending_lead_tolerance:
+    # Compared unrounded: eligible * 100 <= (progress + tolerance) * award, exactly.
+    spending = eligible_spend(ctx.project) * 100
+    if spending <= (progress + ctx.policy.spending_lead_tolerance) * amount:
         return PASS
-    return refuse(
+    spent = (spending / amount).quantize(Decimal("0.01"), ROUND_FLOOR)
+    return refusal(
         "evaluation.spending",
-        f"{spent}% of the award spent against {progress}% progress",
-        f"资金支出{spent}%，与项目进度{progress}%不符",
         spent_percent=spent,
         progress_percent=progress,
         tolerance=ctx.policy.spending_lead_tolerance,
@@ -165,10 +185,8 @@ def rectification_grounds(rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> Rule:
         limit = ctx.policy.grade_pass + ctx.policy.borderline_margin
         if score is not None and score < limit:
             return PASS
-        return refuse(
+        return refusal(
             "evaluation.rectification_grounds",
-            f"rectification needs a mid-term score below {limit} (score {score})",
-            f"中期评估得分低于{limit}方可责令整改（得分{score}）",
             score=score,
             borderline_below=limit,
         )
@@ -182,11 +200,7 @@ def order_valid(ctx: RuleContext) -> Verdict:
     order = load(RectificationOrder, ctx.evidence.get("order"))
     if order is not None and order.deadline > local_date(ctx.now, ctx.policy):
         return PASS
-    return refuse(
-        "evaluation.order",
-        "a rectification order needs issues and a deadline after today",
-        "整改通知须列明问题并设定今后的整改期限",
-    )
+    return refusal("evaluation.order")
 
 
 def rectification_effect(ctx: RuleContext) -> Effects:
@@ -205,11 +219,7 @@ def final_graded(rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> Rule:
         _stage, score = _latest(ctx, rubrics)
         if score is not None:
             return PASS
-        return refuse(
-            "evaluation.final",
-            "no graded final performance assessment is recorded",
-            "尚无已评分的绩效考核结果",
-        )
+        return refusal("evaluation.final")
 
     return final_graded_rule
 
@@ -220,11 +230,7 @@ def closeout_present(ctx: RuleContext) -> Verdict:
     package = ctx.evidence.get("closeout") or {}
     if isinstance(package, Mapping) and str(package.get("report") or "").strip():
         return PASS
-    return refuse(
-        "evaluation.closeout",
-        "assess needs the close-out package (closeout.report)",
-        "绩效考核须提交结项材料（closeout.report）",
-    )
+    return refusal("evaluation.closeout")
 
 
 def assess_effect(
@@ -235,6 +241,17 @@ def assess_effect(
     def store_grade(ctx: RuleContext) -> Effects:
         _stage, score = _latest(ctx, rubrics)
         value = score or Decimal(0)
-        return Effects(data={"final_score": str(value), "grade": grade(value, ctx.policy).value})
+        graded = grade(value, ctx.policy).value
+        year = ctx.project.data.get("year")
+        assessment = Assessment(
+            provider=provider_of(ctx.project),
+            year=year if isinstance(year, int) else None,
+            grade=graded,
+            score=value,
+        )
+        return Effects(
+            records=(make_record("assessment", "assessment", assessment),),
+            data={"final_score": str(value), "grade": graded},
+        )
 
     return store_grade

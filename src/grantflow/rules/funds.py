@@ -2,12 +2,17 @@
 
 Money moves only through effects, so every payment is an audited record:
 
-- ``sign`` records the budget lines, schedules the installments (40/40/20 by default) and
-  releases the first;
-- ``pass_midterm`` releases the second;
-- ``close`` pays the final one, reduced or withheld by grade, and records the `Settlement`
-  (eligible spend against disbursed; ``surplus = disbursed - eligible``);
-- ``terminate`` records a `Clawback` of whatever was paid beyond the eligible spend.
+- ``sign`` records the budget lines, schedules the installments of the policy's schedule
+  (40/40/20 by default; any parts adding up to 100, each tied to a milestone event) and
+  releases those due on signing;
+- ``pass_midterm`` releases those due on the mid-term (or re-check);
+- ``close`` settles (`settle`): it pays the eligible spend not yet paid for, less what
+  the grade withholds of the installments held until assessment, or records a
+  `RefundDemand` (due on the working-day calendar) for what was paid beyond the
+  eligible spend; the `Settlement` record balances to the fen;
+- ``terminate`` runs the same sum with nothing further paid and records a `Clawback`
+  (and a refund demand) of whatever was paid beyond the eligible spend;
+- ``refund_payment`` records, booked by a purchaser, settle a refund demand.
 
 Expenditures arrive as ``expenditure`` records and are checked against the term, the line
 caps (with the policy's tolerance for moves), prohibited categories, the voucher and
@@ -16,47 +21,59 @@ invoice, and invoice numbers already used by any project.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from grantflow.models import Record, Verdict
+from grantflow.errors import CalendarUnavailable
+from grantflow.messages import problem, refusal
+from grantflow.models import Project, Record, Verdict
+from grantflow.policy import Policy
 from grantflow.records import (
-    Amendment,
     BudgetLine,
     Clawback,
     Disbursement,
     Expenditure,
     Installment,
+    RefundDemand,
+    RefundPayment,
     Settlement,
 )
 from grantflow.rubrics import Grade
-from grantflow.rules._base import PASS, RuleContext, refuse, rule
+from grantflow.rules._base import PASS, RuleContext, rule
 from grantflow.rules._book import Effects, FactRequest
 from grantflow.rules._regime import (
+    IMPLEMENTATION_STATES,
     ZERO,
     awarded,
     budget,
+    calendar_refusal,
     disbursed,
     disbursements,
     eligible_spend,
     expenditures,
     installments,
-    is_own,
     load,
+    local_date,
     make_record,
     needs_role,
     percent_of,
     record_data,
+    record_problems,
     term,
     text,
     total,
+    values,
+    working_calendar,
 )
 from grantflow.rules.contracts import evidence_contracts
 
 __all__ = [
     "IMPLEMENTATION_STATES",
     "INVOICE_FACT",
-    "amendment_valid",
+    "SettlementSum",
     "budget_within_caps",
     "clawback_effect",
     "close_effect",
@@ -70,13 +87,17 @@ __all__ = [
     "line_cap",
     "midterm_effect",
     "not_prohibited",
+    "refund_due_date",
+    "refund_outstanding",
+    "refund_payment_effect",
+    "refund_payment_valid",
+    "settle",
     "sign_effect",
     "total_cap",
+    "withholding",
     "within_term",
 ]
 
-#: States in which a provider spends and records expenditures.
-IMPLEMENTATION_STATES = ("contracted", "midterm", "rectification", "assessed")
 #: Fact name: where the invoice number of the expenditure being added was used before.
 INVOICE_FACT = "invoice_uses"
 
@@ -109,52 +130,50 @@ def budget_within_caps(ctx: RuleContext) -> Verdict:
     by_line: dict[str, Decimal] = {}
     for line in lines:
         by_line[line.line] = by_line.get(line.line, ZERO) + line.amount
-    problems: list[str] = []
+    problems: list[dict[str, Any]] = []
     if not lines or total(by_line.values()) != amount:
-        problems.append(f"budget lines add up to {total(by_line.values())}, contract is {amount}")
+        problems.append(problem("budget.sum", sum=total(by_line.values()), amount=amount))
     for name, cap in (
         ("personnel", ctx.policy.personnel_cap),
         ("administration", ctx.policy.administration_cap),
     ):
         if by_line.get(name, ZERO) > percent_of(amount, cap):
-            problems.append(f"{name} {by_line[name]} exceeds {cap}% of {amount}")
+            problems.append(
+                problem("budget.cap", line=name, value=by_line[name], cap=cap, amount=amount)
+            )
     if not problems:
         return PASS
-    return refuse(
+    return refusal(
         "funds.budget",
-        f"budget not acceptable: {'; '.join(problems)}",
-        f"预算不符合要求：{'；'.join(problems)}",
         problems=problems,
         lines={k: str(v) for k, v in sorted(by_line.items())},
     )
 
 
 def sign_effect(ctx: RuleContext) -> Effects:
-    """Record contracts and budget, schedule installments, release the first."""
+    """Record contracts and budget, schedule the installments, release those due on signing."""
     found = evidence_contracts(ctx)
     amount = found["purchase"].amount
     records: list[Record] = [make_record("contract", c.kind, c) for c in found.values()]
     records += [
         make_record("budget_line", f"budget-{line.line}", line) for line in evidence_budget(ctx)
     ]
-    shares = ctx.policy.installments
-    releasers = ("sign", "pass_midterm", "close")
+    shares = tuple(share for share, _m in ctx.policy.schedule)
     schedule = [
-        Installment(number=n, share=share, amount=part, released_by=releasers[min(n, 3) - 1])
-        for n, (share, part) in enumerate(
-            zip(shares, installment_amounts(amount, shares), strict=True), start=1
+        Installment(number=n, share=share, amount=part, released_by=milestone)
+        for n, ((share, milestone), part) in enumerate(
+            zip(ctx.policy.schedule, installment_amounts(amount, shares), strict=True), start=1
         )
     ]
     records += [make_record("installment", f"installment-{i.number}", i) for i in schedule]
-    first = Disbursement(
-        installment=1, amount=schedule[0].amount, released_by=ctx.actor.id, at=ctx.now
-    )
-    records.append(make_record("disbursement", "disbursement-1", first))
+    paid = _releases(ctx, schedule, "sign", ())
+    records += paid
     return Effects(
         records=tuple(records),
         data={
             "amount_awarded": str(amount),
-            "amount_disbursed": str(first.amount),
+            "amount_disbursed": str(total(_amount(r) for r in paid)),
+            "budget_reserved": str(amount),
             "awarded_at": ctx.now,
             "term_start": found["purchase"].start,
             "term_end": found["purchase"].end,
@@ -162,28 +181,85 @@ def sign_effect(ctx: RuleContext) -> Effects:
     )
 
 
-def _release(ctx: RuleContext, number: int, factor: Decimal) -> tuple[Record | None, Decimal]:
-    """Return the disbursement record for installment `number` (scaled by `factor` %)."""
-    scheduled = next((i for i in installments(ctx.project) if i.number == number), None)
-    if scheduled is None or any(d.installment == number for d in disbursements(ctx.project)):
-        return None, ZERO
-    amount = percent_of(scheduled.amount, factor)
-    paid = Disbursement(installment=number, amount=amount, released_by=ctx.actor.id, at=ctx.now)
-    return make_record("disbursement", f"disbursement-{number}", paid), amount
+def _amount(record: Record) -> Decimal:
+    return Decimal(str(record.data["amount"]))
+
+
+def _releases(
+    ctx: RuleContext,
+    schedule: Sequence[Installment],
+    milestone: str,
+    done: Sequence[Disbursement],
+) -> list[Record]:
+    """Disbursement records for the installments `milestone` releases, not yet paid."""
+    paid = {d.installment for d in done}
+    return [
+        make_record(
+            "disbursement",
+            f"disbursement-{i.number}",
+            Disbursement(
+                installment=i.number, amount=i.amount, released_by=ctx.actor.id, at=ctx.now
+            ),
+        )
+        for i in schedule
+        if i.released_by == milestone and i.number not in paid and i.amount > 0
+    ]
 
 
 def midterm_effect(ctx: RuleContext) -> Effects:
-    """Release the second installment on passing the mid-term (or re-check)."""
-    record, amount = _release(ctx, 2, Decimal(100))
-    if record is None:
+    """Release the installments due on passing the mid-term (or re-check)."""
+    done = disbursements(ctx.project)
+    paid = _releases(ctx, installments(ctx.project), "pass_midterm", done)
+    if not paid:
         return Effects()
     return Effects(
-        records=(record,),
-        data={"amount_disbursed": str(disbursed(ctx.project) + amount)},
+        records=tuple(paid),
+        data={"amount_disbursed": str(disbursed(ctx.project) + total(map(_amount, paid)))},
     )
 
 
 # -- closing and terminating ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementSum:
+    """The settlement arithmetic, to the fen (see `settle`)."""
+
+    eligible: Decimal
+    paid: Decimal
+    withheld: Decimal
+    due: Decimal
+    final_payment: Decimal
+    refund: Decimal
+
+
+def settle(
+    eligible: Decimal, paid: Decimal, awarded: Decimal, withholding: Decimal
+) -> SettlementSum:
+    """Return what is due and how it is reached from what was already paid.
+
+    The final payment is the eligible spend not yet paid for, up to what is left of the
+    award after the grade's `withholding` (of the installments held until assessment);
+    what the grade keeps of it is ``withheld``. A refund is whatever was paid beyond the
+    eligible spend. So ``due = eligible - withheld`` and, whatever the inputs,
+    ``paid + final_payment - refund == due <= awarded``; at most one of final payment and
+    refund is not zero.
+
+    >>> s = settle(Decimal("10000.00"), Decimal("80000.00"), Decimal("100000.00"), Decimal(0))
+    >>> s.due, s.final_payment, s.refund
+    (Decimal('10000.00'), Decimal('0.00'), Decimal('70000.00'))
+    """
+    shortfall = max(eligible - paid, ZERO)
+    final = min(shortfall, max(awarded - paid - withholding, ZERO))
+    withheld = shortfall - final
+    return SettlementSum(
+        eligible=eligible,
+        paid=paid,
+        withheld=withheld,
+        due=eligible - withheld,
+        final_payment=final,
+        refund=max(paid - eligible, ZERO),
+    )
 
 
 @rule(name="funds.graded")
@@ -191,57 +267,148 @@ def graded(ctx: RuleContext) -> Verdict:
     """The project carries a final grade, which sets the final installment."""
     if text(ctx.project.data, "grade") in {g.value for g in Grade}:
         return PASS
-    return refuse(
-        "funds.graded",
-        "the project has no final grade to settle the last installment with",
-        "项目尚无绩效考核等级，无法结算尾款",
-    )
+    return refusal("funds.graded")
+
+
+@rule(name="funds.refund_due")
+def refund_due_date(ctx: RuleContext) -> Verdict:
+    """A refund's due date can be set: the calendar knows the working days it counts."""
+    try:
+        _refund_due_on(ctx)
+    except CalendarUnavailable as exc:
+        return calendar_refusal(exc)
+    return PASS
+
+
+def _refund_due_on(ctx: RuleContext) -> date:
+    today = local_date(ctx.now, ctx.policy)
+    return working_calendar(ctx.policy).add_working_days(today, ctx.policy.refund_due_working_days)
+
+
+def withholding(project: Project, grade: str, policy: Policy) -> Decimal:
+    """Return what the grade withholds of the installments held until assessment."""
+    factor = policy.final_installment_by_grade.get(grade, ZERO)
+    held = [i.amount for i in installments(project) if i.released_by == "close"]
+    return total(part - percent_of(part, factor) for part in held)
+
+
+def _demand(ctx: RuleContext, amount: Decimal, reason: str) -> list[Record]:
+    if amount <= 0:
+        return []
+    demand = RefundDemand(amount=amount, due_on=_refund_due_on(ctx), reason=reason)
+    return [make_record("refund_demand", "refund", demand)]
 
 
 def close_effect(ctx: RuleContext) -> Effects:
-    """Pay the final installment by grade and record the settlement."""
+    """Settle: pay what is due beyond what was paid, or demand the overpayment back."""
     grade = text(ctx.project.data, "grade") or Grade.FAIL.value
-    factor = ctx.policy.final_installment_by_grade.get(grade, ZERO)
-    last = len(ctx.policy.installments)
-    scheduled = next((i.amount for i in installments(ctx.project) if i.number == last), ZERO)
-    record, final = _release(ctx, last, factor)
-    paid = disbursed(ctx.project) + final
+    paid = disbursed(ctx.project)
     eligible = eligible_spend(ctx.project)
+    held = withholding(ctx.project, grade, ctx.policy)
+    result = settle(eligible, paid, awarded(ctx.project), held)
+    records: list[Record] = []
+    if result.final_payment > 0:
+        last = max((i.number for i in installments(ctx.project)), default=1)
+        payment = Disbursement(
+            installment=last, amount=result.final_payment, released_by=ctx.actor.id, at=ctx.now
+        )
+        records.append(make_record("disbursement", f"disbursement-{last}", payment))
     settlement = Settlement(
         awarded=awarded(ctx.project),
         eligible=eligible,
-        disbursed=paid,
-        final_installment=final,
-        withheld=scheduled - final if record is not None else ZERO,
-        surplus=paid - eligible,
+        disbursed=paid + result.final_payment,
+        final_installment=result.final_payment,
+        withheld=result.withheld,
+        due=result.due,
+        refund=result.refund,
         grade=grade,
     )
-    records = ([record] if record is not None else []) + [
-        make_record("settlement", "settlement", settlement)
+    records.append(make_record("settlement", "settlement", settlement))
+    records += _demand(ctx, result.refund, "settlement")
+    return Effects(records=tuple(records), data=_settled_data(settlement.disbursed, result))
+
+
+def _settled_data(disbursed_total: Decimal, result: SettlementSum) -> dict[str, Any]:
+    return {
+        "amount_disbursed": str(disbursed_total),
+        "eligible_spend": str(result.eligible),
+        "amount_due": str(result.due),
+        "refund_demanded": str(result.refund),
+        "refund_status": "open" if result.refund > 0 else None,
+        "budget_reserved": str(result.due),
+    }
+
+
+def clawback_effect(ctx: RuleContext) -> Effects:
+    """Termination runs the same sum with nothing further paid: demand back what exceeds it."""
+    paid = disbursed(ctx.project)
+    eligible = eligible_spend(ctx.project)
+    # Nothing is released at termination: the award left to pay is what was paid.
+    result = settle(eligible, paid, paid, ZERO)
+    clawback = Clawback(
+        eligible=eligible,
+        disbursed=paid,
+        amount=result.refund,
+        reason=str(ctx.evidence.get("reason") or ""),
+    )
+    records = [
+        make_record("clawback", "clawback", clawback),
+        *_demand(ctx, result.refund, "clawback"),
     ]
     return Effects(
         records=tuple(records),
         data={
-            "amount_disbursed": str(paid),
+            **_settled_data(paid, result),
+            "clawback": str(clawback.amount),
             "eligible_spend": str(eligible),
-            "surplus": str(settlement.surplus),
         },
     )
 
 
-def clawback_effect(ctx: RuleContext) -> Effects:
-    """Record what the provider must return: disbursed beyond eligible spend."""
-    paid = disbursed(ctx.project)
-    eligible = eligible_spend(ctx.project)
-    clawback = Clawback(
-        eligible=eligible,
-        disbursed=paid,
-        amount=max(paid - eligible, ZERO),
-        reason=str(ctx.evidence.get("reason") or ""),
-    )
+# -- refunds -------------------------------------------------------------------------------
+
+
+def refund_outstanding(project: Project) -> Decimal:
+    """Return what the provider still owes on its refund demand (0 with none)."""
+    demanded = total(d.amount for d in values(project, "refund_demand", RefundDemand))
+    repaid = total(r.amount for r in values(project, "refund_payment", RefundPayment))
+    return demanded - repaid
+
+
+@rule(name="funds.refund_payment")
+def refund_payment_valid(ctx: RuleContext) -> Verdict:
+    """A purchaser books a repayment against an open refund demand, up to what is owed."""
+    role = needs_role(ctx, "purchaser", "funds.refund_payment")
+    if not role.passed:
+        return role
+    payment = load(RefundPayment, record_data(ctx))
+    owed = refund_outstanding(ctx.project)
+    demands = {r.id for r in ctx.project.records_of("refund_demand")}
+    today = local_date(ctx.now, ctx.policy)
+    if payment is None:
+        found = problem("record.invalid", kind="refund_payment")
+    elif payment.demand not in demands:
+        found = problem("refund.no_demand", demand=payment.demand)
+    elif not ZERO < payment.amount <= owed:
+        found = problem("refund.amount", amount=payment.amount, owed=owed)
+    elif payment.paid_on > today:
+        found = problem("refund.future", paid_on=payment.paid_on)
+    else:
+        return PASS
+    return refusal("funds.refund_payment", problems=[found], owed=owed)
+
+
+def refund_payment_effect(ctx: RuleContext) -> Effects:
+    """Keep what was repaid and whether the demand is settled in the project's data."""
+    payment = load(RefundPayment, record_data(ctx))
+    amount = payment.amount if payment is not None else ZERO
+    owed = refund_outstanding(ctx.project) - amount
+    repaid = total(r.amount for r in values(ctx.project, "refund_payment", RefundPayment))
     return Effects(
-        records=(make_record("clawback", "clawback", clawback),),
-        data={"clawback": str(clawback.amount), "eligible_spend": str(eligible)},
+        data={
+            "refund_settled": str(repaid + amount),
+            "refund_status": "settled" if owed == 0 else "open",
+        }
     )
 
 
@@ -261,21 +428,10 @@ def invoice_uses(request: FactRequest) -> list[dict[str, str]]:
 @rule(name="funds.expenditure")
 def expenditure_valid(ctx: RuleContext) -> Verdict:
     """The provider records a well-formed expenditure while the project is running."""
-    problems = []
-    if not is_own(ctx.actor, ctx.project):
-        problems.append("only the provider records its expenditures")
-    if ctx.source not in IMPLEMENTATION_STATES:
-        problems.append(f"no spending while {ctx.source}")
-    if _expenditure(ctx) is None:
-        problems.append("not a valid expenditure record")
+    problems = record_problems(ctx, "expenditure", _expenditure(ctx) is not None)
     if not problems:
         return PASS
-    return refuse(
-        "funds.expenditure",
-        f"expenditure not accepted: {'; '.join(problems)}",
-        f"支出不予登记：{'；'.join(problems)}",
-        problems=problems,
-    )
+    return refusal("funds.expenditure", problems=problems)
 
 
 @rule(name="funds.in_term")
@@ -284,10 +440,8 @@ def within_term(ctx: RuleContext) -> Verdict:
     spent, span = _expenditure(ctx), term(ctx.project)
     if spent is None or span is None or span[0] <= spent.date <= span[1]:
         return PASS
-    return refuse(
+    return refusal(
         "funds.in_term",
-        f"expenditure dated {spent.date} is outside the term {span[0]} to {span[1]}",
-        f"支出日期{spent.date}不在合同期{span[0]}至{span[1]}内",
         date=spent.date,
         start=span[0],
         end=span[1],
@@ -305,10 +459,8 @@ def line_cap(ctx: RuleContext) -> Verdict:
     used = total(e.amount for e in expenditures(ctx.project) if e.line == spent.line)
     if used + spent.amount <= cap:
         return PASS
-    return refuse(
+    return refusal(
         "funds.line_cap",
-        f"{spent.line}: {used} spent + {spent.amount} exceeds the cap {cap}; amend the budget",
-        f"{spent.line}科目已支出{used}，加本笔{spent.amount}超过上限{cap}，须申请预算调整",
         line=spent.line,
         budget=line_budget,
         cap=cap,
@@ -326,10 +478,8 @@ def total_cap(ctx: RuleContext) -> Verdict:
     limit, used = awarded(ctx.project), eligible_spend(ctx.project)
     if used + spent.amount <= limit:
         return PASS
-    return refuse(
+    return refusal(
         "funds.total_cap",
-        f"{used} spent + {spent.amount} exceeds the contract amount {limit}",
-        f"已支出{used}加本笔{spent.amount}超过合同金额{limit}",
         spent=used,
         amount=spent.amount,
         awarded=limit,
@@ -342,10 +492,8 @@ def not_prohibited(ctx: RuleContext) -> Verdict:
     spent = _expenditure(ctx)
     if spent is None or spent.category not in ctx.policy.prohibited_categories:
         return PASS
-    return refuse(
+    return refusal(
         "funds.prohibited",
-        f"{spent.category} is not an eligible expenditure",
-        f"{spent.category}属于不得列支的项目",
         category=spent.category,
     )
 
@@ -356,10 +504,8 @@ def invoice_present(ctx: RuleContext) -> Verdict:
     spent = _expenditure(ctx)
     if spent is None or (spent.invoice_number.strip() and spent.voucher.strip()):
         return PASS
-    return refuse(
+    return refusal(
         "funds.invoice",
-        "an expenditure needs a voucher and an invoice number",
-        "支出须附记账凭证和发票号码",
         invoice_number=spent.invoice_number,
         voucher=spent.voucher,
     )
@@ -372,12 +518,10 @@ def duplicate_invoice(ctx: RuleContext) -> Verdict:
     if not uses:
         return PASS
     number = text(record_data(ctx), "invoice_number")
-    where = ", ".join(f"{u['project']}/{u['record']}" for u in uses)
-    return refuse(
+    return refusal(
         "funds.duplicate_invoice",
-        f"invoice {number} is already claimed by {where}",
-        f"发票{number}已在{where}报销",
         invoice_number=number,
+        projects=sorted({str(u["project"]) for u in uses}),
         used_by=[dict(u) for u in uses],
     )
 
@@ -387,41 +531,3 @@ def expenditure_effect(ctx: RuleContext) -> Effects:
     spent = _expenditure(ctx)
     amount = spent.amount if spent else ZERO
     return Effects(data={"eligible_spend": str(eligible_spend(ctx.project) + amount)})
-
-
-@rule(name="funds.amendment")
-def amendment_valid(ctx: RuleContext) -> Verdict:
-    """A purchaser amends a running project: a line move it can cover, or a later end date."""
-    role = needs_role(ctx, "purchaser", "funds.amendment")
-    if not role.passed:
-        return role
-    amendment = load(Amendment, record_data(ctx))
-    span = term(ctx.project)
-    problem = _amendment_problem(amendment, budget(ctx.project), span[1] if span else None)
-    if ctx.source not in IMPLEMENTATION_STATES:
-        problem = f"no amendment while {ctx.source}"
-    if problem is None:
-        return PASS
-    return refuse(
-        "funds.amendment",
-        f"amendment not accepted: {problem}",
-        f"变更不予登记：{problem}",
-        problem=problem,
-    )
-
-
-def _amendment_problem(
-    amendment: Amendment | None, lines: dict[str, Decimal], end: Any
-) -> str | None:
-    if amendment is None:
-        return "not a valid amendment record"
-    if amendment.kind == "line_move":
-        if not (amendment.from_line and amendment.to_line and amendment.amount):
-            return "a line move names both lines and an amount"
-        if amendment.amount > lines.get(amendment.from_line, ZERO):
-            return f"{amendment.from_line} has less than {amendment.amount}"
-    if amendment.kind == "extension" and (
-        amendment.new_end is None or end is None or amendment.new_end <= end
-    ):
-        return "an extension sets a later end date"
-    return None

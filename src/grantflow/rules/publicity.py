@@ -7,18 +7,21 @@ elapsed, every objection ruled on and none upheld (an upheld one means ``reject`
 
 from __future__ import annotations
 
+from grantflow.errors import CalendarUnavailable
+from grantflow.messages import refusal
 from grantflow.models import Verdict
 from grantflow.records import Objection, ObjectionRuling
-from grantflow.rules._base import PASS, RuleContext, refuse, rule
+from grantflow.rules._base import PASS, RuleContext, rule
 from grantflow.rules._regime import (
     approval,
+    calendar_refusal,
     load,
     local_date,
     needs_role,
     record_data,
     rows,
     values,
-    working_days_between,
+    working_calendar,
 )
 
 __all__ = ["objection_open", "objections_cleared", "period_elapsed", "ruling_valid"]
@@ -30,22 +33,19 @@ def period_elapsed(ctx: RuleContext) -> Verdict:
     approved = approval(ctx.project)
     need = ctx.policy.publicity_working_days
     if approved is None:
-        return refuse(
-            "publicity.period",
-            "the project has no approval record, so no publicity period has run",
-            "项目无立项审批记录，公示期未开始",
-            required=need,
-            elapsed=0,
+        return refusal(
+            "publicity.period", key="publicity.period.no_approval", required=need, elapsed=0
         )
     start = local_date(approved.approved_at, ctx.policy)
     today = local_date(ctx.now, ctx.policy)
-    elapsed = working_days_between(start, today, ctx.policy.holidays)
+    try:
+        elapsed = working_calendar(ctx.policy).working_days_between(start, today)
+    except CalendarUnavailable as exc:
+        return calendar_refusal(exc)
     if elapsed >= need:
         return PASS
-    return refuse(
+    return refusal(
         "publicity.period",
-        f"publicity needs {need} working days, {elapsed} elapsed since {start.isoformat()}",
-        f"公示期须满{need}个工作日，自{start.isoformat()}起已满{elapsed}个工作日",
         required=need,
         elapsed=elapsed,
         approved_on=start,
@@ -62,10 +62,8 @@ def objections_cleared(ctx: RuleContext) -> Verdict:
     upheld = sorted(oid for oid, r in rulings.items() if r.upheld)
     if not open_ and not upheld:
         return PASS
-    return refuse(
+    return refusal(
         "publicity.objection",
-        f"objections upheld: {upheld or 'none'}; awaiting a ruling: {open_ or 'none'}",
-        f"异议成立：{upheld or '无'}；待处理异议：{open_ or '无'}",
         upheld=upheld,
         pending=open_,
     )
@@ -73,13 +71,30 @@ def objections_cleared(ctx: RuleContext) -> Verdict:
 
 @rule(name="publicity.objection_open")
 def objection_open(ctx: RuleContext) -> Verdict:
-    """Objections are taken during publicity (state ``reviewed``) and state their grounds."""
-    if ctx.source == "reviewed" and load(Objection, record_data(ctx)) is not None:
+    """Objections are taken during the publicity period and state their grounds.
+
+    The period is the approval day and the N working days after it.
+    """
+    approved = approval(ctx.project)
+    today = local_date(ctx.now, ctx.policy)
+    timely = False
+    if ctx.source == "reviewed" and approved is not None:
+        start = local_date(approved.approved_at, ctx.policy)
+        try:
+            last = working_calendar(ctx.policy).add_working_days(
+                start, ctx.policy.publicity_working_days
+            )
+        except CalendarUnavailable as exc:
+            return calendar_refusal(exc)
+        timely = today <= last
+        if not timely:
+            return refusal(
+                "publicity.objection_open", key="publicity.objection_open.ended", ended=last
+            )
+    if timely and load(Objection, record_data(ctx)) is not None:
         return PASS
-    return refuse(
+    return refusal(
         "publicity.objection_open",
-        f"objections are taken during publicity, with grounds (state is {ctx.source})",
-        f"异议须在公示期内提出并说明理由（当前状态{ctx.source}）",
         state=ctx.source,
     )
 
@@ -96,9 +111,7 @@ def ruling_valid(ctx: RuleContext) -> Verdict:
     if ruling is not None and ruling.objection in objections - ruled:
         return PASS
     target = None if ruling is None else ruling.objection
-    return refuse(
+    return refusal(
         "publicity.ruling",
-        f"no open objection {target!r} to rule on",
-        f"没有待处理的异议{target}",
         objection=target,
     )

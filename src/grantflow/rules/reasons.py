@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from grantflow.messages import refusal
 from grantflow.models import Verdict
-from grantflow.rules._base import PASS, RuleContext, refuse, rule
+from grantflow.rules._base import PASS, RuleContext, rule
 from grantflow.rules._regime import is_own, provider_of
 
 __all__ = ["applicant_owns", "reason_given"]
@@ -15,12 +16,7 @@ def reason_given(ctx: RuleContext) -> Verdict:
     reason = ctx.evidence.get("reason")
     if isinstance(reason, str) and reason.strip():
         return PASS
-    return refuse(
-        "reasons.required",
-        f"{ctx.event} needs a reason",
-        f"执行{ctx.event}须说明理由",
-        event=ctx.event,
-    )
+    return refusal("reasons.required", event=ctx.event)
 
 
 @rule(name="reasons.applicant_owns")
@@ -28,10 +24,8 @@ def applicant_owns(ctx: RuleContext) -> Verdict:
     """Only the applicant organisation of this project may withdraw it."""
     if is_own(ctx.actor, ctx.project):
         return PASS
-    return refuse(
+    return refusal(
         "reasons.applicant_owns",
-        "only the applicant organisation of this project may withdraw it",
-        "只有本项目的申报单位可以撤回",
         provider=provider_of(ctx.project),
         actor_organisation=ctx.actor.organisation,
     )

@@ -14,11 +14,12 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from grantflow.messages import problem, refusal
 from grantflow.models import Project, Verdict
 from grantflow.policy import Policy
 from grantflow.records import Approval, Review, money
 from grantflow.rubrics import DEFAULT_RUBRICS, Rubric, aggregate, find_rubric
-from grantflow.rules._base import PASS, Rule, RuleContext, refuse, rule
+from grantflow.rules._base import PASS, Rule, RuleContext, rule
 from grantflow.rules._book import Effects
 from grantflow.rules._regime import (
     dec,
@@ -38,6 +39,7 @@ __all__ = [
     "amount_within_request",
     "approval_effect",
     "panel",
+    "panel_score",
     "quorum",
     "review_record",
     "score",
@@ -51,10 +53,14 @@ class Panel:
     counted: tuple[tuple[str, Decimal], ...]
     excluded: tuple[tuple[str, str], ...]
     rubric_key: str
+    #: Added to the aggregate: last year's grade priority (`Policy.grade_priority`).
+    bonus: Decimal = Decimal(0)
 
     def score(self, policy: Policy) -> Decimal | None:
-        """Return the aggregate score, or ``None`` with no counted review."""
-        return aggregate([t for _r, t in self.counted], policy) if self.counted else None
+        """Return the aggregate score plus the priority bonus, ``None`` with no counted review."""
+        if not self.counted:
+            return None
+        return aggregate([t for _r, t in self.counted], policy) + self.bonus
 
 
 def panel(
@@ -86,7 +92,19 @@ def panel(
             counted.append((review.reviewer, rubric.total(review.scores, policy)))
         else:
             excluded.append((review.reviewer, reason or "unknown_rubric"))
-    return Panel(tuple(counted), tuple(excluded), f"approval@{version}")
+    bonus = dec(project.data.get("priority_bonus"))
+    return Panel(tuple(counted), tuple(excluded), f"approval@{version}", bonus)
+
+
+def panel_score(
+    project: Project,
+    facts: Mapping[str, Any],
+    rubrics: Sequence[Rubric],
+    policy: Policy,
+    today: date,
+) -> Decimal | None:
+    """Return the score ``approve`` judges the project by (``None`` with no counted review)."""
+    return panel(project, facts, rubrics, policy, today).score(policy)
 
 
 def review_record(rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> Rule:
@@ -100,31 +118,32 @@ def review_record(rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> Rule:
         review = load(Review, record_data(ctx))
         version = pinned_version(ctx.project, "approval", ctx.policy)
         rubric = find_rubric(rubrics, "approval", version)
-        problems: list[str] = []
+        problems: list[dict[str, Any]] = []
         if ctx.source != "applied":
-            problems.append(f"reviews are taken while applied, not {ctx.source}")
+            problems.append(problem("review.state", state=ctx.source))
         if review is None:
-            problems.append("not a valid review record")
+            problems.append(problem("record.invalid", kind="review"))
         else:
-            if review.reviewer != ctx.actor.id:
-                problems.append(f"reviewer {review.reviewer} is not the actor {ctx.actor.id}")
-            if any(r.reviewer == review.reviewer for _, r in rows(ctx.project, "review", Review)):
-                problems.append(f"{review.reviewer} already reviewed this project")
+            reviewer = review.reviewer
+            if reviewer != ctx.actor.id:
+                problems.append(problem("review.not_actor", reviewer=reviewer, actor=ctx.actor.id))
+            if any(r.reviewer == reviewer for _, r in rows(ctx.project, "review", Review)):
+                problems.append(problem("review.repeat", reviewer=reviewer))
             if (review.rubric, review.rubric_version) != ("approval", version) or rubric is None:
                 problems.append(
-                    f"scored on {review.rubric}@{review.rubric_version}, "
-                    f"project pinned to approval@{version}"
+                    problem(
+                        "rubric.pinned",
+                        rubric=review.rubric,
+                        version=review.rubric_version,
+                        pinned_rubric="approval",
+                        pinned=version,
+                    )
                 )
             else:
-                problems.extend(rubric.problems(review.scores))
+                problems.extend(rubric.issues(review.scores))
         if not problems:
             return PASS
-        return refuse(
-            "review.record",
-            f"review not accepted: {'; '.join(problems)}",
-            f"评审意见不予接收：{'；'.join(problems)}",
-            problems=problems,
-        )
+        return refusal("review.record", problems=problems)
 
     return review_record_rule
 
@@ -139,10 +158,8 @@ def quorum(rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> Rule:
         need, have = ctx.policy.review_quorum, len(result.counted)
         if have >= need:
             return PASS
-        return refuse(
+        return refusal(
             "review.quorum",
-            f"{need} reviews required, {have} submitted",
-            f"需要{need}份评审意见，已提交{have}份",
             required=need,
             submitted=have,
             excluded=[{"reviewer": r, "reason": why} for r, why in result.excluded],
@@ -157,14 +174,14 @@ def score(rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> Rule:
     @rule(name="review.score")
     def review_score(ctx: RuleContext) -> Verdict:
         today = local_date(ctx.now, ctx.policy)
-        value = panel(ctx.project, ctx.facts, rubrics, ctx.policy, today).score(ctx.policy)
+        result = panel(ctx.project, ctx.facts, rubrics, ctx.policy, today)
+        value = result.score(ctx.policy)
         if value is None or value >= ctx.policy.pass_score:
             return PASS  # no counted review: review.quorum refuses
-        return refuse(
+        return refusal(
             "review.score",
-            f"panel score {value} is below the pass mark {ctx.policy.pass_score}",
-            f"评审得分{value}低于立项分数线{ctx.policy.pass_score}",
             score=value,
+            bonus=result.bonus,
             pass_score=ctx.policy.pass_score,
         )
 
@@ -182,10 +199,8 @@ def amount_within_request(ctx: RuleContext) -> Verdict:
         recommended = None
     if recommended is not None and 0 < recommended <= requested:
         return PASS
-    return refuse(
+    return refusal(
         "review.amount",
-        f"recommended amount {raw} must be positive and at most the {requested} requested",
-        f"建议金额{raw}须大于0且不超过申请金额{requested}",
         recommended=None if raw is None else str(raw),
         requested=requested,
     )
@@ -211,6 +226,7 @@ def approval_effect(
             records=(make_record("approval", "approval", approved),),
             data={
                 "amount_recommended": str(approved.recommended_amount),
+                "budget_reserved": str(approved.recommended_amount),
                 "review_score": str(approved.score),
                 "approved_at": ctx.now,
             },

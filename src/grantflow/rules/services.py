@@ -8,34 +8,78 @@ the provider ineligible for the policy's look-back (see `eligibility.penalty`).
 
 from __future__ import annotations
 
+from grantflow.messages import problem, refusal
 from grantflow.models import Verdict
 from grantflow.records import Sanction, ServiceRecord
-from grantflow.rules._base import PASS, RuleContext, refuse, rule
+from grantflow.rules._base import PASS, RuleContext, rule
 from grantflow.rules._book import Effects
-from grantflow.rules._regime import is_own, load, needs_role, provider_of, record_data, values
-from grantflow.rules.funds import IMPLEMENTATION_STATES
+from grantflow.rules._regime import (
+    load,
+    local_date,
+    needs_role,
+    provider_of,
+    record_data,
+    record_problems,
+    term,
+    text,
+    values,
+)
 
-__all__ = ["sanction_valid", "service_effect", "service_valid"]
+__all__ = [
+    "sanction_valid",
+    "service_effect",
+    "service_in_term",
+    "service_plausible",
+    "service_valid",
+]
 
 
 @rule(name="services.record")
 def service_valid(ctx: RuleContext) -> Verdict:
     """The provider logs well-formed service activity while the project runs."""
-    problems = []
-    if not is_own(ctx.actor, ctx.project):
-        problems.append("only the provider logs its services")
-    if ctx.source not in IMPLEMENTATION_STATES:
-        problems.append(f"no service records while {ctx.source}")
-    if load(ServiceRecord, record_data(ctx)) is None:
-        problems.append("not a valid service record")
+    valid = load(ServiceRecord, record_data(ctx)) is not None
+    problems = record_problems(ctx, "service", valid)
     if not problems:
         return PASS
-    return refuse(
-        "services.record",
-        f"service record not accepted: {'; '.join(problems)}",
-        f"服务记录不予登记：{'；'.join(problems)}",
-        problems=problems,
+    return refusal("services.record", problems=problems)
+
+
+@rule(name="services.in_term")
+def service_in_term(ctx: RuleContext) -> Verdict:
+    """The service was delivered inside the contract term (extensions included)."""
+    served, span = load(ServiceRecord, record_data(ctx)), term(ctx.project)
+    if served is None or span is None or span[0] <= served.date <= span[1]:
+        return PASS
+    return refusal(
+        "services.in_term",
+        date=served.date,
+        start=span[0],
+        end=span[1],
     )
+
+
+@rule(name="services.plausible")
+def service_plausible(ctx: RuleContext) -> Verdict:
+    """Not in the future, in the project's own domain, person-times and activities bounded."""
+    served = load(ServiceRecord, record_data(ctx))
+    if served is None:
+        return PASS  # services.record reports it
+    problems = []
+    today = local_date(ctx.now, ctx.policy)
+    if served.date > today:
+        problems.append(problem("service.future", date=served.date, today=today))
+    domain = text(ctx.project.data, "domain")
+    if domain and served.domain != domain:
+        problems.append(problem("service.domain", domain=served.domain, expected=domain))
+    most = ctx.policy.service_person_times_max
+    if served.person_times > most:
+        problems.append(problem("service.person_times", value=served.person_times, max=most))
+    most = ctx.policy.service_activities_max
+    if served.activities > most:
+        problems.append(problem("service.activities", value=served.activities, max=most))
+    if not problems:
+        return PASS
+    return refusal("services.plausible", problems=problems)
 
 
 def service_effect(ctx: RuleContext) -> Effects:
@@ -59,9 +103,7 @@ def sanction_valid(ctx: RuleContext) -> Verdict:
     sanction = load(Sanction, record_data(ctx))
     if sanction is not None and sanction.provider == provider_of(ctx.project):
         return PASS
-    return refuse(
+    return refusal(
         "services.sanction",
-        "a sanction names this project's provider, a date and a reason",
-        "处罚记录须载明本项目承接主体、日期和理由",
         provider=provider_of(ctx.project),
     )

@@ -50,15 +50,20 @@ _POLICY_KINDS = {
     "installments": "percents",
     "final_installment_by_grade": "percents",
     "spending_lead_tolerance": "percents",
+    "grade_priority": "scores",
 }
+#: Otherwise a field's name says what it measures.
+_SUFFIXES = (("_days", "days"), ("_months", "months"), ("_years", "years"), ("_max", "counts"))
 #: Policy fields that are not thresholds (versions, names, calendars).
-_NOT_THRESHOLDS = frozenset({"version", "rubric_versions", "holidays", "timezone"})
+_NOT_THRESHOLDS = frozenset(
+    {"version", "rubric_versions", "holidays", "workdays", "timezone", "installment_milestones"}
+)
 _KINDS = ("money", "scores", "counts", "days", "months", "years", "percents")
 # Bare numbers found in code mean nothing by themselves: each kind takes those in its range.
 _RANGES: dict[str, tuple[Decimal, Decimal]] = {
     "money": (Decimal(0), Decimal(10**12)),
     "scores": (Decimal(0), Decimal(1000)),
-    "counts": (Decimal(0), Decimal(10_000)),
+    "counts": (Decimal(0), Decimal(10**6)),
     "days": (Decimal(0), Decimal(3_660)),
     "months": (Decimal(0), Decimal(120)),
     "years": (Decimal(0), Decimal(50)),
@@ -129,7 +134,9 @@ class _Harvest:
             return
         value = getattr(self.policy, name)
         values = value.values() if isinstance(value, dict) else value
-        kind = _POLICY_KINDS.get(name)
+        kind = _POLICY_KINDS.get(name) or next(
+            (k for suffix, k in _SUFFIXES if name.endswith(suffix)), None
+        )
         for number in _numbers_in(tuple(values) if isinstance(value, dict) else values):
             self.number(number, kind)
 
@@ -391,8 +398,8 @@ def boundaries(*sources: object, policy: Policy | None = None) -> Boundaries:
     ...     return Decimal(str(ctx.evidence.get("amount", "0"))) <= CAP
     >>> boundaries(within_cap).thresholds.money
     (Decimal('0.00'), Decimal('300000.00'))
-    >>> boundaries().thresholds.counts
-    (2, 3, 5)
+    >>> boundaries().thresholds.counts  # quorum, limit, trimmed mean; service maxima
+    (2, 3, 5, 1000, 50000)
     """
     harvest = _Harvest(policy or Policy())
     if not sources:

@@ -13,7 +13,7 @@ hold:
 * replaying the audit entries gives back the stored project;
 * `Engine.verify()` reports no problem;
 * money is conserved: disbursed - refunded <= awarded, and a settlement record agrees
-  with the disbursements and the award it settles;
+  with the disbursements and the award it settles (disbursed - refund == due <= awarded);
 * quorum before contract (when the engine runs the regime's review rules): every
   approval, and so every contract, came after at least the policy's quorum of reviews;
 * limits are tight: a refusal that reports ``limit`` and ``existing`` (an "at most"
@@ -121,35 +121,46 @@ def money_problems(project: Project) -> list[str]:
     """Return what breaks money conservation on `project` (empty when it balances).
 
     Reads the regime's records: the purchase ``contract`` (awarded), ``disbursement``
-    (paid), ``refund`` (returned; counted unless its ``status`` says it is not settled)
-    and ``settlement`` records. Checks, to the fen: disbursed - refunded <= awarded
-    (nothing is paid before a contract), and each settlement's ``awarded`` and
-    ``disbursed`` equal the award and the disbursements recorded up to it.
+    (paid), ``refund_payment`` (paid back) and ``settlement`` records. Checks, to the
+    fen: disbursed - refunded <= awarded (nothing is paid before a contract); each
+    settlement's ``awarded`` and ``disbursed`` equal the award and the disbursements
+    recorded up to it, and when it states ``due`` and ``refund``:
+    disbursed - refund == due <= awarded.
     """
     records = project.records
     purchase = [r for r in records if r.kind == "contract" and r.data.get("kind") == "purchase"]
     awarded = _amount(purchase[-1].data).quantize(_CENT) if purchase else Decimal("0.00")
     paid = _sum(r for r in records if r.kind == "disbursement")
-    refunded = _sum(
-        r
-        for r in records
-        if r.kind == "refund" and str(r.data.get("status", "settled")) in {"settled", "paid"}
-    )
+    refunded = _sum(r for r in records if r.kind == "refund_payment")
     problems = []
     if paid - refunded > awarded:
         problems.append(f"disbursed {paid} - refunded {refunded} exceeds awarded {awarded}")
     for settlement in (r for r in records if r.kind == "settlement"):
-        upto = _sum(r for r in records if r.kind == "disbursement" and r.seq <= settlement.seq)
-        if "disbursed" in settlement.data and _amount(settlement.data, "disbursed") != upto:
-            problems.append(
-                f"settlement {settlement.id} says disbursed "
-                f"{settlement.data.get('disbursed')}, the disbursements sum to {upto}"
-            )
-        if "awarded" in settlement.data and _amount(settlement.data, "awarded") != awarded:
-            problems.append(
-                f"settlement {settlement.id} says awarded "
-                f"{settlement.data.get('awarded')}, the contract says {awarded}"
-            )
+        problems.extend(_settlement_problems(settlement, records, awarded))
+    return problems
+
+
+def _settlement_problems(
+    settlement: Record, records: Iterable[Record], awarded: Decimal
+) -> list[str]:
+    data, sid = settlement.data, settlement.id
+    upto = _sum(r for r in records if r.kind == "disbursement" and r.seq <= settlement.seq)
+    problems = []
+    if "disbursed" in data and _amount(data, "disbursed") != upto:
+        problems.append(
+            f"settlement {sid} says disbursed {data.get('disbursed')}, "
+            f"the disbursements sum to {upto}"
+        )
+    if "awarded" in data and _amount(data, "awarded") != awarded:
+        problems.append(
+            f"settlement {sid} says awarded {data.get('awarded')}, the contract says {awarded}"
+        )
+    if "due" in data and "refund" in data:
+        due = _amount(data, "due")
+        if _amount(data, "disbursed") - _amount(data, "refund") != due:
+            problems.append(f"settlement {sid}: disbursed - refund != due {due}")
+        if due > awarded:
+            problems.append(f"settlement {sid}: due {due} exceeds awarded {awarded}")
     return problems
 
 

@@ -183,6 +183,10 @@ class StoreContract:
         assert list(store.entities("hub")) == []
         assert store.entry_hash_at("p-1", 1) is None
         assert store.checkpoint_leaves("none") is None
+        assert store.log_size() == 0
+        assert store.log_leaves(0, 10) == []
+        assert store.log_position("p-1", 1) is None
+        assert store.sequence_log() == 0
 
     # -- submissions ---------------------------------------------------------------------
 
@@ -402,6 +406,34 @@ class StoreContract:
         assert store.checkpoint_leaves("c1") == leaves
         assert store.checkpoint_leaves("c2") == []
         assert store.checkpoint_leaves("c3") is None
+
+    # -- the audit log order -------------------------------------------------------------
+
+    def test_log_appends_new_entries_in_chain_order(self, store: Store) -> None:
+        """sequence_log gives new entries the next positions by (project, seq); old ones stay."""
+        store.commit(submission("p-2"))
+        store.commit(submission("p-1"))
+        store.commit(transition(_loaded(store, "p-1"), "reviewed"))
+        assert store.log_size() == 0
+        assert store.log_position("p-1", 1) is None
+        assert store.sequence_log() == 3
+        first = store.log_leaves(0, 3)
+        assert [leaf[:3] for leaf in first] == [(0, "p-1", 1), (1, "p-1", 2), (2, "p-2", 1)]
+        assert [leaf[3] for leaf in first] == [
+            store.entry_hash_at("p-1", 1),
+            store.entry_hash_at("p-1", 2),
+            store.entry_hash_at("p-2", 1),
+        ]
+        assert store.sequence_log() == 3
+        store.commit(submission("p-0", accepted=False))
+        store.commit(transition(_loaded(store, "p-2"), "reviewed"))
+        assert store.sequence_log() == 5
+        assert store.log_size() == 5
+        assert store.log_leaves(0, 3) == first
+        assert [leaf[:3] for leaf in store.log_leaves(3, 99)] == [(3, "p-0", 1), (4, "p-2", 2)]
+        assert [leaf[0] for leaf in store.log_leaves(1, 4)] == [1, 2, 3]
+        assert store.log_position("p-2", 2) == 4
+        assert store.log_position("p-2", 3) is None
 
     def test_engine_history_replays_and_verifies(self, store: Store) -> None:
         """Through an engine: replay equals the stored project and verify() passes."""

@@ -1,0 +1,107 @@
+"""Amendments: the provider requests, the purchaser decides, every cap re-checked."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from grantflow.models import Outcome
+
+if TYPE_CHECKING:
+    from conftest import World
+
+
+def _move(from_line: str, to_line: str, amount: str) -> dict[str, Any]:
+    return {
+        "kind": "line_move",
+        "reason": "plan changed",
+        "from_line": from_line,
+        "to_line": to_line,
+        "amount": amount,
+    }
+
+
+def _request(world: World, pid: str, data: dict[str, Any], rid: str) -> Outcome:
+    return world.engine.add_record(
+        pid, "amendment_request", data, actor=world.applicant, record_id=rid
+    )
+
+
+def _decide(world: World, pid: str, rid: str, approved: bool = True) -> Outcome:
+    data = {"request": rid, "approved": approved, "note": "checked"}
+    return world.engine.add_record(pid, "amendment_decision", data, actor=world.approver)
+
+
+def test_amendments_cannot_be_added_directly(world: World) -> None:
+    """An ``amendment`` record from anyone fails ``amendment.direct`` (a purchaser's passed)."""
+    pid = world.contracted()
+    move = _move("activities", "personnel", "35000.00")
+    outcome = world.engine.add_record(pid, "amendment", move, actor=world.approver)
+    assert world.codes(outcome) == {"amendment.direct"}
+
+
+def test_personnel_cannot_reach_85_percent_through_line_moves(world: World) -> None:
+    """Moves toward 85 % personnel (cap 40 %) fail ``amendment.caps`` at the first (75 %)."""
+    pid = world.contracted()
+    moves = [("activities", "35000.00"), ("experts", "5000.00"), ("training", "5000.00")]
+    for n, (line, amount) in enumerate(moves, start=1):
+        _request(world, pid, _move(line, "personnel", amount), f"req-{n}").raise_for_refusal()
+    outcome = _decide(world, pid, "req-1")
+    assert world.codes(outcome) == {"amendment.caps"}
+    assert "personnel would be 75.00% of the award" in outcome.refusals[0].message
+    assert world.spend(pid, "44000.01", "INV-1", line="personnel").refusals
+    assert _decide(world, pid, "req-1", approved=False).accepted
+    assert world.engine.get(pid).records_of("amendment") == ()
+
+
+def test_a_move_within_the_caps_is_applied_once_approved(world: World) -> None:
+    """An approved move becomes an ``amendment`` record; the line budgets follow it."""
+    pid = world.contracted()
+    _request(world, pid, _move("activities", "training", "5000.00"), "req-1").raise_for_refusal()
+    assert world.codes(world.spend(pid, "10000.00", "INV-1", line="training")) == {"funds.line_cap"}
+    _decide(world, pid, "req-1").raise_for_refusal()
+    assert world.spend(pid, "10000.00", "INV-1", line="training").accepted
+    assert world.codes(_decide(world, pid, "req-1")) == {"amendment.decision"}
+
+
+def test_a_line_cannot_be_moved_below_what_was_spent_on_it(world: World) -> None:
+    """Moving money out of a line already spent fails ``amendment.caps``."""
+    pid = world.contracted()
+    world.spend(pid, "4000.00", "INV-1", line="experts").raise_for_refusal()
+    _request(world, pid, _move("experts", "training", "2000.00"), "req-1").raise_for_refusal()
+    assert world.codes(_decide(world, pid, "req-1")) == {"amendment.caps"}
+
+
+def test_a_12_month_contract_cannot_be_extended_to_2030(world: World) -> None:
+    """An extension to 2030 fails ``amendment.caps``; spending dated 2029 stays outside the term."""
+    pid = world.contracted()
+    far = {"kind": "extension", "reason": "more time", "new_end": "2030-12-31"}
+    _request(world, pid, far, "req-1").raise_for_refusal()
+    outcome = _decide(world, pid, "req-1")
+    assert world.codes(outcome) == {"amendment.caps"}
+    assert world.codes(world.spend(pid, "10.00", "INV-1", date="2029-06-01")) == {"funds.in_term"}
+    direct = world.engine.add_record(pid, "amendment", far, actor=world.approver)
+    assert world.codes(direct) == {"amendment.direct"}
+
+
+def test_a_short_extension_is_granted_and_spending_follows_it(world: World) -> None:
+    """Three extra months within the limits: approved, and spending in them is accepted."""
+    pid = world.contracted()
+    later = {"kind": "extension", "reason": "no-cost extension", "new_end": "2026-06-14"}
+    _request(world, pid, later, "req-1").raise_for_refusal()
+    _decide(world, pid, "req-1").raise_for_refusal()
+    assert world.engine.get(pid).data["term_end"] == "2026-06-14"
+    assert world.spend(pid, "10.00", "INV-1", date="2026-05-01").accepted
+
+
+def test_requests_come_from_the_provider_and_decisions_from_a_purchaser(world: World) -> None:
+    """A purchaser's request or a provider's decision is refused; so is an earlier end date."""
+    pid = world.contracted()
+    move = _move("activities", "training", "10.00")
+    refused = world.engine.add_record(pid, "amendment_request", move, actor=world.approver)
+    assert world.codes(refused) == {"amendment.request"}
+    earlier = {"kind": "extension", "reason": "r", "new_end": "2026-01-01"}
+    assert world.codes(_request(world, pid, earlier, "req-0")) == {"amendment.request"}
+    _request(world, pid, move, "req-1").raise_for_refusal()
+    data = {"request": "req-1", "approved": True}
+    outcome = world.engine.add_record(pid, "amendment_decision", data, actor=world.applicant)
+    assert world.codes(outcome) == {"amendment.decision"}
