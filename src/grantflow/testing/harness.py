@@ -63,7 +63,13 @@ from grantflow.testing.strategies import actors, event_names, evidence
 # Built once, not per step: Hypothesis validates every new strategy object on first use.
 _EVIDENCE: st.SearchStrategy[Mapping[str, Any]] = st.one_of(st.just({}), evidence(max_leaves=3))
 
-__all__ = ["LifecycleStateMachine", "edge_target", "limit_problem", "money_problems"]
+__all__ = [
+    "LifecycleStateMachine",
+    "ORGANISATIONS",
+    "edge_target",
+    "limit_problem",
+    "money_problems",
+]
 
 _RECORD_KINDS = ("note", "review", "expenditure")
 #: A few organisations, so that counts per organisation (applications, live projects)

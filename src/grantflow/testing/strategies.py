@@ -31,8 +31,8 @@ from grantflow.states import PURCHASED_SERVICE, EventDef, Lifecycle, StateDef
 from grantflow.testing._boundaries import Boundaries, Thresholds, boundaries
 
 __all__ = [
-    "DEFAULT_ROLES",
     "Boundaries",
+    "DEFAULT_ROLES",
     "Step",
     "Thresholds",
     "actors",
