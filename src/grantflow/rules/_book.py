@@ -50,6 +50,8 @@ class RuleBook:
     Fact providers run before the rules and outside any database transaction; they are the
     only place that reads other projects (duplicate invoices, applications per call).
     Effects run after every rule passed and say which records the transition adds.
+    A book that declares record kinds (`declare_records`) accepts only those in
+    `Engine.add_record`; kinds declared ``effect_owned`` are written by effects alone.
 
     >>> from grantflow.rules import PASS
     >>> book = RuleBook().on("approve", lambda ctx: PASS)
@@ -61,6 +63,8 @@ class RuleBook:
         self._rules: dict[str, list[Rule]] = {}
         self._facts: dict[str, list[tuple[str, FactProvider]]] = {}
         self._effects: dict[str, list[Effect]] = {}
+        self._record_kinds: set[str] = set()
+        self._reserved_kinds: set[str] = set()
 
     def on(self, event: str, *rules: Rule) -> RuleBook:
         """Gate `event` (or `ALL_EVENTS`) with `rules`; return the book for chaining."""
@@ -81,14 +85,44 @@ class RuleBook:
         self._effects.setdefault(event, []).append(effect)
         return self
 
+    def declare_records(self, *kinds: str, effect_owned: bool = False) -> RuleBook:
+        """Declare record kinds of your own; ``effect_owned`` ones only effects may write.
+
+        Once a book declares kinds, the engine refuses a record of an undeclared kind
+        (``records.unknown``), and a directly added one of an effect-owned kind
+        (``records.reserved``).
+
+        >>> sorted(RuleBook().declare_records("note", "site_visit").record_kinds)
+        ['note', 'site_visit']
+        """
+        for kind in kinds:
+            if not isinstance(kind, str) or not kind or kind != kind.strip() or "*" in kind:
+                raise RuleDefinitionError(f"record kind {kind!r} is not a valid name")
+        self._record_kinds.update(kinds)
+        if effect_owned:
+            self._reserved_kinds.update(kinds)
+        return self
+
+    @property
+    def record_kinds(self) -> frozenset[str]:
+        """The record kinds declared with `declare_records` (effect-owned ones included)."""
+        return frozenset(self._record_kinds)
+
+    @property
+    def reserved_kinds(self) -> frozenset[str]:
+        """The declared kinds only the effects of accepted transitions write."""
+        return frozenset(self._reserved_kinds)
+
     def extend(self, other: RuleBook) -> RuleBook:
-        """Add every rule, fact and effect of `other` to this book."""
+        """Add every rule, fact, effect and declared record kind of `other` to this book."""
         for event, rules in other._rules.items():
             self._rules.setdefault(event, []).extend(rules)
         for event, facts in other._facts.items():
             self._facts.setdefault(event, []).extend(facts)
         for event, effects in other._effects.items():
             self._effects.setdefault(event, []).extend(effects)
+        self._record_kinds.update(other._record_kinds)
+        self._reserved_kinds.update(other._reserved_kinds)
         return self
 
     def copy(self) -> RuleBook:
