@@ -270,3 +270,9 @@ def new_world(
 def make_world() -> Callable[..., World]:
     """Return a factory of fresh seeded worlds, for tests that need a custom policy."""
     return new_world
+
+
+@pytest.fixture(scope="module")
+def module_world_factory() -> Callable[..., World]:
+    """Return the factory of seeded worlds, for module-scoped fixtures (built once)."""
+    return new_world
