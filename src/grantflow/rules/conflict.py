@@ -44,6 +44,7 @@ __all__ = [
     "approver_pays",
     "own_project",
     "people",
+    "person_fact",
     "review_conflict",
     "third_party",
     "ties",
