@@ -98,6 +98,8 @@ class RuleBook:
     Effects run after every rule passed and say which records the transition adds.
     Rules for ``record.<kind>`` gate adding a record of that kind; a kind that is not one
     of the `BUILTIN_RECORD_KINDS` must be declared with `declare_records`.
+    A book that declares record kinds (`declare_records`) accepts only those in
+    `Engine.add_record`; kinds declared ``effect_owned`` are written by effects alone.
 
     >>> from grantflow.rules import PASS
     >>> book = RuleBook().on("approve", lambda ctx: PASS)
@@ -110,6 +112,7 @@ class RuleBook:
         self._facts: dict[str, list[tuple[str, FactProvider]]] = {}
         self._effects: dict[str, list[Effect]] = {}
         self._record_kinds: set[str] = set()
+        self._reserved_kinds: set[str] = set()
 
     def on(self, event: str, *rules: Rule) -> RuleBook:
         """Gate `event` (or `ALL_EVENTS`) with `rules`; return the book for chaining."""
@@ -138,8 +141,12 @@ class RuleBook:
         self._effects.setdefault(event, []).append(effect)
         return self
 
-    def declare_records(self, *kinds: str) -> RuleBook:
-        """Declare record kinds of your own, so ``record.<kind>`` keys pass `check`.
+    def declare_records(self, *kinds: str, effect_owned: bool = False) -> RuleBook:
+        """Declare record kinds of your own; ``effect_owned`` ones only effects may write.
+
+        Once a book declares kinds, the engine refuses a record of an undeclared kind
+        (``records.unknown``), and a directly added one of an effect-owned kind
+        (``records.reserved``).
 
         >>> sorted(RuleBook().declare_records("note", "site_visit").record_kinds)
         ['note', 'site_visit']
@@ -148,12 +155,19 @@ class RuleBook:
             if not isinstance(kind, str) or not kind or kind != kind.strip() or "*" in kind:
                 raise RuleDefinitionError(f"record kind {kind!r} is not a valid name")
         self._record_kinds.update(kinds)
+        if effect_owned:
+            self._reserved_kinds.update(kinds)
         return self
 
     @property
     def record_kinds(self) -> frozenset[str]:
-        """The record kinds declared with `declare_records`."""
+        """The record kinds declared with `declare_records` (effect-owned ones included)."""
         return frozenset(self._record_kinds)
+
+    @property
+    def reserved_kinds(self) -> frozenset[str]:
+        """The declared kinds only the effects of accepted transitions write."""
+        return frozenset(self._reserved_kinds)
 
     def extend(self, other: RuleBook) -> RuleBook:
         """Add every rule, fact, effect and declared record kind of `other` to this book."""
@@ -164,6 +178,7 @@ class RuleBook:
         for event, effects in other._effects.items():
             self._effects.setdefault(event, []).extend(effects)
         self._record_kinds.update(other._record_kinds)
+        self._reserved_kinds.update(other._reserved_kinds)
         return self
 
     # -- overriding --------------------------------------------------------------------
