@@ -29,7 +29,7 @@ from grantflow.rubrics import APPROVAL_REVIEW
 from grantflow.rules import RuleBook
 
 APPROVER = Actor(id="staff-1", roles=frozenset({"purchaser"}), organisation="city")
-TREASURER = Actor(id="staff-2", roles=frozenset({"purchaser"}), organisation="city")
+TREASURER = Actor(id="staff-2", roles=frozenset({"purchaser", "finance"}), organisation="city")
 REVIEWERS = [
     Actor(id=f"r{n}", roles=frozenset({"reviewer"}), organisation="pool") for n in (1, 2, 3)
 ]
@@ -176,6 +176,7 @@ def _contract(kind: str) -> dict[str, Any]:
         "amount": "100000.00",
         "start": "2025-03-15",
         "end": "2026-03-14",
+        "counterparty": "audit-co" if kind == "supervision" else None,
     }
 
 
