@@ -29,6 +29,7 @@ from grantflow.cli._common import (
 )
 from grantflow.cli._database import check_url, creatable_database
 from grantflow.cli._errors import DEBUG_ENV, report
+from grantflow.cli._outbox import outbox_app
 from grantflow.cli._progress import meter
 from grantflow.demo import DemoClock, render_report, run_demo
 from grantflow.persistence import sql
@@ -47,6 +48,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(outbox_app, name="outbox")
 
 for _command in (
     _projects.fire,

@@ -9,6 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from grantflow.audit import Checkpoint
 from grantflow.models import AuditEntry, Entity, Project, Record
+from grantflow.persistence._outbox import OutboxMessage
 
 __all__ = ["Change", "Leaf", "LogLeaf", "Store", "StoreReader"]
 
@@ -30,12 +31,15 @@ class Change:
         expected_version: the project's (or chain's) version when the decision was taken.
         after: the project row after the change; ``None`` when a refused submission
             leaves no project behind. Its records beyond the old ones are ``entry.records``.
+        messages: outbox messages to commit with the entry, besides the entry's own
+            (reminders, ...); stores with an outbox write them in the same transaction.
     """
 
     entry: AuditEntry
     expected_state: str | None
     expected_version: int
     after: Project | None
+    messages: tuple[OutboxMessage, ...] = ()
 
 
 @runtime_checkable

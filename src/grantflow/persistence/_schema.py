@@ -213,6 +213,44 @@ class BulkChunkRow(_Row, table=True):
     items: list[Any] = Field(sa_type=_JSON)
 
 
+class OutboxRow(_Row, table=True):
+    """One outbox message: committed with its audit entry, claimed by consumers with leases.
+
+    `position` orders the messages (roughly commit order); `id` is the stable message id
+    receivers de-duplicate on (an audit message's is its entry's hash). An audit
+    message stores no payload: it is read from the audit row when claimed.
+    """
+
+    __tablename__ = "outbox"
+    position: int | None = Field(
+        default=None,
+        primary_key=True,
+        sa_type=BigInteger().with_variant(Integer(), "sqlite"),
+        sa_column_kwargs={"autoincrement": True},
+    )
+    id: str = Field(sa_type=_ID)
+    topic: str = Field(sa_type=String(64))
+    project_id: str | None = Field(default=None, sa_type=_ID, nullable=True)
+    seq: int | None = Field(default=None, sa_type=Integer, nullable=True)
+    payload: dict[str, Any] | None = Field(default=None, sa_type=_JSON, nullable=True)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    status: str = Field(
+        default="pending", sa_type=String(16), sa_column_kwargs={"server_default": "pending"}
+    )
+    attempts: int = Field(default=0, sa_type=Integer, sa_column_kwargs={"server_default": "0"})
+    available_at: float = Field(
+        default=0.0, sa_type=Float, sa_column_kwargs={"server_default": "0"}
+    )
+    lease_owner: str = Field(
+        default="", sa_type=String(160), sa_column_kwargs={"server_default": ""}
+    )
+    lease_until: float = Field(default=0.0, sa_type=Float, sa_column_kwargs={"server_default": "0"})
+    last_error: str = Field(
+        default="", sa_type=String(2000), sa_column_kwargs={"server_default": ""}
+    )
+    done_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+
+
 _MODELS: tuple[type[_Row], ...] = (
     SchemaVersionRow,
     ProjectRow,
@@ -224,6 +262,7 @@ _MODELS: tuple[type[_Row], ...] = (
     CheckpointLeafRow,
     BulkJobRow,
     BulkChunkRow,
+    OutboxRow,
 )
 
 
@@ -244,6 +283,7 @@ class Tables:
     checkpoint_leaves: Table
     bulk_jobs: Table
     bulk_chunks: Table
+    outbox: Table
 
 
 def build_tables(prefix: str = "grantflow_", schema: str | None = None) -> Tables:
@@ -275,6 +315,10 @@ def build_tables(prefix: str = "grantflow_", schema: str | None = None) -> Table
     log = copied["audit_log"]
     Index(f"{prefix}ux_audit_log_entry", log.c.project_id, log.c.seq, unique=True)
     Index(f"{prefix}ix_entities_parent", copied["entities"].c.kind, copied["entities"].c.parent)
+    outbox = copied["outbox"]
+    Index(f"{prefix}ux_outbox_id", outbox.c.id, unique=True)
+    # Consumers look for pending messages in position order.
+    Index(f"{prefix}ix_outbox_status", outbox.c.status, outbox.c.position)
     return Tables(
         metadata=metadata,
         prefix=prefix,
@@ -289,4 +333,5 @@ def build_tables(prefix: str = "grantflow_", schema: str | None = None) -> Table
         checkpoint_leaves=leaves,
         bulk_jobs=copied["bulk_jobs"],
         bulk_chunks=copied["bulk_chunks"],
+        outbox=outbox,
     )

@@ -32,6 +32,8 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
+    null,
     select,
     update,
 )
@@ -43,6 +45,7 @@ from sqlalchemy.sql.expression import ClauseElement
 from grantflow._canonical import plain
 from grantflow.errors import ConcurrencyError, GrantflowError, InvalidInput, ProjectExists
 from grantflow.models import Actor, AuditEntry, Project
+from grantflow.persistence._outbox import AUDIT_TOPIC
 from grantflow.persistence._protocol import Change
 from grantflow.persistence._schema import Tables
 
@@ -189,6 +192,31 @@ class Writer:
         self._project_exists = _Statement(
             select(literal(1)).where(t.projects.c.id == bindparam("w_id")), dialect
         )
+        # The outbox: one message per committed entry, written with it (its payload is
+        # the audit row itself), and a change's own messages, skipped if already queued.
+        fresh: dict[str, Any] = {
+            **{c: bindparam(f"o_{c}") for c in ("id", "topic", "project_id", "seq")},
+            "created_at": _time_param("o_created_at", dialect),
+            # A new message's state, inline: nothing more to bind per row.
+            "status": literal_column("'pending'"),
+            "attempts": literal_column("0"),
+            "available_at": literal_column("0"),
+            "lease_owner": literal_column("''"),
+            "lease_until": literal_column("0"),
+            "last_error": literal_column("''"),
+            "done_at": null(),
+        }
+        # inline(): no RETURNING of the generated position, which nobody reads.
+        self._insert_outbox = _Statement(
+            insert(t.outbox).inline().values({**fresh, "payload": null()}), dialect
+        )
+        self._insert_message = _Statement(
+            _dialect_insert(t.outbox, dialect)
+            .inline()
+            .values({**fresh, "payload": _json_param("o_payload", dialect)})
+            .on_conflict_do_nothing(index_elements=[t.outbox.c.id]),
+            dialect,
+        )
 
     # -- entry points --------------------------------------------------------------------
 
@@ -213,6 +241,8 @@ class Writer:
         keep: list[Any] = []
         rewrite: list[Any] = []
         audits: list[Any] = []
+        outbox: list[Any] = []
+        messages: list[Any] = []
         for change in changes:
             entry, after = change.entry, change.after
             if (
@@ -229,6 +259,8 @@ class Writer:
             else:
                 keep.append(self._update_keep_data.params(values))
             audits.append(self._insert_audit.params(self._audit_values(entry, change)))
+            outbox.append(self._insert_outbox.params(self._outbox_values(entry)))
+            messages.extend(self._message_params(change))
         updated = 0
         for statement, rows in ((self._update_keep_data, keep), (self._update, rewrite)):
             if rows:
@@ -240,6 +272,9 @@ class Writer:
             cursor.executemany(self._insert_audit.sql, audits)
         except self._integrity:
             return False
+        cursor.executemany(self._insert_outbox.sql, outbox)
+        if messages:
+            cursor.executemany(self._insert_message.sql, messages)
         return True
 
     # -- one change ----------------------------------------------------------------------
@@ -269,6 +304,7 @@ class Writer:
             return _conflict(change)
         self._run(cursor, self._insert_audit, self._audit_values(entry, change), _conflict(change))
         self._insert_records(cursor, entry)
+        self._enqueue(cursor, change)
         return None
 
     def _create(self, cursor: Any, change: Change) -> GrantflowError | None:
@@ -288,7 +324,16 @@ class Writer:
                 cursor, self._insert_project, self._project_values(change.after), _exists(entry)
             )
             self._insert_records(cursor, entry)
+        self._enqueue(cursor, change)
         return None
+
+    def _enqueue(self, cursor: Any, change: Change) -> None:
+        """Queue the entry's outbox message and the change's own, in its transaction."""
+        entry = change.entry
+        error = _conflict(change)
+        self._run(cursor, self._insert_outbox, self._outbox_values(entry), error)
+        for params in self._message_params(change):
+            cursor.execute(self._insert_message.sql, params)
 
     def _insert_records(self, cursor: Any, entry: AuditEntry) -> None:
         for pos, record in enumerate(entry.records):
@@ -341,6 +386,30 @@ class Writer:
         values["p_records"] = _dumps_seq(entry.records)
         return values
 
+    def _outbox_values(self, entry: AuditEntry) -> dict[str, Any]:
+        return {
+            "o_id": entry.hash,
+            "o_topic": AUDIT_TOPIC,
+            "o_project_id": entry.project_id,
+            "o_seq": entry.seq,
+            "o_created_at": self._time(entry.at),
+        }
+
+    def _message_params(self, change: Change) -> list[Any]:
+        return [
+            self._insert_message.params(
+                {
+                    "o_id": m.id,
+                    "o_topic": m.topic,
+                    "o_project_id": m.project_id,
+                    "o_seq": m.seq,
+                    "o_created_at": self._time(m.created_at),
+                    "o_payload": _dumps(m.payload),
+                }
+            )
+            for m in change.messages
+        ]
+
     def _update_values(self, change: Change, after: Project) -> dict[str, Any]:
         return {
             "w_id": change.entry.project_id,
@@ -377,6 +446,12 @@ def _audit_param(column: str, dialect: Dialect) -> ColumnElement[Any]:
     if dialect.name == "postgresql" and column in {"at"}:
         return cast(bindparam("p_at"), postgresql.TIMESTAMP(timezone=True))
     return bindparam(f"p_{column}")
+
+
+def _time_param(name: str, dialect: Dialect) -> ColumnElement[Any]:
+    if dialect.name == "postgresql":
+        return cast(bindparam(name), postgresql.TIMESTAMP(timezone=True))
+    return bindparam(name)
 
 
 def _dialect_insert(table: Table, dialect: Dialect) -> Any:
