@@ -55,6 +55,7 @@ for _command in (
     _bulk_command.bulk,
     _projects.show,
     _projects.history,
+    _projects.list_projects,
     _projects.explain,
     _integrity.verify,
     _integrity.checkpoint,
@@ -62,7 +63,8 @@ for _command in (
     _reports.diagram,
     _reports.export,
 ):
-    app.command()(_command)
+    # `list_projects` is `grantflow list` (a Python function may not be named list).
+    app.command(name=_command.__name__.removesuffix("_projects"))(_command)
 
 
 def _package_version() -> str:

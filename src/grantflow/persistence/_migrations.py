@@ -61,6 +61,12 @@ def _v5(conn: Connection, t: Tables) -> None:
     t.metadata.create_all(conn, tables=[t.outbox])
 
 
+def _v6(conn: Connection, t: Tables) -> None:
+    from grantflow.persistence._sqlquery import create_query_indexes
+
+    create_query_indexes(conn, t)
+
+
 #: Every migration, oldest first; append, never edit a released one.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "projects, audit chain, records, entities, checkpoints", _v1),
@@ -68,6 +74,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "bulk jobs name their holder, so a dead one is taken over at once", _v3),
     Migration(4, "the audit log order: a gap-free position per sequenced entry", _v4),
     Migration(5, "the outbox: a message per committed audit entry, leased to consumers", _v5),
+    Migration(6, "indexes for project queries: state, update time, hub, call, brand, ...", _v6),
 )
 #: The schema version this grantflow reads and writes.
 SCHEMA_VERSION = MIGRATIONS[-1].version

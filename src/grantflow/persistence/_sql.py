@@ -28,6 +28,7 @@ from grantflow.errors import GrantflowError, InvalidInput
 from grantflow.models import AuditEntry, Entity, Project, Record
 
 if TYPE_CHECKING:
+    from grantflow._query import ProjectQuery
     from grantflow.portfolio import ServiceTotals, Totals
 from grantflow.persistence._migrations import apply_pending, check, current_version
 from grantflow.persistence._protocol import Change, Leaf, LogLeaf
@@ -441,6 +442,13 @@ class SqlStore(SqlJobs, SqlOutbox):
             return sql_services(
                 conn, self._t.projects, self._t.records, self._t.entities, by, within
             )
+
+    def query_projects(self, query: ProjectQuery) -> list[Project]:
+        """The page of an `Engine.projects` query, computed in the database (with indexes)."""
+        from grantflow.persistence._sqlquery import query_rows
+
+        with self._db.connect() as conn:
+            return [_project(row, ()) for row in query_rows(conn, self._t, query)]
 
     # -- writes --------------------------------------------------------------------------
 
