@@ -18,6 +18,7 @@ PUBLIC_MODULES = [
     "grantflow.inputs",
     "grantflow.messages",
     "grantflow.models",
+    "grantflow.outbox",
     "grantflow.persistence",
     "grantflow.policy",
     "grantflow.rules",

@@ -46,12 +46,12 @@ if TYPE_CHECKING:
     from grantflow.persistence import Store
 
 __all__ = [
-    "SIGNATURE_HEADER",
     "DeliveryPolicy",
     "DeliveryReport",
     "Handler",
     "Outbox",
     "OutboxMessage",
+    "SIGNATURE_HEADER",
     "Webhook",
     "body_of",
     "sign",
