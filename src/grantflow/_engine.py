@@ -14,6 +14,7 @@ through the same core (see `grantflow._bulk`).
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -188,9 +189,12 @@ class Engine:
             order=order,
             limit=limit,
         )
-        native = getattr(self._store, "query_projects", None)
-        if native is not None:
-            return page(native(query), query)
+        sql = sys.modules.get("grantflow.persistence.sql")  # loaded by whoever made one
+        if sql is not None and isinstance(self._store, sql.SqlStore):
+            from grantflow._query_sql import query_projects
+
+            with self._store.connect() as conn:
+                return page(query_projects(conn, self._store.tables, query), query)
         hubs = None
         if query.subtree is not None:
             from grantflow.records import Directory

@@ -1,9 +1,8 @@
 """The project query behind `Engine.projects`: filters, order, keyset pagination.
 
-A `ProjectQuery` is validated once; it is answered in SQL by stores that offer
-``query_projects(query, hubs)`` (the SQL store, see `grantflow.persistence._sqlquery`)
-and in Python here for any other store (`select`). Both return the same page: a
-differential property test holds them equal.
+A `ProjectQuery` is validated once; it is answered in SQL on a SQL store (see
+`grantflow._query_sql`) and in Python here for any other store (`select`). Both return
+the same page: a differential property test holds them equal.
 
 Pagination is by keyset: a page ends with a cursor naming the last row's sort key and
 id, and the next page starts strictly after it, so pages never repeat or skip a row

@@ -51,6 +51,7 @@ __all__ = [
     "Handler",
     "Outbox",
     "OutboxMessage",
+    "Release",
     "SIGNATURE_HEADER",
     "Webhook",
     "body_of",
@@ -62,7 +63,8 @@ __all__ = [
 SIGNATURE_HEADER = "X-Grantflow-Signature"
 #: Delivers one message; raising (anything) means "not delivered, retry later".
 Handler = Callable[[OutboxMessage], None]
-Verdict = Literal["retry", "dead", "lost"]
+#: What became of a failed message: retried later, dead-lettered, or no longer ours.
+Release = Literal["retry", "dead", "lost"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +163,7 @@ class Outbox:
         ids = [m if isinstance(m, str) else m.id for m in messages]
         return self._store.outbox_ack(self.owner, ids, now=self._clock())
 
-    def fail(self, message: OutboxMessage, error: str) -> Verdict:
+    def fail(self, message: OutboxMessage, error: str) -> Release:
         """Give a failed message back: ``retry`` later, ``dead`` letter, or ``lost`` lease."""
         if message.attempts >= self.policy.max_attempts:
             retry_at = None

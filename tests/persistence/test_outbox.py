@@ -49,7 +49,7 @@ def test_a_version_4_database_upgrades_to_an_outbox(tmp_path: Path) -> None:
     import sqlalchemy
 
     from grantflow.errors import SchemaVersionError
-    from grantflow.persistence.sql import MIGRATIONS, build_tables, upgrade
+    from grantflow.persistence.sql import MIGRATIONS, SCHEMA_VERSION, build_tables, upgrade
     from grantflow.testing.store_contract import submission
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
@@ -67,7 +67,7 @@ def test_a_version_4_database_upgrades_to_an_outbox(tmp_path: Path) -> None:
     engine.dispose()
     with pytest.raises(SchemaVersionError):
         SqlStore.open(url, create=False)
-    assert upgrade(url) == 5
+    assert upgrade(url) == SCHEMA_VERSION
     store = SqlStore.open(url)
     try:
         change = submission("p-1")

@@ -261,7 +261,7 @@ def test_sql_filters_use_the_indexes(tmp_path: Path) -> None:
     store = SqlStore.open(f"sqlite:///{tmp_path / 'plan.db'}")
     try:
         from grantflow._query import ProjectQuery
-        from grantflow.persistence._sqlquery import query_rows
+        from grantflow._query_sql import query_rows
 
         for arguments, index in (
             ({"state": "applied"}, "ix_projects_state"),
@@ -303,7 +303,7 @@ def explain(store: SqlStore, run: Callable[[sa.Connection], Any]) -> str:
 def test_postgres_filters_use_the_indexes(pg_url: str, pg_schema: str) -> None:
     """On PostgreSQL the data filters match their expression indexes."""
     from grantflow._query import ProjectQuery
-    from grantflow.persistence._sqlquery import query_rows
+    from grantflow._query_sql import query_rows
 
     store = SqlStore.open(pg_url, schema=pg_schema, table_prefix=f"x{uuid.uuid4().hex[:8]}_")
     try:
@@ -322,7 +322,7 @@ def test_postgres_filters_use_the_indexes(pg_url: str, pg_schema: str) -> None:
 
 def test_a_version_5_database_gains_the_query_indexes(tmp_path: Path) -> None:
     """Migration 6 creates the indexes on a database that has none (and is idempotent)."""
-    from grantflow.persistence._sqlquery import create_query_indexes
+    from grantflow.persistence._sqlindexes import create_query_indexes
 
     store = SqlStore.open(f"sqlite:///{tmp_path / 'idx.db'}")
     try:

@@ -62,7 +62,7 @@ def _v5(conn: Connection, t: Tables) -> None:
 
 
 def _v6(conn: Connection, t: Tables) -> None:
-    from grantflow.persistence._sqlquery import create_query_indexes
+    from grantflow.persistence._sqlindexes import create_query_indexes
 
     create_query_indexes(conn, t)
 

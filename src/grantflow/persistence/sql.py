@@ -20,6 +20,8 @@ from grantflow.persistence._migrations import MIGRATIONS, SCHEMA_VERSION, Migrat
 from grantflow.persistence._schema import Tables, build_tables
 from grantflow.persistence._sql import SqlStore, connector_for
 from grantflow.persistence._sqlconn import NETWORK_FILESYSTEMS, PG_RETRIES, StorageWarning
+from grantflow.persistence._sqlindexes import QUERY_INDEXES
+from grantflow.persistence._sqltree import hub_subtree_cte
 
 __all__ = [
     "IncludeObject",
@@ -27,12 +29,14 @@ __all__ = [
     "Migration",
     "NETWORK_FILESYSTEMS",
     "PG_RETRIES",
+    "QUERY_INDEXES",
     "SCHEMA_VERSION",
     "SqlStore",
     "StorageWarning",
     "Tables",
     "alembic_include_object",
     "build_tables",
+    "hub_subtree_cte",
     "upgrade",
 ]
 

@@ -32,8 +32,8 @@ from grantflow.testing.store_contract import T0, submission, transition
 
 __all__ = ["OutboxContract", "dead_owner"]
 
-NOW = 1_000_000.0
-STAFF = Actor(id="staff", roles=frozenset({"applicant", "purchaser"}))
+_NOW = 1_000_000.0
+_STAFF = Actor(id="staff", roles=frozenset({"applicant", "purchaser"}))
 
 
 def dead_owner() -> str:
@@ -128,9 +128,9 @@ class OutboxContract:
         """fire_many's batched commits queue one message per committed entry too."""
         engine = open_engine(store, rules=RuleBook(), discover_rules=False)
         for i in range(6):
-            engine.submit(actor=STAFF, project_id=f"b-{i}")
+            engine.submit(actor=_STAFF, project_id=f"b-{i}")
         result = engine.fire_many(
-            "approve", [f"b-{i}" for i in range(6)], actor=STAFF, chunk_size=4
+            "approve", [f"b-{i}" for i in range(6)], actor=_STAFF, chunk_size=4
         )
         assert result.count("applied") == 6
         heads = sorted(engine.get(f"b-{i}").head for i in range(6))
@@ -144,53 +144,53 @@ class OutboxContract:
         """A claim leases the oldest available messages; another consumer gets the rest."""
         ids = _three(store)
         box = _outbox(store)
-        first = box.outbox_claim("a", limit=2, now=NOW, lease=30, max_attempts=5)
+        first = box.outbox_claim("a", limit=2, now=_NOW, lease=30, max_attempts=5)
         assert [m.id for m in first] == ids[:2]
         assert [m.attempts for m in first] == [1, 1]
         assert first[0].payload["event"] == "submit"
-        second = box.outbox_claim("b", limit=10, now=NOW, lease=30, max_attempts=5)
+        second = box.outbox_claim("b", limit=10, now=_NOW, lease=30, max_attempts=5)
         assert [m.id for m in second] == ids[2:]
-        assert box.outbox_claim("c", limit=10, now=NOW + 29, lease=30, max_attempts=5) == []
+        assert box.outbox_claim("c", limit=10, now=_NOW + 29, lease=30, max_attempts=5) == []
 
     def test_acks_are_fenced_on_the_lease(self, store: Store) -> None:
         """Only the lease holder acknowledges, and only once."""
         ids = _three(store)
         box = _outbox(store)
-        box.outbox_claim("a", limit=3, now=NOW, lease=30, max_attempts=5)
-        assert box.outbox_ack("b", ids, now=NOW + 1) == 0
-        assert box.outbox_ack("a", ids[:2], now=NOW + 1) == 2
-        assert box.outbox_ack("a", ids[:2], now=NOW + 2) == 0
+        box.outbox_claim("a", limit=3, now=_NOW, lease=30, max_attempts=5)
+        assert box.outbox_ack("b", ids, now=_NOW + 1) == 0
+        assert box.outbox_ack("a", ids[:2], now=_NOW + 1) == 2
+        assert box.outbox_ack("a", ids[:2], now=_NOW + 2) == 0
         assert box.outbox_counts() == {"acked": 2, "pending": 1}
-        assert box.outbox_claim("b", limit=10, now=NOW + 5, lease=30, max_attempts=5) == []
+        assert box.outbox_claim("b", limit=10, now=_NOW + 5, lease=30, max_attempts=5) == []
 
     def test_an_expired_lease_is_taken_over_and_the_late_ack_is_refused(self, store: Store) -> None:
         """After the lease lapses another consumer claims it; the first one's ack is void."""
         ids = _three(store)
         box = _outbox(store)
-        box.outbox_claim("a", limit=1, now=NOW, lease=10, max_attempts=5)
-        taken = box.outbox_claim("b", limit=1, now=NOW + 11, lease=10, max_attempts=5)
+        box.outbox_claim("a", limit=1, now=_NOW, lease=10, max_attempts=5)
+        taken = box.outbox_claim("b", limit=1, now=_NOW + 11, lease=10, max_attempts=5)
         assert [(m.id, m.attempts) for m in taken] == [(ids[0], 2)]
-        assert box.outbox_ack("a", [ids[0]], now=NOW + 12) == 0
-        assert box.outbox_ack("b", [ids[0]], now=NOW + 12) == 1
+        assert box.outbox_ack("a", [ids[0]], now=_NOW + 12) == 0
+        assert box.outbox_ack("b", [ids[0]], now=_NOW + 12) == 1
 
     def test_a_dead_holder_is_taken_over_at_once(self, store: Store) -> None:
         """A lease held by a process of this host that has exited is claimable before expiry."""
         ids = _three(store)
         box = _outbox(store)
-        box.outbox_claim(dead_owner(), limit=1, now=NOW, lease=3600, max_attempts=5)
-        taken = box.outbox_claim("b", limit=1, now=NOW + 1, lease=10, max_attempts=5)
+        box.outbox_claim(dead_owner(), limit=1, now=_NOW, lease=3600, max_attempts=5)
+        taken = box.outbox_claim("b", limit=1, now=_NOW + 1, lease=10, max_attempts=5)
         assert [m.id for m in taken] == ids[:1]
 
     def test_failures_wait_for_their_retry_time_then_go_dead(self, store: Store) -> None:
         """A released message waits until retry_at; released without one, it is dead."""
         ids = _three(store)
         box = _outbox(store)
-        box.outbox_claim("a", limit=1, now=NOW, lease=30, max_attempts=5)
-        assert box.outbox_release("b", ids[0], error="not mine", retry_at=NOW + 60) is False
-        assert box.outbox_release("a", ids[0], error="HTTP 503", retry_at=NOW + 60) is True
-        early = box.outbox_claim("a", limit=1, now=NOW + 59, lease=30, max_attempts=5)
+        box.outbox_claim("a", limit=1, now=_NOW, lease=30, max_attempts=5)
+        assert box.outbox_release("b", ids[0], error="not mine", retry_at=_NOW + 60) is False
+        assert box.outbox_release("a", ids[0], error="HTTP 503", retry_at=_NOW + 60) is True
+        early = box.outbox_claim("a", limit=1, now=_NOW + 59, lease=30, max_attempts=5)
         assert [m.id for m in early] == ids[1:2]
-        later = box.outbox_claim("a", limit=5, now=NOW + 60, lease=30, max_attempts=5)
+        later = box.outbox_claim("a", limit=5, now=_NOW + 60, lease=30, max_attempts=5)
         assert [(m.id, m.attempts, m.last_error) for m in later] == [
             (ids[0], 2, "HTTP 503"),
             (ids[2], 1, ""),
@@ -198,16 +198,16 @@ class OutboxContract:
         assert box.outbox_release("a", ids[0], error="HTTP 500", retry_at=None) is True
         dead = box.outbox_messages(status="dead")
         assert [(m.id, m.last_error) for m in dead] == [(ids[0], "HTTP 500")]
-        assert box.outbox_ack("a", [ids[0]], now=NOW + 61) == 0
+        assert box.outbox_ack("a", [ids[0]], now=_NOW + 61) == 0
 
     def test_lapsed_leases_spend_the_attempts(self, store: Store) -> None:
         """A message whose consumer keeps dying goes dead after max_attempts claims."""
         ids = _three(store)
         box = _outbox(store)
         for attempt in range(2):
-            got = box.outbox_claim("a", limit=1, now=NOW + 100 * attempt, lease=10, max_attempts=2)
+            got = box.outbox_claim("a", limit=1, now=_NOW + 100 * attempt, lease=10, max_attempts=2)
             assert [m.id for m in got] == ids[:1]
-        got = box.outbox_claim("a", limit=1, now=NOW + 200, lease=10, max_attempts=2)
+        got = box.outbox_claim("a", limit=1, now=_NOW + 200, lease=10, max_attempts=2)
         assert [m.id for m in got] == ids[1:2]
         assert [m.id for m in box.outbox_messages(status="dead")] == ids[:1]
 
@@ -215,16 +215,16 @@ class OutboxContract:
         """Dead letters come back with no attempts; prune deletes old acknowledged messages."""
         ids = _three(store)
         box = _outbox(store)
-        box.outbox_claim("a", limit=3, now=NOW, lease=30, max_attempts=5)
+        box.outbox_claim("a", limit=3, now=_NOW, lease=30, max_attempts=5)
         box.outbox_release("a", ids[0], error="gone", retry_at=None)
         box.outbox_release("a", ids[1], error="gone", retry_at=None)
-        box.outbox_ack("a", [ids[2]], now=NOW)
+        box.outbox_ack("a", [ids[2]], now=_NOW)
         assert box.outbox_redrive([ids[1]]) == 1
         assert box.outbox_counts() == {"acked": 1, "dead": 1, "pending": 1}
         assert box.outbox_redrive() == 1
-        again = box.outbox_claim("b", limit=5, now=NOW, lease=30, max_attempts=5)
+        again = box.outbox_claim("b", limit=5, now=_NOW, lease=30, max_attempts=5)
         assert [(m.id, m.attempts) for m in again] == [(ids[0], 1), (ids[1], 1)]
-        acked_at = datetime.fromtimestamp(NOW, UTC)
+        acked_at = datetime.fromtimestamp(_NOW, UTC)
         assert box.outbox_prune(acked_at) == 0
         assert box.outbox_prune(acked_at + timedelta(seconds=1)) == 1
         assert box.outbox_counts() == {"pending": 2}

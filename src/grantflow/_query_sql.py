@@ -1,15 +1,11 @@
 """`Engine.projects` in SQL: filters, order and keyset pagination in one ``SELECT``.
 
 The data filters compare JSON values by type and value, exactly as the Python path
-(`grantflow._query.matches`) does, and use the indexes of migration 6 (`QUERY_INDEXES`):
-
-* PostgreSQL: expression indexes on ``(data -> 'hub')`` etc.; the filters are spelled
-  with the key as a SQL literal, the same text, so the planner matches them.
-* SQLite: a virtual generated column per field (``q_hub`` holds ``data.hub`` when it
-  is text, else NULL; ``q_year`` the year when it is an integer) with an ordinary
-  index. Expression indexes would do as well for the planner, but SQLAlchemy cannot
-  reflect them and warns, which would break a host's Alembic autogenerate; generated
-  columns it reflects silently.
+(`grantflow._query.matches`) does, spelled so that the indexes of schema migration 6
+serve them: ``(data -> 'hub')`` with the key as a SQL literal on PostgreSQL (the text
+of its expression index), the generated column ``q_hub`` on SQLite (see
+`grantflow.persistence.sql.QUERY_INDEXES`). The hub subtree is the store's recursive
+CTE (`grantflow.persistence.sql.hub_subtree_cte`), as the portfolio totals use it.
 """
 
 from __future__ import annotations
@@ -20,14 +16,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from grantflow._query import DATA_FILTERS, ProjectQuery
-from grantflow.persistence._schema import Tables
-from grantflow.persistence._sqltree import hub_subtree_cte
+from grantflow._query import ProjectQuery
+from grantflow.models import Project
+from grantflow.persistence.sql import Tables, hub_subtree_cte
 
-__all__ = ["QUERY_INDEXES", "create_query_indexes", "query_rows"]
-
-#: The indexed data fields (text filters and the year).
-QUERY_INDEXES = (*DATA_FILTERS, "year")
+__all__ = ["query_projects", "query_rows"]
 
 
 def _path(key: str) -> Any:
@@ -94,27 +87,18 @@ def query_rows(conn: sa.Connection, tables: Tables, query: ProjectQuery) -> list
     return list(conn.execute(stmt.limit(query.limit + 1)).all())
 
 
-def create_query_indexes(conn: sa.Connection, tables: Tables) -> None:
-    """Indexes for `Engine.projects` (migration 6); each created only if missing."""
-    prefix = tables.prefix
-    postgres = conn.dialect.name == "postgresql"
-    preparer = conn.dialect.identifier_preparer
-    table = preparer.format_table(tables.projects)
-    expressions = {"state": "state, id", "updated": "updated_at, id"}
-    if postgres:
-        expressions |= {key: f"(data -> '{key}')" for key in QUERY_INDEXES}
-    else:
-        present = {row[1] for row in conn.exec_driver_sql(f"PRAGMA table_xinfo({table})")}
-        for key in QUERY_INDEXES:
-            kind = "integer" if key == "year" else "text"
-            path = f"""'$."{key}"'"""
-            if f"q_{key}" not in present:
-                conn.exec_driver_sql(
-                    f"ALTER TABLE {table} ADD COLUMN q_{key} GENERATED ALWAYS AS "
-                    f"(CASE WHEN json_type(data, {path}) = '{kind}' "
-                    f"THEN json_extract(data, {path}) END) VIRTUAL"
-                )
-            expressions[key] = f"q_{key}"
-    for name, expression in expressions.items():
-        index = preparer.quote(f"{prefix}ix_projects_{name}")
-        conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {index} ON {table} ({expression})")
+def query_projects(conn: sa.Connection, tables: Tables, query: ProjectQuery) -> list[Project]:
+    """The projects (without records) of the page of `query`, plus one if there is more."""
+    return [
+        Project(
+            id=row.id,
+            state=row.state,
+            version=row.version,
+            head=row.head,
+            data=row.data,
+            records=(),
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+        for row in query_rows(conn, tables, query)
+    ]
