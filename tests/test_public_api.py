@@ -10,6 +10,7 @@ import grantflow
 
 PUBLIC_MODULES = [
     "grantflow",
+    "grantflow.aio",
     "grantflow.audit",
     "grantflow.budget",
     "grantflow.calendar",
