@@ -55,7 +55,7 @@ class SqlOutbox:
                 stmt = (
                     self._insert(o)
                     .values(row)
-                    .on_conflict_do_nothing(index_elements=[o.c.id])
+                    .on_conflict_do_nothing(index_elements=[o.c.id], index_where=o.c.id.isnot(None))
                     .returning(o.c.position)  # PostgreSQL's rowcount is -1 with RETURNING
                 )
                 added += len(conn.execute(stmt).all())
@@ -72,7 +72,7 @@ class SqlOutbox:
         def work(conn: sqlalchemy.Connection) -> list[int]:
             holders = conn.execute(
                 select(o.c.lease_owner)
-                .where(o.c.status == "pending", o.c.lease_until > now)
+                .where(o.c.lease_owner != "", o.c.status == "pending", o.c.lease_until > now)
                 .distinct()
             ).scalars()
             dead = sorted(h for h in holders if h and provably_dead(h))
@@ -129,7 +129,7 @@ class SqlOutbox:
             return 0
         stmt = (
             update(o)
-            .where(o.c.id.in_(wanted), o.c.lease_owner == owner, o.c.status == "pending")
+            .where(*self._leased_to(owner), self._message_id().in_(wanted))
             .values(
                 status="acked",
                 lease_owner="",
@@ -155,7 +155,7 @@ class SqlOutbox:
             values["available_at"] = retry_at
         stmt = (
             update(o)
-            .where(o.c.id == message_id, o.c.lease_owner == owner, o.c.status == "pending")
+            .where(*self._leased_to(owner), self._message_id() == message_id)
             .values(values)
         )
         return bool(self._db.write(lambda conn: conn.execute(stmt).rowcount) == 1)
@@ -183,7 +183,7 @@ class SqlOutbox:
         o = self._t.outbox
         stmt = update(o).where(o.c.status == "dead")
         if ids is not None:
-            stmt = stmt.where(o.c.id.in_(sorted(set(ids))))
+            stmt = stmt.where(self._message_id().in_(sorted(set(ids))))
         stmt = stmt.values(status="pending", attempts=0, available_at=0.0, lease_owner="")
         return int(self._db.write(lambda conn: conn.execute(stmt).rowcount))
 
@@ -195,6 +195,21 @@ class SqlOutbox:
 
     # -- internals -----------------------------------------------------------------------
 
+    def _leased_to(self, owner: str) -> tuple[Any, ...]:
+        """Rows leased to `owner` (spelled so the partial owner index serves it)."""
+        o = self._t.outbox
+        return (o.c.lease_owner != "", o.c.lease_owner == owner, o.c.status == "pending")
+
+    def _message_id(self) -> Any:
+        """A row's message id: its own, or (an audit message) its entry's hash."""
+        o, a = self._t.outbox, self._t.audit
+        entry_hash = (
+            select(a.c.hash)
+            .where(a.c.project_id == o.c.project_id, a.c.seq == o.c.seq)
+            .scalar_subquery()
+        )
+        return func.coalesce(o.c.id, entry_hash)
+
     def _filled(self, conn: sqlalchemy.Connection, rows: Sequence[Any]) -> list[OutboxMessage]:
         """Messages from rows, an audit message's payload read from its audit row."""
         a = self._t.audit
@@ -204,15 +219,17 @@ class SqlOutbox:
             if r.topic == AUDIT_TOPIC and r.project_id is not None and r.seq is not None
         ]
         entries: dict[tuple[str, int], dict[str, Any]] = {}
+        hashes: dict[tuple[str, int], str] = {}
         for start in range(0, len(wanted), 200):
             part = wanted[start : start + 200]
             found = conn.execute(select(a).where(tuple_(a.c.project_id, a.c.seq).in_(part)))
             for row in found.mappings():
                 entry = AuditEntry.model_validate(dict(row))
                 entries[(entry.project_id, entry.seq)] = entry.model_dump(mode="json")
+                hashes[(entry.project_id, entry.seq)] = entry.hash
         return [
             OutboxMessage(
-                id=r.id,
+                id=r.id or hashes.get((r.project_id, r.seq), ""),
                 topic=r.topic,
                 created_at=r.created_at,
                 project_id=r.project_id,

@@ -177,10 +177,10 @@ class Writer:
         self._project_exists = _Statement(
             select(literal(1)).where(t.projects.c.id == bindparam("w_id")), dialect
         )
-        # The outbox: one message per committed entry, written with it (its payload is
-        # the audit row itself), and a change's own messages, skipped if already queued.
+        # The outbox: one message per committed entry, written with it (its id and payload
+        # are the audit row's), and a change's own messages, skipped if already queued.
         fresh: dict[str, Any] = {
-            **{c: bindparam(f"o_{c}") for c in ("id", "topic", "project_id", "seq")},
+            **{c: bindparam(f"o_{c}") for c in ("topic", "project_id", "seq")},
             "created_at": _time_param("o_created_at", dialect),
             # A new message's state, inline: nothing more to bind per row.
             "status": literal_column("'pending'"),
@@ -193,13 +193,17 @@ class Writer:
         }
         # inline(): no RETURNING of the generated position, which nobody reads.
         self._insert_outbox = _Statement(
-            insert(t.outbox).inline().values({**fresh, "payload": null()}), dialect
+            insert(t.outbox).inline().values({**fresh, "id": null(), "payload": null()}), dialect
         )
         self._insert_message = _Statement(
             _dialect_insert(t.outbox, dialect)
             .inline()
-            .values({**fresh, "payload": _json_param("o_payload", dialect)})
-            .on_conflict_do_nothing(index_elements=[t.outbox.c.id]),
+            .values(
+                {**fresh, "id": bindparam("o_id"), "payload": _json_param("o_payload", dialect)}
+            )
+            .on_conflict_do_nothing(
+                index_elements=[t.outbox.c.id], index_where=t.outbox.c.id.isnot(None)
+            ),
             dialect,
         )
 
@@ -373,7 +377,6 @@ class Writer:
 
     def _outbox_values(self, entry: AuditEntry) -> dict[str, Any]:
         return {
-            "o_id": entry.hash,
             "o_topic": AUDIT_TOPIC,
             "o_project_id": entry.project_id,
             "o_seq": entry.seq,
