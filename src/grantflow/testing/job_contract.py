@@ -30,7 +30,7 @@ from grantflow.errors import ConcurrencyError, IdempotencyKeyInUse, IdempotencyK
 from grantflow.persistence import ChunkProgress, JobStore, Store
 from grantflow.testing.store_contract import submission, transition
 
-__all__ = ["DEAD_OWNER", "JobStoreContract", "T", "progress"]
+__all__ = ["DEAD_OWNER", "JobStoreContract", "progress"]
 
 #: An owner id naming a process of this host that cannot exist (beyond Linux's pid_max).
 DEAD_OWNER = f"{os.uname().nodename}:4194305:dead"

@@ -15,8 +15,6 @@ is both a `Store` and an `OutboxStore` (as for `grantflow.testing.store_contract
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,25 +26,13 @@ from grantflow.errors import ConcurrencyError
 from grantflow.models import Actor
 from grantflow.persistence import AUDIT_TOPIC, OutboxMessage, OutboxStore, Store
 from grantflow.rules import RuleBook
+from grantflow.testing.job_contract import DEAD_OWNER
 from grantflow.testing.store_contract import T0, submission, transition
 
-__all__ = ["OutboxContract", "dead_owner"]
+__all__ = ["OutboxContract"]
 
 _NOW = 1_000_000.0
 _STAFF = Actor(id="staff", roles=frozenset({"applicant", "purchaser"}))
-
-
-def dead_owner() -> str:
-    """An owner id (``host:pid:nonce``) of a process of this host that has exited."""
-    import os
-
-    done = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return f"{os.uname().nodename}:{int(done.stdout)}:deadbeef"
 
 
 def _outbox(store: Any) -> OutboxStore:
@@ -177,7 +163,7 @@ class OutboxContract:
         """A lease held by a process of this host that has exited is claimable before expiry."""
         ids = _three(store)
         box = _outbox(store)
-        box.outbox_claim(dead_owner(), limit=1, now=_NOW, lease=3600, max_attempts=5)
+        box.outbox_claim(DEAD_OWNER, limit=1, now=_NOW, lease=3600, max_attempts=5)
         taken = box.outbox_claim("b", limit=1, now=_NOW + 1, lease=10, max_attempts=5)
         assert [m.id for m in taken] == ids[:1]
 
