@@ -25,7 +25,7 @@ from grantflow._log import get_logger
 from grantflow._machine import TransitionTable
 from grantflow.audit import seal
 from grantflow.errors import InvalidInput, ProjectExists, ProjectNotFound, UnknownEvent
-from grantflow.messages import catalogue, render
+from grantflow.messages import catalogue, refusal, render
 from grantflow.models import Actor, AuditEntry, Outcome, Project, Record, Refusal, trusted
 from grantflow.persistence import Change, StoreReader
 from grantflow.policy import Policy
@@ -129,6 +129,9 @@ class DecisionCore:
         self._roles = {e.name: e.roles for e in lifecycle.events}
         self._policies = {p.version: p for p in (*policies, policy)}
         self._book: dict[str, _BookEntry] = {}
+        # Record kinds the book declares; a book declaring none accepts any kind.
+        self._record_kinds = self._rules.record_kinds
+        self._reserved_kinds = self._rules.reserved_kinds
 
     @property
     def rules(self) -> RuleBook:
@@ -257,6 +260,8 @@ class DecisionCore:
         role = self._role_refusal(event, actor)
         if role is not None:
             refusals.append(role)
+        if event.startswith(RECORD_EVENT_PREFIX):
+            refusals.extend(self._kind_refusals(event.removeprefix(RECORD_EVENT_PREFIX)))
         target = self.target(event, project.state)
         if target is None:
             refusals.append(self._no_edge(project.state, event))
@@ -378,6 +383,21 @@ class DecisionCore:
             required=sorted(roles),
             actor_roles=sorted(actor.roles),
         )
+
+    def _kind_refusals(self, kind: str) -> tuple[Refusal, ...]:
+        """Records come from their owners: effect-owned kinds and undeclared ones are refused.
+
+        Rules read the effect-owned kinds (approvals, contracts, payments, settlements) as
+        facts of the project's history; only the effects of accepted transitions write
+        them, so a record added directly can never stand in for one.
+        """
+        if kind in self._reserved_kinds:
+            verdict = refusal("records.reserved", kind=kind)
+        elif self._record_kinds and kind not in self._record_kinds:
+            verdict = refusal("records.unknown", kind=kind)
+        else:
+            return ()
+        return tuple(r.model_copy(update={"rule": "records"}) for r in verdict.refusals)
 
     def _no_edge(self, state: str, event: str) -> Refusal:
         terminal = bool(state) and self.lifecycle.state(state).terminal

@@ -72,6 +72,7 @@ class Engine:
         retries: int = 3,
     ) -> None:
         self._store = store
+        (rules or RuleBook()).check(lifecycle)
         self._core = DecisionCore(
             lifecycle=lifecycle,
             rules=rules or RuleBook(),

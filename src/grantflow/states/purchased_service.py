@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from grantflow.states._lifecycle import EventDef, Lifecycle, StateDef
 
-__all__ = ["APPLICANT", "EVALUATOR", "PURCHASED_SERVICE", "PURCHASER", "REVIEWER"]
+__all__ = ["APPLICANT", "EVALUATOR", "FINANCE", "PURCHASED_SERVICE", "PURCHASER", "REVIEWER"]
 
 #: The role of a provider organisation applying for and running a project.
 APPLICANT = "applicant"
@@ -14,6 +14,8 @@ PURCHASER = "purchaser"
 REVIEWER = "reviewer"
 #: The role of a third-party evaluator (mid-term evaluation, performance assessment).
 EVALUATOR = "evaluator"
+#: The role of the purchaser's finance staff, who release payments (`Policy.release_roles`).
+FINANCE = "finance"
 
 _STATES = (
     StateDef("applied", "Applied", "已申报"),
@@ -43,7 +45,7 @@ _EVENTS = (
         "pass_midterm",
         ("contracted", "rectification"),
         "midterm",
-        _EVAL,
+        _P,  # it releases an installment: a purchaser's decision, never the evaluator's
         "Pass mid-term evaluation",
         "中期评估通过",
     ),
