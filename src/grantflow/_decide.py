@@ -10,22 +10,40 @@ The steps, in order: the subject of the attempt (the project, a submission's dra
 record's project and the record), the role check, the lifecycle edge, the facts the
 event's rules declare, every rule (all run, every refusal is reported), the effects of an
 accepted attempt, and the sealed audit entry with the project row it leaves behind.
+
+Two things every entry carries besides the decision: what decided it (`DecisionBasis`:
+fingerprints of the lifecycle, the rule book and the pinned policy) and a time that
+never runs backwards within a project. When the clock reads earlier than the project's
+last change (a clock set back, or hosts whose clocks disagree), the attempt is decided
+and dated at that change, and the entry keeps the clock's reading in `clamped_from`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Literal
 
-from grantflow._canonical import freeze, lenient, plain, thaw
+from grantflow._canonical import canonical_bytes, freeze, lenient, plain, thaw
 from grantflow._log import get_logger
 from grantflow._machine import TransitionTable
 from grantflow.audit import seal
 from grantflow.errors import InvalidInput, ProjectExists, ProjectNotFound, UnknownEvent
-from grantflow.models import Actor, AuditEntry, Outcome, Project, Record, Refusal, trusted
+from grantflow.models import (
+    Actor,
+    AuditEntry,
+    DecisionBasis,
+    Outcome,
+    Project,
+    Record,
+    Refusal,
+    trusted,
+)
 from grantflow.persistence import Change, StoreReader
 from grantflow.policy import Policy
 from grantflow.rules import (
@@ -41,7 +59,16 @@ from grantflow.rules import (
 from grantflow.states import Lifecycle
 from grantflow.typing import Effect, FactProvider
 
-__all__ = ["RECORD_EVENT_PREFIX", "Decision", "DecisionCore", "Request", "outcome_of"]
+__all__ = [
+    "RECORD_EVENT_PREFIX",
+    "Decision",
+    "DecisionCore",
+    "Request",
+    "book_fingerprint",
+    "lifecycle_fingerprint",
+    "outcome_of",
+    "policy_fingerprint",
+]
 
 #: Events named ``record.<kind>`` add a record of that kind through its rules.
 RECORD_EVENT_PREFIX = "record."
@@ -129,6 +156,16 @@ class DecisionCore:
         self._roles = {e.name: e.roles for e in lifecycle.events}
         self._policies = {p.version: p for p in (*policies, policy)}
         self._book: dict[str, _BookEntry] = {}
+        lifecycle_print, rules_print = lifecycle_fingerprint(lifecycle), book_fingerprint(rules)
+        self._bases = {
+            version: DecisionBasis(
+                lifecycle=lifecycle_print,
+                rules=rules_print,
+                policy=version,
+                policy_hash=policy_fingerprint(known),
+            )
+            for version, known in self._policies.items()
+        }
 
     @property
     def rules(self) -> RuleBook:
@@ -142,6 +179,15 @@ class DecisionCore:
     def policy_for(self, project: Project) -> Policy:
         """Return the policy `project` is pinned to (the default one when it is unknown)."""
         return self._policies.get(str(project.data.get("policy_version", "")), self.policy)
+
+    @property
+    def bases(self) -> frozenset[DecisionBasis]:
+        """What this core decides under: one basis per policy it knows."""
+        return frozenset(self._bases.values())
+
+    def basis_for(self, project: Project) -> DecisionBasis:
+        """The basis a decision on `project` is taken (and recorded) under."""
+        return self._bases[self.policy_for(project).version]
 
     # -- events ----------------------------------------------------------------------------
 
@@ -235,13 +281,15 @@ class DecisionCore:
     def prepare(self, request: Request, reader: StoreReader, now: datetime) -> Change:
         """Decide `request` as `reader` shows the store at `now`, and seal its change."""
         project, record, evidence = self.subject(request, reader, now)
-        decision = self.decide(project, request.event, request.actor, evidence, now, reader)
-        return self.seal(decision, now, record)
+        at = _not_before(project, now)
+        decision = self.decide(project, request.event, request.actor, evidence, at, reader)
+        return self.seal(decision, at, record, clock=now)
 
     def preview(self, request: Request, reader: StoreReader, now: datetime) -> Outcome:
         """Decide `request` exactly as `prepare` would; seal and write nothing."""
         project, _record, evidence = self.subject(request, reader, now)
-        return self.decide(project, request.event, request.actor, evidence, now, reader).preview()
+        at = _not_before(project, now)
+        return self.decide(project, request.event, request.actor, evidence, at, reader).preview()
 
     def decide(
         self,
@@ -293,8 +341,19 @@ class DecisionCore:
         effects = tuple(eff(ctx) for eff in effects_for) if verdict.passed else ()
         return Decision(project, event, actor, evidence, target, verdict, effects)
 
-    def seal(self, decision: Decision, now: datetime, record: Record | None = None) -> Change:
-        """Seal `decision` into the audit entry and compare-and-set it commits as."""
+    def seal(
+        self,
+        decision: Decision,
+        now: datetime,
+        record: Record | None = None,
+        *,
+        clock: datetime | None = None,
+    ) -> Change:
+        """Seal `decision`, dated `now`, into the audit entry and compare-and-set it commits as.
+
+        `clock` is what the clock read when `now` had to be moved up to the project's
+        last change (see `_not_before`); it is recorded when the two differ.
+        """
         project = decision.project
         passed = decision.verdict.passed
         seq = project.version + 1
@@ -321,6 +380,8 @@ class DecisionCore:
             records=records,
             data=patch if passed else {},
             prev_hash=project.head,
+            decided_under=self.basis_for(project),
+            clamped_from=clock if clock is not None and clock != now else None,
         )
         return Change(
             entry=entry,
@@ -333,6 +394,8 @@ class DecisionCore:
         self, project: Project, patch: Mapping[str, Any], actor: Actor, reason: str, now: datetime
     ) -> Change:
         """The audited ``migrate_policy`` change that moves `project` to the policy in `patch`."""
+        at = _not_before(project, now)
+        target = self._bases.get(str(patch.get("policy_version", "")))
         entry = seal(
             project_id=project.id,
             seq=project.version + 1,
@@ -342,7 +405,7 @@ class DecisionCore:
             to_state=project.state,
             accepted=True,
             actor=actor,
-            at=now,
+            at=at,
             evidence={
                 "reason": reason,
                 "from_version": str(project.data.get("policy_version", "")),
@@ -351,6 +414,8 @@ class DecisionCore:
             records=(),
             data=patch,
             prev_hash=project.head,
+            decided_under=target or self.basis_for(project),
+            clamped_from=now if at != now else None,
         )
         return Change(entry, project.state, project.version, after(project, entry))
 
@@ -422,6 +487,69 @@ def _run_rule(r: Callable[[RuleContext], Verdict], ctx: RuleContext) -> Verdict:
             for r in verdict.refusals
         )
     )
+
+
+def _not_before(project: Project, now: datetime) -> datetime:
+    """`now`, or the project's last change when the clock reads earlier (never backwards).
+
+    A submission's draft has no change yet: its time is the clock's.
+    """
+    if project.state and now < project.updated_at:
+        return project.updated_at
+    return now
+
+
+# -- fingerprints ------------------------------------------------------------------------
+
+
+def lifecycle_fingerprint(lifecycle: Lifecycle) -> str:
+    """sha256 (hex) of the lifecycle's canonical JSON (`Lifecycle.to_dict`)."""
+    return hashlib.sha256(canonical_bytes(lifecycle.to_dict())).hexdigest()
+
+
+def policy_fingerprint(policy: Policy) -> str:
+    """sha256 (hex) of the policy's canonical JSON (every threshold, the version included)."""
+    return hashlib.sha256(canonical_bytes(policy.model_dump(mode="json"))).hexdigest()
+
+
+def book_fingerprint(book: RuleBook) -> str:
+    """sha256 (hex) of what a rule book decides with: per event, its rules, facts and effects.
+
+    The encoding of ``RuleBook.fingerprint`` on the rule-book work in progress (branch
+    ``kit``), computed here until that lands: per event key, sorted, the rules in order
+    as ``[name, version]`` (a function by module and qualified name, a named rule by its
+    name, a callable object by its class), the facts as ``[fact name, [name, version]]``
+    and the effects as ``[name, version]``; plus the declared record kinds (none yet).
+    An empty book's fingerprint is `grantflow.audit.EMPTY_RULES`.
+    """
+    # Private attributes of a sibling module: replaced by ``book.fingerprint`` once the
+    # rule book computes it itself (the encoding is the same).
+    rules, facts, effects = book._rules, book._facts, book._effects
+    keys = sorted({*rules, *facts, *effects})
+    content = {
+        "events": {
+            key: {
+                "rules": [_callable_identity(r) for r in rules.get(key, ())],
+                "facts": [[name, _callable_identity(p)] for name, p in facts.get(key, ())],
+                "effects": [_callable_identity(e) for e in effects.get(key, ())],
+            }
+            for key in keys
+        },
+        "record_kinds": [],
+    }
+    text = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _callable_identity(fn: Callable[..., Any]) -> list[str]:
+    name = rule_name(fn)
+    if isinstance(fn, types.FunctionType):
+        # Module-qualified: "<lambda>" and "f.<locals>.g" alone say too little.
+        name = f"{fn.__module__}.{fn.__qualname__}"
+    elif " at 0x" in name:
+        # A default repr carries a memory address: name the class instead.
+        name = f"{type(fn).__module__}.{type(fn).__qualname__}"
+    return [name, str(getattr(fn, "version", ""))]
 
 
 def after(project: Project, entry: AuditEntry) -> Project | None:

@@ -57,12 +57,24 @@ def _v4(conn: Connection, t: Tables) -> None:
     t.metadata.create_all(conn, tables=[t.audit_log])
 
 
+def _v5(conn: Connection, t: Tables) -> None:
+    # As in v3: a database created by this release has the columns already.
+    columns = {c["name"] for c in inspect(conn).get_columns(t.audit.name, schema=t.schema)}
+    table = conn.dialect.identifier_preparer.format_table(t.audit)
+    json_type = "JSONB" if conn.dialect.name == "postgresql" else "JSON"
+    time_type = "TIMESTAMP WITH TIME ZONE" if conn.dialect.name == "postgresql" else "DATETIME"
+    for name, kind in (("decided_under", json_type), ("clamped_from", time_type)):
+        if name not in columns:
+            conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+
+
 #: Every migration, oldest first; append, never edit a released one.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "projects, audit chain, records, entities, checkpoints", _v1),
     Migration(2, "bulk jobs and their chunks (idempotency keys, leases, progress)", _v2),
     Migration(3, "bulk jobs name their holder, so a dead one is taken over at once", _v3),
     Migration(4, "the audit log order: a gap-free position per sequenced entry", _v4),
+    Migration(5, "audit entries name what decided them and a clock that was behind", _v5),
 )
 #: The schema version this grantflow reads and writes.
 SCHEMA_VERSION = MIGRATIONS[-1].version
