@@ -236,7 +236,10 @@ class DecisionCore:
                     f"project {pid!r} already exists", project_id=pid, event=request.event
                 )
             version, head = reader.chain_tip(pid)
-            return self._draft(pid, request.data, version, head, now), None, request.evidence
+            # Refused submissions went before (rare): the new entry may not predate them.
+            last = _last_time(reader, pid) if version else None
+            draft = self._draft(pid, request.data, version, head, now, last)
+            return draft, None, request.evidence
         project = reader.load(pid)
         if project is None:
             raise ProjectNotFound(f"no project {pid!r}", project_id=pid, event=request.event)
@@ -261,9 +264,18 @@ class DecisionCore:
         return project, record, evidence
 
     def _draft(
-        self, project_id: str, data: Mapping[str, Any], version: int, head: str, now: datetime
+        self,
+        project_id: str,
+        data: Mapping[str, Any],
+        version: int,
+        head: str,
+        now: datetime,
+        last: datetime | None = None,
     ) -> Project:
-        """The project a submission proposes: no state yet, pinned to the current policy."""
+        """The project a submission proposes: no state yet, pinned to the current policy.
+
+        Its `updated_at` is the time of the chain's last (refused) entry, if there is one.
+        """
         return trusted(
             Project,
             id=project_id,
@@ -273,7 +285,7 @@ class DecisionCore:
             data={**data, "policy_version": self.policy.version},
             records=(),
             created_at=now,
-            updated_at=now,
+            updated_at=last or now,
         )
 
     # -- deciding --------------------------------------------------------------------------
@@ -490,13 +502,21 @@ def _run_rule(r: Callable[[RuleContext], Verdict], ctx: RuleContext) -> Verdict:
 
 
 def _not_before(project: Project, now: datetime) -> datetime:
-    """`now`, or the project's last change when the clock reads earlier (never backwards).
+    """`now`, or the time of the project's last entry when the clock reads earlier.
 
-    A submission's draft has no change yet: its time is the clock's.
+    So a chain's times never run backwards. A project's `updated_at` is its last entry's
+    time (a submission's draft: the last refused submission's, when there was one).
     """
-    if project.state and now < project.updated_at:
+    if project.version and now < project.updated_at:
         return project.updated_at
     return now
+
+
+def _last_time(reader: StoreReader, project_id: str) -> datetime | None:
+    last = None
+    for entry in reader.entries(project_id):
+        last = entry.at
+    return last
 
 
 # -- fingerprints ------------------------------------------------------------------------
@@ -573,7 +593,7 @@ def after(project: Project, entry: AuditEntry) -> Project | None:
         data=data,
         records=(*project.records, *entry.records) if entry.records else project.records,
         created_at=entry.at if creating else project.created_at,
-        updated_at=entry.at if entry.accepted else project.updated_at,
+        updated_at=entry.at,
     )
 
 

@@ -459,7 +459,7 @@ class Engine:
         """Return the project's state at `when` (``None`` if it did not exist yet)."""
         if not isinstance(when, datetime) or when.tzinfo is None:
             raise InvalidInput("when must be a timezone-aware datetime", field="when")
-        # An entry is never dated before the project's previous change, so the entries
+        # An entry is never dated before the entry before it, so the entries
         # up to `when` are a prefix of the accepted ones, as `counts_at` counts them.
         history = self.history(project_id)
         project = audit.replay((e for e in history if e.at <= when), lifecycle=self.lifecycle)

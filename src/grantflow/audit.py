@@ -63,6 +63,7 @@ __all__ = [
     "EMPTY_ROOT",
     "EMPTY_RULES",
     "GENESIS",
+    "HexHash",
     "InclusionProof",
     "Problem",
     "TreeHead",
@@ -432,10 +433,10 @@ def replay(entries: Iterable[AuditEntry], *, lifecycle: Lifecycle | None = None)
     """Rebuild a project from its audit entries; ``None`` if no entry created it.
 
     Accepted entries set the state, merge their `data` into the project's attributes and
-    add their records; refused entries only advance the version and head. Every entry is
+    add their records; refused entries only advance the version, head and time. Every entry is
     checked on the way: it starts from the state the entries before it left, a refused
     one changes and adds nothing, records are added once and carry their entry's
-    number, and no entry is dated before the project's previous change. With
+    number, and no entry is dated before the one before it. With
     `lifecycle`, every accepted entry must also be one of its edges: the creating event
     into its first state, or an event from the entry's from-state to its to-state.
 
@@ -507,17 +508,20 @@ class _Replay:
         self.project_id = entry.project_id
         self.version = entry.seq
         self.head = entry.hash
-        if reason is not None or not entry.accepted:
+        if reason is not None:
             return reason
-        if entry.to_state is not None:
-            self.state = entry.to_state
-        self.data.update(entry.data)
-        for record in entry.records:
-            self.records.append(record)
-            self.keys.add((record.kind, record.id))
-        if entry.kind == "submit":
-            self.created = entry.at
-        self.updated = self.last_change = entry.at
+        self.last_change = entry.at
+        if entry.accepted:
+            if entry.to_state is not None:
+                self.state = entry.to_state
+            self.data.update(entry.data)
+            for record in entry.records:
+                self.records.append(record)
+                self.keys.add((record.kind, record.id))
+            if entry.kind == "submit":
+                self.created = entry.at
+        if self.created is not None:
+            self.updated = entry.at
         return None
 
     def project(self) -> Project | None:
@@ -541,7 +545,7 @@ class _Replay:
         state = self.state or None
         if self.last_change is not None and entry.at < self.last_change:
             return (
-                f"dated {iso_utc(entry.at)}, before the project's previous change "
+                f"dated {iso_utc(entry.at)}, before the entry before it "
                 f"({iso_utc(self.last_change)})"
             )
         if entry.from_state != state:

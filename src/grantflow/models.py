@@ -21,11 +21,14 @@ __all__ = [
     "AuditKind",
     "DecisionBasis",
     "Entity",
+    "Identifier",
+    "JsonObject",
     "Outcome",
     "Project",
     "Record",
     "Refusal",
     "Verdict",
+    "trusted",
 ]
 
 
@@ -148,7 +151,8 @@ class Project(_Frozen):
     """A snapshot of one project: its state, version, attributes and records.
 
     `version` counts the project's audit entries; it is the compare-and-set token for writes.
-    `head` is the hash of its latest audit entry.
+    `head` is the hash of its latest audit entry and `updated_at` that entry's time
+    (accepted or refused: a refusal is recorded on the project too).
     """
 
     id: Identifier

@@ -11,11 +11,13 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, TypeVar
-from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from grantflow._canonical import plain, thaw
+from grantflow._values import decimal_or_zero
+from grantflow._values import local_date as _local_date
+from grantflow._values import text as text  # noqa: PLC0414 - re-exported for the rule families
 from grantflow.calendar import WorkingCalendar
 from grantflow.errors import CalendarUnavailable
 from grantflow.messages import problem, refusal
@@ -80,19 +82,9 @@ def as_date(value: Any) -> date | None:
         return None
 
 
-def text(data: Mapping[str, Any], key: str) -> str:
-    """Return ``data[key]`` as a string ('' when absent)."""
-    value = data.get(key)
-    return "" if value is None else str(value)
-
-
 def dec(value: Any) -> Decimal:
     """Return `value` as a Decimal (0 when absent or malformed)."""
-    try:
-        result = Decimal(str(value)) if value is not None else ZERO
-    except ArithmeticError:
-        return ZERO
-    return result if result.is_finite() else ZERO
+    return decimal_or_zero(value)
 
 
 def total(amounts: Iterable[Decimal]) -> Decimal:
@@ -196,7 +188,7 @@ def evaluations(project: Project, *stages: str) -> list[Evaluation]:
 
 def local_date(moment: datetime, policy: Policy) -> date:
     """Return the calendar date of `moment` in the policy's time zone."""
-    return moment.astimezone(ZoneInfo(policy.timezone)).date()
+    return _local_date(moment, policy.timezone)
 
 
 def add_months(day: date, months: int) -> date:

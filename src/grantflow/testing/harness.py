@@ -6,7 +6,7 @@ by actors of random roles, and after every step checks what must always hold:
 * every accepted transition follows an edge of the lifecycle, and its target;
 * a terminal state absorbs: nothing is accepted from it and the state never changes;
 * `Engine.can_fire` agrees with `Engine.fire` and writes nothing;
-* a refused attempt changes nothing but the project's version and head;
+* a refused attempt changes nothing but the project's version, head and time;
 * every attempt appends exactly one audit entry (the history has one entry per attempt);
 * replaying the audit entries gives back the stored project;
 * `Engine.verify()` reports no problem.
@@ -25,6 +25,7 @@ and expose the test case::
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Mapping
 from datetime import timedelta
@@ -34,6 +35,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from grantflow._engine import Engine
+from grantflow._machine import TransitionTable
 from grantflow._open import open as open_engine
 from grantflow.audit import check_chain
 from grantflow.errors import ProjectNotFound
@@ -52,11 +54,16 @@ _RECORD_KINDS = ("note", "review", "expenditure")
 
 
 def edge_target(lifecycle: Lifecycle, event: str, source: str) -> str | None:
-    """Return the state `event` leads to from `source`, or ``None`` if there is no edge."""
-    if not lifecycle.has_event(event):
-        return None
-    definition = lifecycle.event(event)
-    return definition.target if source in definition.sources else None
+    """Return the state `event` leads to from `source`, or ``None`` if there is no edge.
+
+    The engine's own look-up (the lifecycle's transition table), not a second one.
+    """
+    return _table(lifecycle).target(event, source)
+
+
+@functools.lru_cache(maxsize=64)
+def _table(lifecycle: Lifecycle) -> TransitionTable:
+    return TransitionTable(lifecycle)
 
 
 def _ends(lifecycle: Lifecycle, event: str, source: str) -> bool:
@@ -273,10 +280,11 @@ class LifecycleStateMachine(RuleBasedStateMachine):
     @staticmethod
     def _check_unchanged(before: Project, after: Project, outcome: Outcome) -> None:
         assert outcome.entry is not None
+        entry = outcome.entry
         expected = before.model_copy(
-            update={"version": outcome.entry.seq, "head": outcome.entry.hash}
+            update={"version": entry.seq, "head": entry.hash, "updated_at": entry.at}
         )
-        assert after == expected, "a refused attempt changed more than version and head"
+        assert after == expected, "a refused attempt changed more than version, head and time"
 
     @invariant()
     def projects_agree_with_their_chains(self) -> None:
