@@ -54,7 +54,12 @@ def connector_for(
     grantflow creates, so passing them with anything else is an error.
     """
     if isinstance(source, str):
-        engine = sqlalchemy.create_engine(source, **dict(engine_options or {}))
+        options = dict(engine_options or {})
+        if source.startswith("postgresql"):
+            # A pooled connection the server dropped (a restart, pg_terminate_backend, an
+            # idle timeout) is replaced before use instead of failing the next read.
+            options.setdefault("pool_pre_ping", True)
+        engine = sqlalchemy.create_engine(source, **options)
         try:
             connector = Connector(
                 engine,
