@@ -481,6 +481,7 @@ def _in_rollback(store: SqlStore, work: Callable[[sqlalchemy.Connection, SqlStor
             transaction.rollback()
 
 
+@pytest.mark.slow
 def test_random_mutations_are_all_found_and_untouched_data_is_clean(portfolio: Portfolio) -> None:
     """1,000 random mutations across 31 kinds: 100 % found; 0 false alarms untouched."""
     rng = random.Random(20260302)  # noqa: S311 - reproducible test data, not secrets
