@@ -117,7 +117,7 @@ def test_grantflow_show_on_a_read_only_file_prints_one_line(tmp_path: Path) -> N
         timeout=120,
     )
     assert done.returncode == 1
-    assert done.stderr.startswith("error: StoreError: the SQLite database is read-only")
+    assert done.stderr.startswith("error: database error: the SQLite database is read-only")
     assert len(done.stderr.strip().splitlines()) == 1
 
 
