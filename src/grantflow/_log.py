@@ -101,7 +101,9 @@ def get_logger(name: str = LOGGER_NAME) -> Logger:
 
 
 def log_to_console(
-    level: int = logging.WARNING, stream: TextIO | None = None
+    level: int = logging.WARNING,
+    stream: TextIO | None = None,
+    formatter: logging.Formatter | None = None,
 ) -> Callable[[], None]:
     """Show grantflow's events from `level` up on `stream` (stderr); return an undo function.
 
@@ -110,7 +112,7 @@ def log_to_console(
     """
     handler = logging.StreamHandler(sys.stderr if stream is None else stream)
     handler.setLevel(level)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    handler.setFormatter(formatter or logging.Formatter("%(levelname)s %(message)s"))
     previous = _stdlib.level
     _stdlib.addHandler(handler)
     if previous == logging.NOTSET or previous > level:

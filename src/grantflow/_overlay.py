@@ -176,9 +176,7 @@ class PendingReader:
         found = self._reader.find_records(kind, field, values)
         wanted = {str(v) for v in values}
         for pid, touched in self._touched.items():
-            for entry in touched.entries:
-                if not entry.accepted:
-                    continue
+            for entry in touched.entries:  # only accepted entries carry records
                 found.extend(
                     (pid, r)
                     for r in entry.records

@@ -28,9 +28,8 @@ from grantflow.bulk import BulkItem, Worker
 from grantflow.calendar import WorkingCalendar
 from grantflow.errors import CalendarUnavailable
 from grantflow.models import AuditEntry, Project
-from grantflow.obligations import TimerDue
+from grantflow.obligations import TimerDue, local_date
 from grantflow.persistence import JobStore, ObligationIndex, Store, StoreReader, owner_id
-from grantflow.rules._regime import local_date
 from grantflow.timers import TIMER_ACTOR, SweepResult
 
 __all__ = ["Sweep"]

@@ -50,6 +50,7 @@ __all__ = [
     "DEFAULT_ORIGIN",
     "EMPTY_ROOT",
     "GENESIS",
+    "HexHash",
     "InclusionProof",
     "Problem",
     "TreeHead",

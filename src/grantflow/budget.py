@@ -24,11 +24,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from grantflow._values import decimal_or_zero, local_date, text
 from grantflow.models import Actor, Project
 from grantflow.records import money
 from grantflow.rubrics import DEFAULT_RUBRICS, Rubric
-from grantflow.rules._book import FactRequest
-from grantflow.rules._regime import dec, local_date, text
+from grantflow.rules import FactRequest
 from grantflow.rules.conflict import PEOPLE_FACT, people
 from grantflow.rules.review import panel_score
 
@@ -79,9 +79,9 @@ def call_ledger(engine: Engine, call_id: str) -> CallLedger:
     """Return the budget ledger of a call (an unknown call has a budget of 0)."""
     store = engine.store
     entity = store.get_entity("call", call_id)
-    budget = dec(entity.data.get("budget")) if entity is not None else _ZERO
+    budget = decimal_or_zero(entity.data.get("budget")) if entity is not None else _ZERO
     rows = tuple(
-        (p.id, p.state, dec(p.data.get("budget_reserved")))
+        (p.id, p.state, decimal_or_zero(p.data.get("budget_reserved")))
         for p in store.projects()
         if text(p.data, "call") == call_id
     )
@@ -110,7 +110,7 @@ def rank_call(
         project = engine.get(summary.id)
         score = _score(engine, project, actor, moment, rubrics)
         if score is not None:
-            requested = dec(project.data.get("amount_requested"))
+            requested = decimal_or_zero(project.data.get("amount_requested"))
             found.append(Ranked(project.id, score, project.created_at.isoformat(), requested))
     return sorted(found, key=lambda r: (-r.score, r.submitted, r.project_id))
 
@@ -128,7 +128,7 @@ def _score(
         policy=policy,
     )
     facts = {PEOPLE_FACT: people(request)}
-    return panel_score(project, facts, rubrics, policy, local_date(now, policy))
+    return panel_score(project, facts, rubrics, policy, local_date(now, policy.timezone))
 
 
 def decide_call(

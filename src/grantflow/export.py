@@ -25,11 +25,12 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, TextIO
 
 from grantflow._canonical import iso_utc
 from grantflow._engine import Engine
+from grantflow._values import money
 from grantflow.models import Project
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "DefaultPrefixWarning",
     "ExportOptions",
     "IATI_STATUS",
+    "Progress",
     "grant",
     "grants",
     "iati_status",
@@ -161,16 +163,6 @@ def _award_time(engine: Engine, project_id: str) -> datetime | None:
     return at
 
 
-def _money(value: Any) -> Decimal | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        amount = Decimal(str(value))
-    except InvalidOperation:
-        return None
-    return amount.quantize(_CENT) if amount.is_finite() else None
-
-
 def _first(data: Mapping[str, Any], *keys: str) -> Any:
     for key in keys:
         if data.get(key) not in (None, ""):
@@ -180,7 +172,7 @@ def _first(data: Mapping[str, Any], *keys: str) -> Any:
 
 def _disbursed(project: Project) -> Decimal | None:
     amounts = [
-        _money(r.data.get("amount")) for r in project.records if r.kind in _DISBURSEMENT_KINDS
+        money(r.data.get("amount")) for r in project.records if r.kind in _DISBURSEMENT_KINDS
     ]
     paid = [a for a in amounts if a is not None]
     return sum(paid, Decimal("0.00")) if paid else None
@@ -227,7 +219,7 @@ def grant(
     if project.state not in AWARDED_STATES:
         return None
     awarded_at = _award_time(engine, project.id)
-    awarded = _money(project.data.get("amount_awarded"))
+    awarded = money(project.data.get("amount_awarded"))
     recipient = _organisation(engine, "provider", project.data.get("provider"), options)
     funder = _organisation(engine, "hub", _purchaser(engine, project.data), options)
     if awarded_at is None or awarded is None or recipient is None or funder is None:
@@ -297,10 +289,10 @@ def _warn_default_prefix(options: ExportOptions | None) -> None:
 def _optional(engine: Engine, project: Project) -> dict[str, Any]:
     data = project.data
     out: dict[str, Any] = {}
-    applied = _money(data.get("amount_requested"))
+    applied = money(data.get("amount_requested"))
     if applied is not None:
         out["amountAppliedFor"] = applied
-    disbursed = _money(data.get("amount_disbursed"))
+    disbursed = money(data.get("amount_disbursed"))
     if disbursed is None:
         disbursed = _disbursed(project)
     if disbursed is not None:

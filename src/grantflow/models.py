@@ -20,11 +20,14 @@ __all__ = [
     "AuditEntry",
     "AuditKind",
     "Entity",
+    "Identifier",
+    "JsonObject",
     "Outcome",
     "Project",
     "Record",
     "Refusal",
     "Verdict",
+    "trusted",
 ]
 
 

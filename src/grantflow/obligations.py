@@ -18,27 +18,31 @@ day of it), weekends alone are counted and the obligation says ``provisional``.
 
 from __future__ import annotations
 
+from calendar import monthrange
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
+from grantflow._values import local_date as _local_date
 from grantflow.calendar import WorkingCalendar
 from grantflow.errors import CalendarUnavailable
 from grantflow.models import AuditEntry, Project, Record
 from grantflow.persistence import ObligationRow
 from grantflow.policy import Policy
-from grantflow.rules._regime import add_months, local_date, term
-from grantflow.states import CONDITIONS, Lifecycle, ObligationDef, TimerDef
-from grantflow.states._time import Duration
+from grantflow.records import Amendment, Contract
+from grantflow.states import CONDITIONS, Duration, Lifecycle, ObligationDef, TimerDef
 
 __all__ = [
     "Obligation",
     "ObligationStatus",
     "Schedule",
     "TimerDue",
+    "add_months",
+    "contract_term",
+    "local_date",
     "reporting_periods",
     "working_days_before",
 ]
@@ -46,6 +50,7 @@ __all__ = [
 #: ``open``: awaiting what meets it; ``met``: met; ``waived``: the project went another way.
 ObligationStatus = Literal["open", "met", "waived"]
 
+_M = TypeVar("_M", bound=BaseModel)
 _DATE: TypeAdapter[date] = TypeAdapter(date)
 _DATETIME: TypeAdapter[datetime] = TypeAdapter(datetime)
 
@@ -268,6 +273,46 @@ class Schedule:
         return next((t for t in self.timers if t.name == name), None)
 
 
+def local_date(moment: datetime, policy: Policy) -> date:
+    """Return the calendar date of `moment` in the policy's time zone."""
+    return _local_date(moment, policy.timezone)
+
+
+def add_months(day: date, months: int) -> date:
+    """Return `day` moved by `months`, clamped to the month's last day.
+
+    >>> add_months(date(2025, 1, 31), 1)
+    datetime.date(2025, 2, 28)
+    """
+    index = day.month - 1 + months
+    year, month = day.year + index // 12, index % 12 + 1
+    return day.replace(year=year, month=month, day=min(day.day, monthrange(year, month)[1]))
+
+
+def contract_term(project: Project) -> tuple[date, date] | None:
+    """Return the contract term (start, end), extensions included; ``None`` before signing."""
+    purchase = None
+    for record in project.records_of("contract"):
+        contract = _load(Contract, record.data)
+        if contract is not None and contract.kind == "purchase":
+            purchase = contract
+    if purchase is None:
+        return None
+    end = purchase.end
+    for record in project.records_of("amendment"):
+        amendment = _load(Amendment, record.data)
+        if amendment is not None and amendment.kind == "extension" and amendment.new_end:
+            end = max(end, amendment.new_end)
+    return purchase.start, end
+
+
+def _load(model: type[_M], data: Any) -> _M | None:
+    try:
+        return model.model_validate(data)
+    except ValidationError:
+        return None
+
+
 def reporting_periods(start: date, end: date, months: int) -> list[tuple[int, date]]:
     """(number, last day) of each `months`-long period from `start` ending before `end`.
 
@@ -338,7 +383,7 @@ def _anchors(
             if day is not None:
                 yield f"{definition.name}:{record.id}", day, record.seq, None
         return
-    span = term(project)
+    span = contract_term(project)
     contract = next(
         (r for r in project.records_of("contract") if r.data.get("kind") == "purchase"), None
     )

@@ -18,7 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from grantflow.errors import InvalidInput
 
-__all__ = ["MILESTONES", "Policy"]
+__all__ = [
+    "MILESTONES",
+    "Percent",
+    "Policy",
+    "Score",
+]
 
 #: Events that may release an installment, in lifecycle order.
 MILESTONES: tuple[str, ...] = ("sign", "pass_midterm", "close")

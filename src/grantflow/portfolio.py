@@ -1,9 +1,8 @@
 """Portfolio totals: counts and money by state, hub, brand, service domain and year.
 
-`Portfolio` reads through the `StoreReader` protocol. A store that can aggregate in the
-database offers ``portfolio_totals(by, within)`` and ``portfolio_services(by, within)``
-(the SQL store does, with `grantflow.portfolio_sql`); any other store is totalled in
-Python, one project at a time.
+`Portfolio` reads through the `StoreReader` protocol. On a SQL store the totals are
+computed in the database (`grantflow.portfolio_sql`, on the store's tables); any other
+store is totalled in Python, one project at a time.
 
 >>> import grantflow
 >>> Portfolio(grantflow.open()).totals("state")
@@ -12,20 +11,31 @@ Python, one project at a time.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from grantflow._values import money
 from grantflow.errors import InvalidInput
 from grantflow.models import Project
 
 if TYPE_CHECKING:
     from grantflow._engine import Engine
     from grantflow.persistence import StoreReader
+    from grantflow.persistence.sql import SqlStore
 
-__all__ = ["DIMENSIONS", "SERVICE_DIMENSIONS", "Portfolio", "ServiceTotals", "Totals"]
+__all__ = [
+    "DIMENSIONS",
+    "Dimension",
+    "Portfolio",
+    "SERVICE_DIMENSIONS",
+    "ServiceDimension",
+    "ServiceTotals",
+    "Totals",
+]
 
 Dimension = Literal["state", "hub", "brand", "domain", "year"]
 ServiceDimension = Literal["domain", "hub"]
@@ -75,9 +85,13 @@ class Portfolio:
             within: only projects whose hub is this hub or below it in the tree.
         """
         _check(by, DIMENSIONS)
-        native = getattr(self._reader, "portfolio_totals", None)
-        if native is not None:
-            return list(native(by, within))
+        store = _sql_store(self._reader)
+        if store is not None:
+            from grantflow.portfolio_sql import sql_totals
+
+            t = store.tables
+            with store.connect() as conn:
+                return sql_totals(conn, t.projects, t.entities, by, within)
         hubs = self.subtree(within) if within is not None else None
         groups: dict[str, list[Decimal | int]] = {}
         for project in self._reader.projects():
@@ -85,9 +99,9 @@ class Portfolio:
                 continue
             group = groups.setdefault(_value(project, by), [0, _ZERO, _ZERO, _ZERO])
             group[0] = int(group[0]) + 1
-            group[1] = Decimal(group[1]) + _money(project.data.get("amount_awarded"))
-            group[2] = Decimal(group[2]) + _money(project.data.get("amount_disbursed"))
-            group[3] = Decimal(group[3]) + _money(project.data.get("refund_demanded"))
+            group[1] = Decimal(group[1]) + _amount(project.data.get("amount_awarded"))
+            group[2] = Decimal(group[2]) + _amount(project.data.get("amount_disbursed"))
+            group[3] = Decimal(group[3]) + _amount(project.data.get("refund_demanded"))
         return [
             Totals(
                 key=k,
@@ -102,9 +116,13 @@ class Portfolio:
     def services(self, by: ServiceDimension, *, within: str | None = None) -> list[ServiceTotals]:
         """Return activities and person-times from service records per domain or hub."""
         _check(by, SERVICE_DIMENSIONS)
-        native = getattr(self._reader, "portfolio_services", None)
-        if native is not None:
-            return list(native(by, within))
+        store = _sql_store(self._reader)
+        if store is not None:
+            from grantflow.portfolio_sql import sql_services
+
+            t = store.tables
+            with store.connect() as conn:
+                return sql_services(conn, t.projects, t.records, t.entities, by, within)
         hubs = self.subtree(within) if within is not None else None
         groups: dict[str, list[int]] = {}
         for summary in self._reader.projects():
@@ -131,6 +149,15 @@ class Portfolio:
         return found
 
 
+def _sql_store(reader: StoreReader) -> SqlStore | None:
+    """The SQL store behind `reader`, whose totals are computed in the database."""
+    sql = sys.modules.get("grantflow.persistence.sql")  # loaded by whoever made one
+    if sql is not None and isinstance(reader, sql.SqlStore):
+        store: SqlStore = reader
+        return store
+    return None
+
+
 def _check(by: str, allowed: Iterable[str]) -> None:
     if by not in allowed:
         raise InvalidInput(f"cannot group by {by!r}; choose from {sorted(allowed)}", field="by")
@@ -143,11 +170,8 @@ def _value(project: Project, by: str) -> str:
     return "" if value is None else str(value)
 
 
-def _money(value: Any) -> Decimal:
-    try:
-        return Decimal(str(value)).quantize(_ZERO) if value is not None else _ZERO
-    except ArithmeticError:
-        return _ZERO
+def _amount(value: Any) -> Decimal:
+    return money(value) or _ZERO
 
 
 def _int(value: Any) -> int:

@@ -1,7 +1,7 @@
 """Portfolio totals computed in SQL (SQLAlchemy Core), for SQL stores.
 
-The SQL store wires these into ``portfolio_totals`` / ``portfolio_services`` so that
-`grantflow.portfolio.Portfolio` aggregates in the database instead of loading projects.
+`grantflow.portfolio.Portfolio` calls these with a SQL store's connection and tables, so
+that it aggregates in the database instead of loading projects.
 They need three tables shaped like the store's: ``projects(id, state, data JSON)``,
 ``records(project_id, kind, id, data JSON)`` and ``entities(kind, id, parent, data)``.
 Money is summed as integer fen, so totals are exact on SQLite and PostgreSQL alike.

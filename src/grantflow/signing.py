@@ -53,6 +53,7 @@ from grantflow.errors import EvidenceError, InvalidInput
 
 __all__ = [
     "FORMAT_LINE",
+    "KeySource",
     "MAX_CHECKPOINT_BYTES",
     "checkpoint_body",
     "generate_key",

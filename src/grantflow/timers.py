@@ -22,7 +22,7 @@ from grantflow.models import Actor
 from grantflow.obligations import TimerDue
 from grantflow.rules.timers import SYSTEM_ROLE
 
-__all__ = ["SYSTEM_ROLE", "TIMER_ACTOR", "SweepResult", "TimerDue"]
+__all__ = ["SYSTEM_ROLE", "SweepResult", "TIMER_ACTOR", "TimerDue"]
 
 #: The named system actor timers act as; it is in every timer entry of the audit.
 TIMER_ACTOR = Actor(id="grantflow-timer", roles=frozenset({SYSTEM_ROLE}))

@@ -12,6 +12,7 @@ from grantflow import Actor
 from grantflow.models import Entity
 from grantflow.persistence import MemoryStore, Store
 from grantflow.rules import RuleBook
+from grantflow.testing.job_contract import JobStoreContract
 from grantflow.testing.store_contract import StoreContract
 
 APPLICANT = Actor(id="org-1", roles=frozenset({"applicant"}))
@@ -89,6 +90,14 @@ def test_checkpoint_leaves_are_kept() -> None:
 
 class TestMemoryStoreContract(StoreContract):
     """The store contract on the in-memory reference store."""
+
+    @pytest.fixture
+    def store(self) -> MemoryStore:
+        return MemoryStore()
+
+
+class TestMemoryJobStoreContract(JobStoreContract):
+    """The job-store contract on the in-memory reference store."""
 
     @pytest.fixture
     def store(self) -> MemoryStore:

@@ -25,6 +25,7 @@ from grantflow.errors import InvalidInput, ProjectNotFound, StoreError
 from grantflow.models import AuditEntry
 from grantflow.persistence.sql import SqlStore
 from grantflow.rules import RuleBook
+from grantflow.testing.job_contract import JobStoreContract
 from grantflow.testing.store_contract import StoreContract, race_worker
 
 from .conftest import StoreFactory, url_of
@@ -487,3 +488,24 @@ def test_log_stays_gap_free_and_append_only_with_concurrent_writers(
     assert len(snapshots) > 1
     for seen in snapshots:
         assert leaves[: len(seen)] == seen
+
+
+class TestSqliteJobStore(JobStoreContract):
+    """The job-store contract on a SQLite file."""
+
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[SqlStore]:
+        store = SqlStore.open(f"sqlite:///{tmp_path / 'jobs.db'}")
+        yield store
+        store.close()
+
+
+@pytest.mark.postgres
+class TestPostgresJobStore(JobStoreContract):
+    """The job-store contract on PostgreSQL, each test in its own tables."""
+
+    @pytest.fixture
+    def store(self, pg_url: str, pg_schema: str) -> Iterator[SqlStore]:
+        store = SqlStore.open(pg_url, schema=pg_schema, table_prefix=f"t{uuid.uuid4().hex[:8]}_")
+        yield store
+        store.close()

@@ -69,6 +69,21 @@ def test_non_terminal_dead_end_is_refused() -> None:
     assert info.value.offender == "stuck"
 
 
+def test_a_cycle_with_no_way_out_is_refused_naming_a_state() -> None:
+    """States that only lead to each other (never to a terminal state) are refused."""
+    states = [StateDef("open"), StateDef("a"), StateDef("b"), StateDef("done", terminal=True)]
+    events = [
+        EventDef("start", (), "open", creates=True),
+        EventDef("finish", ("open",), "done"),
+        EventDef("stray", ("open",), "a"),
+        EventDef("ping", ("a",), "b"),
+        EventDef("pong", ("b",), "a"),
+    ]
+    with pytest.raises(LifecycleDefinitionError, match="no path to a terminal state") as info:
+        _lifecycle(states, events)
+    assert info.value.offender in {"a", "b"}
+
+
 def test_two_edges_for_one_event_and_source_are_refused() -> None:
     """One (event, source) pair may lead to only one state."""
     states = [*_simple_states(), StateDef("other", terminal=True)]

@@ -15,6 +15,7 @@ import structlog
 import typer
 
 import grantflow
+from grantflow._log import log_to_console
 from grantflow.cli import _bulk_command, _integrity, _projects, _reports
 from grantflow.cli._common import (
     DEFAULT_DB,
@@ -201,9 +202,15 @@ def main() -> None:
     warnings and errors, on stderr, so that output stays clean for pipes. ``--debug``
     may come anywhere before ``--``; it is moved in front of the command name.
     """
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    # grantflow logs on the standard `grantflow` logger; structlog renders it for people
+    # (the library itself never configures structlog or any handler).
+    log_to_console(
+        logging.WARNING,
+        sys.stderr,
+        structlog.stdlib.ProcessorFormatter(
+            processor=structlog.dev.ConsoleRenderer(colors=False),
+            foreign_pre_chain=[structlog.stdlib.add_log_level, structlog.stdlib.ExtraAdder()],
+        ),
     )
     args = sys.argv[1:]
     end = args.index("--") if "--" in args else len(args)

@@ -328,9 +328,10 @@ class JobStore(Protocol):
     ) -> None:
         """Apply `changes` and record `progress` in ONE transaction, all or nothing.
 
-        Raises `ConcurrencyError` if any compare-and-set fails (its `index` is the failing
-        change's position in `changes`) or if `progress.owner` no longer holds the chunk
-        (`index` is ``None``); nothing is written then.
+        Raises `ConcurrencyError` if any compare-and-set fails (its `index` is a position
+        in `changes`; a store that checks the chunk in one statement may name the first)
+        or if `progress.owner` no longer holds the chunk (`index` is ``None``); nothing is
+        written then.
         """
         ...
 

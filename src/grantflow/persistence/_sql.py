@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy
 from sqlalchemy import (
@@ -26,9 +27,6 @@ from sqlalchemy.orm import Session
 from grantflow.audit import GENESIS, Checkpoint
 from grantflow.errors import GrantflowError, InvalidInput
 from grantflow.models import AuditEntry, Entity, Project, Record
-
-if TYPE_CHECKING:
-    from grantflow.portfolio import ServiceTotals, Totals
 from grantflow.persistence._migrations import apply_pending, check, current_version
 from grantflow.persistence._protocol import Change, Leaf, LogLeaf, ObligationRow
 from grantflow.persistence._schema import Tables, build_tables
@@ -485,21 +483,15 @@ class SqlStore(SqlJobs):
 
         self._db.write(work)
 
-    def portfolio_totals(self, by: str, within: str | None = None) -> list[Totals]:
-        """Portfolio totals computed in the database (used by `grantflow.portfolio`)."""
-        from grantflow.portfolio_sql import sql_totals
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[sqlalchemy.Connection]:
+        """Yield a connection for reads (a host's own connection when the store is bound).
 
+        For read-only SQL beside the store's methods (`grantflow.portfolio` totals in the
+        database); the transaction is rolled back after, unless it is the host's.
+        """
         with self._db.connect() as conn:
-            return sql_totals(conn, self._t.projects, self._t.entities, by, within)
-
-    def portfolio_services(self, by: str, within: str | None = None) -> list[ServiceTotals]:
-        """Activities and person-times computed in the database."""
-        from grantflow.portfolio_sql import sql_services
-
-        with self._db.connect() as conn:
-            return sql_services(
-                conn, self._t.projects, self._t.records, self._t.entities, by, within
-            )
+            yield conn
 
     # -- writes --------------------------------------------------------------------------
 

@@ -6,20 +6,23 @@ any store (where decimals and dates are strings) gives the same values.
 
 from __future__ import annotations
 
-import calendar
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, TypeVar
-from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from grantflow._canonical import plain, thaw
+from grantflow._values import decimal_or_zero
+from grantflow._values import local_date as _local_date
+from grantflow._values import text as text  # noqa: PLC0414 - re-exported for the rule families
 from grantflow.calendar import WorkingCalendar
 from grantflow.errors import CalendarUnavailable
 from grantflow.messages import problem, refusal
 from grantflow.models import Actor, Project, Record, Verdict
+from grantflow.obligations import add_months as add_months  # noqa: PLC0414 - re-exported
+from grantflow.obligations import contract_term
 from grantflow.policy import Policy
 from grantflow.records import (
     Amendment,
@@ -80,19 +83,9 @@ def as_date(value: Any) -> date | None:
         return None
 
 
-def text(data: Mapping[str, Any], key: str) -> str:
-    """Return ``data[key]`` as a string ('' when absent)."""
-    value = data.get(key)
-    return "" if value is None else str(value)
-
-
 def dec(value: Any) -> Decimal:
     """Return `value` as a Decimal (0 when absent or malformed)."""
-    try:
-        result = Decimal(str(value)) if value is not None else ZERO
-    except ArithmeticError:
-        return ZERO
-    return result if result.is_finite() else ZERO
+    return decimal_or_zero(value)
 
 
 def total(amounts: Iterable[Decimal]) -> Decimal:
@@ -179,14 +172,7 @@ def budget(project: Project) -> dict[str, Decimal]:
 
 def term(project: Project) -> tuple[date, date] | None:
     """Return the contract term (start, end), extensions included; ``None`` before signing."""
-    purchase = contracts(project).get("purchase")
-    if purchase is None:
-        return None
-    end = purchase.end
-    for amendment in values(project, "amendment", Amendment):
-        if amendment.kind == "extension" and amendment.new_end is not None:
-            end = max(end, amendment.new_end)
-    return purchase.start, end
+    return contract_term(project)
 
 
 def evaluations(project: Project, *stages: str) -> list[Evaluation]:
@@ -196,16 +182,7 @@ def evaluations(project: Project, *stages: str) -> list[Evaluation]:
 
 def local_date(moment: datetime, policy: Policy) -> date:
     """Return the calendar date of `moment` in the policy's time zone."""
-    return moment.astimezone(ZoneInfo(policy.timezone)).date()
-
-
-def add_months(day: date, months: int) -> date:
-    """Return `day` moved by `months`, clamped to the month's last day."""
-    index = day.month - 1 + months
-    year, month = day.year + index // 12, index % 12 + 1
-    return day.replace(
-        year=year, month=month, day=min(day.day, calendar.monthrange(year, month)[1])
-    )
+    return _local_date(moment, policy.timezone)
 
 
 def working_calendar(policy: Policy) -> WorkingCalendar:

@@ -45,6 +45,7 @@ from grantflow.rules.funds import IMPLEMENTATION_STATES
 Problem = dict[str, Any]
 
 __all__ = [
+    "Problem",
     "amended_problems",
     "caps_hold",
     "decision_effect",

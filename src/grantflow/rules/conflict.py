@@ -37,6 +37,7 @@ __all__ = [
     "approver_pays",
     "own_project",
     "people",
+    "person_fact",
     "review_conflict",
     "third_party",
 ]

@@ -26,12 +26,18 @@ __all__ = [
     "applicant_is_provider",
     "application_limit",
     "application_valid",
+    "applications_fact",
+    "call_fact",
     "call_window",
+    "grades_fact",
     "hub_endorsed",
+    "hub_fact",
     "no_recent_fail",
     "no_recent_penalty",
     "priority",
+    "provider_fact",
     "provider_registered",
+    "sanctions_fact",
     "submit_effect",
 ]
 

@@ -78,6 +78,7 @@ __all__ = [
     "clawback_effect",
     "close_effect",
     "duplicate_invoice",
+    "evidence_budget",
     "expenditure_effect",
     "expenditure_valid",
     "graded",

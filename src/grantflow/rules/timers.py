@@ -17,10 +17,10 @@ from typing import Any
 from grantflow._canonical import thaw
 from grantflow.messages import problem, refusal
 from grantflow.models import Verdict
-from grantflow.obligations import Schedule, reporting_periods
+from grantflow.obligations import Schedule, contract_term, reporting_periods
 from grantflow.records import ProgressReport
 from grantflow.rules._base import PASS, Rule, RuleContext, rule
-from grantflow.rules._regime import load, record_data, record_problems, term, values
+from grantflow.rules._regime import load, record_data, record_problems, values
 from grantflow.states import PURCHASED_SERVICE, Lifecycle
 
 __all__ = ["SYSTEM_ROLE", "progress_report_valid", "timer_record"]
@@ -67,7 +67,7 @@ def progress_report_valid(ctx: RuleContext) -> Verdict:
 
 def _periods(ctx: RuleContext) -> set[int]:
     """The reporting periods of the project's contract under its policy."""
-    span = term(ctx.project)
+    span = contract_term(ctx.project)
     if span is None:
         return set()
     return {n for n, _end in reporting_periods(*span, ctx.policy.progress_report_months)}

@@ -140,6 +140,7 @@ class Lifecycle:
                     f"state {state.name!r} is not terminal but no event leaves it",
                     offender=state.name,
                 )
+        self._validate_termination()
 
     def _validate_time(self) -> None:
         if not self.obligations and not self.timers:
@@ -198,6 +199,25 @@ class Lifecycle:
             if state.name not in reached:
                 raise LifecycleDefinitionError(
                     f"state {state.name!r} cannot be reached from {start!r}",
+                    offender=state.name,
+                )
+
+    def _validate_termination(self) -> None:
+        """Every state has a path to a terminal state (no cycle a project can never leave)."""
+        finishing = set(self.terminal_states)
+        grown = True
+        while grown:  # walk the edges backwards from the terminal states
+            grown = False
+            for event in self.events:
+                if event.target in finishing:
+                    new = set(event.sources) - finishing
+                    if new:
+                        finishing |= new
+                        grown = True
+        for state in self.states:
+            if state.name not in finishing:
+                raise LifecycleDefinitionError(
+                    f"state {state.name!r} has no path to a terminal state",
                     offender=state.name,
                 )
 

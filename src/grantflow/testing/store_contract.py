@@ -32,7 +32,14 @@ from grantflow.models import Actor, Entity, Project, Record, Refusal
 from grantflow.persistence import Change, Store
 from grantflow.rules import RuleBook
 
-__all__ = ["APPLICANT", "T0", "StoreContract", "race_worker", "submission", "transition"]
+__all__ = [
+    "APPLICANT",
+    "StoreContract",
+    "T0",
+    "race_worker",
+    "submission",
+    "transition",
+]
 
 #: The time of the first change the helpers build (microseconds on purpose).
 T0 = datetime(2026, 3, 1, 9, 30, 0, 123456, tzinfo=UTC)

@@ -168,7 +168,27 @@ def _edges(draw: st.DrawFn, terminal: Sequence[bool]) -> list[tuple[int, int]]:
     extra = draw(
         st.lists(st.tuples(st.sampled_from(open_states), st.integers(0, count - 1)), max_size=6)
     )
-    return list(dict.fromkeys(edges + extra))
+    edges = list(dict.fromkeys(edges + extra))
+    # Every state needs a way out to a terminal one: link stuck states to one that has it.
+    finishing = _finishing(terminal, edges)
+    for source in open_states:
+        if source not in finishing:
+            edges.append((source, draw(st.sampled_from(sorted(finishing)))))
+            finishing = _finishing(terminal, edges)
+    return edges
+
+
+def _finishing(terminal: Sequence[bool], edges: Sequence[tuple[int, int]]) -> set[int]:
+    """The states with a path to a terminal state."""
+    done = {i for i, t in enumerate(terminal) if t}
+    grown = True
+    while grown:
+        grown = False
+        for source, target in edges:
+            if target in done and source not in done:
+                done.add(source)
+                grown = True
+    return done
 
 
 @st.composite
@@ -193,7 +213,7 @@ def lifecycles(
     max_states: int = 8,
     roles: Sequence[str] = ("applicant", "evaluator", "purchaser", "reviewer"),
 ) -> Lifecycle:
-    """Draw valid lifecycles from random graphs: every state reachable, dead ends terminal.
+    """Draw valid lifecycles from random graphs: every state reachable, and finishable.
 
     State 0 is where the creating event leads; each later state hangs off an earlier
     non-terminal one, every non-terminal state gets an exit, and a few extra edges
@@ -202,6 +222,7 @@ def lifecycles(
     """
     count = draw(st.integers(min_value=max(min_states, 2), max_value=max(max_states, 2)))
     terminal = [False] + [draw(st.booleans()) for _ in range(count - 1)]
+    terminal[-1] = terminal[-1] or not any(terminal)  # somewhere to end
     grouped = draw(_group_edges(draw(_edges(terminal))))
     state_names = draw(_names(count))
     event_names_ = draw(_names(len(grouped) + 1))
