@@ -50,7 +50,11 @@ class SweepResult:
 
     @property
     def fired(self) -> int:
-        """How many occurrences this sweep fired (accepted)."""
+        """How many occurrences this sweep's jobs fired (accepted).
+
+        A job is shared by the workers that listed the same occurrences (and resumed
+        after a crash): its tally counts what each of them fired.
+        """
         return self.count("applied")
 
     @property
