@@ -31,6 +31,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
+from grantflow._clock import FrozenClock
 from grantflow._engine import Engine
 from grantflow.bulk import BulkItem, BulkResult
 from grantflow.models import Actor
@@ -80,23 +81,8 @@ _DISTRICTS = ("440303", "440304", "440305", "440306", "440307", "440308")
 _TERMS = {"call-2025": ("2025-03-20", "2026-03-19"), "call-2026": ("2026-06-01", "2027-05-31")}
 
 
-@dataclass
-class DemoClock:
-    """The demo's simulated time: starts on `START` and moves only when told."""
-
-    now: datetime = START
-
-    def __call__(self) -> datetime:
-        """Return the simulated time."""
-        return self.now
-
-    def advance(self, days: int) -> None:
-        """Move the clock forward by `days` days."""
-        self.now += timedelta(days=days)
-
-    def today(self) -> str:
-        """Return the simulated date as ISO text."""
-        return self.now.date().isoformat()
+#: The demo's simulated time: a `FrozenClock` starting on `START`, moved only when told.
+DemoClock = FrozenClock
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from datetime import timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -96,7 +97,7 @@ def test_invoice_and_voucher_are_required(world: World) -> None:
 def test_duplicate_invoice_across_projects_is_refused(world: World) -> None:
     """An invoice number claimed by another project fails ``funds.duplicate_invoice``."""
     first = world.contracted()
-    world.clock.advance(-8)
+    world.clock.now -= timedelta(days=8)  # the second project runs in the same weeks
     second = world.contracted()
     world.spend(first, "10.00", "INV-SHARED").raise_for_refusal()
     outcome = world.spend(second, "10.00", "INV-SHARED")

@@ -49,23 +49,8 @@ from grantflow.persistence._schema import Tables
 
 __all__ = ["Partial", "Writer"]
 
-_AUDIT_COLUMNS = (
-    "project_id",
-    "seq",
-    "kind",
-    "event",
-    "from_state",
-    "to_state",
-    "accepted",
-    "actor",
-    "at",
-    "evidence",
-    "refusals",
-    "records",
-    "data",
-    "prev_hash",
-    "hash",
-)
+# The audit table's columns are the entry's fields, named once (in `AuditEntry`).
+_AUDIT_COLUMNS = tuple(AuditEntry.model_fields)
 _JSON_AUDIT = frozenset({"actor", "evidence", "refusals", "records", "data"})
 _PROJECT_COLUMNS = ("id", "state", "version", "head", "data", "created_at", "updated_at")
 _RECORD_COLUMNS = ("project_id", "kind", "id", "seq", "pos", "data")

@@ -25,6 +25,7 @@ and expose the test case::
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Mapping
 from datetime import timedelta
@@ -34,6 +35,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from grantflow._engine import Engine
+from grantflow._machine import TransitionTable
 from grantflow._open import open as open_engine
 from grantflow.audit import check_chain
 from grantflow.errors import ProjectNotFound
@@ -52,11 +54,16 @@ _RECORD_KINDS = ("note", "review", "expenditure")
 
 
 def edge_target(lifecycle: Lifecycle, event: str, source: str) -> str | None:
-    """Return the state `event` leads to from `source`, or ``None`` if there is no edge."""
-    if not lifecycle.has_event(event):
-        return None
-    definition = lifecycle.event(event)
-    return definition.target if source in definition.sources else None
+    """Return the state `event` leads to from `source`, or ``None`` if there is no edge.
+
+    The engine's own look-up (the lifecycle's transition table), not a second one.
+    """
+    return _table(lifecycle).target(event, source)
+
+
+@functools.lru_cache(maxsize=64)
+def _table(lifecycle: Lifecycle) -> TransitionTable:
+    return TransitionTable(lifecycle)
 
 
 def _ends(lifecycle: Lifecycle, event: str, source: str) -> bool:
