@@ -465,3 +465,29 @@ def test_entries_and_projects_serialise_to_json(engine: Engine) -> None:
     assert dumped["entry"]["records"][0]["data"] == {"a": {"b": [1, 2]}}
     assert engine.get(pid.project_id).model_dump(mode="json")["data"]["x"] == {"y": [1]}
     assert engine.history(pid.project_id)[0].model_dump(mode="json")["evidence"] == {"k": {"z": 1}}
+
+
+def test_the_engines_own_refusals_read_in_chinese_without_code() -> None:
+    """lifecycle.role, lifecycle.no_edge and rule.error name no identifier in Chinese."""
+    import re
+
+    def broken(ctx: RuleContext) -> Verdict:
+        raise ValueError("boom")
+
+    engine = grantflow.open(rules=RuleBook().on("withdraw", broken), discover_rules=False)
+    applicant = Actor(id="org-1", roles=frozenset({"applicant"}))
+    pid = engine.submit(actor=applicant).project_id
+    assert pid is not None
+    role = engine.fire(pid, "approve", actor=applicant).refusals
+    edge = engine.fire(pid, "close", actor=Actor(id="s", roles=frozenset({"purchaser"}))).refusals
+    error = engine.fire(pid, "withdraw", actor=applicant).refusals
+    assert [r.code for r in (*role, *edge, *error)] == [
+        "lifecycle.role",
+        "lifecycle.no_edge",
+        "rule.error",
+    ]
+    assert role[0].message_zh == "只有购买主体可以执行评审通过"  # the lifecycle's own label
+    assert edge[0].message_zh == "当前状态（已申报）不能执行结项"
+    for refusal in (*role, *edge, *error):
+        assert not re.search(r"[A-Za-z_]", refusal.message_zh), refusal.message_zh
+    assert "boom" in error[0].message

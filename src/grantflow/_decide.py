@@ -25,6 +25,7 @@ from grantflow._log import get_logger
 from grantflow._machine import TransitionTable
 from grantflow.audit import seal
 from grantflow.errors import InvalidInput, ProjectExists, ProjectNotFound, UnknownEvent
+from grantflow.messages import catalogue, render
 from grantflow.models import Actor, AuditEntry, Outcome, Project, Record, Refusal, trusted
 from grantflow.obligations import Schedule
 from grantflow.persistence import Change, ObligationRow, StoreReader
@@ -36,7 +37,6 @@ from grantflow.rules import (
     RuleBook,
     RuleContext,
     Verdict,
-    refuse,
     rule_name,
 )
 from grantflow.states import Lifecycle
@@ -391,25 +391,51 @@ class DecisionCore:
         roles = self._roles.get(event)
         if not roles or not actor.roles.isdisjoint(roles):
             return None
-        return Refusal(
-            code="lifecycle.role",
-            message=f"{event} may only be done by: {', '.join(sorted(roles))}",
-            message_zh=f"只有以下角色可以执行{event}：{'、'.join(sorted(roles))}",
-            rule="lifecycle",
-            details={"required": sorted(roles), "actor_roles": sorted(actor.roles)},
+        return self._lifecycle_refusal(
+            "lifecycle.role",
+            event,
+            required=sorted(roles),
+            actor_roles=sorted(actor.roles),
         )
 
     def _no_edge(self, state: str, event: str) -> Refusal:
         terminal = bool(state) and self.lifecycle.state(state).terminal
-        label = self.lifecycle.state(state).label_zh if state else "未申报"
-        return Refusal(
-            code="lifecycle.no_edge",
-            message=f"{event} is not possible from {state or 'a new project'}"
-            + (" (a terminal state)" if terminal else ""),
-            message_zh=f"当前状态（{label}）不能执行{event}",
-            rule="lifecycle",
-            details={"state": state, "event": event, "terminal": terminal},
+        return self._lifecycle_refusal(
+            "lifecycle.no_edge",
+            event,
+            key="lifecycle.no_edge.terminal" if terminal else None,
+            state=state,
+            terminal=terminal,
         )
+
+    def _lifecycle_refusal(
+        self, code: str, event: str, *, key: str | None = None, **params: Any
+    ) -> Refusal:
+        """A refusal of the lifecycle itself, worded from the catalogues.
+
+        The Chinese text names the event and state by the lifecycle's own Chinese labels
+        (a custom lifecycle's too), falling back to the catalogue's.
+        """
+        state = str(params.get("state", ""))
+        zh = {**params, "event": self._label_zh(event)}
+        if state and self.lifecycle.state(state).label_zh:
+            zh["state"] = self.lifecycle.state(state).label_zh
+        name = key or code
+        details: dict[str, Any] = {"event": event, **params}
+        if key is not None:
+            details["message_key"] = key
+        return Refusal(
+            code=code,
+            message=render(name, "en", {**params, "event": event}),
+            message_zh=render(name, "zh", zh),
+            rule="lifecycle",
+            details=details,
+        )
+
+    def _label_zh(self, event: str) -> str:
+        if self.lifecycle.has_event(event) and self.lifecycle.event(event).label_zh:
+            return self.lifecycle.event(event).label_zh
+        return catalogue("zh").get("event", {}).get(event, event)
 
 
 def _run_rule(r: Callable[[RuleContext], Verdict], ctx: RuleContext) -> Verdict:
@@ -418,19 +444,10 @@ def _run_rule(r: Callable[[RuleContext], Verdict], ctx: RuleContext) -> Verdict:
         verdict = r(ctx)
     except Exception as exc:  # a broken rule refuses: fail closed, and say why
         _log.warning("grantflow.rule_error", rule=name, error=repr(exc), transition=ctx.event)
-        return refuse(
-            "rule.error",
-            f"rule {name} failed: {exc!r}",
-            f"规则 {name} 执行出错：{exc!r}",
-            rule=name,
-        )
+        return _rule_refusal("rule.error", rule=name, error=repr(exc))
     if not isinstance(verdict, Verdict):  # type: ignore[unreachable, unused-ignore]
-        return refuse(  # type: ignore[unreachable, unused-ignore]
-            "rule.bad_verdict",
-            f"rule {name} returned {type(verdict).__name__}, not a Verdict",
-            f"规则 {name} 的返回值不是 Verdict",
-            rule=name,
-        )
+        returned = type(verdict).__name__  # type: ignore[unreachable, unused-ignore]
+        return _rule_refusal("rule.bad_verdict", rule=name, returned=returned)
     if verdict is PASS or verdict.passed:
         return verdict
     # Details become plain JSON (decimals and times as text, floats as their text),
@@ -439,6 +456,22 @@ def _run_rule(r: Callable[[RuleContext], Verdict], ctx: RuleContext) -> Verdict:
         refusals=tuple(
             r.model_copy(update={"rule": r.rule or name, "details": lenient(r.details)})
             for r in verdict.refusals
+        )
+    )
+
+
+def _rule_refusal(code: str, *, rule: str, **params: str) -> Verdict:
+    """A broken rule's refusal (the rule's name and the error are details, never in Chinese)."""
+    params = {"rule": rule, **params}
+    return Verdict(
+        refusals=(
+            Refusal(
+                code=code,
+                message=render(code, "en", params),
+                message_zh=render(code, "zh", params),
+                rule=rule,
+                details=params,
+            ),
         )
     )
 

@@ -34,7 +34,7 @@ __all__ = ["DEAD_OWNER", "JobStoreContract", "progress"]
 
 #: An owner id naming a process of this host that cannot exist (beyond Linux's pid_max).
 DEAD_OWNER = f"{os.uname().nodename}:4194305:dead"
-T = 1_000_000.0  # a fixed "now" for leases, in seconds
+_NOW = 1_000_000.0  # a fixed "now" for leases, in seconds
 
 
 def progress(
@@ -70,7 +70,7 @@ class JobStoreContract:
 
     def test_a_new_job_is_running_and_empty(self, store: JobStore) -> None:
         """job_begin creates the job; job_get returns it as stored."""
-        job = store.job_begin("k", event="approve", digest="x", run_id="r1", now=T, lease=60)
+        job = store.job_begin("k", event="approve", digest="x", run_id="r1", now=_NOW, lease=60)
         assert (job.key, job.event, job.status, job.run_id) == ("k", "approve", "running", "r1")
         assert (job.chunks_total, dict(job.counts), job.items) == (None, {}, ())
         assert store.job_get("k") == job
@@ -78,54 +78,58 @@ class JobStoreContract:
 
     def test_a_key_binds_its_event_and_input(self, store: JobStore) -> None:
         """The same key with another event or digest is a mismatch; an empty digest matches."""
-        store.job_begin("k", event="approve", digest="x", run_id="r1", now=T, lease=60)
+        store.job_begin("k", event="approve", digest="x", run_id="r1", now=_NOW, lease=60)
         with pytest.raises(IdempotencyKeyMismatch):
-            store.job_begin("k", event="sign", digest="x", run_id="r1", now=T, lease=60)
+            store.job_begin("k", event="sign", digest="x", run_id="r1", now=_NOW, lease=60)
         with pytest.raises(IdempotencyKeyMismatch):
-            store.job_begin("k", event="approve", digest="y", run_id="r1", now=T, lease=60)
-        again = store.job_begin("k", event="approve", digest="", run_id="r1", now=T, lease=60)
+            store.job_begin("k", event="approve", digest="y", run_id="r1", now=_NOW, lease=60)
+        again = store.job_begin("k", event="approve", digest="", run_id="r1", now=_NOW, lease=60)
         assert again.digest == "x"
 
     def test_a_live_run_holds_its_key_until_its_lease_ends(self, store: JobStore) -> None:
         """Another run is refused while the lease lives, and takes over once it expired."""
-        store.job_begin("k", event="approve", digest="x", run_id="r1", now=T, lease=60)
+        store.job_begin("k", event="approve", digest="x", run_id="r1", now=_NOW, lease=60)
         with pytest.raises(IdempotencyKeyInUse):
-            store.job_begin("k", event="approve", digest="x", run_id="r2", now=T + 1, lease=60)
-        taken = store.job_begin("k", event="approve", digest="x", run_id="r2", now=T + 61, lease=60)
+            store.job_begin("k", event="approve", digest="x", run_id="r2", now=_NOW + 1, lease=60)
+        taken = store.job_begin(
+            "k", event="approve", digest="x", run_id="r2", now=_NOW + 61, lease=60
+        )
         assert taken.run_id == "r2"
 
     def test_workers_of_one_run_share_the_key(self, store: JobStore) -> None:
         """A second worker of the same run joins the job instead of being refused."""
-        store.job_begin("k", event="approve", digest="x", run_id="r1", now=T, lease=60, owner="a")
+        store.job_begin(
+            "k", event="approve", digest="x", run_id="r1", now=_NOW, lease=60, owner="a"
+        )
         joined = store.job_begin(
-            "k", event="approve", digest="x", run_id="r1", now=T + 1, lease=60, owner="b"
+            "k", event="approve", digest="x", run_id="r1", now=_NOW + 1, lease=60, owner="b"
         )
         assert joined.run_id == "r1"
 
     def test_a_dead_holder_is_taken_over_at_once(self, store: JobStore) -> None:
         """A run whose holder is provably dead is taken over before its lease ends."""
         store.job_begin(
-            "k", event="approve", digest="x", run_id="r1", now=T, lease=600, owner=DEAD_OWNER
+            "k", event="approve", digest="x", run_id="r1", now=_NOW, lease=600, owner=DEAD_OWNER
         )
-        claim = store.chunk_claim("k", 0, start=0, end=2, owner=DEAD_OWNER, now=T, lease=600)
+        claim = store.chunk_claim("k", 0, start=0, end=2, owner=DEAD_OWNER, now=_NOW, lease=600)
         assert claim is not None
         alive = f"{os.uname().nodename}:{os.getpid()}:alive"
         taken = store.job_begin(
-            "k", event="approve", digest="x", run_id="r2", now=T + 1, lease=60, owner=alive
+            "k", event="approve", digest="x", run_id="r2", now=_NOW + 1, lease=60, owner=alive
         )
         assert taken.run_id == "r2"
-        reclaimed = store.chunk_claim("k", 0, start=0, end=2, owner=alive, now=T + 1, lease=60)
+        reclaimed = store.chunk_claim("k", 0, start=0, end=2, owner=alive, now=_NOW + 1, lease=60)
         assert reclaimed is not None
         assert reclaimed.owner == alive
 
     def test_a_chunk_is_held_by_one_owner(self, store: JobStore) -> None:
         """A claimed chunk is refused to others while its lease lives, free after."""
-        store.job_begin("k", event="approve", digest="x", run_id="r1", now=T, lease=60)
-        first = store.chunk_claim("k", 0, start=0, end=3, owner="a", now=T, lease=60)
+        store.job_begin("k", event="approve", digest="x", run_id="r1", now=_NOW, lease=60)
+        first = store.chunk_claim("k", 0, start=0, end=3, owner="a", now=_NOW, lease=60)
         assert first is not None
         assert (first.start, first.end, first.next_index) == (0, 3, 0)
-        assert store.chunk_claim("k", 0, start=0, end=3, owner="b", now=T + 1, lease=60) is None
-        later = store.chunk_claim("k", 0, start=0, end=3, owner="b", now=T + 61, lease=60)
+        assert store.chunk_claim("k", 0, start=0, end=3, owner="b", now=_NOW + 1, lease=60) is None
+        later = store.chunk_claim("k", 0, start=0, end=3, owner="b", now=_NOW + 61, lease=60)
         assert later is not None
         assert later.owner == "b"
 
@@ -135,13 +139,13 @@ class JobStoreContract:
         store.commit(submission("p1"))
         project = store.load("p1")
         assert project is not None
-        jobs.job_begin("k", event="approve", digest="x", run_id="r1", now=T, lease=60)
-        assert jobs.chunk_claim("k", 0, start=0, end=2, owner="a", now=T, lease=60) is not None
+        jobs.job_begin("k", event="approve", digest="x", run_id="r1", now=_NOW, lease=60)
+        assert jobs.chunk_claim("k", 0, start=0, end=2, owner="a", now=_NOW, lease=60) is not None
         kept = ({"index": 1, "project_id": "p9", "status": "not_found"},)
         jobs.commit_chunk(
             [transition(project, "reviewed")],
             progress("k", 0, "a", 2, counts={"applied": 1, "not_found": 1}, items=kept),
-            now=T,
+            now=_NOW,
             lease=60,
         )
         moved = store.load("p1")
@@ -161,13 +165,13 @@ class JobStoreContract:
         assert p1 is not None
         assert p2 is not None
         store.commit(transition(p2, "reviewed"))  # p2 moves on behind the chunk's back
-        jobs.job_begin("k", event="approve", digest="x", run_id="r1", now=T, lease=60)
-        jobs.chunk_claim("k", 0, start=0, end=2, owner="a", now=T, lease=60)
+        jobs.job_begin("k", event="approve", digest="x", run_id="r1", now=_NOW, lease=60)
+        jobs.chunk_claim("k", 0, start=0, end=2, owner="a", now=_NOW, lease=60)
         with pytest.raises(ConcurrencyError) as info:
             jobs.commit_chunk(
                 [transition(p1, "reviewed"), transition(p2, "reviewed")],
                 progress("k", 0, "a", 2, counts={"applied": 2}),
-                now=T,
+                now=_NOW,
                 lease=60,
             )
         assert info.value.index in {0, 1}  # a position in the chunk (not a lease problem)
@@ -181,25 +185,27 @@ class JobStoreContract:
     def test_a_taken_over_chunk_cannot_be_committed_by_its_old_owner(self, store: Store) -> None:
         """After another owner claims an expired chunk, the old owner's commit is refused."""
         jobs = _jobs(store)
-        jobs.job_begin("k", event="approve", digest="x", run_id="r1", now=T, lease=60)
-        jobs.chunk_claim("k", 0, start=0, end=1, owner="a", now=T, lease=60)
-        jobs.chunk_claim("k", 0, start=0, end=1, owner="b", now=T + 61, lease=60)
+        jobs.job_begin("k", event="approve", digest="x", run_id="r1", now=_NOW, lease=60)
+        jobs.chunk_claim("k", 0, start=0, end=1, owner="a", now=_NOW, lease=60)
+        jobs.chunk_claim("k", 0, start=0, end=1, owner="b", now=_NOW + 61, lease=60)
         with pytest.raises(ConcurrencyError) as info:
-            jobs.commit_chunk([], progress("k", 0, "a", 1), now=T + 62, lease=60)
+            jobs.commit_chunk([], progress("k", 0, "a", 1), now=_NOW + 62, lease=60)
         assert info.value.index is None
 
     def test_a_job_is_done_when_every_chunk_is(self, store: JobStore) -> None:
         """job_end marks the job done once all its chunks finished; done chunks stay done."""
-        store.job_begin("k", event="approve", digest="x", run_id="r1", now=T, lease=60)
+        store.job_begin("k", event="approve", digest="x", run_id="r1", now=_NOW, lease=60)
         for chunk in (0, 1):
-            store.chunk_claim("k", chunk, start=chunk, end=chunk + 1, owner="a", now=T, lease=60)
-        store.commit_chunk([], progress("k", 0, "a", 1, done=True), now=T, lease=60)
+            store.chunk_claim("k", chunk, start=chunk, end=chunk + 1, owner="a", now=_NOW, lease=60)
+        store.commit_chunk([], progress("k", 0, "a", 1, done=True), now=_NOW, lease=60)
         assert store.job_end("k", run_id="r1", chunks_total=2).status == "running"
-        store.commit_chunk([], progress("k", 1, "a", 2, done=True), now=T, lease=60)
+        store.commit_chunk([], progress("k", 1, "a", 2, done=True), now=_NOW, lease=60)
         done = store.job_end("k", run_id="r1", chunks_total=2)
         assert (done.status, done.chunks_total) == ("done", 2)
         assert set(done.chunk_digests) == {0, 1}
-        assert store.chunk_claim("k", 0, start=0, end=1, owner="b", now=T + 999, lease=60) is None
+        assert (
+            store.chunk_claim("k", 0, start=0, end=1, owner="b", now=_NOW + 999, lease=60) is None
+        )
 
     def test_load_many_returns_the_existing_projects_with_records(self, store: Store) -> None:
         """load_many equals load for every id that exists and omits the others."""

@@ -299,6 +299,9 @@ _SMALL_EVIDENCE: st.SearchStrategy[Mapping[str, Any]] = st.one_of(
 )
 
 _RECORD_DATA: st.SearchStrategy[dict[str, Any]] = evidence(max_leaves=4)
+# Validate them now, once: on first use Hypothesis would count it as slow input generation.
+_SMALL_EVIDENCE.validate()
+_RECORD_DATA.validate()
 
 
 def _heads() -> st.SearchStrategy[str]:
