@@ -27,7 +27,8 @@ from grantflow.audit import seal
 from grantflow.errors import InvalidInput, ProjectExists, ProjectNotFound, UnknownEvent
 from grantflow.messages import catalogue, refusal, render
 from grantflow.models import Actor, AuditEntry, Outcome, Project, Record, Refusal, trusted
-from grantflow.persistence import Change, StoreReader
+from grantflow.obligations import Schedule
+from grantflow.persistence import Change, ObligationRow, StoreReader
 from grantflow.policy import Policy
 from grantflow.rules import (
     PASS,
@@ -132,11 +133,18 @@ class DecisionCore:
         # Record kinds the book declares; a book declaring none accepts any kind.
         self._record_kinds = self._rules.record_kinds
         self._reserved_kinds = self._rules.reserved_kinds
+        #: The lifecycle's due dates and timers (`grantflow.obligations`).
+        self.schedule = Schedule(lifecycle)
 
     @property
     def rules(self) -> RuleBook:
         """A copy of the rule book."""
         return self._rules.copy()
+
+    @property
+    def policies(self) -> tuple[Policy, ...]:
+        """Every policy this core knows (projects may be pinned to any of them)."""
+        return tuple(self._policies.values())
 
     def has_policy(self, version: str) -> bool:
         """Whether `version` names a policy this core knows."""
@@ -327,11 +335,13 @@ class DecisionCore:
             data=patch if passed else {},
             prev_hash=project.head,
         )
+        row = after(project, entry)
         return Change(
             entry=entry,
             expected_state=None if creating else project.state,
             expected_version=project.version,
-            after=after(project, entry),
+            after=row,
+            obligations=self._due_dates(entry, row),
         )
 
     def migration(
@@ -357,9 +367,18 @@ class DecisionCore:
             data=patch,
             prev_hash=project.head,
         )
-        return Change(entry, project.state, project.version, after(project, entry))
+        row = after(project, entry)
+        return Change(entry, project.state, project.version, row, self._due_dates(entry, row))
 
     # -- pieces ----------------------------------------------------------------------------
+
+    def _due_dates(
+        self, entry: AuditEntry, row: Project | None
+    ) -> tuple[ObligationRow, ...] | None:
+        """The project's due dates when `entry` may have changed them, else ``None``."""
+        if row is None or not self.schedule.touches(entry, row):
+            return None
+        return self.schedule.rows(row, self.policy_for(row))
 
     def _book_for(self, event: str) -> _BookEntry:
         # The book never changes after construction: look each event up once.

@@ -57,12 +57,19 @@ def _v4(conn: Connection, t: Tables) -> None:
     t.metadata.create_all(conn, tables=[t.audit_log])
 
 
+def _v5(conn: Connection, t: Tables) -> None:
+    # An index of due dates: projects that exist already get their rows from
+    # `Engine.reindex_obligations` (``grantflow due --reindex``), which knows the regime.
+    t.metadata.create_all(conn, tables=[t.obligations])
+
+
 #: Every migration, oldest first; append, never edit a released one.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "projects, audit chain, records, entities, checkpoints", _v1),
     Migration(2, "bulk jobs and their chunks (idempotency keys, leases, progress)", _v2),
     Migration(3, "bulk jobs name their holder, so a dead one is taken over at once", _v3),
     Migration(4, "the audit log order: a gap-free position per sequenced entry", _v4),
+    Migration(5, "obligations: an index of every project's due dates", _v5),
 )
 #: The schema version this grantflow reads and writes.
 SCHEMA_VERSION = MIGRATIONS[-1].version
