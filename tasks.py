@@ -4,6 +4,7 @@
     python3 tasks.py demo [ARGS...]   # the demo, on an embedded SQLite file
     python3 tasks.py test [PYTEST ARGS...]   # ruff, mypy --strict, mkdocs --strict, pytest
     python3 tasks.py bench            # the benchmark suite (bulk vs raw sqlite3)
+    python3 tasks.py mutate           # mutation testing of src/grantflow/rules (docs/mutation.md)
 
 Each creates ``.venv`` and installs the project (editable, with its ``postgres`` and
 ``testing`` extras) and the ``dev`` dependency group when the virtual environment is
@@ -246,7 +247,19 @@ def task_bench(args: list[str]) -> int:
     return run(str(PY), "benchmarks/bulk_vs_sqlite3.py", *args)
 
 
-TASKS = {"demo": task_demo, "test": task_test, "bench": task_bench}
+def task_mutate(args: list[str]) -> int:
+    # Slow (minutes) and CPU-hungry: never part of `test`; runs at the lowest priority.
+    # Configured in pyproject.toml [tool.mutmut]: the rules, against tests/rules only.
+    ensure_venv()
+    shutil.rmtree(ROOT / "mutants", ignore_errors=True)
+    nice = ["nice", "-n", "19"] if shutil.which("nice") else []
+    code = run(*nice, str(BIN / "mutmut"), "run", "--max-children", "2", *args)
+    if code == 0:
+        run(str(BIN / "mutmut"), "results")
+    return code
+
+
+TASKS = {"demo": task_demo, "test": task_test, "bench": task_bench, "mutate": task_mutate}
 
 
 def main() -> int:

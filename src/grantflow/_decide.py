@@ -21,8 +21,6 @@ and dated at that change, and the entry keeps the clock's reading in `clamped_fr
 from __future__ import annotations
 
 import hashlib
-import json
-import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,7 +32,7 @@ from grantflow._log import get_logger
 from grantflow._machine import TransitionTable
 from grantflow.audit import seal
 from grantflow.errors import InvalidInput, ProjectExists, ProjectNotFound, UnknownEvent
-from grantflow.messages import catalogue, render
+from grantflow.messages import catalogue, refusal, render
 from grantflow.models import (
     Actor,
     AuditEntry,
@@ -45,7 +43,8 @@ from grantflow.models import (
     Refusal,
     trusted,
 )
-from grantflow.persistence import Change, StoreReader
+from grantflow.obligations import Schedule
+from grantflow.persistence import Change, ObligationRow, StoreReader
 from grantflow.policy import Policy
 from grantflow.rules import (
     PASS,
@@ -166,11 +165,21 @@ class DecisionCore:
             )
             for version, known in self._policies.items()
         }
+        # Record kinds the book declares; a book declaring none accepts any kind.
+        self._record_kinds = self._rules.record_kinds
+        self._reserved_kinds = self._rules.reserved_kinds
+        #: The lifecycle's due dates and timers (`grantflow.obligations`).
+        self.schedule = Schedule(lifecycle)
 
     @property
     def rules(self) -> RuleBook:
         """A copy of the rule book."""
         return self._rules.copy()
+
+    @property
+    def policies(self) -> tuple[Policy, ...]:
+        """Every policy this core knows (projects may be pinned to any of them)."""
+        return tuple(self._policies.values())
 
     def has_policy(self, version: str) -> bool:
         """Whether `version` names a policy this core knows."""
@@ -317,6 +326,8 @@ class DecisionCore:
         role = self._role_refusal(event, actor)
         if role is not None:
             refusals.append(role)
+        if event.startswith(RECORD_EVENT_PREFIX):
+            refusals.extend(self._kind_refusals(event.removeprefix(RECORD_EVENT_PREFIX)))
         target = self.target(event, project.state)
         if target is None:
             refusals.append(self._no_edge(project.state, event))
@@ -395,11 +406,13 @@ class DecisionCore:
             decided_under=self.basis_for(project),
             clamped_from=clock if clock is not None and clock != now else None,
         )
+        row = after(project, entry)
         return Change(
             entry=entry,
             expected_state=None if creating else project.state,
             expected_version=project.version,
-            after=after(project, entry),
+            after=row,
+            obligations=self._due_dates(entry, row),
         )
 
     def migration(
@@ -429,9 +442,18 @@ class DecisionCore:
             decided_under=target or self.basis_for(project),
             clamped_from=now if at != now else None,
         )
-        return Change(entry, project.state, project.version, after(project, entry))
+        row = after(project, entry)
+        return Change(entry, project.state, project.version, row, self._due_dates(entry, row))
 
     # -- pieces ----------------------------------------------------------------------------
+
+    def _due_dates(
+        self, entry: AuditEntry, row: Project | None
+    ) -> tuple[ObligationRow, ...] | None:
+        """The project's due dates when `entry` may have changed them, else ``None``."""
+        if row is None or not self.schedule.touches(entry, row):
+            return None
+        return self.schedule.rows(row, self.policy_for(row))
 
     def _book_for(self, event: str) -> _BookEntry:
         # The book never changes after construction: look each event up once.
@@ -455,6 +477,21 @@ class DecisionCore:
             required=sorted(roles),
             actor_roles=sorted(actor.roles),
         )
+
+    def _kind_refusals(self, kind: str) -> tuple[Refusal, ...]:
+        """Records come from their owners: effect-owned kinds and undeclared ones are refused.
+
+        Rules read the effect-owned kinds (approvals, contracts, payments, settlements) as
+        facts of the project's history; only the effects of accepted transitions write
+        them, so a record added directly can never stand in for one.
+        """
+        if kind in self._reserved_kinds:
+            verdict = refusal("records.reserved", kind=kind)
+        elif self._record_kinds and kind not in self._record_kinds:
+            verdict = refusal("records.unknown", kind=kind)
+        else:
+            return ()
+        return tuple(r.model_copy(update={"rule": "records"}) for r in verdict.refusals)
 
     def _no_edge(self, state: str, event: str) -> Refusal:
         terminal = bool(state) and self.lifecycle.state(state).terminal
@@ -550,43 +587,11 @@ def policy_fingerprint(policy: Policy) -> str:
 
 
 def book_fingerprint(book: RuleBook) -> str:
-    """sha256 (hex) of what a rule book decides with: per event, its rules, facts and effects.
+    """sha256 (hex) of what a rule book decides with (`RuleBook.fingerprint`).
 
-    The encoding of ``RuleBook.fingerprint`` on the rule-book work in progress (branch
-    ``kit``), computed here until that lands: per event key, sorted, the rules in order
-    as ``[name, version]`` (a function by module and qualified name, a named rule by its
-    name, a callable object by its class), the facts as ``[fact name, [name, version]]``
-    and the effects as ``[name, version]``; plus the declared record kinds (none yet).
     An empty book's fingerprint is `grantflow.audit.EMPTY_RULES`.
     """
-    # Private attributes of a sibling module: replaced by ``book.fingerprint`` once the
-    # rule book computes it itself (the encoding is the same).
-    rules, facts, effects = book._rules, book._facts, book._effects
-    keys = sorted({*rules, *facts, *effects})
-    content = {
-        "events": {
-            key: {
-                "rules": [_callable_identity(r) for r in rules.get(key, ())],
-                "facts": [[name, _callable_identity(p)] for name, p in facts.get(key, ())],
-                "effects": [_callable_identity(e) for e in effects.get(key, ())],
-            }
-            for key in keys
-        },
-        "record_kinds": [],
-    }
-    text = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _callable_identity(fn: Callable[..., Any]) -> list[str]:
-    name = rule_name(fn)
-    if isinstance(fn, types.FunctionType):
-        # Module-qualified: "<lambda>" and "f.<locals>.g" alone say too little.
-        name = f"{fn.__module__}.{fn.__qualname__}"
-    elif " at 0x" in name:
-        # A default repr carries a memory address: name the class instead.
-        name = f"{type(fn).__module__}.{type(fn).__qualname__}"
-    return [name, str(getattr(fn, "version", ""))]
+    return book.fingerprint
 
 
 def _rule_refusal(code: str, *, rule: str, **params: str) -> Verdict:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, Self, overload
 
@@ -32,10 +32,12 @@ from grantflow.audit import Checkpoint, InclusionProof, TreeHead, VerifyReport
 from grantflow.bulk import BulkItem, BulkResult, Worker
 from grantflow.errors import ConcurrencyError, InvalidInput, ProjectNotFound, UnknownEvent
 from grantflow.models import Actor, AuditEntry, DecisionBasis, Identifier, Outcome, Project
-from grantflow.persistence import Change, Store
+from grantflow.obligations import Obligation
+from grantflow.persistence import Change, ObligationIndex, ObligationRow, Store
 from grantflow.policy import Policy
 from grantflow.rules import RuleBook
 from grantflow.states import PURCHASED_SERVICE, Lifecycle
+from grantflow.timers import SweepResult
 from grantflow.typing import Clock, Keep, Listener
 
 if TYPE_CHECKING:
@@ -76,6 +78,7 @@ class Engine:
         retries: int = 3,
     ) -> None:
         self._store = store
+        (rules or RuleBook()).check(lifecycle)
         self._core = DecisionCore(
             lifecycle=lifecycle,
             rules=rules or RuleBook(),
@@ -365,6 +368,159 @@ class Engine:
             dry_run=dry_run,
         )
         return runner.dry_run(items) if dry_run else runner.run(items)
+
+    # -- time ----------------------------------------------------------------------------
+
+    def obligations(self, project_id: str) -> list[Obligation]:
+        """Return the project's due dates (open, met or waived), derived from the project.
+
+        Declared by the lifecycle (`Lifecycle.obligations`), counted on the working-day
+        calendar of the project's pinned policy. See docs/time.md.
+        """
+        project = self.get(project_id)
+        return list(self._core.schedule.derive(project, self.policy_for(project)))
+
+    def due(
+        self,
+        *,
+        before: date | datetime | None = None,
+        overdue: bool = False,
+        hub: str | None = None,
+        subtree: bool = False,
+        kind: str | Sequence[str] | None = None,
+    ) -> list[Obligation]:
+        """Return the open obligations of every project, by due date, then project and key.
+
+        A SQL store answers from its obligation index (kept in the transaction of each
+        entry); another store derives them project by project.
+
+        Args:
+            before: only those due before this day (a time counts in the policy's zone).
+            overdue: only those whose due date has passed (by the engine clock).
+            hub: only projects of this hub (and, with `subtree`, of the hubs below it).
+            subtree: include the hubs below `hub` (`grantflow.records.Directory`).
+            kind: only obligations of this kind (or these kinds).
+        """
+        kinds = self._check_kinds(kind)
+        today = self._today(self._now())
+        last: date | None = None
+        if before is not None:
+            if isinstance(before, datetime):
+                if before.tzinfo is None:
+                    raise InvalidInput("before must be a date or an aware datetime", field="before")
+                before = self._today(before)
+            if not isinstance(before, date):
+                raise InvalidInput("before must be a date or an aware datetime", field="before")
+            last = before - timedelta(days=1)
+        if overdue:
+            yesterday = today - timedelta(days=1)
+            last = yesterday if last is None else min(last, yesterday)
+        hubs: tuple[str, ...] = ()
+        if hub is not None:
+            root = _check_id(hub, "hub")
+            if subtree:
+                from grantflow.records import Directory
+
+                hubs = tuple(Directory(self._store).hub_subtree(root))
+            else:
+                hubs = (root,)
+        elif subtree:
+            raise InvalidInput("subtree needs a hub", field="subtree")
+        if isinstance(self._store, ObligationIndex):
+            rows = self._store.obligation_rows(status="open", due_by=last, kinds=kinds, hubs=hubs)
+            return [Obligation.from_row(r) for r in rows]
+        found = [
+            o
+            for p in self._store.projects()
+            for o in self.obligations(p.id)
+            if o.status == "open"
+            and (last is None or o.due_on <= last)
+            and (not kinds or o.kind in kinds)
+            and (not hubs or o.hub in hubs)
+        ]
+        return sorted(found, key=lambda o: (o.due_on, o.project_id, o.key))
+
+    def sweep(
+        self,
+        now: datetime | None = None,
+        *,
+        dry_run: bool = False,
+        chunk_size: int = 500,
+        lease_seconds: float = 60.0,
+        progress: Callable[[int], None] | None = None,
+    ) -> SweepResult:
+        """Fire every timer due at `now` (default: the engine clock), each exactly once.
+
+        Reminders, the publicity period's close, termination proposals (the lifecycle's
+        `Lifecycle.timers`) go through the normal rules and audit as `TIMER_ACTOR`, in
+        bulk runs keyed by the (project, timer, due date) occurrences they fire: running
+        it again, after a crash, or on several workers at once fires nothing twice.
+        Entries are stamped with `now`. With `dry_run`, list what is due, fire nothing.
+        """
+        from grantflow._sweep import Sweep
+
+        if now is None:
+            moment = self._now()
+        elif not isinstance(now, datetime) or now.tzinfo is None:
+            raise InvalidInput("now must be a timezone-aware datetime", field="now")
+        else:
+            moment = now.astimezone(UTC)
+        if not 1 <= chunk_size <= 100_000:
+            raise InvalidInput("chunk_size must be between 1 and 100000", field="chunk_size")
+        sweep = Sweep(
+            self._core,
+            self._store,
+            moment,
+            publish=self._publish,
+            retries=self._retries,
+            chunk_size=chunk_size,
+            lease=lease_seconds,
+            progress=progress,
+        )
+        return sweep.run(dry_run=dry_run)
+
+    def reindex_obligations(self) -> int:
+        """Rebuild the store's obligation index from every project; return the rows written.
+
+        Needed once after upgrading a database to the schema with the index (projects
+        from before have no rows), and after changing the calendar or a policy's durations.
+        A store without an index has nothing to rebuild (returns 0).
+        """
+        if not isinstance(self._store, ObligationIndex):
+            return 0
+        written = 0
+        page: dict[str, tuple[ObligationRow, ...]] = {}
+        for row in self._store.projects():
+            project = self._store.load(row.id)
+            if project is None:
+                continue
+            page[project.id] = self._core.schedule.rows(project, self.policy_for(project))
+            written += len(page[project.id])
+            if len(page) >= 500:
+                self._store.index_obligations(page)
+                page = {}
+        if page:
+            self._store.index_obligations(page)
+        return written
+
+    def _check_kinds(self, kind: str | Sequence[str] | None) -> tuple[str, ...]:
+        if kind is None:
+            return ()
+        kinds = (kind,) if isinstance(kind, str) else tuple(kind)
+        known = {o.name for o in self.lifecycle.obligations}
+        for name in kinds:
+            if name not in known:
+                raise InvalidInput(
+                    f"unknown obligation kind {name!r}; the lifecycle has: "
+                    + (", ".join(sorted(known)) or "none"),
+                    field="kind",
+                )
+        return kinds
+
+    def _today(self, moment: datetime) -> date:
+        from zoneinfo import ZoneInfo
+
+        return moment.astimezone(ZoneInfo(self.policy.timezone)).date()
 
     # -- integrity -----------------------------------------------------------------------
 

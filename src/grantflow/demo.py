@@ -5,7 +5,10 @@ federation with district and street unions, industry unions and directly managed
 associations; providers with valid unified social credit codes (two of them
 ineligible); expert reviewers, three of them conflicted with a provider; third-party
 evaluation firms (one evaluator with ties to a provider); calls for 2024, 2025 and 2026;
-three brands. `run_demo` then moves the projects through the whole lifecycle with bulk
+three brands. Every actor acts for an organisation of that world: providers' staff, the
+city federation's and the districts' staff (approvers, and finance staff who release
+payments), experts, and the evaluation firm contracted at signing for each project.
+`run_demo` then moves the projects through the whole lifecycle with bulk
 transitions: reviews, approval (and refusals), objections in publicity, rejections and
 withdrawals, contracts after the publicity period, spending and services, the mid-term
 (with rectification, re-checks, terminations with clawback and a sanction), the final
@@ -340,8 +343,14 @@ def _staff(actor_id: str, role: str, organisation: str) -> Actor:
 
 
 _APPROVER = _staff("staff-approve", "purchaser", "city")
-_TREASURER = _staff("staff-pay", "purchaser", "city")
+#: The city federation's finance staff: they release payments (`Policy.release_roles`).
+_TREASURER = Actor(id="staff-pay", roles=frozenset({"purchaser", "finance"}), organisation="city")
 _SUPERVISOR = _staff("staff-supervise", "purchaser", "city")
+
+
+def _approver_of(hub: str) -> Actor:
+    """The approving officer of a purchasing hub (the city's, or a district's)."""
+    return _APPROVER if hub == "city" else _staff(f"{hub}-approve", "purchaser", hub)
 
 
 def _applicant(provider: str) -> Actor:
@@ -385,6 +394,7 @@ class _Run:
         self.domain_of: dict[str, str] = {}
         self.amount: dict[str, Decimal] = {}
         self.term: dict[str, tuple[str, str]] = {}
+        self.purchaser_of: dict[str, str] = {}
 
     def step(self, label: str) -> None:
         if self.progress is not None:
@@ -430,6 +440,7 @@ class _Run:
         self.domain_of[pid] = str(data["domain"])
         self.amount[pid] = Decimal(str(data["amount_requested"]))
         self.term[pid] = (str(data["planned_start"]), str(data["planned_end"]))
+        self.purchaser_of[pid] = str(data.get("purchaser") or "city")
 
 
 def run_demo(
@@ -478,6 +489,8 @@ def _application(run: _Run, n: int, provider: str, call: str) -> dict[str, Any]:
         f"delivered by {provider} under {call}.",
         "beneficiary_location": _DISTRICTS[n % len(_DISTRICTS)],
     }
+    if data["hub"].startswith("street-"):  # a street's district buys what it endorses
+        data["purchaser"] = "district-" + data["hub"].split("-")[1]
     brands = [b.id for b in run.world.brands if b.domain == domain]
     if brands and rng.random() < 0.6:
         data["brand"] = brands[0]
@@ -571,7 +584,12 @@ def _review_and_approve(run: _Run, pids: list[str], quality: Mapping[str, int]) 
     run.fire_many("review", "record.review", reviews)
     run.clock.advance(3)
     offers = {pid: {"recommended_amount": _money(run.amount[pid] * Decimal("0.9"))} for pid in pids}
-    result = run.fire_many("approve", "approve", list(offers.items()), _APPROVER)
+    _out_of_bounds(run, pids, offers)
+
+    def approvals(which: Iterable[str]) -> list[BulkItem]:
+        return [BulkItem(p, offers[p], actor=_approver_of(run.purchaser_of[p])) for p in which]
+
+    result = run.fire_many("approve", "approve", approvals(pids))
     refused = {r.project_id: {c.code for c in r.refusals} for r in result.items}
     short = [pid for pid, codes in refused.items() if codes == {"review.quorum"}]
     if short:  # a panel lost its conflicted member: another expert completes it
@@ -580,7 +598,7 @@ def _review_and_approve(run: _Run, pids: list[str], quality: Mapping[str, int]) 
             spare = next(r for r in world.reviewers[::-1] if r not in panels[pid])
             extra.append(BulkItem(pid, _review_data(spare, quality[pid]), actor=_reviewer(spare)))
         run.fire_many("review", "record.review", extra)
-        again = run.fire_many("approve", "approve", [(p, offers[p]) for p in short], _APPROVER)
+        again = run.fire_many("approve", "approve", approvals(short))
         still = {i.project_id for i in again.items}
         for pid in short:
             if pid not in still:
@@ -590,11 +608,36 @@ def _review_and_approve(run: _Run, pids: list[str], quality: Mapping[str, int]) 
         for pid, codes in refused.items()
     }
     run.fire_many(
-        "reject", "reject", [(pid, {"reason": why}) for pid, why in reasons.items()], _APPROVER
+        "reject",
+        "reject",
+        [
+            BulkItem(pid, {"reason": why}, actor=_approver_of(run.purchaser_of[pid]))
+            for pid, why in reasons.items()
+        ],
     )
     for pid in pids:
         run.amount[pid] = (run.amount[pid] * Decimal("0.9")).quantize(_CENT, rounding=ROUND_DOWN)
     return [pid for pid in pids if pid not in refused]
+
+
+def _out_of_bounds(run: _Run, pids: Sequence[str], offers: Mapping[str, Any]) -> None:
+    """Attempts beyond one's authority, each refused and audited, once per run.
+
+    Another district's approver, a forged approval record, a reviewer trying to approve.
+    """
+    ours = [p for p in pids if run.purchaser_of[p] == "district-1"][:1]
+    if not ours or run.refusals["authority.relation"]:
+        return  # once per run
+    pid, engine = ours[0], run.engine
+    outsider = _staff("district-2-approve", "purchaser", "district-2")
+    forged = {"approver": "staff-approve", "score": "95", "recommended_amount": "1.00",
+              "reviews_counted": [], "approved_at": "2025-01-01T00:00:00+00:00"}  # fmt: skip
+    for outcome in (
+        engine.fire(pid, "approve", actor=outsider, evidence=offers[pid]),
+        engine.add_record(pid, "approval", forged, actor=_APPROVER),
+        engine.fire(pid, "approve", actor=_reviewer("reviewer-01"), evidence=offers[pid]),
+    ):
+        run.refusals.update(r.code for r in outcome.refusals)
 
 
 def _sign_evidence(run: _Run, pid: str) -> dict[str, Any]:
@@ -606,6 +649,9 @@ def _sign_evidence(run: _Run, pid: str) -> dict[str, Any]:
     lines["activities"] += amount - sum(lines.values())
     start, end = run.term[pid]
 
+    # The supervision contract is with the project's third-party firm, who also evaluates.
+    counterparty = {"purchase": run.provider_of[pid], "supervision": run.evaluator_of(pid)[1]}
+
     def contract(kind: str) -> dict[str, Any]:
         return {
             "kind": kind,
@@ -614,6 +660,7 @@ def _sign_evidence(run: _Run, pid: str) -> dict[str, Any]:
             "amount": _money(amount),
             "start": start,
             "end": end,
+            "counterparty": counterparty[kind],
         }
 
     return {
@@ -632,11 +679,13 @@ def _objections(run: _Run, reviewed: Sequence[str]) -> str | None:
         (upheld, "the applicant's named trainers work for another provider", True),
         (dismissed, "the budget seems high for the target group", False),
     ):
+        # A competing provider objects; the applicant itself may not.
+        rival = next(p for p in run.world.eligible if p != run.provider_of[pid])
         raised = run.engine.add_record(
             pid,
             "objection",
-            {"raised_by": "a competing provider", "grounds": grounds},
-            actor=_SUPERVISOR,
+            {"raised_by": rival, "grounds": grounds},
+            actor=_applicant(rival),
         )
         record_id = raised.entry.records[0].id if raised.entry else ""
         run.engine.add_record(

@@ -12,7 +12,7 @@ import tomllib
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -119,6 +119,16 @@ class Policy(BaseModel):
     #: At the mid-term, spending (as % of the award) may lead reported progress by this much.
     spending_lead_tolerance: Percent = Decimal("20")
 
+    # -- due dates and timers (docs/time.md) ---------------------------------------------
+    #: Months per progress-report period from the contract start (0: no progress reports).
+    progress_report_months: int = Field(default=3, ge=0)
+    #: Working days after a period's end its progress report (进度报告) is due.
+    progress_report_working_days: int = Field(default=10, ge=0)
+    #: Working days after the contract's end the final report (结项报告) is due.
+    final_report_working_days: int = Field(default=20, ge=0)
+    #: Working days before a due date its reminder is recorded.
+    reminder_working_days: int = Field(default=5, ge=1)
+
     # -- service records -----------------------------------------------------------------
     #: Most person-times one service record may report (a plausibility bound).
     service_person_times_max: int = Field(default=50_000, ge=1)
@@ -127,6 +137,22 @@ class Policy(BaseModel):
 
     # -- conflict of interest -------------------------------------------------------------
     conflict_lookback_years: int = Field(default=3, ge=0)
+    #: Whether a review counts only with an explicit conflict-of-interest declaration.
+    declaration_required: bool = True
+
+    # -- authority and separation of duties (docs/authority.md) -------------------------
+    #: Roles of the purchaser's staff who release payments: an event that pays (an
+    #: installment's milestone, and ``close``) needs one of them.
+    release_roles: tuple[str, ...] = ("finance",)
+    #: Whether whoever approved an award may also release its payments (never, by default).
+    approver_may_release: bool = False
+    #: Relations to the project that reviewers, evaluators and supervisors may not have:
+    #: the applicant, the endorsing hub, the purchaser (its hub or a hub above it).
+    independent_of: tuple[Literal["applicant", "endorser", "purchaser"], ...] = (
+        "applicant",
+        "endorser",
+        "purchaser",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Policy:
@@ -135,6 +161,8 @@ class Policy(BaseModel):
         if any(share <= 0 for share in self.installments):
             raise ValueError("every installment is a positive share")
         self._check_milestones()
+        if not self.release_roles:
+            raise ValueError("release_roles names at least one role: someone releases payments")
         if not self.grade_excellent >= self.grade_good >= self.grade_pass:
             raise ValueError("grade bands must satisfy excellent >= good >= pass")
         both = sorted(set(self.holidays) & set(self.workdays))
@@ -167,6 +195,14 @@ class Policy(BaseModel):
             raise ValueError(
                 "the last installment is held until assessment: its milestone is close"
             )
+
+    def releases(self, event: str) -> bool:
+        """Return whether `event` moves money: a milestone of the schedule, or ``close``.
+
+        >>> Policy().releases("pass_midterm"), Policy(installments=(100,)).releases("sign")
+        (True, False)
+        """
+        return event == "close" or any(m == event for _share, m in self.schedule)
 
     @property
     def schedule(self) -> tuple[tuple[Decimal, str], ...]:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from grantflow._values import money
 from grantflow.errors import InvalidInput
 from grantflow.models import Project
+from grantflow.records import hub_subtree
 
 if TYPE_CHECKING:
     from grantflow._engine import Engine
@@ -141,12 +142,7 @@ class Portfolio:
 
     def subtree(self, root: str) -> set[str]:
         """Return `root` and the ids of every hub below it."""
-        found, frontier = {root}, [root]
-        while frontier:
-            children = [e.id for e in self._reader.entities("hub", parent=frontier.pop())]
-            frontier.extend(c for c in children if c not in found)
-            found.update(children)
-        return found
+        return set(hub_subtree(self._reader, root))
 
 
 def _sql_store(reader: StoreReader) -> SqlStore | None:

@@ -25,7 +25,7 @@ from grantflow.models import Entity, Identifier
 
 if TYPE_CHECKING:
     from grantflow._engine import Engine
-    from grantflow.persistence import Store
+    from grantflow.persistence import Store, StoreReader
 
 __all__ = [
     "Affiliation",
@@ -56,6 +56,7 @@ __all__ = [
     "Objection",
     "ObjectionRuling",
     "Person",
+    "ProgressReport",
     "Provider",
     "RectificationOrder",
     "RefundDemand",
@@ -67,6 +68,8 @@ __all__ = [
     "ServiceRecord",
     "Settlement",
     "credit_code_check",
+    "hub_ancestors",
+    "hub_subtree",
     "is_credit_code",
     "money",
 ]
@@ -274,7 +277,11 @@ class Application(_Record):
 
 
 class ConflictDeclaration(_Record):
-    """A reviewer's or evaluator's conflict-of-interest declaration; clean when nothing declared."""
+    """A reviewer's or evaluator's conflict-of-interest declaration.
+
+    ``declared=False`` states that the signer has no conflict; ``True`` declares one (the
+    review then does not count). A review without any declaration does not count either.
+    """
 
     declared: bool = False
     note: str = ""
@@ -287,7 +294,8 @@ class Review(_Record):
     rubric: str = "approval"
     rubric_version: int = Field(ge=1)
     scores: dict[str, Decimal]
-    conflict: ConflictDeclaration = ConflictDeclaration()
+    #: The reviewer's explicit declaration; ``None`` (none made) means the review is not counted.
+    conflict: ConflictDeclaration | None = None
     comment: str = ""
 
 
@@ -338,15 +346,34 @@ class RectificationOrder(_Record):
     deadline: date
 
 
-class Contract(_Record):
-    """One of the two model contracts: purchase of service, or third-party supervision."""
+class ProgressReport(_Record):
+    """A provider's periodic progress report (进度报告) for one reporting period.
 
-    kind: Literal["purchase", "supervision"]
+    Periods are numbered from 1 and run `Policy.progress_report_months` from the contract
+    start; the report of a period is due `Policy.progress_report_working_days` working
+    days after the period ends (see docs/time.md).
+    """
+
+    period: int = Field(ge=1)
+    summary: str = Field(min_length=1)
+    progress_percent: Decimal | None = Field(default=None, ge=0, le=100)
+
+
+class Contract(_Record):
+    """A model contract signed at ``sign``: purchase of service, supervision or evaluation.
+
+    `counterparty` is the organisation the purchaser contracts: the provider for the
+    purchase contract, the independent third party for the supervision contract (who
+    also evaluates, unless an ``evaluation`` contract names another third party).
+    """
+
+    kind: Literal["purchase", "supervision", "evaluation"]
     number: str = Field(min_length=1)
     signed_on: date
     amount: Money
     start: date
     end: date
+    counterparty: Identifier | None = None
     parties: tuple[str, ...] = ()
 
 
@@ -566,13 +593,11 @@ class Directory:
 
     def hub_subtree(self, root: str) -> list[str]:
         """Return the ids of `root` and every hub below it, breadth first."""
-        found: list[str] = []
-        queue = deque([root])
-        while queue:
-            current = queue.popleft()
-            found.append(current)
-            queue.extend(e.id for e in self._store.entities("hub", parent=current))
-        return found
+        return hub_subtree(self._store, root)
+
+    def hub_ancestors(self, hub_id: str) -> list[str]:
+        """Return `hub_id` and the ids of the hubs above it, up to the root."""
+        return hub_ancestors(self._store, hub_id)
 
     def _put(self, kind: str, eid: str, value: BaseModel, parent: str | None = None) -> None:
         data = value.model_dump(mode="json")
@@ -581,3 +606,40 @@ class Directory:
     def _get(self, kind: str, eid: str, model: type[_M]) -> _M | None:
         entity = self._store.get_entity(kind, eid)
         return None if entity is None else model.model_validate(dict(entity.data))
+
+
+# -- the hub tree --------------------------------------------------------------------------
+# One walk down and one walk up, shared by the directory, the portfolio and the authority
+# rules (which read the tree through the decision's reader, so bulk runs cache it).
+
+
+def hub_subtree(reader: StoreReader, root: str) -> list[str]:
+    """Return the ids of `root` and every hub below it, breadth first (each once)."""
+    found: list[str] = []
+    seen = {root}
+    queue = deque([root])
+    while queue:
+        current = queue.popleft()
+        found.append(current)
+        for entity in reader.entities("hub", parent=current):
+            if entity.id not in seen:
+                seen.add(entity.id)
+                queue.append(entity.id)
+    return found
+
+
+def hub_ancestors(reader: StoreReader, hub_id: str) -> list[str]:
+    """Return `hub_id` and the hubs above it, nearest first; ``[]`` for an unknown hub.
+
+    A purchaser's authority covers its subtree, so whoever acts for a hub on this path
+    acts for the hub itself. A parent loop (tampered reference data) ends the walk.
+    """
+    path: list[str] = []
+    current: str | None = hub_id
+    while current is not None and current not in path:
+        entity = reader.get_entity("hub", current)
+        if entity is None:
+            break
+        path.append(current)
+        current = entity.parent
+    return path

@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 
 import grantflow
+from grantflow.records import Directory, Hub
 from grantflow.rules import RuleBook
 
 APPLICANT = grantflow.Actor(id="org-1", roles=frozenset({"applicant"}))
-STAFF = {"GRANTFLOW_ACTOR": "staff-1", "GRANTFLOW_ROLE": "purchaser"}
+STAFF = {"GRANTFLOW_ACTOR": "staff-1", "GRANTFLOW_ROLE": "purchaser", "GRANTFLOW_ORG": "city"}
 
 
 @pytest.fixture
@@ -26,8 +27,11 @@ def db(tmp_path: Path) -> dict[str, str]:
     """A SQLite file holding five applied projects p-1 .. p-5; returns the command's env."""
     url = f"sqlite:///{tmp_path / 'grants.db'}"
     with grantflow.open(url, rules=RuleBook(), discover_rules=False) as engine:
+        # The purchaser the staff act for (the default rules check the hub tree).
+        Directory(engine).add_hub(Hub(id="city", name="City federation", kind="city"))
         for i in range(1, 6):
-            data = {"title": f"Project {i}", "hub": "city", "domain": "legal_aid"}
+            data = {"title": f"Project {i}", "hub": "city", "purchaser": "city"}
+            data["domain"] = "legal_aid"
             engine.submit(actor=APPLICANT, project_id=f"p-{i}", data=data)
     return {"GRANTFLOW_DB": url, **STAFF}
 
@@ -189,7 +193,7 @@ def test_bulk_with_workers_transitions_every_project_once(
     url = db["GRANTFLOW_DB"]
     with grantflow.open(url, rules=RuleBook(), discover_rules=False) as engine:
         for i in range(6, 61):
-            engine.submit(actor=APPLICANT, project_id=f"p-{i}")
+            engine.submit(actor=APPLICANT, project_id=f"p-{i}", data={"purchaser": "city"})
     rows = "".join(f"p-{i},too late\n" for i in range(1, 61))
     (tmp_path / "all.csv").write_text("project_id,reason\n" + rows, encoding="utf-8")
     args = ("bulk", "all.csv", "reject", "--workers", "3", "--chunk-size", "4")

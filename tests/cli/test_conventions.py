@@ -17,10 +17,11 @@ import typer.main
 
 import grantflow
 from grantflow.cli import app
+from grantflow.records import Directory, Hub
 from grantflow.rules import RuleBook
 
 APPLICANT = grantflow.Actor(id="org-1", roles=frozenset({"applicant"}))
-STAFF = {"GRANTFLOW_ACTOR": "staff-1", "GRANTFLOW_ROLE": "purchaser"}
+STAFF = {"GRANTFLOW_ACTOR": "staff-1", "GRANTFLOW_ROLE": "purchaser", "GRANTFLOW_ORG": "city"}
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 REPRS = ("Decimal(", "datetime.", "{'", "mappingproxy", "frozendict", "None")
 
@@ -30,8 +31,11 @@ def db(tmp_path: Path) -> dict[str, str]:
     """Three applied projects with nested data; returns the command's env."""
     url = f"sqlite:///{tmp_path / 'grants.db'}"
     with grantflow.open(url, rules=RuleBook(), discover_rules=False) as engine:
+        # The purchaser the staff act for (the default rules check the hub tree).
+        Directory(engine).add_hub(Hub(id="city", name="City federation", kind="city"))
         for i in (1, 2, 3):
             data = {"title": f"Project {i}", "budget": {"total": "1000.50"}, "tags": ["a", "b"]}
+            data["purchaser"] = "city"
             engine.submit(actor=APPLICANT, project_id=f"p-{i}", data=data)
     return {"GRANTFLOW_DB": url, **STAFF}
 

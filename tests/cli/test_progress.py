@@ -24,11 +24,12 @@ import pytest
 import grantflow
 from grantflow.cli._app import DEMO_STEPS
 from grantflow.demo import DemoClock, run_demo
+from grantflow.records import Directory, Hub
 from grantflow.rules import RuleBook
 from grantflow.testing import capture_audit
 
 APPLICANT = grantflow.Actor(id="org-1", roles=frozenset({"applicant"}))
-STAFF = ["--actor", "staff-1", "--role", "purchaser"]
+STAFF = ["--actor", "staff-1", "--role", "purchaser", "--org", "city"]
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 
 
@@ -104,8 +105,10 @@ def grants(tmp_path: Path) -> str:
     """A SQLite file with 60 applied projects and a bulk file rejecting all of them."""
     url = f"sqlite:///{tmp_path / 'grants.db'}"
     with grantflow.open(url, rules=RuleBook(), discover_rules=False) as engine:
+        # The purchaser the staff act for (the default rules check the hub tree).
+        Directory(engine).add_hub(Hub(id="city", name="City federation", kind="city"))
         for i in range(1, 61):
-            engine.submit(actor=APPLICANT, project_id=f"p-{i}")
+            engine.submit(actor=APPLICANT, project_id=f"p-{i}", data={"purchaser": "city"})
     rows = "".join(f"p-{i},too late\n" for i in range(1, 61))
     (tmp_path / "rows.csv").write_text("project_id,reason\n" + rows, encoding="utf-8")
     return url

@@ -45,8 +45,8 @@ BUDGET = {
 }
 
 
-def actor(aid: str, role: str, organisation: str | None) -> Actor:
-    return Actor(id=aid, roles=frozenset({role}), organisation=organisation)
+def actor(aid: str, role: str, organisation: str | None, *more: str) -> Actor:
+    return Actor(id=aid, roles=frozenset({role, *more}), organisation=organisation)
 
 
 @dataclass
@@ -56,7 +56,9 @@ class World:
     applicant: Actor = field(default_factory=lambda: actor("u-a", "applicant", "org-a"))
     other_applicant: Actor = field(default_factory=lambda: actor("u-b", "applicant", "org-b"))
     approver: Actor = field(default_factory=lambda: actor("staff-1", "purchaser", "city"))
-    treasurer: Actor = field(default_factory=lambda: actor("staff-2", "purchaser", "city"))
+    treasurer: Actor = field(
+        default_factory=lambda: actor("staff-2", "purchaser", "city", "finance")
+    )
     evaluator: Actor = field(default_factory=lambda: actor("ev-1", "evaluator", "audit-co"))
     BUDGET: ClassVar[dict[str, str]] = BUDGET
 
@@ -166,6 +168,7 @@ class World:
                 "amount": amount,
                 "start": start,
                 "end": end,
+                "counterparty": "audit-co" if kind == "supervision" else None,
             }
 
         lines = budget if budget is not None else BUDGET
@@ -266,4 +269,10 @@ def new_world(
 @pytest.fixture
 def make_world() -> Callable[..., World]:
     """Return a factory of fresh seeded worlds, for tests that need a custom policy."""
+    return new_world
+
+
+@pytest.fixture(scope="module")
+def module_world_factory() -> Callable[..., World]:
+    """Return the factory of seeded worlds, for module-scoped fixtures (built once)."""
     return new_world

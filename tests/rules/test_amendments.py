@@ -32,11 +32,11 @@ def _decide(world: World, pid: str, rid: str, approved: bool = True) -> Outcome:
 
 
 def test_amendments_cannot_be_added_directly(world: World) -> None:
-    """An ``amendment`` record from anyone fails ``amendment.direct`` (a purchaser's passed)."""
+    """An ``amendment`` record from anyone fails ``records.reserved`` (a purchaser's passed)."""
     pid = world.contracted()
     move = _move("activities", "personnel", "35000.00")
     outcome = world.engine.add_record(pid, "amendment", move, actor=world.approver)
-    assert world.codes(outcome) == {"amendment.direct"}
+    assert world.codes(outcome) == {"records.reserved"}
 
 
 def test_personnel_cannot_reach_85_percent_through_line_moves(world: World) -> None:
@@ -80,7 +80,7 @@ def test_a_12_month_contract_cannot_be_extended_to_2030(world: World) -> None:
     assert world.codes(outcome) == {"amendment.caps"}
     assert world.codes(world.spend(pid, "10.00", "INV-1", date="2029-06-01")) == {"funds.in_term"}
     direct = world.engine.add_record(pid, "amendment", far, actor=world.approver)
-    assert world.codes(direct) == {"amendment.direct"}
+    assert world.codes(direct) == {"records.reserved"}
 
 
 def test_a_short_extension_is_granted_and_spending_follows_it(world: World) -> None:
@@ -94,14 +94,14 @@ def test_a_short_extension_is_granted_and_spending_follows_it(world: World) -> N
 
 
 def test_requests_come_from_the_provider_and_decisions_from_a_purchaser(world: World) -> None:
-    """A purchaser's request or a provider's decision is refused; so is an earlier end date."""
+    """A purchaser's request or a provider's decision fails ``authority.*``; so does a bad end."""
     pid = world.contracted()
     move = _move("activities", "training", "10.00")
     refused = world.engine.add_record(pid, "amendment_request", move, actor=world.approver)
-    assert world.codes(refused) == {"amendment.request"}
+    assert world.codes(refused) == {"authority.role", "authority.relation"}
     earlier = {"kind": "extension", "reason": "r", "new_end": "2026-01-01"}
     assert world.codes(_request(world, pid, earlier, "req-0")) == {"amendment.request"}
     _request(world, pid, move, "req-1").raise_for_refusal()
     data = {"request": "req-1", "approved": True}
     outcome = world.engine.add_record(pid, "amendment_decision", data, actor=world.applicant)
-    assert world.codes(outcome) == {"amendment.decision"}
+    assert world.codes(outcome) == {"authority.role", "authority.relation"}

@@ -66,3 +66,29 @@ def test_combinators_have_readable_reprs() -> None:
     """Nested combinators print like the expression that built them."""
     combined = all_of(yes, any_of(no_a, not_(no_b, code="c", message="m", message_zh="m")))
     assert repr(combined) == "all_of(yes, any_of(no_a, not_(no_b)))"
+
+
+@rule
+def on_approve(ctx: RuleContext) -> Verdict:
+    """Passes only when the context it is given is an approval (it reads the context)."""
+    return PASS if ctx.event == "approve" else refuse("t.event", "not approve", "非评审")
+
+
+def test_combinators_hand_the_context_to_their_rules() -> None:
+    """all_of, any_of and not_ call each rule with the context they were called with."""
+    sign = RuleContext(
+        **{**{f: getattr(CTX, f) for f in CTX.__dataclass_fields__}, "event": "sign"}
+    )
+    assert all_of(on_approve)(CTX).passed
+    assert not all_of(on_approve)(sign).passed
+    assert any_of(on_approve, no_a)(CTX).passed
+    assert not any_of(on_approve, no_a)(sign).passed
+    negated = not_(on_approve, code="t.not", message="n", message_zh="否")
+    assert [r.code for r in negated(CTX).refusals] == ["t.not"]
+    assert negated(sign).passed
+
+
+def test_any_of_without_rules_says_why() -> None:
+    """any_of() is a ValueError naming the problem."""
+    with pytest.raises(ValueError, match=r"^any_of needs at least one rule$"):
+        any_of()

@@ -20,10 +20,19 @@ def _applied_with_reviews(world: World, *reviewers: int, declared: int | None = 
 
 
 def test_applicant_cannot_approve_its_own_project(world: World) -> None:
-    """A purchaser-role actor of the provider's organisation fails ``conflict.own_project``."""
+    """A purchaser-role actor of the provider's organisation fails ``conflict.own_project``.
+
+    It does not act for the purchaser either (``authority.relation``); a purchaser's staff
+    member whose id is the provider's is caught by ``conflict.own_project`` alone.
+    """
     pid = _applied_with_reviews(world, 1, 2, 3)
     insider = world.approver.model_copy(update={"organisation": "org-a"})
-    assert world.codes(world.approve(pid, by=insider)) == {"conflict.own_project"}
+    assert world.codes(world.approve(pid, by=insider)) == {
+        "conflict.own_project",
+        "authority.relation",
+    }
+    double = world.approver.model_copy(update={"id": "org-a"})
+    assert world.codes(world.approve(pid, by=double)) == {"conflict.own_project"}
     assert world.approve(pid).accepted
 
 
@@ -77,10 +86,18 @@ def test_reviewer_of_the_same_organisation_does_not_count(world: World) -> None:
 
 
 def test_approver_cannot_release_the_payment(world: World) -> None:
-    """The approver signing (releasing installment 1) fails ``conflict.approver_pays``."""
+    """The approver signing (releasing installment 1) fails ``conflict.approver_pays``.
+
+    Even with the finance role; without it, ``authority.release`` refuses as well.
+    """
     pid = world.reviewed()
     world.clock.advance(8)
-    assert world.codes(world.sign(pid, by=world.approver)) == {"conflict.approver_pays"}
+    paying = world.approver.model_copy(update={"roles": frozenset({"purchaser", "finance"})})
+    assert world.codes(world.sign(pid, by=paying)) == {"conflict.approver_pays"}
+    assert world.codes(world.sign(pid, by=world.approver)) == {
+        "conflict.approver_pays",
+        "authority.release",
+    }
     assert world.sign(pid, by=world.treasurer).accepted
 
 

@@ -28,14 +28,14 @@ def test_a_proper_expenditure_is_accepted(world: World) -> None:
 
 
 def test_expenditure_before_signing_or_by_others_is_refused(world: World) -> None:
-    """Spending while ``reviewed``, or by another organisation, fails ``funds.expenditure``."""
+    """Spending while reviewed: ``funds.expenditure``; by another org: ``authority.relation``."""
     pid = world.reviewed()
     assert world.codes(world.spend(pid, "1.00", "INV-1")) == {"funds.expenditure"}
     world.clock.advance(8)
     world.sign(pid).raise_for_refusal()
     data = {"date": "2025-05-01", "line": "activities", "amount": "1.00", "invoice_number": "I"}
     outcome = world.engine.add_record(pid, "expenditure", data, actor=world.other_applicant)
-    assert "funds.expenditure" in world.codes(outcome)
+    assert "authority.relation" in world.codes(outcome)
 
 
 def test_expenditure_outside_the_term_is_refused(world: World) -> None:
@@ -173,7 +173,8 @@ def test_settling_a_refund_is_an_audited_purchaser_record(world: World) -> None:
     engine, today = world.engine, world.clock.now.date().isoformat()
     part = {"amount": "20000.00", "paid_on": today, "reference": "bank-1"}
     assert world.codes(engine.add_record(pid, "refund_payment", part, actor=world.applicant)) == {
-        "funds.refund_payment"
+        "authority.role",
+        "authority.relation",
     }
     engine.add_record(pid, "refund_payment", part, actor=world.treasurer).raise_for_refusal()
     assert engine.get(pid).data["refund_status"] == "open"
@@ -255,8 +256,15 @@ def test_schedules_are_validated_when_the_policy_is_built(
 def test_close_needs_a_grade_and_not_the_approver(world: World) -> None:
     """The approver closing fails ``conflict.approver_pays``; ungraded fails ``funds.graded``."""
     pid = world.assessed()
-    assert world.codes(world.engine.fire(pid, "close", actor=world.approver)) == {
+    paying_approver = world.approver.model_copy(
+        update={"roles": frozenset({"purchaser", "finance"})}
+    )
+    assert world.codes(world.engine.fire(pid, "close", actor=paying_approver)) == {
         "conflict.approver_pays"
+    }
+    assert world.codes(world.engine.fire(pid, "close", actor=world.approver)) == {
+        "conflict.approver_pays",
+        "authority.release",
     }
     assert world.engine.fire(pid, "close", actor=world.treasurer).accepted
     project = world.engine.get(pid)

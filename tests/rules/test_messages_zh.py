@@ -65,4 +65,7 @@ def test_refused_events_and_roles_are_named_in_chinese(world: World) -> None:
     assert _zh(outcome, "reasons.required") == "执行驳回须说明理由"
     sanction = {"provider": "org-a", "on": "2025-03-01", "reason": "false ledgers"}
     refused = world.engine.add_record(pid, "sanction", sanction, actor=world.applicant)
-    assert _zh(refused, "services.sanction") == "只有购买主体可以执行此操作"
+    assert _zh(refused, "authority.role") == "登记处罚记录须由购买主体执行"
+    assert _zh(refused, "authority.relation") == (
+        "登记处罚记录须由本项目的购买主体（本级或上级枢纽）执行"
+    )

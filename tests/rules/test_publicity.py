@@ -76,13 +76,13 @@ def test_objections_only_during_publicity(world: World) -> None:
 
 
 def test_ruling_needs_a_purchaser_and_an_open_objection(world: World) -> None:
-    """A ruling by a non-purchaser, or on no objection, fails ``publicity.ruling``."""
+    """A ruling by a non-purchaser fails ``authority.*``; on no objection, ``publicity.ruling``."""
     pid = world.reviewed()
     ruling = {"objection": "o1", "upheld": False}
     engine = world.engine
     assert world.codes(
         engine.add_record(pid, "objection_ruling", ruling, actor=world.applicant)
-    ) == {"publicity.ruling"}
+    ) == {"authority.role", "authority.relation", "publicity.ruling"}
     assert world.codes(
         engine.add_record(pid, "objection_ruling", ruling, actor=world.approver)
     ) == {"publicity.ruling"}

@@ -27,7 +27,10 @@ def test_review_record_is_accepted_from_a_reviewer(world: World) -> None:
 
 
 def test_review_record_refuses_bad_reviews(world: World) -> None:
-    """Missing items, a wrong rubric version, a repeat or a non-reviewer fail ``review.record``."""
+    """Missing items, a wrong rubric version or a repeat fail ``review.record``.
+
+    A purchaser's staff member reviewing is no reviewer and not independent (``authority.*``).
+    """
     pid = world.submit().project_id
     scores = dict(APPROVAL_REVIEW.proportional(80))
     scores.pop("need.evidence")
@@ -37,7 +40,9 @@ def test_review_record_refuses_bad_reviews(world: World) -> None:
     assert world.codes(world.review(pid, 1)) == {"review.record"}
     data = {"reviewer": "staff-1", "rubric_version": 1, "scores": scores}
     assert world.codes(world.engine.add_record(pid, "review", data, actor=world.approver)) == {
-        "review.record"
+        "authority.role",
+        "authority.independence",
+        "review.record",
     }
 
 

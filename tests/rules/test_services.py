@@ -22,7 +22,7 @@ def test_service_records_accumulate(world: World) -> None:
 
 
 def test_service_records_are_checked(world: World) -> None:
-    """Before signing, by another organisation, or malformed: ``services.record`` refuses."""
+    """Before signing or malformed: ``services.record``; another organisation's: ``authority``."""
     pid = world.reviewed()
     assert world.codes(world.serve(pid, 1, 1)) == {"services.record"}
     world.clock.advance(8)
@@ -40,16 +40,17 @@ def test_service_records_are_checked(world: World) -> None:
     good = dict(bad, activities=1)
     assert world.codes(
         world.engine.add_record(pid, "service", good, actor=world.other_applicant)
-    ) == {"services.record"}
+    ) == {"authority.relation"}
 
 
 def test_sanctions_need_a_purchaser_and_the_projects_provider(world: World) -> None:
-    """A sanction by the applicant, or on another provider, fails ``services.sanction``."""
+    """A sanction by the applicant: ``authority.*``; on another provider: ``services.sanction``."""
     pid = world.submit().project_id
     sanction = {"provider": "org-a", "on": "2025-03-01", "reason": "false ledgers"}
     add = world.engine.add_record
     assert world.codes(add(pid, "sanction", sanction, actor=world.applicant)) == {
-        "services.sanction"
+        "authority.role",
+        "authority.relation",
     }
     other = dict(sanction, provider="org-b")
     assert world.codes(add(pid, "sanction", other, actor=world.approver)) == {"services.sanction"}

@@ -16,7 +16,7 @@ import typer
 
 import grantflow
 from grantflow._log import log_to_console
-from grantflow.cli import _bulk_command, _integrity, _projects, _reports
+from grantflow.cli import _bulk_command, _integrity, _projects, _reports, _time
 from grantflow.cli._common import (
     DEFAULT_DB,
     DbOption,
@@ -61,6 +61,8 @@ for _command in (
     _reports.report,
     _reports.diagram,
     _reports.export,
+    _time.due,
+    _time.sweep,
 ):
     app.command()(_command)
 

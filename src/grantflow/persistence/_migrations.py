@@ -57,7 +57,7 @@ def _v4(conn: Connection, t: Tables) -> None:
     t.metadata.create_all(conn, tables=[t.audit_log])
 
 
-def _v5(conn: Connection, t: Tables) -> None:
+def _v6(conn: Connection, t: Tables) -> None:
     # As in v3: a database created by this release has the columns already.
     columns = {c["name"] for c in inspect(conn).get_columns(t.audit.name, schema=t.schema)}
     table = conn.dialect.identifier_preparer.format_table(t.audit)
@@ -68,13 +68,20 @@ def _v5(conn: Connection, t: Tables) -> None:
             conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
 
+def _v5(conn: Connection, t: Tables) -> None:
+    # An index of due dates: projects that exist already get their rows from
+    # `Engine.reindex_obligations` (``grantflow due --reindex``), which knows the regime.
+    t.metadata.create_all(conn, tables=[t.obligations])
+
+
 #: Every migration, oldest first; append, never edit a released one.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "projects, audit chain, records, entities, checkpoints", _v1),
     Migration(2, "bulk jobs and their chunks (idempotency keys, leases, progress)", _v2),
     Migration(3, "bulk jobs name their holder, so a dead one is taken over at once", _v3),
     Migration(4, "the audit log order: a gap-free position per sequenced entry", _v4),
-    Migration(5, "audit entries name what decided them and a clock that was behind", _v5),
+    Migration(5, "obligations: an index of every project's due dates", _v5),
+    Migration(6, "audit entries name what decided them and a clock that was behind", _v6),
 )
 #: The schema version this grantflow reads and writes.
 SCHEMA_VERSION = MIGRATIONS[-1].version

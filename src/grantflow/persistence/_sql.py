@@ -6,7 +6,7 @@ import contextlib
 import json
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy
@@ -28,7 +28,7 @@ from grantflow.audit import GENESIS, Checkpoint
 from grantflow.errors import GrantflowError, InvalidInput
 from grantflow.models import AuditEntry, Entity, Project, Record, trusted
 from grantflow.persistence._migrations import apply_pending, check, current_version
-from grantflow.persistence._protocol import Change, Leaf, LogLeaf
+from grantflow.persistence._protocol import Change, Leaf, LogLeaf, ObligationRow
 from grantflow.persistence._schema import Tables, build_tables
 from grantflow.persistence._sqlconn import Connector, HostConnector, Synchronous
 from grantflow.persistence._sqljobs import SqlJobs
@@ -455,6 +455,66 @@ class SqlStore(SqlJobs):
         with self._db.connect() as conn:
             found = conn.execute(stmt).scalar()
         return None if found is None else int(found)
+
+    def obligation_rows(
+        self,
+        *,
+        status: str | None = "open",
+        due_by: date | None = None,
+        kinds: Collection[str] = (),
+        hubs: Collection[str] = (),
+    ) -> list[ObligationRow]:
+        """Indexed due dates matching the filters, by (due date, project id, key)."""
+        o = self._t.obligations
+        stmt = select(o).order_by(o.c.due_on, o.c.project_id, o.c.key)
+        if status is not None:
+            stmt = stmt.where(o.c.status == status)
+        if due_by is not None:
+            stmt = stmt.where(o.c.due_on <= due_by)
+        if kinds:
+            stmt = stmt.where(o.c.kind.in_(sorted(kinds)))
+        if hubs:
+            stmt = stmt.where(o.c.hub.in_(sorted(hubs)))
+        with self._db.connect() as conn:
+            rows = conn.execute(stmt).all()
+        return [
+            ObligationRow(
+                project_id=row.project_id,
+                key=row.key,
+                kind=row.kind,
+                due_on=row.due_on,
+                status=row.status,
+                hub=row.hub,
+                data=row.data,
+            )
+            for row in rows
+        ]
+
+    def index_obligations(self, rows: Mapping[str, Sequence[ObligationRow]]) -> None:
+        """Replace the indexed due dates of each project in `rows`, in one transaction."""
+        o = self._t.obligations
+        values = [
+            {
+                "project_id": row.project_id,
+                "key": row.key,
+                "kind": row.kind,
+                "due_on": row.due_on,
+                "status": row.status,
+                "hub": row.hub,
+                "data": dict(row.data),
+            }
+            for found in rows.values()
+            for row in found
+        ]
+        ids = sorted(rows)
+
+        def work(conn: sqlalchemy.Connection) -> None:
+            for start in range(0, len(ids), _PAGE):
+                conn.execute(o.delete().where(o.c.project_id.in_(ids[start : start + _PAGE])))
+            if values:
+                conn.execute(o.insert(), values)
+
+        self._db.write(work)
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[sqlalchemy.Connection]:

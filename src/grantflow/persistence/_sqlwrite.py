@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -28,6 +28,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     cast,
+    delete,
     exists,
     func,
     insert,
@@ -43,7 +44,7 @@ from sqlalchemy.sql.expression import ClauseElement
 from grantflow._canonical import plain
 from grantflow.errors import ConcurrencyError, GrantflowError, InvalidInput, ProjectExists
 from grantflow.models import Actor, AuditEntry, DecisionBasis, Project
-from grantflow.persistence._protocol import Change
+from grantflow.persistence._protocol import Change, ObligationRow
 from grantflow.persistence._schema import Tables
 
 __all__ = ["Partial", "Writer"]
@@ -53,6 +54,7 @@ _AUDIT_COLUMNS = tuple(AuditEntry.model_fields)
 _JSON_AUDIT = frozenset({"actor", "evidence", "refusals", "records", "data", "decided_under"})
 _PROJECT_COLUMNS = ("id", "state", "version", "head", "data", "created_at", "updated_at")
 _RECORD_COLUMNS = ("project_id", "kind", "id", "seq", "pos", "data")
+_OBLIGATION_COLUMNS = ("project_id", "key", "kind", "due_on", "status", "hub", "data")
 
 
 class Partial(Exception):  # noqa: N818 - internal signal, never escapes the store
@@ -179,6 +181,22 @@ class Writer:
         self._project_exists = _Statement(
             select(literal(1)).where(t.projects.c.id == bindparam("w_id")), dialect
         )
+        self._delete_obligations = _Statement(
+            delete(t.obligations).where(t.obligations.c.project_id == bindparam("o_project_id")),
+            dialect,
+        )
+        self._insert_obligation = _Statement(
+            insert(t.obligations).values(
+                {
+                    c: _json_param(f"o_{c}", dialect) if c == "data" else bindparam(f"o_{c}")
+                    for c in _OBLIGATION_COLUMNS
+                }
+            ),
+            dialect,
+        )
+        self._date: Callable[[date], Any] = (
+            date.isoformat if dialect.name == "sqlite" else _same_date
+        )
 
     # -- entry points --------------------------------------------------------------------
 
@@ -230,7 +248,25 @@ class Writer:
             cursor.executemany(self._insert_audit.sql, audits)
         except self._integrity:
             return False
+        self.write_obligations(cursor, changes)
         return True
+
+    def write_obligations(self, cursor: Any, changes: Sequence[Change]) -> None:
+        """Replace the indexed due dates of every change that carries them."""
+        dated = [c for c in changes if c.obligations is not None]
+        if not dated:
+            return
+        cursor.executemany(
+            self._delete_obligations.sql,
+            [self._delete_obligations.params({"o_project_id": c.entry.project_id}) for c in dated],
+        )
+        rows = [
+            self._insert_obligation.params(self._obligation_values(row))
+            for c in dated
+            for row in c.obligations or ()
+        ]
+        if rows:
+            cursor.executemany(self._insert_obligation.sql, rows)
 
     # -- one change ----------------------------------------------------------------------
 
@@ -259,6 +295,7 @@ class Writer:
             return _conflict(change)
         self._run(cursor, self._insert_audit, self._audit_values(entry, change), _conflict(change))
         self._insert_records(cursor, entry)
+        self.write_obligations(cursor, (change,))
         return None
 
     def _create(self, cursor: Any, change: Change) -> GrantflowError | None:
@@ -278,6 +315,7 @@ class Writer:
                 cursor, self._insert_project, self._project_values(change.after), _exists(entry)
             )
             self._insert_records(cursor, entry)
+            self.write_obligations(cursor, (change,))
         return None
 
     def _insert_records(self, cursor: Any, entry: AuditEntry) -> None:
@@ -335,6 +373,17 @@ class Writer:
         values["p_records"] = _dumps_seq(entry.records)
         return values
 
+    def _obligation_values(self, row: ObligationRow) -> dict[str, Any]:
+        return {
+            "o_project_id": row.project_id,
+            "o_key": row.key,
+            "o_kind": row.kind,
+            "o_due_on": self._date(row.due_on),
+            "o_status": row.status,
+            "o_hub": row.hub,
+            "o_data": _dumps(row.data),
+        }
+
     def _update_values(self, change: Change, after: Project) -> dict[str, Any]:
         return {
             "w_id": change.entry.project_id,
@@ -384,6 +433,10 @@ def _sqlite_time(value: datetime) -> str:
     # SQLAlchemy's SQLite DATETIME text format: naive UTC with microseconds. Cached: a
     # bulk batch stamps every entry with the same instant.
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _same_date(value: date) -> date:
+    return value
 
 
 def _aware_utc(value: datetime) -> datetime:

@@ -14,7 +14,9 @@ from grantflow.models import Refusal, Verdict
 from grantflow.rules._base import PASS, Rule, RuleContext, refuse, rule, rule_name
 from grantflow.rules._book import (
     ALL_EVENTS,
+    BUILTIN_RECORD_KINDS,
     ENTRY_POINT_GROUP,
+    RECORD_PREFIX,
     Effects,
     FactRequest,
     RuleBook,
@@ -23,10 +25,12 @@ from grantflow.rules._combinators import all_of, any_of, not_
 
 __all__ = [
     "ALL_EVENTS",
+    "BUILTIN_RECORD_KINDS",
     "ENTRY_POINT_GROUP",
     "Effects",
     "FactRequest",
     "PASS",
+    "RECORD_PREFIX",
     "Refusal",
     "Rule",
     "RuleBook",

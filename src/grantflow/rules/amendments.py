@@ -8,7 +8,8 @@
   award, the end no more than `Policy.extension_max_months` beyond the signed end, the
   whole term under `Policy.longest_term_months`. The effect of an approval writes the
   ``amendment`` record the budget and term are read from.
-- ``amendment`` records are written only that way (`amendment.direct` refuses them).
+- ``amendment`` records are written only that way: the kind is effect-owned, so adding
+  one directly is refused (``records.reserved``, `grantflow.rules.authority`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from grantflow.rules._regime import (
     expenditures,
     load,
     make_record,
-    needs_role,
     percent_of,
     record_data,
     record_problems,
@@ -50,7 +50,6 @@ __all__ = [
     "caps_hold",
     "decision_effect",
     "decision_valid",
-    "no_direct_amendment",
     "request_valid",
 ]
 
@@ -89,9 +88,6 @@ def _request(project: Project, request_id: str) -> AmendmentRequest | None:
 @rule(name="amendment.decision")
 def decision_valid(ctx: RuleContext) -> Verdict:
     """A purchaser decides once on an existing request while the project runs."""
-    role = needs_role(ctx, "purchaser", "amendment.decision")
-    if not role.passed:
-        return role
     decision = load(AmendmentDecision, record_data(ctx))
     decided = {d.request for d in values(ctx.project, "amendment_decision", AmendmentDecision)}
     if decision is None:
@@ -169,9 +165,3 @@ def decision_effect(ctx: RuleContext) -> Effects:
     record: Record = make_record("amendment", f"amendment-{decision.request}", change)
     data = {"term_end": change.new_end} if change.new_end is not None else {}
     return Effects(records=(record,), data=data)
-
-
-@rule(name="amendment.direct")
-def no_direct_amendment(ctx: RuleContext) -> Verdict:
-    """Amendments are never added directly: they are requested and decided."""
-    return refusal("amendment.direct")

@@ -4,14 +4,20 @@
 - A reviewer with a declared or detectable conflict (same organisation, worked there
   within the look-back, close family there) does not count toward the quorum
   (`review_conflict`, used by `review.quorum`).
-- Whoever approved an award cannot release its payments (`conflict.approver_pays`).
-- Evaluators must be third parties: neither the provider nor the purchasing hub
+- A review counts only with an explicit declaration (`Policy.declaration_required`).
+- Whoever approved an award cannot release its payments (`conflict.approver_pays`,
+  unless `Policy.approver_may_release`).
+- Evaluators must be third parties: neither the provider, the endorsing hub nor the
+  purchaser (nor a hub above it), by organisation, employment or close family
   (`conflict.third_party`).
+
+The parties a reviewer or evaluator must be independent of come from the ``parties``
+fact (`grantflow.rules.authority.interested`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import date
 from typing import Any
 
@@ -31,6 +37,7 @@ from grantflow.rules._regime import (
     record_data,
     text,
 )
+from grantflow.rules.authority import interested
 
 __all__ = [
     "PEOPLE_FACT",
@@ -40,6 +47,7 @@ __all__ = [
     "person_fact",
     "review_conflict",
     "third_party",
+    "ties",
 ]
 
 #: Fact name: the person entities of everyone who reviewed or evaluated the project.
@@ -62,24 +70,38 @@ def people(request: FactRequest) -> dict[str, Any]:
 
 
 def review_conflict(
-    declaration: ConflictDeclaration,
+    declaration: ConflictDeclaration | None,
     person: Person | None,
     provider: str,
     today: date,
     policy: Policy,
+    parties: Collection[str] = (),
 ) -> str | None:
-    """Return why a reviewer is conflicted ('declared', 'same_organisation', ...), or ``None``."""
-    if declaration.declared:
+    """Return why a reviewer is conflicted ('declared', 'same_organisation', ...), or ``None``.
+
+    `parties` are the other organisations the reviewer must be independent of (the
+    endorsing hub, the purchaser and the hubs above it); the provider always counts.
+    No declaration at all is ``undeclared`` when the policy requires one.
+    """
+    if declaration is None and policy.declaration_required:
+        return "undeclared"
+    if declaration is not None and declaration.declared:
         return "declared"
-    if person is None or not provider:
+    orgs = {o for o in (provider, *parties) if o}
+    if person is None or not orgs:
         return None
-    if person.organisation == provider:
+    return ties(person, orgs, today, policy)
+
+
+def ties(person: Person, orgs: Collection[str], today: date, policy: Policy) -> str | None:
+    """Return how `person` is tied to one of `orgs` (employment, past work, family), or None."""
+    if person.organisation in orgs:
         return "same_organisation"
     horizon = add_months(today, -12 * policy.conflict_lookback_years)
     for past in person.affiliations:
-        if past.organisation == provider and (past.until is None or past.until >= horizon):
+        if past.organisation in orgs and (past.until is None or past.until >= horizon):
             return "worked_there"
-    if provider in person.relatives_at:
+    if set(orgs).intersection(person.relatives_at):
         return "close_family"
     return None
 
@@ -104,30 +126,30 @@ def own_project(ctx: RuleContext) -> Verdict:
 
 @rule(name="conflict.approver_pays")
 def approver_pays(ctx: RuleContext) -> Verdict:
-    """Whoever approved the award cannot release its payments."""
+    """Whoever approved the award cannot release its payments (`Policy.approver_may_release`)."""
     approved = approval(ctx.project)
-    if approved is None or approved.approver != ctx.actor.id:
+    if ctx.policy.approver_may_release or approved is None or approved.approver != ctx.actor.id:
         return PASS
     return refusal("conflict.approver_pays", actor=ctx.actor.id, approver=approved.approver)
 
 
 @rule(name="conflict.third_party")
 def third_party(ctx: RuleContext) -> Verdict:
-    """Evaluators are third parties: not the provider, not the purchasing hub, no ties."""
+    """Evaluators are third parties: not the provider, endorsing hub or purchaser, no ties."""
     evaluation = load(Evaluation, record_data(ctx))
     if evaluation is None:
         return PASS  # evaluation.record reports the malformed record
     provider = provider_of(ctx.project)
-    hub = text(ctx.project.data, "hub")
+    parties = interested(ctx.project, ctx.facts, ctx.policy)
     person = person_fact(ctx.facts, evaluation.evaluator)
     today = local_date(ctx.now, ctx.policy)
     reason = None
-    if evaluation.organisation in {provider, hub} or is_own(ctx.actor, ctx.project):
+    if evaluation.organisation in {provider, *parties} or is_own(ctx.actor, ctx.project):
         reason = "not_third_party"
     elif ctx.actor.organisation not in {None, evaluation.organisation}:
         reason = "organisation_mismatch"
     else:
-        reason = review_conflict(evaluation.conflict, person, provider, today, ctx.policy)
+        reason = review_conflict(evaluation.conflict, person, provider, today, ctx.policy, parties)
     if reason is None:
         return PASS
     return refusal(

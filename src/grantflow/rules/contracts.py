@@ -1,21 +1,31 @@
 """Signing: both model contracts signed, within the approved amount and the maximum term.
 
 ``sign`` evidence: ``{"contracts": [purchase, supervision], "budget": [lines...]}`` with
-each item a `Contract` / `BudgetLine` in JSON form. The effect records them, schedules the
-installments and releases the first (see `grantflow.rules.funds`).
+each item a `Contract` / `BudgetLine` in JSON form (an ``evaluation`` contract may name a
+separate evaluator). The supervision (and evaluation) contract's counterparty is an
+independent third party: not the provider, the endorsing hub or the purchaser
+(`contracts.parties`). The effect records them, schedules the installments and releases
+the first (see `grantflow.rules.funds`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from grantflow.messages import refusal
+from grantflow.messages import problem, refusal
 from grantflow.models import Verdict
 from grantflow.records import Contract
 from grantflow.rules._base import PASS, RuleContext, rule
-from grantflow.rules._regime import add_months, approval, load
+from grantflow.rules._regime import add_months, approval, load, provider_of, text
+from grantflow.rules.authority import PARTIES_FACT
 
-__all__ = ["amount_within_approval", "both_signed", "evidence_contracts", "term_within_limit"]
+__all__ = [
+    "amount_within_approval",
+    "both_signed",
+    "evidence_contracts",
+    "parties_independent",
+    "term_within_limit",
+]
 
 
 def evidence_contracts(ctx: RuleContext) -> dict[str, Contract]:
@@ -69,3 +79,34 @@ def term_within_limit(ctx: RuleContext) -> Verdict:
         max_months=months,
         contracts=bad,
     )
+
+
+@rule(name="contracts.parties")
+def parties_independent(ctx: RuleContext) -> Verdict:
+    """The purchase contract is with the provider; the third party is independent of all.
+
+    The supervision (and any evaluation) contract names its counterparty, and that is
+    none of the parties of `Policy.independent_of`: not the provider (it never
+    supervises itself), not the endorsing hub, not the purchaser or a hub above it.
+    """
+    provider = provider_of(ctx.project)
+    parties = ctx.facts.get(PARTIES_FACT) or {}
+    party_of = dict.fromkeys(parties.get("purchaser_path") or (), "purchaser")
+    party_of[text(ctx.project.data, "hub")] = "endorser"
+    party_of[provider] = "applicant"
+    independent = ctx.policy.independent_of
+    problems: list[dict[str, Any]] = []
+    for kind, contract in sorted(evidence_contracts(ctx).items()):
+        counterparty = contract.counterparty
+        if kind == "purchase":
+            if counterparty is not None and counterparty != provider:
+                problems.append(problem("contract.not_provider", counterparty=counterparty))
+            continue
+        relation = party_of.get(counterparty or "")
+        if not counterparty:
+            problems.append(problem("contract.counterparty", contract=kind))
+        elif relation == "applicant" or (relation is not None and relation in independent):
+            problems.append(problem("contract.not_independent", contract=kind, relation=relation))
+    if not problems:
+        return PASS
+    return refusal("contracts.parties", problems=problems)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from grantflow.rubrics import DEFAULT_RUBRICS, Rubric
 from grantflow.rules import (
     amendments,
+    authority,
     budget,
     conflict,
     contracts,
@@ -22,19 +23,27 @@ from grantflow.rules import (
     reasons,
     review,
     services,
+    timers,
 )
-from grantflow.rules._book import RuleBook
+from grantflow.rules._book import ALL_EVENTS, RuleBook
+from grantflow.states import PURCHASED_SERVICE, Lifecycle
 
 __all__ = ["default_rules"]
 
 
-def default_rules(*, rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> RuleBook:
+def default_rules(
+    *, rubrics: Sequence[Rubric] = DEFAULT_RUBRICS, lifecycle: Lifecycle = PURCHASED_SERVICE
+) -> RuleBook:
     """Return the default regime: eligibility, review, publicity, contracts, funds, evaluation.
 
     Args:
         rubrics: every rubric version a project may be pinned to (the three defaults).
+        lifecycle: the lifecycle whose timers add records (``reminder``, ...): only the
+            system actor adds them, and only when due (`grantflow.rules.timers`).
     """
     book = RuleBook()
+    _authority(book)
+    _time(book, lifecycle)
     _submit(book)
     _review(book, rubrics)
     _sign(book)
@@ -51,6 +60,21 @@ def default_rules(*, rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> RuleBook:
     return book
 
 
+def _authority(book: RuleBook) -> None:
+    """Who may do what (docs/authority.md): every record kind declared, one rule for all."""
+    for kind in authority.RECORD_KINDS:
+        book.declare_records(kind.kind, effect_owned=kind.effect_owned)
+    book.provide(authority.PARTIES_FACT, authority.parties, events=[ALL_EVENTS])
+    book.on(ALL_EVENTS, authority.may_act)
+
+
+def _time(book: RuleBook, lifecycle: Lifecycle) -> None:
+    book.on("record.progress_report", timers.progress_report_valid)
+    check = timers.timer_record(lifecycle)
+    for kind in sorted({t.record for t in lifecycle.timers if t.record}):
+        book.on(f"record.{kind}", check)
+
+
 def _submit(book: RuleBook) -> None:
     for name, provider in eligibility.SUBMIT_FACTS.items():
         book.provide(name, provider, events=["submit"])
@@ -64,6 +88,7 @@ def _submit(book: RuleBook) -> None:
         eligibility.no_recent_fail,
         eligibility.application_limit,
         eligibility.hub_endorsed,
+        eligibility.purchaser_owns_call,
         eligibility.call_window,
     )
     book.effect("submit", eligibility.submit_effect)
@@ -95,6 +120,7 @@ def _sign(book: RuleBook) -> None:
         contracts.both_signed,
         contracts.amount_within_approval,
         contracts.term_within_limit,
+        contracts.parties_independent,
         funds.budget_within_caps,
         conflict.own_project,
         conflict.approver_pays,
@@ -153,7 +179,6 @@ def _spend(book: RuleBook) -> None:
         funds.duplicate_invoice,
     )
     book.effect("record.expenditure", funds.expenditure_effect)
-    book.on("record.amendment", amendments.no_direct_amendment)
     book.on("record.amendment_request", amendments.request_valid)
     book.on("record.amendment_decision", amendments.decision_valid, amendments.caps_hold)
     book.effect("record.amendment_decision", amendments.decision_effect)

@@ -19,6 +19,7 @@ from grantflow.records import Application, Call, Hub, Provider
 from grantflow.rules._base import PASS, RuleContext, rule
 from grantflow.rules._book import Effects, FactRequest
 from grantflow.rules._regime import add_months, as_date, load, local_date, text
+from grantflow.rules.authority import PARTIES_FACT
 
 __all__ = [
     "SUBMIT_FACTS",
@@ -37,6 +38,7 @@ __all__ = [
     "priority",
     "provider_fact",
     "provider_registered",
+    "purchaser_owns_call",
     "sanctions_fact",
     "submit_effect",
 ]
@@ -266,6 +268,23 @@ def hub_endorsed(ctx: RuleContext) -> Verdict:
         "eligibility.hub",
         hub=hub,
     )
+
+
+@rule(name="eligibility.purchaser")
+def purchaser_owns_call(ctx: RuleContext) -> Verdict:
+    """A purchaser named by the application is the call's hub or a hub below it.
+
+    So no application can route itself to a purchaser outside the tree of the hub that
+    owns the call (purchasing authority follows the hub tree).
+    """
+    purchaser = text(ctx.project.data, "purchaser")
+    call = load(Call, ctx.facts.get("call"))
+    if not purchaser or call is None:
+        return PASS  # the call's hub purchases; eligibility.call_window reports no call
+    path = (ctx.facts.get(PARTIES_FACT) or {}).get("purchaser_path") or ()
+    if call.hub in path:
+        return PASS
+    return refusal("eligibility.purchaser", purchaser=purchaser, call=call.id, hub=call.hub)
 
 
 @rule(name="eligibility.call_window")

@@ -31,7 +31,6 @@ from grantflow.rules._regime import (
     load,
     local_date,
     make_record,
-    needs_role,
     pinned_version,
     provider_of,
     record_data,
@@ -87,9 +86,6 @@ def evaluation_record(rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> Rule:
 
     @rule(name="evaluation.record")
     def evaluation_record_rule(ctx: RuleContext) -> Verdict:
-        role = needs_role(ctx, "evaluator", "evaluation.record")
-        if not role.passed:
-            return role
         evaluation = load(Evaluation, record_data(ctx))
         stage = STAGE_OF_STATE.get(ctx.source or "")
         problems: list[dict[str, Any]] = []

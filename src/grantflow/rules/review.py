@@ -26,12 +26,12 @@ from grantflow.rules._regime import (
     load,
     local_date,
     make_record,
-    needs_role,
     pinned_version,
     provider_of,
     record_data,
     rows,
 )
+from grantflow.rules.authority import interested
 from grantflow.rules.conflict import person_fact, review_conflict
 
 __all__ = [
@@ -77,10 +77,10 @@ def panel(
     excluded: list[tuple[str, str]] = []
     seen: set[str] = set()
     provider = provider_of(project)
+    parties = interested(project, facts, policy)
     for _record, review in rows(project, "review", Review):
-        reason = review_conflict(
-            review.conflict, person_fact(facts, review.reviewer), provider, today, policy
-        )
+        person = person_fact(facts, review.reviewer)
+        reason = review_conflict(review.conflict, person, provider, today, policy, parties)
         if review.reviewer in seen:
             reason = "duplicate"
         elif rubric is None or (review.rubric, review.rubric_version) != ("approval", version):
@@ -108,13 +108,14 @@ def panel_score(
 
 
 def review_record(rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> Rule:
-    """Build ``review.record``: a reviewer's own, well-formed review on the pinned rubric."""
+    """Build ``review.record``: a reviewer's own, well-formed, declared review on the pinned rubric.
+
+    Who may review at all is `grantflow.rules.authority` (``authority.*``): a reviewer
+    independent of the applicant, the endorsing hub and the purchaser.
+    """
 
     @rule(name="review.record")
     def review_record_rule(ctx: RuleContext) -> Verdict:
-        role = needs_role(ctx, "reviewer", "review.record")
-        if not role.passed:
-            return role
         review = load(Review, record_data(ctx))
         version = pinned_version(ctx.project, "approval", ctx.policy)
         rubric = find_rubric(rubrics, "approval", version)
@@ -129,6 +130,8 @@ def review_record(rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> Rule:
                 problems.append(problem("review.not_actor", reviewer=reviewer, actor=ctx.actor.id))
             if any(r.reviewer == reviewer for _, r in rows(ctx.project, "review", Review)):
                 problems.append(problem("review.repeat", reviewer=reviewer))
+            if review.conflict is None and ctx.policy.declaration_required:
+                problems.append(problem("review.no_declaration"))
             if (review.rubric, review.rubric_version) != ("approval", version) or rubric is None:
                 problems.append(
                     problem(

@@ -1,7 +1,9 @@
 """`LifecycleStateMachine`: a Hypothesis stateful harness for any engine.
 
-It submits projects, fires events (possible or not), adds records and moves the clock,
-by actors of random roles, and after every step checks what must always hold:
+It submits projects (one at a time, and in bursts from one organisation up to and past
+every count threshold of the rule book), fires events (possible or not), adds records and
+moves the clock, by actors of random roles, and after every step checks what must always
+hold:
 
 * every accepted transition follows an edge of the lifecycle, and its target;
 * a terminal state absorbs: nothing is accepted from it and the state never changes;
@@ -9,7 +11,18 @@ by actors of random roles, and after every step checks what must always hold:
 * a refused attempt changes nothing but the project's version, head and time;
 * every attempt appends exactly one audit entry (the history has one entry per attempt);
 * replaying the audit entries gives back the stored project;
-* `Engine.verify()` reports no problem.
+* `Engine.verify()` reports no problem;
+* money is conserved: disbursed - refunded <= awarded, and a settlement record agrees
+  with the disbursements and the award it settles (disbursed - refund == due <= awarded);
+* quorum before contract (when the engine runs the regime's review rules): every
+  approval, and so every contract, came after at least the policy's quorum of reviews;
+* limits are tight: a refusal that reports ``limit`` and ``existing`` (an "at most"
+  rule) was refused exactly at its limit, neither below it nor after the world got past
+  it; one that reports ``required`` and ``submitted`` or ``elapsed`` (an "at least"
+  rule) really was short.
+
+The built-in checks do not know what a rule is for beyond these: see `check_project` to
+add your own.
 
 Subclass it, point `make_engine` at your store and rule book, add rules of your own that
 drive projects with realistic evidence (use `fire_and_check` so they are checked too),
@@ -27,8 +40,9 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
 from hypothesis import strategies as st
@@ -39,18 +53,31 @@ from grantflow._machine import TransitionTable
 from grantflow._open import open as open_engine
 from grantflow.audit import check_chain
 from grantflow.errors import ProjectNotFound
-from grantflow.models import Actor, AuditEntry, Outcome, Project
-from grantflow.rules import RuleBook
+from grantflow.models import Actor, AuditEntry, Outcome, Project, Record, Refusal
+from grantflow.rules import BUILTIN_RECORD_KINDS, RECORD_PREFIX, RuleBook
 from grantflow.states import PURCHASED_SERVICE, Lifecycle
+from grantflow.testing._boundaries import boundaries, words_in
 from grantflow.testing._clock import FrozenClock
 from grantflow.testing.strategies import actors, event_names, evidence
 
 # Built once, not per step: Hypothesis validates every new strategy object on first use.
 _EVIDENCE: st.SearchStrategy[Mapping[str, Any]] = st.one_of(st.just({}), evidence(max_leaves=3))
 
-__all__ = ["LifecycleStateMachine", "edge_target"]
+__all__ = [
+    "LifecycleStateMachine",
+    "ORGANISATIONS",
+    "edge_target",
+    "limit_problem",
+    "money_problems",
+]
 
 _RECORD_KINDS = ("note", "review", "expenditure")
+#: A few organisations, so that counts per organisation (applications, live projects)
+#: reach the thresholds of the rules within one run.
+ORGANISATIONS = ("org-1", "org-2")
+#: The largest count threshold the harness submits bursts for (more only slows a run).
+_MOST_BURST = 6
+_CENT = Decimal("0.01")
 
 
 def edge_target(lifecycle: Lifecycle, event: str, source: str) -> str | None:
@@ -75,18 +102,131 @@ def _roles(lifecycle: Lifecycle) -> frozenset[str]:
     return frozenset(role for e in lifecycle.events for role in e.roles)
 
 
+def _record_kinds(book: RuleBook) -> tuple[str, ...]:
+    """The kinds the book gates or its code names (``records_of("review")``), and a note.
+
+    Without any, a few common kinds: records the rules read get added, not random ones.
+    """
+    known = BUILTIN_RECORD_KINDS | book.record_kinds
+    gated = {
+        key.removeprefix(RECORD_PREFIX)
+        for key in book.attached_events()
+        if key.startswith(RECORD_PREFIX)
+    }
+    named = {word for word in words_in(book) if word in known}
+    kinds = gated | named
+    return tuple(sorted({"note", *kinds})) if kinds else _RECORD_KINDS
+
+
+def _amount(data: Mapping[str, Any], key: str = "amount") -> Decimal:
+    try:
+        value = Decimal(str(data.get(key)))
+    except (InvalidOperation, ValueError):
+        return Decimal(0)
+    return value if value.is_finite() else Decimal(0)
+
+
+def _sum(records: Iterable[Record]) -> Decimal:
+    return sum((_amount(r.data) for r in records), Decimal(0)).quantize(_CENT)
+
+
+def money_problems(project: Project) -> list[str]:
+    """Return what breaks money conservation on `project` (empty when it balances).
+
+    Reads the regime's records: the purchase ``contract`` (awarded), ``disbursement``
+    (paid), ``refund_payment`` (paid back) and ``settlement`` records. Checks, to the
+    fen: disbursed - refunded <= awarded (nothing is paid before a contract); each
+    settlement's ``awarded`` and ``disbursed`` equal the award and the disbursements
+    recorded up to it, and when it states ``due`` and ``refund``:
+    disbursed - refund == due <= awarded.
+    """
+    records = project.records
+    purchase = [r for r in records if r.kind == "contract" and r.data.get("kind") == "purchase"]
+    awarded = _amount(purchase[-1].data).quantize(_CENT) if purchase else Decimal("0.00")
+    paid = _sum(r for r in records if r.kind == "disbursement")
+    refunded = _sum(r for r in records if r.kind == "refund_payment")
+    problems = []
+    if paid - refunded > awarded:
+        problems.append(f"disbursed {paid} - refunded {refunded} exceeds awarded {awarded}")
+    for settlement in (r for r in records if r.kind == "settlement"):
+        problems.extend(_settlement_problems(settlement, records, awarded))
+    return problems
+
+
+def _settlement_problems(
+    settlement: Record, records: Iterable[Record], awarded: Decimal
+) -> list[str]:
+    data, sid = settlement.data, settlement.id
+    upto = _sum(r for r in records if r.kind == "disbursement" and r.seq <= settlement.seq)
+    problems = []
+    if "disbursed" in data and _amount(data, "disbursed") != upto:
+        problems.append(
+            f"settlement {sid} says disbursed {data.get('disbursed')}, "
+            f"the disbursements sum to {upto}"
+        )
+    if "awarded" in data and _amount(data, "awarded") != awarded:
+        problems.append(
+            f"settlement {sid} says awarded {data.get('awarded')}, the contract says {awarded}"
+        )
+    if "due" in data and "refund" in data:
+        due = _amount(data, "due")
+        if _amount(data, "disbursed") - _amount(data, "refund") != due:
+            problems.append(f"settlement {sid}: disbursed - refund != due {due}")
+        if due > awarded:
+            problems.append(f"settlement {sid}: due {due} exceeds awarded {awarded}")
+    return problems
+
+
+def _int(details: Mapping[str, Any], key: str) -> int | None:
+    value = details.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def limit_problem(refusal: Refusal) -> str | None:
+    """Return why `refusal` contradicts its own details, or ``None`` when it does not.
+
+    An "at most" rule refuses reporting ``limit`` and ``existing``: in a run where counts
+    grow by one accepted attempt at a time it must refuse exactly when ``existing ==
+    limit``; below, it refused too early, above, it let an attempt too many through
+    before. An "at least" rule refuses reporting ``required`` and ``submitted`` (or
+    ``elapsed``): it must be short (``submitted < required``).
+    """
+    limit, existing = _int(refusal.details, "limit"), _int(refusal.details, "existing")
+    if limit is not None and existing is not None:
+        if existing < limit:
+            return f"{refusal.code} refused with {existing} existing, below its limit {limit}"
+        if existing > limit:
+            return (
+                f"{refusal.code} found {existing} existing, past its limit {limit}: "
+                "an earlier attempt was let through"
+            )
+    required = _int(refusal.details, "required")
+    for key in ("submitted", "elapsed"):
+        have = _int(refusal.details, key)
+        if required is not None and have is not None and have >= required:
+            return f"{refusal.code} refused with {have} {key}, {required} required"
+    return None
+
+
 class LifecycleStateMachine(RuleBasedStateMachine):
     """Drive an engine with random attempts and check its invariants after every step.
 
     Class attributes to override: `lifecycle` (a `Lifecycle`, or a strategy drawing one
-    per run such as ``strategies.lifecycles()``) and `max_projects`. Methods to override:
-    `make_engine`, `actor_strategy`, `evidence_strategy`.
+    per run such as ``strategies.lifecycles()``), `max_projects`, `regime`,
+    `check_limits`. Methods to override: `make_engine`, `actor_strategy`,
+    `evidence_strategy`, `check_project` (your own invariants, per project).
     """
 
     #: The lifecycle to drive, or a strategy that draws one per run.
     lifecycle: ClassVar[Lifecycle | st.SearchStrategy[Lifecycle]] = PURCHASED_SERVICE
-    #: Most projects accepted in one run (more make each step slower, not wiser).
+    #: Most projects accepted in one run, at least; raised to reach past the rule book's
+    #: count thresholds (up to 6) by 2.
     max_projects: ClassVar[int] = 3
+    #: Check quorum before contract: ``None`` decides from the rule book (on when it has
+    #: the regime's ``review.quorum`` rule); ``True`` when you replaced that rule.
+    regime: ClassVar[bool | None] = None
+    #: Check the ``limit``/``existing`` and ``required``/``submitted`` refusal details.
+    check_limits: ClassVar[bool] = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -94,6 +234,12 @@ class LifecycleStateMachine(RuleBasedStateMachine):
         self.project_ids: list[str] = []
         self.committed: Counter[str] = Counter()
         self.absorbed: dict[str, str] = {}
+        self.refusals: list[Refusal] = []
+        self.project_limit = self.max_projects
+        self.bursts: list[int] = [1]
+        self.record_bursts: list[int] = [1]
+        self.record_kinds: tuple[str, ...] = _RECORD_KINDS
+        self.quorum_checked = False
         self._engine: Engine | None = None
         self._actors: st.SearchStrategy[Actor] | None = None
 
@@ -111,9 +257,19 @@ class LifecycleStateMachine(RuleBasedStateMachine):
         )
 
     def actor_strategy(self) -> st.SearchStrategy[Actor]:
-        """Strategy for the actors of each attempt: any subset of the lifecycle's roles."""
+        """Strategy for the actors of each attempt: any subset of the lifecycle's roles.
+
+        Ids and organisations come from small pools (`ORGANISATIONS`), so that what rules
+        count per actor or organisation reaches their limits.
+        """
         if self._actors is None:
-            self._actors = actors((*_roles(self.engine.lifecycle), "outsider"))
+            ids = st.sampled_from(("user-1", "user-2", "user-3"))
+            roles = (*_roles(self.engine.lifecycle), "outsider")
+            self._actors = actors(roles, ids=ids).flatmap(
+                lambda a: st.sampled_from((None, *ORGANISATIONS)).map(
+                    lambda org: a.model_copy(update={"organisation": org})
+                )
+            )
         return self._actors
 
     def evidence_strategy(self) -> st.SearchStrategy[Mapping[str, Any]]:
@@ -137,6 +293,16 @@ class LifecycleStateMachine(RuleBasedStateMachine):
             chosen = data.draw(chosen, label="lifecycle")
         self._engine = self.make_engine(chosen)
         self._engine.subscribe(self._count)
+        book = self._engine.rules
+        counts = [n for n in boundaries(book).thresholds.counts if 0 < n <= _MOST_BURST]
+        self.bursts = sorted({1, *(n + 1 for n in counts), *(n + 2 for n in counts)})
+        self.project_limit = max(self.max_projects, *(n + 2 for n in counts), 0)
+        self.record_bursts = sorted({1, *(n + d for n in counts for d in (-1, 0, 1) if n + d)})
+        self.record_kinds = _record_kinds(book)
+        if self.regime is None:
+            self.quorum_checked = "review.quorum" in book.codes()
+        else:
+            self.quorum_checked = self.regime
 
     def teardown(self) -> None:
         """Close the engine."""
@@ -145,15 +311,39 @@ class LifecycleStateMachine(RuleBasedStateMachine):
 
     def _count(self, entry: AuditEntry) -> None:
         self.committed[entry.project_id] += 1
+        self.refusals.extend(entry.refusals)
 
     # -- steps -----------------------------------------------------------------------
 
-    @precondition(lambda self: len(self.project_ids) < self.max_projects)
+    @precondition(lambda self: len(self.project_ids) < self.project_limit)
     @rule(data=st.data())
     def submit(self, data: st.DataObject) -> None:
         """Submit a project; only an accepted one exists afterwards."""
         actor = data.draw(self.actor_strategy(), label="actor")
-        payload = data.draw(self.evidence_strategy(), label="data")
+        self._submit(actor, data.draw(self.evidence_strategy(), label="data"))
+
+    @precondition(lambda self: len(self.project_ids) < self.project_limit)
+    @rule(data=st.data())
+    def submit_burst(self, data: st.DataObject) -> None:
+        """Submit several times as one organisation: one more, and two more, than a limit.
+
+        The burst sizes come from the count thresholds of the rule book
+        (`strategies.boundaries`), so an "at most 2" rule meets a third and a fourth
+        submission from the same organisation.
+        """
+        count = data.draw(st.sampled_from(self.bursts), label="burst")
+        organisation = data.draw(st.sampled_from(ORGANISATIONS), label="organisation")
+        roles = frozenset(self.engine.lifecycle.initial_event.roles)
+        actor = Actor(id=f"{organisation}-staff", roles=roles, organisation=organisation)
+        for _ in range(count):
+            if len(self.project_ids) >= self.project_limit:
+                return
+            self._submit(actor, data.draw(self.evidence_strategy(), label="data"))
+
+    def _submit(self, actor: Actor, payload: Mapping[str, Any]) -> None:
+        # The application names its provider: the submitting organisation.
+        if actor.organisation is not None and "provider" not in payload:
+            payload = {**payload, "provider": actor.organisation}
         outcome = self.engine.submit(actor=actor, data=payload)
         assert outcome.entry is not None, outcome
         pid = outcome.entry.project_id  # the chain; a project only if accepted
@@ -211,9 +401,26 @@ class LifecycleStateMachine(RuleBasedStateMachine):
     def add_record(self, data: st.DataObject) -> None:
         """Add a record: the state stays; accepted, the record is appended to the project."""
         pid = data.draw(st.sampled_from(self.project_ids), label="project")
-        kind = data.draw(st.sampled_from(_RECORD_KINDS), label="kind")
+        kind = data.draw(st.sampled_from(self.record_kinds), label="kind")
         actor = data.draw(self.actor_strategy(), label="actor")
-        payload = data.draw(self.evidence_strategy(), label="record")
+        self._add_record(pid, kind, actor, data.draw(self.evidence_strategy(), label="record"))
+
+    @precondition(lambda self: bool(self.project_ids))
+    @rule(data=st.data())
+    def add_record_burst(self, data: st.DataObject) -> None:
+        """Add records of one kind to one project, as many as a count threshold, or one off.
+
+        The sizes come from the rule book's count thresholds: a quorum of 3 reviews meets
+        2, 3 and 4 reviews.
+        """
+        pid = data.draw(st.sampled_from(self.project_ids), label="project")
+        kind = data.draw(st.sampled_from(self.record_kinds), label="kind")
+        count = data.draw(st.sampled_from(self.record_bursts), label="burst")
+        actor = data.draw(self.actor_strategy(), label="actor")
+        for _ in range(count):
+            self._add_record(pid, kind, actor, data.draw(self.evidence_strategy(), label="record"))
+
+    def _add_record(self, pid: str, kind: str, actor: Actor, payload: Mapping[str, Any]) -> None:
         before = self.engine.get(pid)
         outcome = self.engine.add_record(pid, kind, payload, actor=actor)
         self._check_one_entry(pid, before.version, outcome)
@@ -302,6 +509,47 @@ class LifecycleStateMachine(RuleBasedStateMachine):
                 assert project.state == self.absorbed[pid], "a terminal state was left"
             elif lifecycle.state(project.state).terminal:
                 self.absorbed[pid] = project.state
+
+    def check_project(self, project: Project, history: list[AuditEntry]) -> None:
+        """Check one project after every step (called for each project); raise to fail.
+
+        The built-in version checks money conservation and, when `regime` is on, quorum
+        before contract. Override it, calling ``super().check_project(...)``, to add
+        invariants of your own; or add ``@invariant()`` methods to your subclass.
+        """
+        problems = money_problems(project)
+        assert not problems, f"{project.id}: {problems}"
+        if self.quorum_checked:
+            self._check_quorum(project, history)
+
+    def _check_quorum(self, project: Project, history: list[AuditEntry]) -> None:
+        # Checked at every accepted approval, so a contract (which needs one) follows a
+        # quorum too; a signed project without an approval is caught as well.
+        approvals = [e for e in history if e.accepted and e.event == "approve"]
+        if any(e.accepted and e.event == "sign" for e in history):
+            assert approvals, f"{project.id} was signed without an approval"
+        quorum = self.engine.policy_for(project).review_quorum
+        for approval in approvals:
+            reviews = [r for r in project.records if r.kind == "review" and r.seq < approval.seq]
+            assert len(reviews) >= quorum, (
+                f"{project.id} was approved with {len(reviews)} reviews, quorum {quorum}"
+            )
+
+    @invariant()
+    def projects_keep_the_regime(self) -> None:
+        """Money conservation, quorum before contract, and `check_project` per project."""
+        if self._engine is None:
+            return
+        for pid in self.project_ids:
+            self.check_project(self.engine.get(pid), self.engine.history(pid))
+
+    @invariant()
+    def limits_are_tight(self) -> None:
+        """No refusal contradicts its own ``limit``/``existing`` or ``required`` details."""
+        if not self.check_limits:
+            return
+        problems = [p for p in map(limit_problem, self.refusals) if p is not None]
+        assert not problems, problems
 
     @invariant()
     def audit_verifies(self) -> None:

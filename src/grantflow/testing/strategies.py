@@ -28,11 +28,15 @@ from grantflow.models import Actor, Project, Record
 from grantflow.policy import Policy
 from grantflow.rules import RuleContext
 from grantflow.states import PURCHASED_SERVICE, EventDef, Lifecycle, StateDef
+from grantflow.testing._boundaries import Boundaries, Thresholds, boundaries
 
 __all__ = [
+    "Boundaries",
     "DEFAULT_ROLES",
     "Step",
+    "Thresholds",
     "actors",
+    "boundaries",
     "event_names",
     "event_sequences",
     "evidence",
@@ -83,7 +87,11 @@ def texts(*, max_size: int = 40) -> st.SearchStrategy[str]:
 def money(
     *, min_value: Decimal | int = 0, max_value: Decimal | int = 10**9
 ) -> st.SearchStrategy[Decimal]:
-    """Draw amounts of money: `Decimal` with exactly two places."""
+    """Draw amounts of money: `Decimal` with exactly two places, anywhere in the range.
+
+    To test a rule that compares money with a cap, use ``boundaries(rule).money()``: it
+    lands on the cap itself, which a draw from the whole range almost never does.
+    """
     return st.decimals(
         min_value=min_value, max_value=max_value, places=2, allow_nan=False, allow_infinity=False
     ).map(lambda d: d.quantize(Decimal("0.01")))
