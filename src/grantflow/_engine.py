@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from types import MappingProxyType, TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self, overload
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -28,10 +28,10 @@ from grantflow._bulk import input_digest as items_digest
 from grantflow._canonical import freeze, plain, validate_json
 from grantflow._decide import RECORD_EVENT_PREFIX, DecisionCore, Request, outcome_of
 from grantflow._log import get_logger
-from grantflow.audit import Checkpoint, VerifyReport
+from grantflow.audit import Checkpoint, InclusionProof, TreeHead, VerifyReport
 from grantflow.bulk import BulkItem, BulkResult, Worker
 from grantflow.errors import ConcurrencyError, InvalidInput, ProjectNotFound, UnknownEvent
-from grantflow.models import Actor, AuditEntry, Identifier, Outcome, Project
+from grantflow.models import Actor, AuditEntry, DecisionBasis, Identifier, Outcome, Project
 from grantflow.obligations import Obligation
 from grantflow.persistence import Change, ObligationIndex, ObligationRow, Store
 from grantflow.policy import Policy
@@ -39,6 +39,12 @@ from grantflow.rules import RuleBook
 from grantflow.states import PURCHASED_SERVICE, Lifecycle
 from grantflow.timers import SweepResult
 from grantflow.typing import Clock, Keep, Listener
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 __all__ = ["Engine", "utc_now"]
 
@@ -518,22 +524,89 @@ class Engine:
 
     # -- integrity -----------------------------------------------------------------------
 
-    def verify(self, *, checkpoint: Checkpoint | None = None) -> VerifyReport:
-        """Recompute every chain; report the first bad (project, seq) of each broken one.
+    @property
+    def decision_bases(self) -> frozenset[DecisionBasis]:
+        """What this engine decides under: its lifecycle, rule book and each policy it knows.
 
-        With `checkpoint`, also prove that each chain head it covers is still there,
-        unchanged: this catches truncation and tails recomputed after the checkpoint.
-        Same as `grantflow.audit.verify` on this engine's store.
+        Every audit entry it writes records one of them (``entry.decided_under``); pass
+        them to `verify` as `expect` to require that every decision was taken so.
         """
-        return audit.verify(self._store, checkpoint=checkpoint)
+        return self._core.bases
 
-    def checkpoint(self) -> Checkpoint:
-        """Return (and store) a Merkle root over every chain head; keep it somewhere safe."""
-        return audit.checkpoint(self._store, at=self._now())
+    def verify(
+        self,
+        *,
+        checkpoint: Checkpoint | TreeHead | str | bytes | None = None,
+        public_key: Ed25519PublicKey | None = None,
+        origin: str | None = None,
+        expect: Iterable[DecisionBasis] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> VerifyReport:
+        """Check every stored fact against the audit chains, under this engine's lifecycle.
+
+        Same as `grantflow.audit.verify` on this engine's store with its lifecycle: every
+        chain's hashes and steps, every project and record row against the replay, and
+        with `checkpoint` (a `Checkpoint`, a trusted `TreeHead`, or a signed checkpoint's
+        text with `public_key`) that the store still holds what it covered.
+        """
+        return audit.verify(
+            self._store,
+            checkpoint=checkpoint,
+            public_key=public_key,
+            origin=origin,
+            lifecycle=self.lifecycle,
+            expect=expect,
+            progress=progress,
+        )
+
+    @overload
+    def checkpoint(self) -> Checkpoint: ...
+
+    @overload
+    def checkpoint(
+        self, *, sign_with: Ed25519PrivateKey, origin: str = audit.DEFAULT_ORIGIN
+    ) -> str: ...
+
+    def checkpoint(
+        self,
+        *,
+        sign_with: Ed25519PrivateKey | None = None,
+        origin: str = audit.DEFAULT_ORIGIN,
+    ) -> Checkpoint | str:
+        """Take a checkpoint to keep somewhere safe, outside the database.
+
+        With `sign_with` (the purchaser's Ed25519 key): sequence the audit log, take its
+        tree head, and return it signed (`grantflow.signing`; the text a later
+        ``verify(checkpoint=text, public_key=...)`` proves the log against). Without it:
+        a `Checkpoint`, a Merkle root over every chain head, stored in the database too.
+        """
+        if sign_with is None:
+            return audit.checkpoint(self._store, at=self._now())
+        from grantflow.signing import sign_checkpoint  # needs cryptography; import it late
+
+        head = audit.tree_head(self._store, origin=origin, at=self._now())
+        return sign_checkpoint(head, sign_with)
+
+    def prove(self, project_id: str, seq: int, *, size: int | None = None) -> InclusionProof:
+        """Return the inclusion proof of entry `seq` of the project in the audit log.
+
+        In the tree of `size` entries (a checkpoint's size); without it, the log is
+        sequenced first and the proof is in the tree of all of it.
+        """
+        pid = _check_id(project_id, "project_id")
+        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+            raise InvalidInput("seq must be a positive integer", field="seq", project_id=pid)
+        if size is None:
+            size = audit.tree_head(self._store, at=self._now()).size
+        return audit.inclusion_proof(self._store, pid, seq, size=size)
 
     def replay(self, project_id: str) -> Project:
-        """Rebuild the project from its audit entries alone (it should equal `get`)."""
-        project = audit.replay(self.history(project_id))
+        """Rebuild the project from its audit entries alone (it should equal `get`).
+
+        Every entry is checked against the lifecycle on the way (`grantflow.audit.replay`);
+        `EvidenceError` names the first that does not follow it.
+        """
+        project = audit.replay(self.history(project_id), lifecycle=self.lifecycle)
         if project is None:
             raise ProjectNotFound(f"no project {project_id!r}", project_id=project_id)
         return project
@@ -542,7 +615,10 @@ class Engine:
         """Return the project's state at `when` (``None`` if it did not exist yet)."""
         if not isinstance(when, datetime) or when.tzinfo is None:
             raise InvalidInput("when must be a timezone-aware datetime", field="when")
-        project = audit.replay(e for e in self.history(project_id) if e.at <= when)
+        # An entry is never dated before the entry before it, so the entries
+        # up to `when` are a prefix of the accepted ones, as `counts_at` counts them.
+        history = self.history(project_id)
+        project = audit.replay((e for e in history if e.at <= when), lifecycle=self.lifecycle)
         return project.state if project else None
 
     def counts_at(self, when: datetime) -> dict[str, int]:

@@ -145,14 +145,16 @@ def test_a_timer_record_is_refused_to_anyone_but_the_system_and_before_it_is_due
     world, clock = timed
     engine = world.engine
     pid = world.reviewed()
-    clock.set(_at("2025-03-11"))
-    (due,) = engine.sweep(dry_run=True).due
-    forged = engine.add_record(pid, "publicity_closed", due.data(), actor=world.approver)
-    assert {r.code for r in forged.refusals} == {"authority.role", "timer.record"}
+    (due,) = engine.sweep(_at("2025-03-11"), dry_run=True).due
+    # Early first: time never runs backwards in a chain, so once an entry is dated the
+    # 11th, a later attempt with a clock reading the 10th is decided on the 11th.
     clock.set(_at("2025-03-10"))
     early = engine.add_record(pid, "publicity_closed", due.data(), actor=TIMER_ACTOR)
     assert not early.accepted
     assert "not due" in early.refusals[0].message
+    clock.set(_at("2025-03-11"))
+    forged = engine.add_record(pid, "publicity_closed", due.data(), actor=world.approver)
+    assert {r.code for r in forged.refusals} == {"authority.role", "timer.record"}
     assert engine.get(pid).records_of("publicity_closed") == ()
 
 

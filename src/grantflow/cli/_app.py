@@ -57,6 +57,7 @@ for _command in (
     _projects.explain,
     _integrity.verify,
     _integrity.checkpoint,
+    _integrity.prove,
     _reports.report,
     _reports.diagram,
     _reports.export,

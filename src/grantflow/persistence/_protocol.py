@@ -148,6 +148,14 @@ class Store(StoreReader, Protocol):
         """Return the stored hash of one audit entry, or ``None`` if there is none."""
         ...
 
+    def all_records(self) -> Iterator[tuple[str, Record]]:
+        """Yield (project id, record) for every record row, streaming (for `verify`).
+
+        Ordered by project id, then as `load` orders a project's records (by the entry
+        that added them, then their place in it).
+        """
+        ...
+
     def sequence_log(self) -> int:
         """Append every committed audit entry not yet in the log to it; return the log size.
 

@@ -121,6 +121,10 @@ class AuditRow(_Row, table=True):
     data: dict[str, Any] = Field(sa_type=_JSON)
     prev_hash: str = Field(sa_type=_HASH)
     hash: str = Field(sa_type=_HASH)
+    #: The lifecycle, rule book and policy fingerprints (NULL in entries written before).
+    decided_under: dict[str, Any] | None = Field(default=None, sa_type=_JSON, nullable=True)
+    #: The clock's reading when it was behind the project's last change (else NULL).
+    clamped_from: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
 
 
 class RecordRow(_Row, table=True):

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from grantflow.audit import GENESIS, Checkpoint
 from grantflow.errors import GrantflowError, InvalidInput
-from grantflow.models import AuditEntry, Entity, Project, Record
+from grantflow.models import AuditEntry, Entity, Project, Record, trusted
 from grantflow.persistence._migrations import apply_pending, check, current_version
 from grantflow.persistence._protocol import Change, Leaf, LogLeaf, ObligationRow
 from grantflow.persistence._schema import Tables, build_tables
@@ -54,7 +54,12 @@ def connector_for(
     grantflow creates, so passing them with anything else is an error.
     """
     if isinstance(source, str):
-        engine = sqlalchemy.create_engine(source, **dict(engine_options or {}))
+        options = dict(engine_options or {})
+        if source.startswith("postgresql"):
+            # A pooled connection the server dropped (a restart, pg_terminate_backend, an
+            # idle timeout) is replaced before use instead of failing the next read.
+            options.setdefault("pool_pre_ping", True)
+        engine = sqlalchemy.create_engine(source, **options)
         try:
             connector = Connector(
                 engine,
@@ -267,6 +272,34 @@ class SqlStore(SqlJobs):
             if len(rows) < _PAGE * 10:
                 return
             after = (rows[-1]["project_id"], rows[-1]["seq"])
+
+    def all_records(self) -> Iterator[tuple[str, Record]]:
+        """Yield (project id, record) for every record row, a page of rows at a time."""
+        r = self._t.records
+        after: tuple[str, int, int] | None = None
+        size = _PAGE * 10
+        while True:
+            stmt = select(r.c.project_id, r.c.kind, r.c.id, r.c.data, r.c.seq, r.c.pos)
+            stmt = stmt.order_by(r.c.project_id, r.c.seq, r.c.pos).limit(size)
+            if after is not None:
+                pid, seq, pos = after
+                stmt = stmt.where(
+                    (r.c.project_id > pid)
+                    | ((r.c.project_id == pid) & (r.c.seq > seq))
+                    | ((r.c.project_id == pid) & (r.c.seq == seq) & (r.c.pos > pos))
+                )
+            with self._db.connect() as conn:
+                rows = conn.execute(stmt).all()
+            for row in rows:
+                # Read back as written (plain JSON): no second validation per row.
+                yield (
+                    str(row.project_id),
+                    trusted(Record, kind=row.kind, id=row.id, data=row.data, seq=int(row.seq)),
+                )
+            if len(rows) < size:
+                return
+            last = rows[-1]
+            after = (str(last.project_id), int(last.seq), int(last.pos))
 
     def chain_ids(self) -> Iterator[str]:
         """Yield, sorted, every id with a chain or a project row."""

@@ -43,7 +43,7 @@ from sqlalchemy.sql.expression import ClauseElement
 
 from grantflow._canonical import plain
 from grantflow.errors import ConcurrencyError, GrantflowError, InvalidInput, ProjectExists
-from grantflow.models import Actor, AuditEntry, Project
+from grantflow.models import Actor, AuditEntry, DecisionBasis, Project
 from grantflow.persistence._protocol import Change, ObligationRow
 from grantflow.persistence._schema import Tables
 
@@ -51,7 +51,7 @@ __all__ = ["Partial", "Writer"]
 
 # The audit table's columns are the entry's fields, named once (in `AuditEntry`).
 _AUDIT_COLUMNS = tuple(AuditEntry.model_fields)
-_JSON_AUDIT = frozenset({"actor", "evidence", "refusals", "records", "data"})
+_JSON_AUDIT = frozenset({"actor", "evidence", "refusals", "records", "data", "decided_under"})
 _PROJECT_COLUMNS = ("id", "state", "version", "head", "data", "created_at", "updated_at")
 _RECORD_COLUMNS = ("project_id", "kind", "id", "seq", "pos", "data")
 _OBLIGATION_COLUMNS = ("project_id", "key", "kind", "due_on", "status", "hub", "data")
@@ -101,6 +101,11 @@ def _dumps_plain(value: Mapping[str, Any]) -> str:
 
 def _dumps_seq(value: tuple[Any, ...]) -> str:
     return _dumps(value) if value else "[]"
+
+
+@functools.lru_cache(maxsize=256)
+def _dumps_basis(basis: DecisionBasis | None) -> str | None:
+    return None if basis is None else _ENCODER.encode(basis.model_dump())
 
 
 @functools.lru_cache(maxsize=1024)
@@ -355,6 +360,10 @@ class Writer:
             "p_at": self._time(entry.at),
             "p_prev_hash": entry.prev_hash,
             "p_hash": entry.hash,
+            "p_decided_under": _dumps_basis(entry.decided_under),
+            "p_clamped_from": None
+            if entry.clamped_from is None
+            else self._time(entry.clamped_from),
             "w_version": change.expected_version,
         }
         values["p_actor"] = _dumps_actor(entry.actor)
@@ -408,8 +417,8 @@ def _json_param(name: str, dialect: Dialect) -> ColumnElement[Any]:
 def _audit_param(column: str, dialect: Dialect) -> ColumnElement[Any]:
     if column in _JSON_AUDIT:
         return _json_param(f"p_{column}", dialect)
-    if dialect.name == "postgresql" and column in {"at"}:
-        return cast(bindparam("p_at"), postgresql.TIMESTAMP(timezone=True))
+    if dialect.name == "postgresql" and column in {"at", "clamped_from"}:
+        return cast(bindparam(f"p_{column}"), postgresql.TIMESTAMP(timezone=True))
     return bindparam(f"p_{column}")
 
 
