@@ -1,7 +1,7 @@
 """`Engine.projects` in SQL: filters, order and keyset pagination in one ``SELECT``.
 
 The data filters compare JSON values by type and value, exactly as the Python path
-(`grantflow._query.matches`) does, spelled so that the indexes of schema migration 6
+(`grantflow._query.matches`) does, spelled so that the indexes of schema migration 8
 serve them: ``(data -> 'hub')`` with the key as a SQL literal on PostgreSQL (the text
 of its expression index), the generated column ``q_hub`` on SQLite (see
 `grantflow.persistence.sql.QUERY_INDEXES`). The hub subtree is the store's recursive

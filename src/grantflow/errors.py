@@ -156,14 +156,21 @@ class InvalidInput(GrantflowError):  # noqa: N818
 class EvidenceError(GrantflowError):
     """Evidence does not hold: a bad signature, or a log position that is gone or altered.
 
-    `position` is the audit log position concerned, when there is one.
+    `position` is the audit log position concerned, `seq` the entry of the project's
+    chain, when there is one.
     """
 
     def __init__(
-        self, message: str, *, position: int | None = None, project_id: str | None = None
+        self,
+        message: str,
+        *,
+        position: int | None = None,
+        project_id: str | None = None,
+        seq: int | None = None,
     ) -> None:
         super().__init__(message, project_id=project_id)
         self.position = position
+        self.seq = seq
 
 
 class DeliveryError(GrantflowError):

@@ -86,6 +86,9 @@ class BlockingStore:
     def checkpoint_leaves(self, checkpoint_id: str) -> list[Leaf] | None:
         return self._run(self._store.checkpoint_leaves(checkpoint_id))
 
+    def all_records(self) -> Iterator[tuple[str, Record]]:
+        return iter(self._run(self._store.all_records()))
+
     def entry_hash_at(self, project_id: str, seq: int) -> str | None:
         return self._run(self._store.entry_hash_at(project_id, seq))
 
@@ -144,3 +147,14 @@ def test_open_async_refuses_other_databases_and_non_urls() -> None:
         async_url("mysql://u@h/db")
     with pytest.raises(InvalidInput):
         asyncio.run(open_async(object()))  # type: ignore[arg-type]
+
+
+def test_the_async_store_has_a_coroutine_for_every_store_method() -> None:
+    """A method added to the `Store` protocol fails here until `AsyncStore` bridges it."""
+    from grantflow.persistence import Store
+
+    wanted = {n for n in dir(Store) if not n.startswith("_") and callable(getattr(Store, n))}
+    missing = sorted(
+        n for n in wanted if not asyncio.iscoroutinefunction(getattr(AsyncStore, n, None))
+    )
+    assert missing == []

@@ -95,6 +95,10 @@ class AsyncStore:
         """See `StoreReader.entities`."""
         return await bridge(lambda: list(self._store.entities(kind, parent=parent)))
 
+    async def all_records(self) -> list[tuple[str, Record]]:
+        """See `Store.all_records` (all of them, in memory)."""
+        return await bridge(lambda: list(self._store.all_records()))
+
     async def entry_hash_at(self, project_id: str, seq: int) -> str | None:
         """See `Store.entry_hash_at`."""
         return await bridge(self._store.entry_hash_at, project_id, seq)

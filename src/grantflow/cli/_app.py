@@ -16,7 +16,7 @@ import typer
 
 import grantflow
 from grantflow._log import log_to_console
-from grantflow.cli import _bulk_command, _integrity, _projects, _reports
+from grantflow.cli import _bulk_command, _integrity, _projects, _reports, _time
 from grantflow.cli._common import (
     DEFAULT_DB,
     DbOption,
@@ -60,9 +60,12 @@ for _command in (
     _projects.explain,
     _integrity.verify,
     _integrity.checkpoint,
+    _integrity.prove,
     _reports.report,
     _reports.diagram,
     _reports.export,
+    _time.due,
+    _time.sweep,
 ):
     # `list_projects` is `grantflow list` (a Python function may not be named list).
     app.command(name=_command.__name__.removesuffix("_projects"))(_command)

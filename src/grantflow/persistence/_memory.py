@@ -60,6 +60,12 @@ class MemoryStore(MemoryJobs, MemoryOutbox):
         for pid in sorted(self._chains):
             yield from list(self._chains[pid])
 
+    def all_records(self) -> Iterator[tuple[str, Record]]:
+        """Yield (project id, record) for every project's records, by project id."""
+        for pid in sorted(self._projects):
+            for record in self._projects[pid].records:
+                yield pid, record
+
     def chain_ids(self) -> Iterator[str]:
         """Yield every chain id, sorted."""
         yield from sorted(self._chains)

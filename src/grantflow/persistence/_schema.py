@@ -8,13 +8,14 @@ with the configured prefix and schema; the rest of the SQL store only sees that 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     Dialect,
     Float,
@@ -39,6 +40,7 @@ __all__ = ["Tables", "UTCDateTime", "build_tables"]
 #: ``ORDER BY id`` agrees with Python's ``sorted`` and with the memory store.
 _ID = String(128).with_variant(VARCHAR(128, collation="C"), "postgresql")
 _NAME = String(160)
+_KEY = String(300).with_variant(VARCHAR(300, collation="C"), "postgresql")
 _HASH = String(64)
 _JSON = JSON().with_variant(JSONB(), "postgresql")
 
@@ -119,6 +121,10 @@ class AuditRow(_Row, table=True):
     data: dict[str, Any] = Field(sa_type=_JSON)
     prev_hash: str = Field(sa_type=_HASH)
     hash: str = Field(sa_type=_HASH)
+    #: The lifecycle, rule book and policy fingerprints (NULL in entries written before).
+    decided_under: dict[str, Any] | None = Field(default=None, sa_type=_JSON, nullable=True)
+    #: The clock's reading when it was behind the project's last change (else NULL).
+    clamped_from: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
 
 
 class RecordRow(_Row, table=True):
@@ -213,6 +219,22 @@ class BulkChunkRow(_Row, table=True):
     items: list[Any] = Field(sa_type=_JSON)
 
 
+class ObligationIndexRow(_Row, table=True):
+    """One due date of a project (`grantflow.obligations`), rewritten with each change to it.
+
+    An index: every row can be derived again from the project (``Engine.reindex_obligations``).
+    """
+
+    __tablename__ = "obligations"
+    project_id: str = Field(primary_key=True, sa_type=_ID)
+    key: str = Field(primary_key=True, sa_type=_KEY)
+    kind: str = Field(sa_type=_ID)
+    due_on: date = Field(sa_type=Date)
+    status: str = Field(sa_type=String(16))
+    hub: str | None = Field(default=None, sa_type=_ID, nullable=True)
+    data: dict[str, Any] = Field(sa_type=_JSON)
+
+
 class OutboxRow(_Row, table=True):
     """One outbox message: committed with its audit entry, claimed by consumers with leases.
 
@@ -263,6 +285,7 @@ _MODELS: tuple[type[_Row], ...] = (
     CheckpointLeafRow,
     BulkJobRow,
     BulkChunkRow,
+    ObligationIndexRow,
     OutboxRow,
 )
 
@@ -284,6 +307,7 @@ class Tables:
     checkpoint_leaves: Table
     bulk_jobs: Table
     bulk_chunks: Table
+    obligations: Table
     outbox: Table
 
 
@@ -316,6 +340,9 @@ def build_tables(prefix: str = "grantflow_", schema: str | None = None) -> Table
     log = copied["audit_log"]
     Index(f"{prefix}ux_audit_log_entry", log.c.project_id, log.c.seq, unique=True)
     Index(f"{prefix}ix_entities_parent", copied["entities"].c.kind, copied["entities"].c.parent)
+    due = copied["obligations"]
+    Index(f"{prefix}ix_obligations_due", due.c.status, due.c.due_on)
+    Index(f"{prefix}ix_obligations_hub", due.c.hub, due.c.status, due.c.due_on)
     outbox = copied["outbox"]
     given = outbox.c.id.isnot(None)
     Index(
@@ -354,5 +381,6 @@ def build_tables(prefix: str = "grantflow_", schema: str | None = None) -> Table
         checkpoint_leaves=leaves,
         bulk_jobs=copied["bulk_jobs"],
         bulk_chunks=copied["bulk_chunks"],
+        obligations=due,
         outbox=outbox,
     )

@@ -1,4 +1,4 @@
-"""The indexes project queries use (migration 6), and the column names they rely on.
+"""The indexes project queries use (migration 8), and the column names they rely on.
 
 * PostgreSQL: expression indexes on ``(data -> 'hub')`` etc.; a query spells the
   filter with the key as a SQL literal, the same text, so the planner matches it.
@@ -22,7 +22,7 @@ QUERY_INDEXES = ("hub", "call", "brand", "provider", "year")
 
 
 def create_query_indexes(conn: sa.Connection, tables: Tables) -> None:
-    """Indexes for `Engine.projects` (migration 6); each created only if missing."""
+    """Indexes for `Engine.projects` (migration 8); each created only if missing."""
     prefix = tables.prefix
     postgres = conn.dialect.name == "postgresql"
     preparer = conn.dialect.identifier_preparer
