@@ -14,6 +14,7 @@ through the same core (see `grantflow._bulk`).
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -28,6 +29,7 @@ from grantflow._bulk import input_digest as items_digest
 from grantflow._canonical import freeze, plain, validate_json
 from grantflow._decide import RECORD_EVENT_PREFIX, DecisionCore, Request, outcome_of
 from grantflow._log import get_logger
+from grantflow._query import Order, ProjectPage, ProjectQuery, page, select
 from grantflow.audit import Checkpoint, InclusionProof, TreeHead, VerifyReport
 from grantflow.bulk import BulkItem, BulkResult, Worker
 from grantflow.errors import ConcurrencyError, InvalidInput, ProjectNotFound, UnknownEvent
@@ -157,6 +159,57 @@ class Engine:
         if not entries:
             raise ProjectNotFound(f"no project {project_id!r}", project_id=project_id)
         return entries
+
+    def projects(
+        self,
+        *,
+        state: str | None = None,
+        hub: str | None = None,
+        subtree: str | None = None,
+        call: str | None = None,
+        brand: str | None = None,
+        provider: str | None = None,
+        year: int | None = None,
+        updated_since: datetime | None = None,
+        order: Order = "id",
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> ProjectPage:
+        """Return one page of projects (without records) matching every filter given.
+
+        Filters compare the project's state, its data fields ``hub``, ``call``,
+        ``brand``, ``provider`` (text) and ``year`` (an integer), and its update time
+        (`updated_since`, inclusive); `subtree` keeps projects whose hub is that hub or
+        any hub below it. `order` is ``id``, ``updated_at`` or ``created_at``, with a
+        leading ``-`` for descending (ties by id). Pages are keyset-paginated: pass the
+        page's `cursor` back, with the same filters, for the next one (``None`` on the
+        last page). SQL stores answer in the database, with indexes.
+        """
+        query = ProjectQuery.build(
+            cursor=cursor,
+            state=state,
+            hub=hub,
+            subtree=subtree,
+            call=call,
+            brand=brand,
+            provider=provider,
+            year=year,
+            updated_since=updated_since,
+            order=order,
+            limit=limit,
+        )
+        sql = sys.modules.get("grantflow.persistence.sql")  # loaded by whoever made one
+        if sql is not None and isinstance(self._store, sql.SqlStore):
+            from grantflow._query_sql import query_projects
+
+            with self._store.connect() as conn:
+                return page(query_projects(conn, self._store.tables, query), query)
+        hubs = None
+        if query.subtree is not None:
+            from grantflow.records import Directory
+
+            hubs = frozenset(Directory(self._store).hub_subtree(query.subtree))
+        return page(select(self._store.projects(), query, hubs), query)
 
     def events(self, project_id: str, *, actor: Actor) -> list[str]:
         """Return the events with an edge from the project's state that `actor` may fire.

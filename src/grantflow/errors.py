@@ -12,6 +12,7 @@ GrantflowError                    project_id, event, state on every error
 ├── InvalidInput                  bad input; names the field (and row, in bulk)
 ├── CalendarUnavailable           a working day asked of a year with no calendar data
 ├── EvidenceError                 a signature, proof or audit log that does not hold
+├── DeliveryError                 an outbox message could not be delivered (will be retried)
 ├── StoreError                    the database failed or is unusable
 │   └── SchemaVersionError        the database schema is older/newer than this code
 └── IdempotencyError              a bulk idempotency key was misused
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CalendarUnavailable",
     "ConcurrencyError",
+    "DeliveryError",
     "EvidenceError",
     "GrantflowError",
     "IdempotencyError",
@@ -169,6 +171,25 @@ class EvidenceError(GrantflowError):
         super().__init__(message, project_id=project_id)
         self.position = position
         self.seq = seq
+
+
+class DeliveryError(GrantflowError):
+    """An outbox message was not delivered: the receiver failed, was too slow or unreachable.
+
+    `message_id` names the message; `status` is the HTTP status when there was one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        message_id: str,
+        status: int | None = None,
+        project_id: str | None = None,
+    ) -> None:
+        super().__init__(message, project_id=project_id)
+        self.message_id = message_id
+        self.status = status
 
 
 class CalendarUnavailable(GrantflowError):  # noqa: N818

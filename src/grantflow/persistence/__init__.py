@@ -2,6 +2,7 @@
 
 from grantflow.persistence._liveness import owner_id
 from grantflow.persistence._memory import MemoryStore
+from grantflow.persistence._outbox import AUDIT_TOPIC, MessageStatus, OutboxMessage, OutboxStore
 from grantflow.persistence._protocol import (
     Change,
     ChunkClaim,
@@ -17,6 +18,7 @@ from grantflow.persistence._protocol import (
 )
 
 __all__ = [
+    "AUDIT_TOPIC",
     "Change",
     "ChunkClaim",
     "ChunkProgress",
@@ -24,8 +26,11 @@ __all__ = [
     "Leaf",
     "LogLeaf",
     "MemoryStore",
+    "MessageStatus",
     "ObligationIndex",
     "ObligationRow",
+    "OutboxMessage",
+    "OutboxStore",
     "Store",
     "StoreReader",
     "StoredJob",

@@ -57,6 +57,12 @@ def _v4(conn: Connection, t: Tables) -> None:
     t.metadata.create_all(conn, tables=[t.audit_log])
 
 
+def _v5(conn: Connection, t: Tables) -> None:
+    # An index of due dates: projects that exist already get their rows from
+    # `Engine.reindex_obligations` (``grantflow due --reindex``), which knows the regime.
+    t.metadata.create_all(conn, tables=[t.obligations])
+
+
 def _v6(conn: Connection, t: Tables) -> None:
     # As in v3: a database created by this release has the columns already.
     columns = {c["name"] for c in inspect(conn).get_columns(t.audit.name, schema=t.schema)}
@@ -68,10 +74,14 @@ def _v6(conn: Connection, t: Tables) -> None:
             conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
 
-def _v5(conn: Connection, t: Tables) -> None:
-    # An index of due dates: projects that exist already get their rows from
-    # `Engine.reindex_obligations` (``grantflow due --reindex``), which knows the regime.
-    t.metadata.create_all(conn, tables=[t.obligations])
+def _v7(conn: Connection, t: Tables) -> None:
+    t.metadata.create_all(conn, tables=[t.outbox])
+
+
+def _v8(conn: Connection, t: Tables) -> None:
+    from grantflow.persistence._sqlindexes import create_query_indexes
+
+    create_query_indexes(conn, t)
 
 
 #: Every migration, oldest first; append, never edit a released one.
@@ -82,6 +92,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "the audit log order: a gap-free position per sequenced entry", _v4),
     Migration(5, "obligations: an index of every project's due dates", _v5),
     Migration(6, "audit entries name what decided them and a clock that was behind", _v6),
+    Migration(7, "the outbox: a message per committed audit entry, leased to consumers", _v7),
+    Migration(8, "indexes for project queries: state, update time, hub, call, brand, ...", _v8),
 )
 #: The schema version this grantflow reads and writes.
 SCHEMA_VERSION = MIGRATIONS[-1].version

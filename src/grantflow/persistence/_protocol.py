@@ -9,6 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from grantflow.audit import Checkpoint
 from grantflow.models import AuditEntry, Entity, Project, Record
+from grantflow.persistence._outbox import OutboxMessage
 
 __all__ = [
     "Change",
@@ -57,6 +58,8 @@ class Change:
         obligations: the project's due dates after the change, for a store that indexes
             them (`ObligationIndex`) to replace its rows with, in the same transaction;
             ``None`` when the change leaves them as they were.
+        messages: outbox messages to commit with the entry, besides the entry's own
+            (reminders, ...); stores with an outbox write them in the same transaction.
     """
 
     entry: AuditEntry
@@ -64,6 +67,7 @@ class Change:
     expected_version: int
     after: Project | None
     obligations: tuple[ObligationRow, ...] | None = None
+    messages: tuple[OutboxMessage, ...] = ()
 
 
 @runtime_checkable

@@ -235,6 +235,45 @@ class ObligationIndexRow(_Row, table=True):
     data: dict[str, Any] = Field(sa_type=_JSON)
 
 
+class OutboxRow(_Row, table=True):
+    """One outbox message: committed with its audit entry, claimed by consumers with leases.
+
+    `position` orders the messages (roughly commit order). `id` is the stable message id
+    receivers de-duplicate on; an audit message stores neither id nor payload (``NULL``):
+    both come from its audit row when read (the id is the entry's hash), so the hot
+    path of a bulk run writes a short row and no random-order index entry.
+    """
+
+    __tablename__ = "outbox"
+    position: int | None = Field(
+        default=None,
+        primary_key=True,
+        sa_type=BigInteger().with_variant(Integer(), "sqlite"),
+        sa_column_kwargs={"autoincrement": True},
+    )
+    id: str | None = Field(default=None, sa_type=_ID, nullable=True)
+    topic: str = Field(sa_type=String(64))
+    project_id: str | None = Field(default=None, sa_type=_ID, nullable=True)
+    seq: int | None = Field(default=None, sa_type=Integer, nullable=True)
+    payload: dict[str, Any] | None = Field(default=None, sa_type=_JSON, nullable=True)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    status: str = Field(
+        default="pending", sa_type=String(16), sa_column_kwargs={"server_default": "pending"}
+    )
+    attempts: int = Field(default=0, sa_type=Integer, sa_column_kwargs={"server_default": "0"})
+    available_at: float = Field(
+        default=0.0, sa_type=Float, sa_column_kwargs={"server_default": "0"}
+    )
+    lease_owner: str = Field(
+        default="", sa_type=String(160), sa_column_kwargs={"server_default": ""}
+    )
+    lease_until: float = Field(default=0.0, sa_type=Float, sa_column_kwargs={"server_default": "0"})
+    last_error: str = Field(
+        default="", sa_type=String(2000), sa_column_kwargs={"server_default": ""}
+    )
+    done_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+
+
 _MODELS: tuple[type[_Row], ...] = (
     SchemaVersionRow,
     ProjectRow,
@@ -247,6 +286,7 @@ _MODELS: tuple[type[_Row], ...] = (
     BulkJobRow,
     BulkChunkRow,
     ObligationIndexRow,
+    OutboxRow,
 )
 
 
@@ -268,6 +308,7 @@ class Tables:
     bulk_jobs: Table
     bulk_chunks: Table
     obligations: Table
+    outbox: Table
 
 
 def build_tables(prefix: str = "grantflow_", schema: str | None = None) -> Tables:
@@ -302,6 +343,30 @@ def build_tables(prefix: str = "grantflow_", schema: str | None = None) -> Table
     due = copied["obligations"]
     Index(f"{prefix}ix_obligations_due", due.c.status, due.c.due_on)
     Index(f"{prefix}ix_obligations_hub", due.c.hub, due.c.status, due.c.due_on)
+    outbox = copied["outbox"]
+    given = outbox.c.id.isnot(None)
+    Index(
+        f"{prefix}ux_outbox_id",
+        outbox.c.id,
+        unique=True,
+        sqlite_where=given,
+        postgresql_where=given,
+    )
+    # Consumers look for pending messages in position order, and for their own leases.
+    pending = outbox.c.status == "pending"
+    Index(
+        f"{prefix}ix_outbox_pending",
+        outbox.c.position,
+        sqlite_where=pending,
+        postgresql_where=pending,
+    )
+    leased = outbox.c.lease_owner != ""
+    Index(
+        f"{prefix}ix_outbox_owner",
+        outbox.c.lease_owner,
+        sqlite_where=leased,
+        postgresql_where=leased,
+    )
     return Tables(
         metadata=metadata,
         prefix=prefix,
@@ -317,4 +382,5 @@ def build_tables(prefix: str = "grantflow_", schema: str | None = None) -> Table
         bulk_jobs=copied["bulk_jobs"],
         bulk_chunks=copied["bulk_chunks"],
         obligations=due,
+        outbox=outbox,
     )

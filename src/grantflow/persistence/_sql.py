@@ -32,6 +32,7 @@ from grantflow.persistence._protocol import Change, Leaf, LogLeaf, ObligationRow
 from grantflow.persistence._schema import Tables, build_tables
 from grantflow.persistence._sqlconn import Connector, HostConnector, Synchronous
 from grantflow.persistence._sqljobs import SqlJobs
+from grantflow.persistence._sqloutbox import SqlOutbox
 from grantflow.persistence._sqlwrite import Partial, Writer
 
 __all__ = ["SqlStore", "connector_for"]
@@ -99,7 +100,7 @@ def connector_for(
     return HostConnector(source)
 
 
-class SqlStore(SqlJobs):
+class SqlStore(SqlJobs, SqlOutbox):
     """Projects, audit chains, records and checkpoints in SQLite or PostgreSQL.
 
     Open one with `SqlStore.open` (or `grantflow.open(url)`). Each `commit` is one

@@ -33,6 +33,8 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
+    null,
     select,
     update,
 )
@@ -44,6 +46,7 @@ from sqlalchemy.sql.expression import ClauseElement
 from grantflow._canonical import plain
 from grantflow.errors import ConcurrencyError, GrantflowError, InvalidInput, ProjectExists
 from grantflow.models import Actor, AuditEntry, DecisionBasis, Project
+from grantflow.persistence._outbox import AUDIT_TOPIC
 from grantflow.persistence._protocol import Change, ObligationRow
 from grantflow.persistence._schema import Tables
 
@@ -197,6 +200,35 @@ class Writer:
         self._date: Callable[[date], Any] = (
             date.isoformat if dialect.name == "sqlite" else _same_date
         )
+        # The outbox: one message per committed entry, written with it (its id and payload
+        # are the audit row's), and a change's own messages, skipped if already queued.
+        fresh: dict[str, Any] = {
+            **{c: bindparam(f"o_{c}") for c in ("topic", "project_id", "seq")},
+            "created_at": _time_param("o_created_at", dialect),
+            # A new message's state, inline: nothing more to bind per row.
+            "status": literal_column("'pending'"),
+            "attempts": literal_column("0"),
+            "available_at": literal_column("0"),
+            "lease_owner": literal_column("''"),
+            "lease_until": literal_column("0"),
+            "last_error": literal_column("''"),
+            "done_at": null(),
+        }
+        # inline(): no RETURNING of the generated position, which nobody reads.
+        self._insert_outbox = _Statement(
+            insert(t.outbox).inline().values({**fresh, "id": null(), "payload": null()}), dialect
+        )
+        self._insert_message = _Statement(
+            _dialect_insert(t.outbox, dialect)
+            .inline()
+            .values(
+                {**fresh, "id": bindparam("o_id"), "payload": _json_param("o_payload", dialect)}
+            )
+            .on_conflict_do_nothing(
+                index_elements=[t.outbox.c.id], index_where=t.outbox.c.id.isnot(None)
+            ),
+            dialect,
+        )
 
     # -- entry points --------------------------------------------------------------------
 
@@ -221,6 +253,8 @@ class Writer:
         keep: list[Any] = []
         rewrite: list[Any] = []
         audits: list[Any] = []
+        outbox: list[Any] = []
+        messages: list[Any] = []
         for change in changes:
             entry, after = change.entry, change.after
             if (
@@ -237,6 +271,8 @@ class Writer:
             else:
                 keep.append(self._update_keep_data.params(values))
             audits.append(self._insert_audit.params(self._audit_values(entry, change)))
+            outbox.append(self._insert_outbox.params(self._outbox_values(entry)))
+            messages.extend(self._message_params(change))
         updated = 0
         for statement, rows in ((self._update_keep_data, keep), (self._update, rewrite)):
             if rows:
@@ -249,6 +285,9 @@ class Writer:
         except self._integrity:
             return False
         self.write_obligations(cursor, changes)
+        cursor.executemany(self._insert_outbox.sql, outbox)
+        if messages:
+            cursor.executemany(self._insert_message.sql, messages)
         return True
 
     def write_obligations(self, cursor: Any, changes: Sequence[Change]) -> None:
@@ -296,6 +335,7 @@ class Writer:
         self._run(cursor, self._insert_audit, self._audit_values(entry, change), _conflict(change))
         self._insert_records(cursor, entry)
         self.write_obligations(cursor, (change,))
+        self._enqueue(cursor, change)
         return None
 
     def _create(self, cursor: Any, change: Change) -> GrantflowError | None:
@@ -316,7 +356,16 @@ class Writer:
             )
             self._insert_records(cursor, entry)
             self.write_obligations(cursor, (change,))
+        self._enqueue(cursor, change)
         return None
+
+    def _enqueue(self, cursor: Any, change: Change) -> None:
+        """Queue the entry's outbox message and the change's own, in its transaction."""
+        entry = change.entry
+        error = _conflict(change)
+        self._run(cursor, self._insert_outbox, self._outbox_values(entry), error)
+        for params in self._message_params(change):
+            cursor.execute(self._insert_message.sql, params)
 
     def _insert_records(self, cursor: Any, entry: AuditEntry) -> None:
         for pos, record in enumerate(entry.records):
@@ -384,6 +433,29 @@ class Writer:
             "o_data": _dumps(row.data),
         }
 
+    def _outbox_values(self, entry: AuditEntry) -> dict[str, Any]:
+        return {
+            "o_topic": AUDIT_TOPIC,
+            "o_project_id": entry.project_id,
+            "o_seq": entry.seq,
+            "o_created_at": self._time(entry.at),
+        }
+
+    def _message_params(self, change: Change) -> list[Any]:
+        return [
+            self._insert_message.params(
+                {
+                    "o_id": m.id,
+                    "o_topic": m.topic,
+                    "o_project_id": m.project_id,
+                    "o_seq": m.seq,
+                    "o_created_at": self._time(m.created_at),
+                    "o_payload": _dumps(m.payload),
+                }
+            )
+            for m in change.messages
+        ]
+
     def _update_values(self, change: Change, after: Project) -> dict[str, Any]:
         return {
             "w_id": change.entry.project_id,
@@ -420,6 +492,12 @@ def _audit_param(column: str, dialect: Dialect) -> ColumnElement[Any]:
     if dialect.name == "postgresql" and column in {"at", "clamped_from"}:
         return cast(bindparam(f"p_{column}"), postgresql.TIMESTAMP(timezone=True))
     return bindparam(f"p_{column}")
+
+
+def _time_param(name: str, dialect: Dialect) -> ColumnElement[Any]:
+    if dialect.name == "postgresql":
+        return cast(bindparam(name), postgresql.TIMESTAMP(timezone=True))
+    return bindparam(name)
 
 
 def _dialect_insert(table: Table, dialect: Dialect) -> Any:
