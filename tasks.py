@@ -6,9 +6,9 @@
     python3 tasks.py bench [--quick]  # the benchmark suite: grantflow next to the raw floor
     python3 tasks.py mutate           # mutation testing of src/grantflow/rules (docs/mutation.md)
 
-Each creates ``.venv`` and installs the project (editable, with its ``postgres`` and
-``testing`` extras) and the ``dev`` dependency group when the virtual environment is
-missing or ``pyproject.toml`` changed. ``test`` starts a throwaway
+Each creates ``.venv`` and installs the project (editable, with its ``postgres``,
+``testing`` and ``async`` extras) and the ``dev`` dependency group when the virtual
+environment is missing or ``pyproject.toml`` changed. ``test`` starts a throwaway
 PostgreSQL server (initdb in a temporary directory, loopback port) for the PostgreSQL
 tests and stops it afterwards. With ``CI=true`` a server that cannot start is an error.
 """
@@ -49,7 +49,7 @@ def ensure_venv() -> None:
     if not PY.exists():
         log("creating .venv")
         venv.EnvBuilder(with_pip=True, clear=False).create(VENV)
-    log("installing grantflow[postgres,testing] and the dev group into .venv")
+    log("installing grantflow[postgres,testing,async] and the dev group into .venv")
     subprocess.run(
         [
             str(PY),
@@ -59,7 +59,7 @@ def ensure_venv() -> None:
             "--quiet",
             "--disable-pip-version-check",
             "-e",
-            ".[postgres,testing]",
+            ".[postgres,testing,async]",
             *dependency_group("dev"),
         ],
         cwd=ROOT,

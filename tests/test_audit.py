@@ -13,13 +13,14 @@ from grantflow.audit import (
     GENESIS,
     _digest,
     check_chain,
+    entry_bytes,
     entry_hash,
     leaf_hash,
     merkle_root,
     replay,
     seal,
 )
-from grantflow.models import Actor, AuditEntry, Record, Refusal
+from grantflow.models import Actor, AuditEntry, DecisionBasis, Record, Refusal
 
 ACTOR = Actor(id="staff", roles=frozenset({"purchaser"}))
 T = datetime(2026, 1, 1, tzinfo=UTC)
@@ -142,6 +143,9 @@ _json = st.recursive(
     data=st.dictionaries(_texts, _json, max_size=3),
     seq=st.integers(min_value=1, max_value=10**9),
     roles=st.frozensets(st.sampled_from(["applicant", "purchaser", "评审"]), max_size=3),
+    basis=st.none()
+    | st.builds(DecisionBasis, lifecycle=_texts, rules=_texts, policy=_texts, policy_hash=_texts),
+    clamped=st.none() | st.datetimes(timezones=st.just(UTC)),
 )
 def test_fast_digest_equals_canonical_encoding_of_the_fields(
     event: str,
@@ -151,8 +155,14 @@ def test_fast_digest_equals_canonical_encoding_of_the_fields(
     data: dict[str, object],
     seq: int,
     roles: frozenset[str],
+    basis: DecisionBasis | None,
+    clamped: datetime | None,
 ) -> None:
-    """The hand-assembled entry hash is sha256 of the canonical JSON of its fields."""
+    """The hand-assembled entry hash is sha256 of the canonical JSON of its fields.
+
+    ``decided_under`` and ``clamped_from`` are keys of that JSON when they are set and
+    absent when not (entries written before they existed keep their hashes).
+    """
     actor = Actor(id='a\u00e9\u4e2d"\\', roles=roles, organisation=None)
     refusals = (Refusal(code="x.y", message="m\n", message_zh="中", details={"n": 1}),)
     records = (Record(kind="k", id="r", data={"v": [1, "2"]}, seq=seq),)
@@ -171,6 +181,8 @@ def test_fast_digest_equals_canonical_encoding_of_the_fields(
         records,
         data,
         "0" * 64,
+        basis,
+        clamped,
     )
     names = (
         "project_id",
@@ -187,11 +199,56 @@ def test_fast_digest_equals_canonical_encoding_of_the_fields(
         "records",
         "data",
         "prev_hash",
+        "decided_under",
+        "clamped_from",
     )
     fields = dict(zip(names, args, strict=True))
+    for optional in ("decided_under", "clamped_from"):
+        if fields[optional] is None:
+            del fields[optional]
+    if basis is not None:
+        fields["decided_under"] = plain(basis)
+    if clamped is not None:
+        fields["clamped_from"] = iso_utc(clamped)
     fields["actor"] = plain(actor)
     fields["at"] = iso_utc(T)
     fields["refusals"] = [r.model_dump(mode="python") for r in fields["refusals"]]
     fields["records"] = [r.model_dump(mode="python") for r in fields["records"]]
     expected = hashlib.sha256(canonical_bytes(fields)).hexdigest()
     assert _digest(*args) == expected
+
+
+def test_a_reference_entry_hashes_to_its_published_value() -> None:
+    """The encoding is a contract with outside auditors: one entry's bytes and hash, fixed."""
+    entry = seal(
+        project_id="p-1",
+        seq=2,
+        kind="fire",
+        event="approve",
+        from_state="applied",
+        to_state="reviewed",
+        accepted=True,
+        actor=Actor(id="staff-1", roles=frozenset({"purchaser"})),
+        at=datetime(2026, 3, 2, 9, 0, tzinfo=UTC),
+        evidence={"note": "审核"},
+        refusals=(),
+        records=(),
+        data={},
+        prev_hash="1" * 64,
+        decided_under=DecisionBasis(
+            lifecycle="a" * 64, rules="b" * 64, policy="v1", policy_hash="c" * 64
+        ),
+        clamped_from=datetime(2026, 2, 1, tzinfo=UTC),
+    )
+    assert entry_bytes(entry).decode() == (
+        '{"accepted":true,"actor":{"id":"staff-1","organisation":null,"roles":["purchaser"]},'
+        '"at":"2026-03-02T09:00:00.000000Z","clamped_from":"2026-02-01T00:00:00.000000Z",'
+        '"data":{},"decided_under":{"lifecycle":"' + "a" * 64 + '","policy":"v1",'
+        '"policy_hash":"' + "c" * 64 + '","rules":"' + "b" * 64 + '"},"event":"approve",'
+        '"evidence":{"note":"审核"},"from_state":"applied","kind":"fire","prev_hash":"'
+        + "1"
+        * 64
+        + '","project_id":"p-1","records":[],"refusals":[],"seq":2,'
+        '"to_state":"reviewed"}'
+    )
+    assert entry.hash == hashlib.sha256(entry_bytes(entry)).hexdigest()

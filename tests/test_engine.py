@@ -407,7 +407,12 @@ def test_verify_with_checkpoint_detects_truncation() -> None:
         chain = list(store.entries(pid))
         store._tamper(pid, chain[:1])
         store._projects[pid] = store._projects[pid].model_copy(
-            update={"version": 1, "head": chain[0].hash, "state": "applied"}
+            update={
+                "version": 1,
+                "head": chain[0].hash,
+                "state": "applied",
+                "updated_at": chain[0].at,
+            }
         )
         assert eng.verify().ok  # without the checkpoint, a clean cut is invisible
         report = eng.verify(checkpoint=checkpoint)

@@ -49,6 +49,7 @@ def test_metadata_declares_dependencies_extras_urls_and_classifiers() -> None:
     assert any(r.lower().startswith("sqlalchemy") for r in requires)
     assert {"postgres", "testing"} <= set(meta.get_all("Provides-Extra") or [])
     assert any("hypothesis" in r and "extra == 'testing'" in r.replace('"', "'") for r in requires)
+    assert any("aiosqlite" in r and "extra == 'async'" in r.replace('"', "'") for r in requires)
     assert "Framework :: Pytest" in (meta.get_all("Classifier") or [])
     assert {u.split(",")[0] for u in meta.get_all("Project-URL") or []} >= {
         "Homepage",

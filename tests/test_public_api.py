@@ -10,6 +10,7 @@ import grantflow
 
 PUBLIC_MODULES = [
     "grantflow",
+    "grantflow.aio",
     "grantflow.audit",
     "grantflow.budget",
     "grantflow.calendar",
@@ -18,6 +19,7 @@ PUBLIC_MODULES = [
     "grantflow.inputs",
     "grantflow.messages",
     "grantflow.models",
+    "grantflow.outbox",
     "grantflow.persistence",
     "grantflow.policy",
     "grantflow.rules",

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from grantflow._engine import Engine
     from grantflow._open import open
+    from grantflow._query import ProjectPage
     from grantflow.audit import Checkpoint, VerifyReport
     from grantflow.errors import (
         ConcurrencyError,
@@ -82,6 +83,7 @@ __all__ = [
     "Project",
     "ProjectExists",
     "ProjectNotFound",
+    "ProjectPage",
     "Record",
     "Refusal",
     "RuleBook",
@@ -118,6 +120,7 @@ _ORIGIN = {
     "Project": "grantflow.models",
     "ProjectExists": "grantflow.errors",
     "ProjectNotFound": "grantflow.errors",
+    "ProjectPage": "grantflow._query",
     "Record": "grantflow.models",
     "Refusal": "grantflow.models",
     "RuleBook": "grantflow.rules",

@@ -49,6 +49,7 @@ from grantflow.persistence import (
     JobStore,
     Store,
     StoredJob,
+    StoreReader,
     owner_id,
 )
 from grantflow.typing import ItemStatus, Keep
@@ -82,6 +83,9 @@ class BulkRunner:
         publish: told about committed entries, after each commit.
         retries: how often an item that lost a race is decided again.
         dry_run: decide every item and write nothing.
+        skip: asked before each item is decided, on the state it is decided on; a reason
+            returned skips the item (status ``skipped``, nothing written). The timer
+            sweep uses it so that an occurrence fired meanwhile is never fired again.
     """
 
     def __init__(
@@ -103,6 +107,7 @@ class BulkRunner:
         lease: float,
         worker: Worker | None,
         dry_run: bool = False,
+        skip: Callable[[BulkItem, StoreReader], str | None] | None = None,
     ) -> None:
         if not dry_run and not isinstance(store, JobStore):
             raise StoreError(f"{type(store).__name__} cannot run bulk jobs (no JobStore)")
@@ -124,6 +129,7 @@ class BulkRunner:
         self._reader = PendingReader(store)
         self._kind = core.request_kind(event)
         self._stopped = False
+        self._skip = skip
 
     @property
     def _jobs(self) -> JobStore:
@@ -292,6 +298,12 @@ class BulkRunner:
         if work.error:
             return None, _result(work, "invalid", error=work.error)
         item = work.item
+        if self._skip is not None:
+            reason = self._skip(item, self._reader)
+            if reason is not None:
+                current = self._reader.load(item.project_id)
+                state = current.state if current is not None else None
+                return None, _result(work, "skipped", state=state, error=reason)
         evidence = item.evidence
         request = Request(
             kind=self._kind,

@@ -10,24 +10,41 @@ The steps, in order: the subject of the attempt (the project, a submission's dra
 record's project and the record), the role check, the lifecycle edge, the facts the
 event's rules declare, every rule (all run, every refusal is reported), the effects of an
 accepted attempt, and the sealed audit entry with the project row it leaves behind.
+
+Two things every entry carries besides the decision: what decided it (`DecisionBasis`:
+fingerprints of the lifecycle, the rule book and the pinned policy) and a time that
+never runs backwards within a project. When the clock reads earlier than the project's
+last change (a clock set back, or hosts whose clocks disagree), the attempt is decided
+and dated at that change, and the entry keeps the clock's reading in `clamped_from`.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Literal
 
-from grantflow._canonical import freeze, lenient, plain, thaw
+from grantflow._canonical import canonical_bytes, freeze, lenient, plain, thaw
 from grantflow._log import get_logger
 from grantflow._machine import TransitionTable
 from grantflow.audit import seal
 from grantflow.errors import InvalidInput, ProjectExists, ProjectNotFound, UnknownEvent
 from grantflow.messages import catalogue, refusal, render
-from grantflow.models import Actor, AuditEntry, Outcome, Project, Record, Refusal, trusted
-from grantflow.persistence import Change, StoreReader
+from grantflow.models import (
+    Actor,
+    AuditEntry,
+    DecisionBasis,
+    Outcome,
+    Project,
+    Record,
+    Refusal,
+    trusted,
+)
+from grantflow.obligations import Schedule
+from grantflow.persistence import Change, ObligationRow, StoreReader
 from grantflow.policy import Policy
 from grantflow.rules import (
     PASS,
@@ -41,7 +58,16 @@ from grantflow.rules import (
 from grantflow.states import Lifecycle
 from grantflow.typing import Effect, FactProvider
 
-__all__ = ["RECORD_EVENT_PREFIX", "Decision", "DecisionCore", "Request", "outcome_of"]
+__all__ = [
+    "RECORD_EVENT_PREFIX",
+    "Decision",
+    "DecisionCore",
+    "Request",
+    "book_fingerprint",
+    "lifecycle_fingerprint",
+    "outcome_of",
+    "policy_fingerprint",
+]
 
 #: Events named ``record.<kind>`` add a record of that kind through its rules.
 RECORD_EVENT_PREFIX = "record."
@@ -129,14 +155,31 @@ class DecisionCore:
         self._roles = {e.name: e.roles for e in lifecycle.events}
         self._policies = {p.version: p for p in (*policies, policy)}
         self._book: dict[str, _BookEntry] = {}
+        lifecycle_print, rules_print = lifecycle_fingerprint(lifecycle), book_fingerprint(rules)
+        self._bases = {
+            version: DecisionBasis(
+                lifecycle=lifecycle_print,
+                rules=rules_print,
+                policy=version,
+                policy_hash=policy_fingerprint(known),
+            )
+            for version, known in self._policies.items()
+        }
         # Record kinds the book declares; a book declaring none accepts any kind.
         self._record_kinds = self._rules.record_kinds
         self._reserved_kinds = self._rules.reserved_kinds
+        #: The lifecycle's due dates and timers (`grantflow.obligations`).
+        self.schedule = Schedule(lifecycle)
 
     @property
     def rules(self) -> RuleBook:
         """A copy of the rule book."""
         return self._rules.copy()
+
+    @property
+    def policies(self) -> tuple[Policy, ...]:
+        """Every policy this core knows (projects may be pinned to any of them)."""
+        return tuple(self._policies.values())
 
     def has_policy(self, version: str) -> bool:
         """Whether `version` names a policy this core knows."""
@@ -145,6 +188,15 @@ class DecisionCore:
     def policy_for(self, project: Project) -> Policy:
         """Return the policy `project` is pinned to (the default one when it is unknown)."""
         return self._policies.get(str(project.data.get("policy_version", "")), self.policy)
+
+    @property
+    def bases(self) -> frozenset[DecisionBasis]:
+        """What this core decides under: one basis per policy it knows."""
+        return frozenset(self._bases.values())
+
+    def basis_for(self, project: Project) -> DecisionBasis:
+        """The basis a decision on `project` is taken (and recorded) under."""
+        return self._bases[self.policy_for(project).version]
 
     # -- events ----------------------------------------------------------------------------
 
@@ -193,7 +245,10 @@ class DecisionCore:
                     f"project {pid!r} already exists", project_id=pid, event=request.event
                 )
             version, head = reader.chain_tip(pid)
-            return self._draft(pid, request.data, version, head, now), None, request.evidence
+            # Refused submissions went before (rare): the new entry may not predate them.
+            last = _last_time(reader, pid) if version else None
+            draft = self._draft(pid, request.data, version, head, now, last)
+            return draft, None, request.evidence
         project = reader.load(pid)
         if project is None:
             raise ProjectNotFound(f"no project {pid!r}", project_id=pid, event=request.event)
@@ -218,9 +273,18 @@ class DecisionCore:
         return project, record, evidence
 
     def _draft(
-        self, project_id: str, data: Mapping[str, Any], version: int, head: str, now: datetime
+        self,
+        project_id: str,
+        data: Mapping[str, Any],
+        version: int,
+        head: str,
+        now: datetime,
+        last: datetime | None = None,
     ) -> Project:
-        """The project a submission proposes: no state yet, pinned to the current policy."""
+        """The project a submission proposes: no state yet, pinned to the current policy.
+
+        Its `updated_at` is the time of the chain's last (refused) entry, if there is one.
+        """
         return trusted(
             Project,
             id=project_id,
@@ -230,7 +294,7 @@ class DecisionCore:
             data={**data, "policy_version": self.policy.version},
             records=(),
             created_at=now,
-            updated_at=now,
+            updated_at=last or now,
         )
 
     # -- deciding --------------------------------------------------------------------------
@@ -238,13 +302,15 @@ class DecisionCore:
     def prepare(self, request: Request, reader: StoreReader, now: datetime) -> Change:
         """Decide `request` as `reader` shows the store at `now`, and seal its change."""
         project, record, evidence = self.subject(request, reader, now)
-        decision = self.decide(project, request.event, request.actor, evidence, now, reader)
-        return self.seal(decision, now, record)
+        at = _not_before(project, now)
+        decision = self.decide(project, request.event, request.actor, evidence, at, reader)
+        return self.seal(decision, at, record, clock=now)
 
     def preview(self, request: Request, reader: StoreReader, now: datetime) -> Outcome:
         """Decide `request` exactly as `prepare` would; seal and write nothing."""
         project, _record, evidence = self.subject(request, reader, now)
-        return self.decide(project, request.event, request.actor, evidence, now, reader).preview()
+        at = _not_before(project, now)
+        return self.decide(project, request.event, request.actor, evidence, at, reader).preview()
 
     def decide(
         self,
@@ -298,8 +364,19 @@ class DecisionCore:
         effects = tuple(eff(ctx) for eff in effects_for) if verdict.passed else ()
         return Decision(project, event, actor, evidence, target, verdict, effects)
 
-    def seal(self, decision: Decision, now: datetime, record: Record | None = None) -> Change:
-        """Seal `decision` into the audit entry and compare-and-set it commits as."""
+    def seal(
+        self,
+        decision: Decision,
+        now: datetime,
+        record: Record | None = None,
+        *,
+        clock: datetime | None = None,
+    ) -> Change:
+        """Seal `decision`, dated `now`, into the audit entry and compare-and-set it commits as.
+
+        `clock` is what the clock read when `now` had to be moved up to the project's
+        last change (see `_not_before`); it is recorded when the two differ.
+        """
         project = decision.project
         passed = decision.verdict.passed
         seq = project.version + 1
@@ -326,18 +403,24 @@ class DecisionCore:
             records=records,
             data=patch if passed else {},
             prev_hash=project.head,
+            decided_under=self.basis_for(project),
+            clamped_from=clock if clock is not None and clock != now else None,
         )
+        row = after(project, entry)
         return Change(
             entry=entry,
             expected_state=None if creating else project.state,
             expected_version=project.version,
-            after=after(project, entry),
+            after=row,
+            obligations=self._due_dates(entry, row),
         )
 
     def migration(
         self, project: Project, patch: Mapping[str, Any], actor: Actor, reason: str, now: datetime
     ) -> Change:
         """The audited ``migrate_policy`` change that moves `project` to the policy in `patch`."""
+        at = _not_before(project, now)
+        target = self._bases.get(str(patch.get("policy_version", "")))
         entry = seal(
             project_id=project.id,
             seq=project.version + 1,
@@ -347,7 +430,7 @@ class DecisionCore:
             to_state=project.state,
             accepted=True,
             actor=actor,
-            at=now,
+            at=at,
             evidence={
                 "reason": reason,
                 "from_version": str(project.data.get("policy_version", "")),
@@ -356,10 +439,21 @@ class DecisionCore:
             records=(),
             data=patch,
             prev_hash=project.head,
+            decided_under=target or self.basis_for(project),
+            clamped_from=now if at != now else None,
         )
-        return Change(entry, project.state, project.version, after(project, entry))
+        row = after(project, entry)
+        return Change(entry, project.state, project.version, row, self._due_dates(entry, row))
 
     # -- pieces ----------------------------------------------------------------------------
+
+    def _due_dates(
+        self, entry: AuditEntry, row: Project | None
+    ) -> tuple[ObligationRow, ...] | None:
+        """The project's due dates when `entry` may have changed them, else ``None``."""
+        if row is None or not self.schedule.touches(entry, row):
+            return None
+        return self.schedule.rows(row, self.policy_for(row))
 
     def _book_for(self, event: str) -> _BookEntry:
         # The book never changes after construction: look each event up once.
@@ -461,6 +555,45 @@ def _run_rule(r: Callable[[RuleContext], Verdict], ctx: RuleContext) -> Verdict:
     )
 
 
+def _not_before(project: Project, now: datetime) -> datetime:
+    """`now`, or the time of the project's last entry when the clock reads earlier.
+
+    So a chain's times never run backwards. A project's `updated_at` is its last entry's
+    time (a submission's draft: the last refused submission's, when there was one).
+    """
+    if project.version and now < project.updated_at:
+        return project.updated_at
+    return now
+
+
+def _last_time(reader: StoreReader, project_id: str) -> datetime | None:
+    last = None
+    for entry in reader.entries(project_id):
+        last = entry.at
+    return last
+
+
+# -- fingerprints ------------------------------------------------------------------------
+
+
+def lifecycle_fingerprint(lifecycle: Lifecycle) -> str:
+    """sha256 (hex) of the lifecycle's canonical JSON (`Lifecycle.to_dict`)."""
+    return hashlib.sha256(canonical_bytes(lifecycle.to_dict())).hexdigest()
+
+
+def policy_fingerprint(policy: Policy) -> str:
+    """sha256 (hex) of the policy's canonical JSON (every threshold, the version included)."""
+    return hashlib.sha256(canonical_bytes(policy.model_dump(mode="json"))).hexdigest()
+
+
+def book_fingerprint(book: RuleBook) -> str:
+    """sha256 (hex) of what a rule book decides with (`RuleBook.fingerprint`).
+
+    An empty book's fingerprint is `grantflow.audit.EMPTY_RULES`.
+    """
+    return book.fingerprint
+
+
 def _rule_refusal(code: str, *, rule: str, **params: str) -> Verdict:
     """A broken rule's refusal (the rule's name and the error are details, never in Chinese)."""
     params = {"rule": rule, **params}
@@ -500,7 +633,7 @@ def after(project: Project, entry: AuditEntry) -> Project | None:
         data=data,
         records=(*project.records, *entry.records) if entry.records else project.records,
         created_at=entry.at if creating else project.created_at,
-        updated_at=entry.at if entry.accepted else project.updated_at,
+        updated_at=entry.at,
     )
 
 

@@ -15,11 +15,12 @@ through the same core (see `grantflow._bulk`).
 from __future__ import annotations
 
 import logging
+import sys
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from types import MappingProxyType, TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self, overload
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -29,15 +30,24 @@ from grantflow._bulk import input_digest as items_digest
 from grantflow._canonical import freeze, plain, validate_json
 from grantflow._decide import RECORD_EVENT_PREFIX, DecisionCore, Request, outcome_of
 from grantflow._log import get_logger
-from grantflow.audit import Checkpoint, VerifyReport
+from grantflow._query import Order, ProjectPage, ProjectQuery, page, select
+from grantflow.audit import Checkpoint, InclusionProof, TreeHead, VerifyReport
 from grantflow.bulk import BulkItem, BulkResult, Worker
 from grantflow.errors import ConcurrencyError, InvalidInput, ProjectNotFound, UnknownEvent
-from grantflow.models import Actor, AuditEntry, Identifier, Outcome, Project
-from grantflow.persistence import Change, Store
+from grantflow.models import Actor, AuditEntry, DecisionBasis, Identifier, Outcome, Project
+from grantflow.obligations import Obligation
+from grantflow.persistence import Change, ObligationIndex, ObligationRow, Store
 from grantflow.policy import Policy
 from grantflow.rules import RuleBook
 from grantflow.states import PURCHASED_SERVICE, Lifecycle
+from grantflow.timers import SweepResult
 from grantflow.typing import Clock, Keep, Listener
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 __all__ = ["Engine", "utc_now"]
 
@@ -150,6 +160,57 @@ class Engine:
         if not entries:
             raise ProjectNotFound(f"no project {project_id!r}", project_id=project_id)
         return entries
+
+    def projects(
+        self,
+        *,
+        state: str | None = None,
+        hub: str | None = None,
+        subtree: str | None = None,
+        call: str | None = None,
+        brand: str | None = None,
+        provider: str | None = None,
+        year: int | None = None,
+        updated_since: datetime | None = None,
+        order: Order = "id",
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> ProjectPage:
+        """Return one page of projects (without records) matching every filter given.
+
+        Filters compare the project's state, its data fields ``hub``, ``call``,
+        ``brand``, ``provider`` (text) and ``year`` (an integer), and its update time
+        (`updated_since`, inclusive); `subtree` keeps projects whose hub is that hub or
+        any hub below it. `order` is ``id``, ``updated_at`` or ``created_at``, with a
+        leading ``-`` for descending (ties by id). Pages are keyset-paginated: pass the
+        page's `cursor` back, with the same filters, for the next one (``None`` on the
+        last page). SQL stores answer in the database, with indexes.
+        """
+        query = ProjectQuery.build(
+            cursor=cursor,
+            state=state,
+            hub=hub,
+            subtree=subtree,
+            call=call,
+            brand=brand,
+            provider=provider,
+            year=year,
+            updated_since=updated_since,
+            order=order,
+            limit=limit,
+        )
+        sql = sys.modules.get("grantflow.persistence.sql")  # loaded by whoever made one
+        if sql is not None and isinstance(self._store, sql.SqlStore):
+            from grantflow._query_sql import query_projects
+
+            with self._store.connect() as conn:
+                return page(query_projects(conn, self._store.tables, query), query)
+        hubs = None
+        if query.subtree is not None:
+            from grantflow.records import Directory
+
+            hubs = frozenset(Directory(self._store).hub_subtree(query.subtree))
+        return page(select(self._store.projects(), query, hubs), query)
 
     def events(self, project_id: str, *, actor: Actor) -> list[str]:
         """Return the events with an edge from the project's state that `actor` may fire.
@@ -362,24 +423,244 @@ class Engine:
         )
         return runner.dry_run(items) if dry_run else runner.run(items)
 
+    # -- time ----------------------------------------------------------------------------
+
+    def obligations(self, project_id: str) -> list[Obligation]:
+        """Return the project's due dates (open, met or waived), derived from the project.
+
+        Declared by the lifecycle (`Lifecycle.obligations`), counted on the working-day
+        calendar of the project's pinned policy. See docs/time.md.
+        """
+        project = self.get(project_id)
+        return list(self._core.schedule.derive(project, self.policy_for(project)))
+
+    def due(
+        self,
+        *,
+        before: date | datetime | None = None,
+        overdue: bool = False,
+        hub: str | None = None,
+        subtree: bool = False,
+        kind: str | Sequence[str] | None = None,
+    ) -> list[Obligation]:
+        """Return the open obligations of every project, by due date, then project and key.
+
+        A SQL store answers from its obligation index (kept in the transaction of each
+        entry); another store derives them project by project.
+
+        Args:
+            before: only those due before this day (a time counts in the policy's zone).
+            overdue: only those whose due date has passed (by the engine clock).
+            hub: only projects of this hub (and, with `subtree`, of the hubs below it).
+            subtree: include the hubs below `hub` (`grantflow.records.Directory`).
+            kind: only obligations of this kind (or these kinds).
+        """
+        kinds = self._check_kinds(kind)
+        today = self._today(self._now())
+        last: date | None = None
+        if before is not None:
+            if isinstance(before, datetime):
+                if before.tzinfo is None:
+                    raise InvalidInput("before must be a date or an aware datetime", field="before")
+                before = self._today(before)
+            if not isinstance(before, date):
+                raise InvalidInput("before must be a date or an aware datetime", field="before")
+            last = before - timedelta(days=1)
+        if overdue:
+            yesterday = today - timedelta(days=1)
+            last = yesterday if last is None else min(last, yesterday)
+        hubs: tuple[str, ...] = ()
+        if hub is not None:
+            root = _check_id(hub, "hub")
+            if subtree:
+                from grantflow.records import Directory
+
+                hubs = tuple(Directory(self._store).hub_subtree(root))
+            else:
+                hubs = (root,)
+        elif subtree:
+            raise InvalidInput("subtree needs a hub", field="subtree")
+        if isinstance(self._store, ObligationIndex):
+            rows = self._store.obligation_rows(status="open", due_by=last, kinds=kinds, hubs=hubs)
+            return [Obligation.from_row(r) for r in rows]
+        found = [
+            o
+            for p in self._store.projects()
+            for o in self.obligations(p.id)
+            if o.status == "open"
+            and (last is None or o.due_on <= last)
+            and (not kinds or o.kind in kinds)
+            and (not hubs or o.hub in hubs)
+        ]
+        return sorted(found, key=lambda o: (o.due_on, o.project_id, o.key))
+
+    def sweep(
+        self,
+        now: datetime | None = None,
+        *,
+        dry_run: bool = False,
+        chunk_size: int = 500,
+        lease_seconds: float = 60.0,
+        progress: Callable[[int], None] | None = None,
+    ) -> SweepResult:
+        """Fire every timer due at `now` (default: the engine clock), each exactly once.
+
+        Reminders, the publicity period's close, termination proposals (the lifecycle's
+        `Lifecycle.timers`) go through the normal rules and audit as `TIMER_ACTOR`, in
+        bulk runs keyed by the (project, timer, due date) occurrences they fire: running
+        it again, after a crash, or on several workers at once fires nothing twice.
+        Entries are stamped with `now`. With `dry_run`, list what is due, fire nothing.
+        """
+        from grantflow._sweep import Sweep
+
+        if now is None:
+            moment = self._now()
+        elif not isinstance(now, datetime) or now.tzinfo is None:
+            raise InvalidInput("now must be a timezone-aware datetime", field="now")
+        else:
+            moment = now.astimezone(UTC)
+        if not 1 <= chunk_size <= 100_000:
+            raise InvalidInput("chunk_size must be between 1 and 100000", field="chunk_size")
+        sweep = Sweep(
+            self._core,
+            self._store,
+            moment,
+            publish=self._publish,
+            retries=self._retries,
+            chunk_size=chunk_size,
+            lease=lease_seconds,
+            progress=progress,
+        )
+        return sweep.run(dry_run=dry_run)
+
+    def reindex_obligations(self) -> int:
+        """Rebuild the store's obligation index from every project; return the rows written.
+
+        Needed once after upgrading a database to the schema with the index (projects
+        from before have no rows), and after changing the calendar or a policy's durations.
+        A store without an index has nothing to rebuild (returns 0).
+        """
+        if not isinstance(self._store, ObligationIndex):
+            return 0
+        written = 0
+        page: dict[str, tuple[ObligationRow, ...]] = {}
+        for row in self._store.projects():
+            project = self._store.load(row.id)
+            if project is None:
+                continue
+            page[project.id] = self._core.schedule.rows(project, self.policy_for(project))
+            written += len(page[project.id])
+            if len(page) >= 500:
+                self._store.index_obligations(page)
+                page = {}
+        if page:
+            self._store.index_obligations(page)
+        return written
+
+    def _check_kinds(self, kind: str | Sequence[str] | None) -> tuple[str, ...]:
+        if kind is None:
+            return ()
+        kinds = (kind,) if isinstance(kind, str) else tuple(kind)
+        known = {o.name for o in self.lifecycle.obligations}
+        for name in kinds:
+            if name not in known:
+                raise InvalidInput(
+                    f"unknown obligation kind {name!r}; the lifecycle has: "
+                    + (", ".join(sorted(known)) or "none"),
+                    field="kind",
+                )
+        return kinds
+
+    def _today(self, moment: datetime) -> date:
+        from zoneinfo import ZoneInfo
+
+        return moment.astimezone(ZoneInfo(self.policy.timezone)).date()
+
     # -- integrity -----------------------------------------------------------------------
 
-    def verify(self, *, checkpoint: Checkpoint | None = None) -> VerifyReport:
-        """Recompute every chain; report the first bad (project, seq) of each broken one.
+    @property
+    def decision_bases(self) -> frozenset[DecisionBasis]:
+        """What this engine decides under: its lifecycle, rule book and each policy it knows.
 
-        With `checkpoint`, also prove that each chain head it covers is still there,
-        unchanged: this catches truncation and tails recomputed after the checkpoint.
-        Same as `grantflow.audit.verify` on this engine's store.
+        Every audit entry it writes records one of them (``entry.decided_under``); pass
+        them to `verify` as `expect` to require that every decision was taken so.
         """
-        return audit.verify(self._store, checkpoint=checkpoint)
+        return self._core.bases
 
-    def checkpoint(self) -> Checkpoint:
-        """Return (and store) a Merkle root over every chain head; keep it somewhere safe."""
-        return audit.checkpoint(self._store, at=self._now())
+    def verify(
+        self,
+        *,
+        checkpoint: Checkpoint | TreeHead | str | bytes | None = None,
+        public_key: Ed25519PublicKey | None = None,
+        origin: str | None = None,
+        expect: Iterable[DecisionBasis] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> VerifyReport:
+        """Check every stored fact against the audit chains, under this engine's lifecycle.
+
+        Same as `grantflow.audit.verify` on this engine's store with its lifecycle: every
+        chain's hashes and steps, every project and record row against the replay, and
+        with `checkpoint` (a `Checkpoint`, a trusted `TreeHead`, or a signed checkpoint's
+        text with `public_key`) that the store still holds what it covered.
+        """
+        return audit.verify(
+            self._store,
+            checkpoint=checkpoint,
+            public_key=public_key,
+            origin=origin,
+            lifecycle=self.lifecycle,
+            expect=expect,
+            progress=progress,
+        )
+
+    @overload
+    def checkpoint(self) -> Checkpoint: ...
+
+    @overload
+    def checkpoint(
+        self, *, sign_with: Ed25519PrivateKey, origin: str = audit.DEFAULT_ORIGIN
+    ) -> str: ...
+
+    def checkpoint(
+        self,
+        *,
+        sign_with: Ed25519PrivateKey | None = None,
+        origin: str = audit.DEFAULT_ORIGIN,
+    ) -> Checkpoint | str:
+        """Take a checkpoint to keep somewhere safe, outside the database.
+
+        With `sign_with` (the purchaser's Ed25519 key): sequence the audit log, take its
+        tree head, and return it signed (`grantflow.signing`; the text a later
+        ``verify(checkpoint=text, public_key=...)`` proves the log against). Without it:
+        a `Checkpoint`, a Merkle root over every chain head, stored in the database too.
+        """
+        if sign_with is None:
+            return audit.checkpoint(self._store, at=self._now())
+        from grantflow.signing import sign_checkpoint  # needs cryptography; import it late
+
+        head = audit.tree_head(self._store, origin=origin, at=self._now())
+        return sign_checkpoint(head, sign_with)
+
+    def prove(self, project_id: str, seq: int, *, size: int | None = None) -> InclusionProof:
+        """Return the inclusion proof of entry `seq` of the project in the audit log.
+
+        In the tree of `size` entries (a checkpoint's size); without it, the log is
+        sequenced first and the proof is in the tree of all of it.
+        """
+        pid = _check_id(project_id, "project_id")
+        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+            raise InvalidInput("seq must be a positive integer", field="seq", project_id=pid)
+        if size is None:
+            size = audit.tree_head(self._store, at=self._now()).size
+        return audit.inclusion_proof(self._store, pid, seq, size=size)
 
     def replay(self, project_id: str) -> Project:
-        """Rebuild the project from its audit entries alone (it should equal `get`)."""
-        project = audit.replay(self.history(project_id))
+        """Rebuild the project from its audit entries alone (it should equal `get`).
+
+        Every entry is checked against the lifecycle on the way (`grantflow.audit.replay`);
+        `EvidenceError` names the first that does not follow it.
+        """
+        project = audit.replay(self.history(project_id), lifecycle=self.lifecycle)
         if project is None:
             raise ProjectNotFound(f"no project {project_id!r}", project_id=project_id)
         return project
@@ -388,7 +669,10 @@ class Engine:
         """Return the project's state at `when` (``None`` if it did not exist yet)."""
         if not isinstance(when, datetime) or when.tzinfo is None:
             raise InvalidInput("when must be a timezone-aware datetime", field="when")
-        project = audit.replay(e for e in self.history(project_id) if e.at <= when)
+        # An entry is never dated before the entry before it, so the entries
+        # up to `when` are a prefix of the accepted ones, as `counts_at` counts them.
+        history = self.history(project_id)
+        project = audit.replay((e for e in history if e.at <= when), lifecycle=self.lifecycle)
         return project.state if project else None
 
     def counts_at(self, when: datetime) -> dict[str, int]:

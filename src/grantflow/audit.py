@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from json.encoder import encode_basestring as _string
 from typing import TYPE_CHECKING, Annotated, Any
@@ -39,16 +39,29 @@ from grantflow._merkle import (
     verify_inclusion_path,
 )
 from grantflow.errors import EvidenceError, InvalidInput
-from grantflow.models import Actor, AuditEntry, AuditKind, Project, Record, Refusal, trusted
+from grantflow.models import (
+    Actor,
+    AuditEntry,
+    AuditKind,
+    DecisionBasis,
+    Project,
+    Record,
+    Refusal,
+    trusted,
+)
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     from grantflow.persistence import Store
+    from grantflow.states import Lifecycle
 
 __all__ = [
     "Checkpoint",
     "ConsistencyProof",
     "DEFAULT_ORIGIN",
     "EMPTY_ROOT",
+    "EMPTY_RULES",
     "GENESIS",
     "HexHash",
     "InclusionProof",
@@ -84,6 +97,12 @@ __all__ = [
 GENESIS = "0" * 64
 
 
+@functools.lru_cache(maxsize=256)
+def _basis_json(basis: DecisionBasis) -> str:
+    # One basis per engine and policy: encode each once.
+    return canonical_bytes(plain(basis)).decode("utf-8")
+
+
 @functools.lru_cache(maxsize=1024)
 def _actor_json(actor: Actor) -> str:
     # Bulk runs seal thousands of entries for one actor: encode it once.
@@ -109,6 +128,8 @@ def _digest(
     records: Sequence[Record],
     data: Mapping[str, Any],
     prev_hash: str,
+    decided_under: DecisionBasis | None = None,
+    clamped_from: datetime | None = None,
 ) -> str:
     """sha256 of the canonical JSON of the entry's fields, spelled out key by key.
 
@@ -132,6 +153,8 @@ def _digest(
             records,
             data,
             prev_hash,
+            decided_under,
+            clamped_from,
         ).encode("utf-8")
     except UnicodeEncodeError as exc:
         raise InvalidInput(
@@ -157,7 +180,11 @@ def _text(
     records: Sequence[Record],
     data: Mapping[str, Any],
     prev_hash: str,
+    decided_under: DecisionBasis | None,
+    clamped_from: datetime | None,
 ) -> str:
+    # The two later fields are left out when empty, so entries written before they
+    # existed keep their hashes.
     return "".join(
         (
             '{"accepted":',
@@ -166,8 +193,10 @@ def _text(
             _actor_json(actor),
             ',"at":"',
             iso_utc(at),
-            '","data":',
+            '"' if clamped_from is None else f'","clamped_from":"{iso_utc(clamped_from)}"',
+            ',"data":',
             _json_or(data, "{}"),
+            "" if decided_under is None else ',"decided_under":' + _basis_json(decided_under),
             ',"event":',
             _string(event),
             ',"evidence":',
@@ -213,6 +242,8 @@ def entry_bytes(entry: AuditEntry) -> bytes:
         entry.records,
         entry.data,
         entry.prev_hash,
+        entry.decided_under,
+        entry.clamped_from,
     ).encode("utf-8")
 
 
@@ -235,6 +266,8 @@ def entry_hash(entry: AuditEntry | Mapping[str, Any]) -> str:
         entry.records,
         entry.data,
         entry.prev_hash,
+        entry.decided_under,
+        entry.clamped_from,
     )
 
 
@@ -254,8 +287,12 @@ def seal(
     records: Sequence[Record | Mapping[str, Any]],
     data: Mapping[str, Any],
     prev_hash: str,
+    decided_under: DecisionBasis | Mapping[str, Any] | None = None,
+    clamped_from: datetime | None = None,
 ) -> AuditEntry:
     """Build an `AuditEntry` with its hash computed."""
+    if decided_under is not None and not isinstance(decided_under, DecisionBasis):
+        decided_under = DecisionBasis.model_validate(decided_under)
     refusal_models = tuple(
         r if isinstance(r, Refusal) else Refusal.model_validate(r) for r in refusals
     )
@@ -275,6 +312,8 @@ def seal(
         record_models,
         data,
         prev_hash,
+        decided_under,
+        clamped_from,
     )
     # Every field was validated on the way in (engine inputs) or built here: skip a
     # second validation pass, which would double the cost of an entry in bulk runs.
@@ -295,17 +334,27 @@ def seal(
         data=data,
         prev_hash=prev_hash,
         hash=digest,
+        decided_under=decided_under,
+        clamped_from=clamped_from,
     )
 
 
 class Problem(BaseModel):
-    """One integrity failure: which project, the first bad sequence number, and why."""
+    """One integrity failure: which project, the first bad sequence number, and why.
+
+    A stored fact that differs from what the chain gives also names the `field`
+    (``state``, ``data.amount_awarded``, ``records.contract/c-1.data.amount``, ...)
+    and both values as compact JSON: `stored` and `replayed`.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     project_id: str
     seq: int | None
     reason: str
+    field: str | None = None
+    stored: str | None = None
+    replayed: str | None = None
 
 
 class VerifyReport(BaseModel):
@@ -380,56 +429,221 @@ def _mth(leaves: Sequence[bytes]) -> bytes:
     return hashlib.sha256(b"\x01" + _mth(leaves[:split]) + _mth(leaves[split:])).digest()
 
 
-def replay(entries: Iterable[AuditEntry]) -> Project | None:
+def replay(entries: Iterable[AuditEntry], *, lifecycle: Lifecycle | None = None) -> Project | None:
     """Rebuild a project from its audit entries; ``None`` if no entry created it.
 
     Accepted entries set the state, merge their `data` into the project's attributes and
-    add their records; refused entries only advance the version and head.
+    add their records; refused entries only advance the version, head and time. Every entry is
+    checked on the way: it starts from the state the entries before it left, a refused
+    one changes and adds nothing, records are added once and carry their entry's
+    number, and no entry is dated before the one before it. With
+    `lifecycle`, every accepted entry must also be one of its edges: the creating event
+    into its first state, or an event from the entry's from-state to its to-state.
+
+    Raises:
+        EvidenceError: an entry breaks one of these (its `project_id` and `seq` say which).
     """
-    project_id = ""
-    version = 0
-    head = GENESIS
-    state = ""
-    data: dict[str, Any] = {}
-    records: list[Record] = []
-    created: datetime | None = None
-    updated: datetime | None = None
+    walk = _Replay(lifecycle)
     for entry in entries:
-        version = entry.seq
-        head = entry.hash
+        reason = walk.step(entry)
+        if reason is not None:
+            raise EvidenceError(
+                f"entry {entry.project_id}/{entry.seq}: {reason}",
+                project_id=entry.project_id,
+                seq=entry.seq,
+            )
+    return walk.project()
+
+
+#: The rule-book fingerprint of an empty `RuleBook` (no rule, fact or effect): entries
+#: recorded under it were decided by the lifecycle alone.
+EMPTY_RULES = hashlib.sha256(b'{"events":{},"record_kinds":[]}').hexdigest()
+
+_MIGRATION_KEYS = frozenset({"policy_version", "rubric_versions"})
+
+
+def _check_refused(entry: AuditEntry) -> str | None:
+    if entry.to_state != entry.from_state:
+        return f"refused, yet moves the project to {entry.to_state!r}"
+    if entry.records or entry.data:
+        return "refused, yet adds records or data"
+    if not entry.refusals:
+        return "refused without a refusal"
+    return None
+
+
+class _Replay:
+    """One chain walked entry by entry: the project it builds and the first broken step."""
+
+    __slots__ = (
+        "created",
+        "data",
+        "head",
+        "keys",
+        "last_change",
+        "lifecycle",
+        "project_id",
+        "records",
+        "state",
+        "updated",
+        "version",
+    )
+
+    def __init__(self, lifecycle: Lifecycle | None) -> None:
+        self.lifecycle = lifecycle
+        self.project_id = ""
+        self.state = ""  # no project yet
+        self.version = 0
+        self.head = GENESIS
+        self.data: dict[str, Any] = {}
+        self.records: list[Record] = []
+        self.keys: set[tuple[str, str]] = set()
+        self.created: datetime | None = None
+        self.updated: datetime | None = None
+        self.last_change: datetime | None = None
+
+    def step(self, entry: AuditEntry) -> str | None:
+        """Apply `entry`; return why it cannot follow the entries before it, if it cannot."""
+        reason = self._check(entry)
+        self.project_id = entry.project_id
+        self.version = entry.seq
+        self.head = entry.hash
+        if reason is not None:
+            return reason
+        self.last_change = entry.at
         if entry.accepted:
             if entry.to_state is not None:
-                state = entry.to_state
-            data.update(entry.data)
-            records.extend(entry.records)
+                self.state = entry.to_state
+            self.data.update(entry.data)
+            for record in entry.records:
+                self.records.append(record)
+                self.keys.add((record.kind, record.id))
             if entry.kind == "submit":
-                created = entry.at
-            updated = entry.at
-        project_id = entry.project_id
-    if created is None or updated is None:
+                self.created = entry.at
+        if self.created is not None:
+            self.updated = entry.at
         return None
-    return Project(
-        id=project_id,
-        state=state,
-        version=version,
-        head=head,
-        data=data,
-        records=tuple(records),
-        created_at=created,
-        updated_at=updated,
-    )
+
+    def project(self) -> Project | None:
+        """The project the entries so far build (``None`` if none created it)."""
+        if self.created is None or self.updated is None:
+            return None
+        # Built from validated entries: no second validation of the same values.
+        return trusted(
+            Project,
+            id=self.project_id,
+            state=self.state,
+            version=self.version,
+            head=self.head,
+            data=self.data,
+            records=tuple(self.records),
+            created_at=self.created,
+            updated_at=self.updated,
+        )
+
+    def _check(self, entry: AuditEntry) -> str | None:  # noqa: PLR0911 - one per broken rule
+        state = self.state or None
+        if self.last_change is not None and entry.at < self.last_change:
+            return (
+                f"dated {iso_utc(entry.at)}, before the entry before it "
+                f"({iso_utc(self.last_change)})"
+            )
+        if entry.from_state != state:
+            return f"starts from {entry.from_state!r}, but the project is in {state!r}"
+        if not entry.accepted:
+            return _check_refused(entry)
+        if entry.refusals:
+            return "accepted, yet carries refusals"
+        if entry.kind == "submit" and state is not None:
+            return "a submission of a project that exists"
+        if entry.kind != "submit" and state is None:
+            return f"a {entry.kind} entry before the project was submitted"
+        return self._check_kind(entry, state) or self._check_records(entry)
+
+    def _check_records(self, entry: AuditEntry) -> str | None:
+        for record in entry.records:
+            if record.seq != entry.seq:
+                return f"record {record.kind}/{record.id} claims entry {record.seq}"
+            if (record.kind, record.id) in self.keys:
+                return f"record {record.kind}/{record.id} is added twice"
+        return None
+
+    def _check_kind(self, entry: AuditEntry, state: str | None) -> str | None:  # noqa: PLR0911
+        lifecycle = self.lifecycle
+        if entry.kind in {"record", "migrate"}:
+            if entry.to_state != state:
+                return f"a {entry.kind} entry that moves the project to {entry.to_state!r}"
+            if entry.kind == "migrate":
+                if entry.records or not _MIGRATION_KEYS.issuperset(entry.data):
+                    return "a policy migration that changes more than the pinned policy"
+                return None
+            kind = entry.event.removeprefix("record.")
+            if not entry.event.startswith("record.") or not entry.records:
+                return f"a record entry ({entry.event!r}) that adds no record"
+            if entry.records[0].kind != kind:
+                return f"a {entry.event!r} entry whose record is a {entry.records[0].kind!r}"
+            return None
+        if entry.to_state is None:
+            return "accepted, yet leads to no state"
+        if lifecycle is None:
+            return None
+        if entry.kind == "submit":
+            first = lifecycle.initial_event
+            if (entry.event, entry.to_state) != (first.name, first.target):
+                return (
+                    f"a submission by {entry.event!r} into {entry.to_state!r}; lifecycle "
+                    f"{lifecycle.name!r} creates projects by {first.name!r} into {first.target!r}"
+                )
+            return None
+        if (
+            not lifecycle.has_event(entry.event)
+            or lifecycle.event(entry.event).creates
+            or state not in lifecycle.event(entry.event).sources
+            or lifecycle.event(entry.event).target != entry.to_state
+        ):
+            return (
+                f"{entry.event!r} from {state!r} to {entry.to_state!r} is not an edge of "
+                f"lifecycle {lifecycle.name!r}"
+            )
+        return None
 
 
 # -- verification over a store ---------------------------------------------------------------
 
 
-def verify(store: Store, *, checkpoint: Checkpoint | None = None) -> VerifyReport:
-    """Recompute every chain in `store`; report the first bad (project, seq) of each.
+def verify(
+    store: Store,
+    *,
+    checkpoint: Checkpoint | TreeHead | str | bytes | None = None,
+    public_key: Ed25519PublicKey | None = None,
+    origin: str | None = None,
+    lifecycle: Lifecycle | None = None,
+    expect: Iterable[DecisionBasis] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> VerifyReport:
+    """Check every stored fact against the audit chains; report the first problem of each.
 
-    Each project row must match its chain (version, head, and the state replay gives).
-    With `checkpoint`, also prove that each chain head it covers is still there,
-    unchanged: this catches truncation and tails recomputed after the checkpoint.
-    Streams: a few queries per page, however many projects there are.
+    For every chain: the hashes and links (`check_chain`), each step of the replay (see
+    `replay`; with `lifecycle`, every accepted entry is an edge of it), and then the
+    project row (state, version, head, data including the pinned policy, times) and
+    every record row, which must equal what replaying the chain produces: a mismatch
+    names the field and both values. Record rows of no project are reported too.
+
+    Args:
+        store: the store to check; nothing else is needed.
+        checkpoint: also prove the store still holds what a checkpoint covered: a
+            `Checkpoint` (chain heads, see `checkpoint`), a `TreeHead` you already
+            trust, or the text of a signed checkpoint (`grantflow.signing`), which needs
+            `public_key` (and is checked against `origin` when given).
+        public_key: the purchaser's Ed25519 public key, for a signed checkpoint.
+        origin: the log name a signed checkpoint must carry.
+        lifecycle: the lifecycle every accepted entry must follow.
+        expect: the decision bases (`Engine.decision_bases`) every entry must have been
+            decided under; entries decided by an empty rule book, an unknown one, or
+            recorded before grantflow kept the basis, are reported.
+        progress: called with the number of entries just checked, every few thousand.
+
+    Streams: a few queries per page and one chain in memory at a time.
 
     >>> from datetime import UTC, datetime
     >>> from grantflow.persistence import MemoryStore
@@ -440,22 +654,199 @@ def verify(store: Store, *, checkpoint: Checkpoint | None = None) -> VerifyRepor
     >>> verify(store, checkpoint=cp).ok
     True
     """
+    head = _trusted_head(checkpoint, public_key, origin)
+    known = None if expect is None else frozenset(expect)
     problems: list[Problem] = []
-    projects = entries = 0
-    # Three sorted sequences side by side: chain ids, entries, project rows.
-    stream = _Merge(store.all_entries(), store.projects())
+    projects = entries = pending = 0
+    # Four sorted sequences side by side: chain ids, entries, project rows, record rows.
+    stream = _Merge(store.all_entries(), store.projects(), store.all_records())
     for pid in store.chain_ids():
         projects += 1
-        chain, row = stream.take(pid)
+        chain, row, rows = stream.take(pid)
+        problems.extend(stream.orphans())
         count, problem = check_chain(pid, chain)
         entries += count
         if problem is None:
-            problem = _check_row(pid, chain, row)
+            problem = _check_facts(pid, chain, row, rows, lifecycle)
+        if problem is None and known is not None:
+            problem = _check_bases(pid, chain, known)
         if problem is not None:
             problems.append(problem)
-    if checkpoint is not None:
+        pending += count
+        if progress is not None and pending >= _PROGRESS_EVERY:
+            progress(pending)
+            pending = 0
+    stream.finish()
+    problems.extend(stream.orphans())
+    if progress is not None and pending:
+        progress(pending)
+    if isinstance(checkpoint, Checkpoint):
         problems.extend(_check_checkpoint(store, checkpoint))
+    elif head is not None:
+        problems.extend(check_log(store, head))
     return VerifyReport(projects=projects, entries=entries, problems=tuple(problems))
+
+
+_PROGRESS_EVERY = 2_000
+
+
+def _trusted_head(
+    checkpoint: Checkpoint | TreeHead | str | bytes | None,
+    public_key: Ed25519PublicKey | None,
+    origin: str | None,
+) -> TreeHead | None:
+    if isinstance(checkpoint, TreeHead):
+        return checkpoint
+    if isinstance(checkpoint, str | bytes):
+        if public_key is None:
+            raise InvalidInput(
+                "a signed checkpoint is verified with the purchaser's public key: pass public_key",
+                field="public_key",
+            )
+        from grantflow.signing import open_checkpoint  # signing builds on this module
+
+        return open_checkpoint(checkpoint, public_key, origin=origin)
+    if checkpoint is not None and not isinstance(checkpoint, Checkpoint):
+        raise InvalidInput(
+            "checkpoint must be a Checkpoint, a TreeHead or a signed checkpoint's text, "
+            f"not {type(checkpoint).__name__}",
+            field="checkpoint",
+        )
+    return None
+
+
+def _check_facts(  # noqa: PLR0911 - one return per kind of mismatch
+    project_id: str,
+    chain: list[AuditEntry],
+    row: Project | None,
+    rows: list[Record],
+    lifecycle: Lifecycle | None,
+) -> Problem | None:
+    walk = _Replay(lifecycle)
+    for entry in chain:
+        reason = walk.step(entry)
+        if reason is not None:
+            return Problem(project_id=project_id, seq=entry.seq, reason=reason)
+    rebuilt = walk.project()
+    if row is None:
+        if rebuilt is not None:
+            return Problem(project_id=project_id, seq=None, reason="project row missing")
+        if rows:
+            return _mismatch(project_id, f"records.{_key(rows[0])}", rows[0].data, None)
+        return None
+    if not chain:
+        return Problem(project_id=project_id, seq=1, reason="project has no audit chain")
+    last = chain[-1]
+    if (row.version, row.head) != (last.seq, last.hash):
+        # Same length: the last entry differs; else the first entry one side lacks.
+        same = row.version == last.seq
+        return Problem(
+            project_id=project_id,
+            seq=last.seq if same else min(row.version, last.seq) + 1,
+            reason=f"project row at version {row.version}, chain ends at {last.seq}",
+        )
+    if rebuilt is None:
+        return Problem(
+            project_id=project_id, seq=None, reason="project row of a refused submission"
+        )
+    return _compare_project(row, rebuilt) or _compare_records(project_id, rows, rebuilt.records)
+
+
+def _compare_project(row: Project, rebuilt: Project) -> Problem | None:
+    for name in ("state", "created_at", "updated_at"):
+        stored, replayed = getattr(row, name), getattr(rebuilt, name)
+        if stored != replayed:
+            return _mismatch(row.id, name, stored, replayed)
+    if row.data != rebuilt.data:
+        for key in sorted({*row.data, *rebuilt.data}):
+            stored, replayed = row.data.get(key, _ABSENT), rebuilt.data.get(key, _ABSENT)
+            if stored != replayed or (stored is _ABSENT) != (replayed is _ABSENT):
+                return _mismatch(row.id, f"data.{key}", stored, replayed)
+    return None
+
+
+def _compare_records(
+    project_id: str, stored: Sequence[Record], replayed: Sequence[Record]
+) -> Problem | None:
+    if len(stored) == len(replayed) and all(
+        (a.kind, a.id, a.seq, a.data) == (b.kind, b.id, b.seq, b.data)
+        for a, b in zip(stored, replayed, strict=True)
+    ):
+        return None
+    by_key = {(r.kind, r.id): r for r in stored}
+    for record in replayed:
+        found = by_key.pop((record.kind, record.id), None)
+        if found is None:
+            return _mismatch(project_id, f"records.{_key(record)}", _ABSENT, record.data)
+        if found.seq != record.seq:
+            return _mismatch(project_id, f"records.{_key(record)}.seq", found.seq, record.seq)
+        if found.data != record.data:
+            for key in sorted({*found.data, *record.data}):
+                a, b = found.data.get(key, _ABSENT), record.data.get(key, _ABSENT)
+                if a != b or (a is _ABSENT) != (b is _ABSENT):
+                    return _mismatch(project_id, f"records.{_key(record)}.data.{key}", a, b)
+    for extra in by_key.values():  # records no entry added
+        return _mismatch(project_id, f"records.{_key(extra)}", extra.data, _ABSENT)
+    return _mismatch(project_id, "records", "another order", "the chain's order")
+
+
+def _check_bases(
+    project_id: str, chain: list[AuditEntry], known: frozenset[DecisionBasis]
+) -> Problem | None:
+    for entry in chain:
+        basis = entry.decided_under
+        if basis is not None and basis in known:
+            continue
+        if basis is None:
+            reason = "decided under an unrecorded rule book (written before grantflow kept it)"
+        elif basis.rules == EMPTY_RULES:
+            reason = f"decided by an empty rule book (policy {basis.policy!r})"
+        else:
+            reason = (
+                f"decided under an unknown rule book {basis.rules[:12]} (lifecycle "
+                f"{basis.lifecycle[:12]}, policy {basis.policy!r})"
+            )
+        return Problem(project_id=project_id, seq=entry.seq, reason=reason)
+    return None
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "(none)"
+
+
+_ABSENT: Any = _Absent()
+
+
+def _key(record: Record) -> str:
+    return f"{record.kind}/{record.id}"
+
+
+def _shown(value: Any) -> str:
+    if value is _ABSENT:
+        return "(none)"
+    if isinstance(value, datetime):
+        return iso_utc(value)
+    try:
+        text = canonical_bytes(plain(value)).decode("utf-8")
+    except (TypeError, InvalidInput):
+        text = repr(value)
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + "…"
+
+
+_SHOWN = 200
+
+
+def _mismatch(project_id: str, field: str, stored: Any, replayed: Any) -> Problem:
+    a, b = _shown(stored), _shown(replayed)
+    return Problem(
+        project_id=project_id,
+        seq=None,
+        reason=f"stored {field} is {a}, the chain gives {b}",
+        field=field,
+        stored=a,
+        replayed=b,
+    )
 
 
 def checkpoint(store: Store, *, at: datetime) -> Checkpoint:
@@ -468,30 +859,6 @@ def checkpoint(store: Store, *, at: datetime) -> Checkpoint:
     cp = Checkpoint(id=uuid.uuid4().hex, at=at, size=len(leaves), root=root)
     store.save_checkpoint(cp, leaves)
     return cp
-
-
-def _check_row(project_id: str, chain: list[AuditEntry], project: Project | None) -> Problem | None:
-    if project is None:
-        if any(e.accepted and e.kind == "submit" for e in chain):
-            return Problem(project_id=project_id, seq=None, reason="project row missing")
-        return None
-    if not chain:
-        return Problem(project_id=project_id, seq=1, reason="project has no audit chain")
-    last = chain[-1]
-    if (project.version, project.head) != (last.seq, last.hash):
-        # Same length: the last entry differs; else the first entry one side lacks.
-        same = project.version == last.seq
-        return Problem(
-            project_id=project_id,
-            seq=last.seq if same else min(project.version, last.seq) + 1,
-            reason=f"project row at version {project.version}, chain ends at {last.seq}",
-        )
-    rebuilt = replay(chain)
-    if rebuilt is None or rebuilt.state != project.state:
-        return Problem(
-            project_id=project_id, seq=last.seq, reason="project state differs from replay"
-        )
-    return None
 
 
 def _check_checkpoint(store: Store, cp: Checkpoint) -> list[Problem]:
@@ -517,16 +884,24 @@ def _check_checkpoint(store: Store, cp: Checkpoint) -> list[Problem]:
 
 
 class _Merge:
-    """Walks the store's sorted entries and project rows alongside the sorted chain ids."""
+    """Walks the store's sorted entries, project rows and record rows beside the chain ids."""
 
-    def __init__(self, entries: Iterator[AuditEntry], rows: Iterator[Project]) -> None:
+    def __init__(
+        self,
+        entries: Iterator[AuditEntry],
+        rows: Iterator[Project],
+        records: Iterator[tuple[str, Record]],
+    ) -> None:
         self._entries = entries
         self._rows = rows
+        self._records = records
         self._entry: AuditEntry | None = next(entries, None)
         self._row: Project | None = next(rows, None)
+        self._record: tuple[str, Record] | None = next(records, None)
+        self._orphans: list[Problem] = []
 
-    def take(self, project_id: str) -> tuple[list[AuditEntry], Project | None]:
-        """Return the chain and the project row of `project_id` (ids come in order)."""
+    def take(self, project_id: str) -> tuple[list[AuditEntry], Project | None, list[Record]]:
+        """Return the chain, project row and record rows of `project_id` (ids in order)."""
         chain: list[AuditEntry] = []
         while self._entry is not None and self._entry.project_id <= project_id:
             if self._entry.project_id == project_id:
@@ -535,7 +910,31 @@ class _Merge:
         while self._row is not None and self._row.id < project_id:
             self._row = next(self._rows, None)
         row = self._row if self._row is not None and self._row.id == project_id else None
-        return chain, row
+        records: list[Record] = []
+        while self._record is not None and self._record[0] <= project_id:
+            owner, record = self._record
+            if owner == project_id:
+                records.append(record)
+            else:
+                self._orphan(owner, record)
+            self._record = next(self._records, None)
+        return chain, row, records
+
+    def finish(self) -> None:
+        """Read what is left: record rows after the last chain belong to no project."""
+        while self._record is not None:
+            self._orphan(*self._record)
+            self._record = next(self._records, None)
+
+    def orphans(self) -> list[Problem]:
+        """Return (and forget) the record rows found since the last call that have no chain."""
+        found, self._orphans = self._orphans, []
+        return found
+
+    def _orphan(self, owner: str, record: Record) -> None:
+        if self._orphans and self._orphans[-1].project_id == owner:
+            return  # one problem per project
+        self._orphans.append(_mismatch(owner, f"records.{_key(record)}", record.data, _ABSENT))
 
 
 # -- the audit log: one RFC 6962 Merkle tree over every entry ----------------------------

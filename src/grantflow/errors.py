@@ -12,6 +12,7 @@ GrantflowError                    project_id, event, state on every error
 ├── InvalidInput                  bad input; names the field (and row, in bulk)
 ├── CalendarUnavailable           a working day asked of a year with no calendar data
 ├── EvidenceError                 a signature, proof or audit log that does not hold
+├── DeliveryError                 an outbox message could not be delivered (will be retried)
 ├── StoreError                    the database failed or is unusable
 │   └── SchemaVersionError        the database schema is older/newer than this code
 └── IdempotencyError              a bulk idempotency key was misused
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CalendarUnavailable",
     "ConcurrencyError",
+    "DeliveryError",
     "EvidenceError",
     "GrantflowError",
     "IdempotencyError",
@@ -154,14 +156,40 @@ class InvalidInput(GrantflowError):  # noqa: N818
 class EvidenceError(GrantflowError):
     """Evidence does not hold: a bad signature, or a log position that is gone or altered.
 
-    `position` is the audit log position concerned, when there is one.
+    `position` is the audit log position concerned, `seq` the entry of the project's
+    chain, when there is one.
     """
 
     def __init__(
-        self, message: str, *, position: int | None = None, project_id: str | None = None
+        self,
+        message: str,
+        *,
+        position: int | None = None,
+        project_id: str | None = None,
+        seq: int | None = None,
     ) -> None:
         super().__init__(message, project_id=project_id)
         self.position = position
+        self.seq = seq
+
+
+class DeliveryError(GrantflowError):
+    """An outbox message was not delivered: the receiver failed, was too slow or unreachable.
+
+    `message_id` names the message; `status` is the HTTP status when there was one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        message_id: str,
+        status: int | None = None,
+        project_id: str | None = None,
+    ) -> None:
+        super().__init__(message, project_id=project_id)
+        self.message_id = message_id
+        self.status = status
 
 
 class CalendarUnavailable(GrantflowError):  # noqa: N818

@@ -20,6 +20,7 @@ __all__ = [
     "Actor",
     "AuditEntry",
     "AuditKind",
+    "DecisionBasis",
     "Entity",
     "Identifier",
     "JsonObject",
@@ -154,7 +155,8 @@ class Project(_Frozen):
     """A snapshot of one project: its state, version, attributes and records.
 
     `version` counts the project's audit entries; it is the compare-and-set token for writes.
-    `head` is the hash of its latest audit entry.
+    `head` is the hash of its latest audit entry and `updated_at` that entry's time
+    (accepted or refused: a refusal is recorded on the project too).
     """
 
     id: Identifier
@@ -186,11 +188,31 @@ class Entity(_Frozen):
 AuditKind = Literal["submit", "fire", "record", "migrate"]
 
 
+class DecisionBasis(_Frozen):
+    """What an entry was decided under: the lifecycle, the rule book and the policy.
+
+    `lifecycle` and `rules` are sha256 fingerprints (hex) of the lifecycle definition and
+    of the rule book (its rules, facts and effects by name and version); `policy` is the
+    version of the policy the project was pinned to and `policy_hash` the sha256 of that
+    policy's canonical JSON, so a policy edited without a new version is told apart.
+    ``docs/evidence.md`` specifies each encoding.
+    """
+
+    lifecycle: str
+    rules: str
+    policy: str
+    policy_hash: str
+
+
 class AuditEntry(_Frozen):
     """One link of a project's audit chain: an attempt, accepted or refused.
 
     `hash` is sha256 over the canonical encoding of every other field, `prev_hash` included,
     so editing, deleting, inserting or reordering entries breaks the chain.
+    `decided_under` names the lifecycle, rule book and policy that decided the entry
+    (``None`` only in entries written before grantflow recorded it). `clamped_from` is
+    the engine clock's reading when it was behind the project's last change: the entry
+    is then dated at that change instead (``None`` when the clock was not behind).
     """
 
     project_id: str
@@ -208,6 +230,8 @@ class AuditEntry(_Frozen):
     data: JsonObject = Field(default_factory=dict)
     prev_hash: str
     hash: str
+    decided_under: DecisionBasis | None = None
+    clamped_from: datetime | None = None
 
 
 class Outcome(_Frozen):

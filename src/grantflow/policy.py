@@ -119,6 +119,16 @@ class Policy(BaseModel):
     #: At the mid-term, spending (as % of the award) may lead reported progress by this much.
     spending_lead_tolerance: Percent = Decimal("20")
 
+    # -- due dates and timers (docs/time.md) ---------------------------------------------
+    #: Months per progress-report period from the contract start (0: no progress reports).
+    progress_report_months: int = Field(default=3, ge=0)
+    #: Working days after a period's end its progress report (进度报告) is due.
+    progress_report_working_days: int = Field(default=10, ge=0)
+    #: Working days after the contract's end the final report (结项报告) is due.
+    final_report_working_days: int = Field(default=20, ge=0)
+    #: Working days before a due date its reminder is recorded.
+    reminder_working_days: int = Field(default=5, ge=1)
+
     # -- service records -----------------------------------------------------------------
     #: Most person-times one service record may report (a plausibility bound).
     service_person_times_max: int = Field(default=50_000, ge=1)

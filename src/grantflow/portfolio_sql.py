@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from grantflow.persistence.sql import hub_subtree_cte
 from grantflow.portfolio import DIMENSIONS, SERVICE_DIMENSIONS, ServiceTotals, Totals, _check
 
 __all__ = ["sql_services", "sql_totals"]
@@ -28,22 +29,6 @@ def _text(table: sa.Table, key: str) -> Any:
 def _fen(table: sa.Table, key: str) -> Any:
     amount = sa.cast(table.c.data[key].as_string(), sa.Numeric(18, 2))
     return sa.func.coalesce(sa.cast(sa.func.round(amount * 100), sa.BigInteger), 0)
-
-
-def _is_collated(entities: sa.Table) -> bool:
-    variant = getattr(entities.c.id.type, "_variant_mapping", {}).get("postgresql")
-    return bool(getattr(variant, "collation", None))
-
-
-def _subtree(entities: sa.Table, root: str, *, postgres: bool) -> Any:
-    """A recursive CTE of `root` and every hub below it."""
-    seed: Any = sa.literal(root)
-    if postgres and _is_collated(entities):
-        # PostgreSQL ids compare byte-wise (COLLATE "C"): the seed must say so too.
-        seed = seed.collate("C")
-    base = sa.select(seed.label("id")).cte("hub_tree", recursive=True)
-    child = sa.select(entities.c.id).where(entities.c.kind == "hub", entities.c.parent == base.c.id)
-    return base.union(child)
 
 
 def sql_totals(
@@ -68,7 +53,7 @@ def sql_totals(
         .order_by(key)
     )
     if within is not None:
-        tree = _subtree(entities, within, postgres=conn.dialect.name == "postgresql")
+        tree = hub_subtree_cte(entities, within, postgres=conn.dialect.name == "postgresql")
         query = query.where(_text(projects, "hub").in_(sa.select(tree.c.id)))
     return [
         Totals(
@@ -103,7 +88,7 @@ def sql_services(
         .order_by(key)
     )
     if within is not None:
-        tree = _subtree(entities, within, postgres=conn.dialect.name == "postgresql")
+        tree = hub_subtree_cte(entities, within, postgres=conn.dialect.name == "postgresql")
         query = query.where(_text(projects, "hub").in_(sa.select(tree.c.id)))
     return [
         ServiceTotals(key=str(row.key), activities=int(row.a or 0), person_times=int(row.p or 0))

@@ -56,6 +56,7 @@ __all__ = [
     "Objection",
     "ObjectionRuling",
     "Person",
+    "ProgressReport",
     "Provider",
     "RectificationOrder",
     "RefundDemand",
@@ -343,6 +344,19 @@ class RectificationOrder(_Record):
 
     issues: tuple[str, ...] = Field(min_length=1)
     deadline: date
+
+
+class ProgressReport(_Record):
+    """A provider's periodic progress report (进度报告) for one reporting period.
+
+    Periods are numbered from 1 and run `Policy.progress_report_months` from the contract
+    start; the report of a period is due `Policy.progress_report_working_days` working
+    days after the period ends (see docs/time.md).
+    """
+
+    period: int = Field(ge=1)
+    summary: str = Field(min_length=1)
+    progress_percent: Decimal | None = Field(default=None, ge=0, le=100)
 
 
 class Contract(_Record):

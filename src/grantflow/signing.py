@@ -56,6 +56,7 @@ __all__ = [
     "KeySource",
     "MAX_CHECKPOINT_BYTES",
     "checkpoint_body",
+    "checkpoint_head",
     "generate_key",
     "key_id",
     "load_private_key",
@@ -213,6 +214,18 @@ def open_checkpoint(
                 ) from None
             return head
     raise EvidenceError("the checkpoint has no signature by this key")
+
+
+def checkpoint_head(note: str | bytes) -> TreeHead:
+    """Read the tree head a checkpoint's text states, WITHOUT checking any signature.
+
+    For showing what a checkpoint says; trust it only through `open_checkpoint`.
+
+    Raises:
+        InvalidInput: the text is not a checkpoint in this format.
+    """
+    body, _signatures = _split(note)
+    return _parse_body(body)
 
 
 def _split(note: str | bytes) -> tuple[bytes, list[tuple[str, bytes]]]:

@@ -15,12 +15,12 @@ import pytest
 import sqlalchemy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Table, insert, text
+from sqlalchemy import Table, insert, text, update
 
 import grantflow
 from grantflow import Actor, Engine
 from grantflow._canonical import MAX_STRING, plain
-from grantflow.audit import entry_hash, seal
+from grantflow.audit import entry_hash, replay, seal
 from grantflow.errors import InvalidInput, ProjectNotFound, StoreError
 from grantflow.models import AuditEntry
 from grantflow.persistence.sql import SqlStore
@@ -83,13 +83,20 @@ def _name(store: SqlStore, table: Table) -> str:
 def _sql(store: SqlStore, statement: str, **params: Any) -> int:
     """Run plain SQL (``{audit}``/``{projects}`` name the tables); return the row count."""
     t = store.tables
-    sql = statement.format(audit=_name(store, t.audit), projects=_name(store, t.projects))
+    sql = statement.format(
+        audit=_name(store, t.audit),
+        projects=_name(store, t.projects),
+        records=_name(store, t.records),
+    )
     with store.engine.begin() as conn:
         return conn.execute(text(sql), params).rowcount
 
 
 def _insert_entry(store: SqlStore, entry: AuditEntry) -> None:
-    row = {k: plain(v) if k in {"actor", "refusals", "records"} else v for k, v in entry}
+    row = {
+        k: plain(v) if k in {"actor", "refusals", "records", "decided_under"} else v
+        for k, v in entry
+    }
     with store.engine.begin() as conn:
         conn.execute(insert(store.tables.audit).values(row))
 
@@ -243,19 +250,29 @@ def test_deleted_chain_of_a_project_is_detected(make_store: StoreFactory) -> Non
     assert _problems(engine) == [(pid, 1)]
 
 
-def _truncate_to(store: SqlStore, engine: Engine, pid: str, keep: int) -> None:
+def _truncate_to(
+    store: SqlStore, engine: Engine, pid: str, keep: int, *, drop_records: bool = True
+) -> None:
     """Cut the chain to `keep` entries and make the project row agree (a careful attacker)."""
     entries = engine.history(pid)
     last = entries[keep - 1]
+    kept = replay(entries[:keep])
+    assert kept is not None
     _sql(store, "DELETE FROM {audit} WHERE project_id = :p AND seq > :k", p=pid, k=keep)
-    _sql(
-        store,
-        "UPDATE {projects} SET version = :v, head = :h, state = :s WHERE id = :p",
-        v=keep,
-        h=last.hash,
-        s=last.to_state,
-        p=pid,
-    )
+    if drop_records:
+        _sql(store, "DELETE FROM {records} WHERE project_id = :p AND seq > :k", p=pid, k=keep)
+    with store.engine.begin() as conn:
+        conn.execute(
+            update(store.tables.projects)
+            .where(store.tables.projects.c.id == pid)
+            .values(
+                version=keep,
+                head=last.hash,
+                state=last.to_state,
+                data=dict(kept.data),
+                updated_at=kept.updated_at,
+            )
+        )
 
 
 def test_truncation_after_a_checkpoint_is_detected(make_store: StoreFactory) -> None:
@@ -277,13 +294,26 @@ def test_recomputed_tail_after_a_checkpoint_is_detected(make_store: StoreFactory
     pid = _history(engine)
     checkpoint = engine.checkpoint()
     entries = engine.history(pid)
-    _truncate_to(store, engine, pid, keep=2)
+    _truncate_to(store, engine, pid, keep=2, drop_records=False)
     prev = entries[1].hash
     for old in entries[2:]:
         forged = _reseal(old, prev, evidence={"rewritten": True})
         _insert_entry(store, forged)
         prev = forged.hash
-    _sql(store, "UPDATE {projects} SET version = 5, head = :h, state = 'contracted'", h=prev)
+    rebuilt = replay(engine.history(pid))
+    assert rebuilt is not None
+    with store.engine.begin() as conn:
+        conn.execute(
+            update(store.tables.projects)
+            .where(store.tables.projects.c.id == pid)
+            .values(
+                version=5,
+                head=prev,
+                state=rebuilt.state,
+                data=dict(rebuilt.data),
+                updated_at=rebuilt.updated_at,
+            )
+        )
     assert engine.verify().ok
     report = engine.verify(checkpoint=checkpoint)
     assert [(p.project_id, p.seq, p.reason) for p in report.problems] == [

@@ -80,3 +80,75 @@ def test_store_survives_fork_in_the_child(tmp_path: Path) -> None:
     assert os.waitstatus_to_exitcode(status) == 0
     assert store.load("p") is None
     store.close()
+
+
+# -- read errors are StoreError (issue 10) --------------------------------------------------
+
+
+def _read_only_url(tmp_path: Path) -> str:
+    """A grantflow SQLite file (rollback journal) opened read-only through a URI."""
+    import sqlite3
+
+    path = tmp_path / "ro.db"
+    SqlStore.open(f"sqlite:///{path}").close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA journal_mode = DELETE")
+    return f"sqlite:///file:{path}?mode=ro&uri=true"
+
+
+def test_a_read_only_sqlite_file_is_a_store_error(tmp_path: Path) -> None:
+    """Opening a read-only SQLite file raises StoreError saying so, not sqlite3's error."""
+    with pytest.raises(StoreError, match="read-only") as caught:
+        SqlStore.open(_read_only_url(tmp_path))
+    assert isinstance(caught.value.__cause__, sqlalchemy.exc.OperationalError)
+
+
+def test_grantflow_show_on_a_read_only_file_prints_one_line(tmp_path: Path) -> None:
+    """`grantflow show` on a read-only database: one line on stderr, exit 1, no traceback."""
+    import subprocess
+    import sys
+
+    url = _read_only_url(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "grantflow", "show", "p-1", "--db", url],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: database error: the SQLite database is read-only")
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.postgres
+def test_reads_after_pg_terminate_backend_recover_or_raise_store_errors(
+    pg_url: str, pg_schema: str
+) -> None:
+    """A pooled connection killed by the server: pre-ping replaces it; without, StoreError."""
+    admin = sqlalchemy.create_engine(pg_url)
+
+    def kill_pool(store: SqlStore) -> None:
+        with store.connect() as conn:
+            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with admin.begin() as conn:
+            conn.execute(sqlalchemy.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+
+    try:
+        store = SqlStore.open(pg_url, schema=pg_schema, table_prefix="kill_")
+        kill_pool(store)
+        assert store.load("p-1") is None  # pre-ping replaced the dead connection
+        store.close()
+        bare = SqlStore.open(
+            pg_url,
+            schema=pg_schema,
+            table_prefix="kill_",
+            engine_options={"pool_pre_ping": False, "pool_size": 1},
+        )
+        kill_pool(bare)
+        with pytest.raises(StoreError, match="database error"):
+            bare.load("p-1")
+        assert bare.load("p-1") is None  # the pool moved on
+        bare.close()
+    finally:
+        admin.dispose()

@@ -165,6 +165,9 @@ class Overpaying(LifecycleStateMachine):
     def make_engine(self, lifecycle: Lifecycle) -> Engine:
         book = (
             RuleBook()
+            # Only the effects pay: a direct disbursement record is refused, so the
+            # overpayment found is the effects' 60 + 50.
+            .declare_records("contract", "disbursement", effect_owned=True)
             .effect("sign", _contract)
             .effect("pass_midterm", _pay("60.00"))  # type: ignore[arg-type]
             .effect("assess", _pay("50.00"))  # type: ignore[arg-type]

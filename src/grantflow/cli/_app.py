@@ -16,7 +16,7 @@ import typer
 
 import grantflow
 from grantflow._log import log_to_console
-from grantflow.cli import _bulk_command, _integrity, _projects, _reports
+from grantflow.cli import _bulk_command, _integrity, _projects, _reports, _time
 from grantflow.cli._common import (
     DEFAULT_DB,
     DbOption,
@@ -30,6 +30,7 @@ from grantflow.cli._common import (
 )
 from grantflow.cli._database import check_url, creatable_database
 from grantflow.cli._errors import DEBUG_ENV, report
+from grantflow.cli._outbox import outbox_app
 from grantflow.cli._progress import meter
 from grantflow.demo import DemoClock, render_report, run_demo
 from grantflow.persistence import sql
@@ -48,20 +49,26 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(outbox_app, name="outbox")
 
 for _command in (
     _projects.fire,
     _bulk_command.bulk,
     _projects.show,
     _projects.history,
+    _projects.list_projects,
     _projects.explain,
     _integrity.verify,
     _integrity.checkpoint,
+    _integrity.prove,
     _reports.report,
     _reports.diagram,
     _reports.export,
+    _time.due,
+    _time.sweep,
 ):
-    app.command()(_command)
+    # `list_projects` is `grantflow list` (a Python function may not be named list).
+    app.command(name=_command.__name__.removesuffix("_projects"))(_command)
 
 
 def _package_version() -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from grantflow.errors import (
     LifecycleDefinitionError,
     RuleDefinitionError,
     SchemaVersionError,
+    StoreError,
     UnknownEvent,
 )
 
@@ -74,6 +76,11 @@ def describe(exc: BaseException) -> tuple[str, int, bool]:  # noqa: PLR0911 - on
         return "interrupted", EXIT_INTERRUPTED, False
     if isinstance(exc, UnusableDatabaseError):
         return exc.message, EXIT_USAGE, False
+    if isinstance(exc, StoreError) and isinstance(exc.__cause__, SQLAlchemyError | DBAPIError):
+        # The database itself failed (down, killed, read-only): as before the store
+        # wrapped driver errors, one line naming it and the --debug hint.
+        text = re.sub(r"^database error \(\w+\): ", "", _first_line(exc.message))
+        return f"database error: {text}", EXIT_FAILED, True
     if isinstance(exc, GrantflowError):
         code = EXIT_USAGE if isinstance(exc, _USAGE_ERRORS) else EXIT_FAILED
         return f"{type(exc).__name__}: {_first_line(exc.message)}", code, False

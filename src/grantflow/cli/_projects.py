@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
 
 import typer
 
@@ -25,10 +26,12 @@ from grantflow.cli._common import (
     make_actor,
     open_engine,
     say,
+    stderr,
     stdout,
+    usage_error,
 )
 
-__all__ = ["explain", "fire", "history", "show"]
+__all__ = ["explain", "fire", "history", "list_projects", "show"]
 
 ProjectArg = Annotated[str, typer.Argument(help="The project id.")]
 EventArg = Annotated[str, typer.Argument(help="The event, e.g. approve or sign.")]
@@ -161,3 +164,88 @@ def history(project_id: ProjectArg, db: DbOption = _DB, as_json: JsonOption = Fa
     ]
     columns = ["seq", "at", "event", "from", "to", "accepted", "actor", "refusals"]
     emit_table(f"history of {project_id}", columns, rows)
+
+
+@guarded
+def list_projects(
+    state: Annotated[str | None, typer.Option(help="Only projects in this state.")] = None,
+    hub: Annotated[str | None, typer.Option(help="Only projects of this hub.")] = None,
+    subtree: Annotated[
+        str | None, typer.Option(help="Only projects of this hub or any hub below it.")
+    ] = None,
+    call: Annotated[str | None, typer.Option(help="Only projects of this call.")] = None,
+    brand: Annotated[str | None, typer.Option(help="Only projects of this brand.")] = None,
+    provider: Annotated[str | None, typer.Option(help="Only projects of this provider.")] = None,
+    year: Annotated[int | None, typer.Option(help="Only projects of this year.")] = None,
+    updated_since: Annotated[
+        str | None,
+        typer.Option(help="Only projects updated at or after this ISO time (with a zone)."),
+    ] = None,
+    order: Annotated[
+        str, typer.Option(help="id, updated_at or created_at; a leading - for descending.")
+    ] = "id",
+    limit: Annotated[int, typer.Option(help="Projects per page (1-1000).")] = 100,
+    cursor: Annotated[
+        str | None, typer.Option(help="Continue after the page that printed this cursor.")
+    ] = None,
+    every: Annotated[
+        bool, typer.Option("--all", help="Follow the cursors: print every page.")
+    ] = False,
+    db: DbOption = _DB,
+    as_json: JsonOption = False,
+) -> None:
+    """List projects matching every filter given, one page at a time (keyset cursors).
+
+    Tab-separated on a pipe (id, state, hub, call, provider, year, updated); the next
+    page's cursor goes to stderr. With --json: {"projects": [...], "cursor": ...}.
+    """
+    since = None
+    if updated_since is not None:
+        try:
+            since = datetime.fromisoformat(updated_since.replace("Z", "+00:00"))
+        except ValueError:
+            usage_error(f"--updated-since {updated_since!r} is not an ISO-8601 time")
+        if since.tzinfo is None:
+            usage_error("--updated-since needs a time zone (e.g. 2026-01-01T00:00:00Z)")
+    filters: dict[str, Any] = {
+        "state": state,
+        "hub": hub,
+        "subtree": subtree,
+        "call": call,
+        "brand": brand,
+        "provider": provider,
+        "year": year,
+        "updated_since": since,
+        "order": order,
+        "limit": limit,
+    }
+    found: list[grantflow.Project] = []
+    with open_engine(db) as engine:
+        page = engine.projects(**filters, cursor=cursor)
+        found.extend(page)
+        while every and page.cursor is not None:
+            page = engine.projects(**filters, cursor=page.cursor)
+            found.extend(page)
+    if as_json:
+        emit_json(
+            {
+                "projects": [p.model_dump(mode="python", exclude={"records"}) for p in found],
+                "cursor": page.cursor,
+            }
+        )
+        return
+    rows = [
+        (
+            p.id,
+            p.state,
+            p.data.get("hub"),
+            p.data.get("call"),
+            p.data.get("provider"),
+            p.data.get("year"),
+            p.updated_at,
+        )
+        for p in found
+    ]
+    emit_table("projects", ["id", "state", "hub", "call", "provider", "year", "updated"], rows)
+    if page.cursor is not None:
+        stderr().print(f"more: --cursor {page.cursor}", markup=False, highlight=False)

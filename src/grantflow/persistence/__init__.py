@@ -2,6 +2,7 @@
 
 from grantflow.persistence._liveness import owner_id
 from grantflow.persistence._memory import MemoryStore
+from grantflow.persistence._outbox import AUDIT_TOPIC, MessageStatus, OutboxMessage, OutboxStore
 from grantflow.persistence._protocol import (
     Change,
     ChunkClaim,
@@ -9,12 +10,15 @@ from grantflow.persistence._protocol import (
     JobStore,
     Leaf,
     LogLeaf,
+    ObligationIndex,
+    ObligationRow,
     Store,
     StoredJob,
     StoreReader,
 )
 
 __all__ = [
+    "AUDIT_TOPIC",
     "Change",
     "ChunkClaim",
     "ChunkProgress",
@@ -22,6 +26,11 @@ __all__ = [
     "Leaf",
     "LogLeaf",
     "MemoryStore",
+    "MessageStatus",
+    "ObligationIndex",
+    "ObligationRow",
+    "OutboxMessage",
+    "OutboxStore",
     "Store",
     "StoreReader",
     "StoredJob",

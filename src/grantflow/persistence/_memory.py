@@ -13,12 +13,13 @@ from grantflow.audit import GENESIS, Checkpoint
 from grantflow.errors import ConcurrencyError, ProjectExists
 from grantflow.models import AuditEntry, Entity, Project, Record
 from grantflow.persistence._memory_jobs import MemoryJobs
+from grantflow.persistence._memory_outbox import MemoryOutbox
 from grantflow.persistence._protocol import Change, Leaf, LogLeaf
 
 __all__ = ["MemoryStore"]
 
 
-class MemoryStore(MemoryJobs):
+class MemoryStore(MemoryJobs, MemoryOutbox):
     """Keeps projects and chains in dictionaries; one lock makes each commit atomic.
 
     Nothing survives the process. Use it in tests and to try grantflow out.
@@ -60,6 +61,12 @@ class MemoryStore(MemoryJobs):
         """Yield every entry ordered by (project id, seq)."""
         for pid in sorted(self._chains):
             yield from list(self._chains[pid])
+
+    def all_records(self) -> Iterator[tuple[str, Record]]:
+        """Yield (project id, record) for every project's records, by project id."""
+        for pid in sorted(self._projects):
+            for record in self._projects[pid].records:
+                yield pid, record
 
     def chain_ids(self) -> Iterator[str]:
         """Yield every chain id, sorted."""
@@ -176,12 +183,14 @@ class MemoryStore(MemoryJobs):
     def _apply_all(self, changes: Sequence[Change]) -> None:
         """Apply every change or none (the caller holds the lock)."""
         undo: list[tuple[str, Project | None, int]] = []
+        queued: list[str] = []
         try:
             for index, change in enumerate(changes):
                 pid = change.entry.project_id
                 undo.append((pid, self._projects.get(pid), len(self._chains.get(pid, ()))))
-                self._apply_one(change, index)
+                queued.extend(self._apply_one(change, index))
         except Exception:
+            self._unqueue(queued)
             for pid, before, length in reversed(undo):
                 del self._chains.setdefault(pid, [])[length:]
                 if before is None:
@@ -190,8 +199,11 @@ class MemoryStore(MemoryJobs):
                     self._projects[pid] = before
             raise
 
-    def _apply_one(self, change: Change, index: int) -> None:
-        """Check one compare-and-set and apply it (the caller holds the lock)."""
+    def _apply_one(self, change: Change, index: int) -> list[str]:
+        """Check one compare-and-set and apply it; return the outbox ids it queued.
+
+        The caller holds the lock.
+        """
         entry = change.entry
         chain = self._chains.get(entry.project_id, [])
         tip = chain[-1].seq if chain else 0
@@ -216,6 +228,7 @@ class MemoryStore(MemoryJobs):
             self._projects[entry.project_id] = change.after
             for record in entry.records:
                 self._by_kind.setdefault(record.kind, []).append((entry.project_id, record))
+        return self._enqueue(change)
 
     def put_entity(self, entity: Entity) -> None:
         """Insert or replace an entity."""

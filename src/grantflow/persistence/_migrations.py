@@ -58,6 +58,33 @@ def _v4(conn: Connection, t: Tables) -> None:
 
 
 def _v5(conn: Connection, t: Tables) -> None:
+    # An index of due dates: projects that exist already get their rows from
+    # `Engine.reindex_obligations` (``grantflow due --reindex``), which knows the regime.
+    t.metadata.create_all(conn, tables=[t.obligations])
+
+
+def _v6(conn: Connection, t: Tables) -> None:
+    # As in v3: a database created by this release has the columns already.
+    columns = {c["name"] for c in inspect(conn).get_columns(t.audit.name, schema=t.schema)}
+    table = conn.dialect.identifier_preparer.format_table(t.audit)
+    json_type = "JSONB" if conn.dialect.name == "postgresql" else "JSON"
+    time_type = "TIMESTAMP WITH TIME ZONE" if conn.dialect.name == "postgresql" else "DATETIME"
+    for name, kind in (("decided_under", json_type), ("clamped_from", time_type)):
+        if name not in columns:
+            conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+
+
+def _v7(conn: Connection, t: Tables) -> None:
+    t.metadata.create_all(conn, tables=[t.outbox])
+
+
+def _v8(conn: Connection, t: Tables) -> None:
+    from grantflow.persistence._sqlindexes import create_query_indexes
+
+    create_query_indexes(conn, t)
+
+
+def _v9(conn: Connection, t: Tables) -> None:
     t.metadata.create_all(conn, tables=[t.record_keys])
     keys = conn.dialect.identifier_preparer.format_table(t.record_keys)
     records = conn.dialect.identifier_preparer.format_table(t.records)
@@ -85,7 +112,11 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "bulk jobs and their chunks (idempotency keys, leases, progress)", _v2),
     Migration(3, "bulk jobs name their holder, so a dead one is taken over at once", _v3),
     Migration(4, "the audit log order: a gap-free position per sequenced entry", _v4),
-    Migration(5, "record keys: records found by a field's value through an index", _v5),
+    Migration(5, "obligations: an index of every project's due dates", _v5),
+    Migration(6, "audit entries name what decided them and a clock that was behind", _v6),
+    Migration(7, "the outbox: a message per committed audit entry, leased to consumers", _v7),
+    Migration(8, "indexes for project queries: state, update time, hub, call, brand, ...", _v8),
+    Migration(9, "record keys: records found by a field's value through an index", _v9),
 )
 #: The schema version this grantflow reads and writes.
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -4,20 +4,45 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
 from grantflow.audit import Checkpoint
 from grantflow.models import AuditEntry, Entity, Project, Record
+from grantflow.persistence._outbox import OutboxMessage
 
-__all__ = ["Change", "Leaf", "LogLeaf", "Store", "StoreReader"]
+__all__ = [
+    "Change",
+    "Leaf",
+    "LogLeaf",
+    "ObligationIndex",
+    "ObligationRow",
+    "Store",
+    "StoreReader",
+]
 
 #: One chain head in a checkpoint: (project id, sequence number, entry hash).
 Leaf = tuple[str, int, str]
 #: One place in the audit log: (position, project id, seq, the entry's stored hash or
 #: ``None`` when the entry is no longer there).
 LogLeaf = tuple[int, str, int, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class ObligationRow:
+    """One due date of a project as a store indexes it (see `grantflow.obligations`).
+
+    The store treats it as data: it filters on the columns and hands `data` back.
+    """
+
+    project_id: str
+    key: str
+    kind: str
+    due_on: date
+    status: str
+    hub: str | None
+    data: Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,12 +56,19 @@ class Change:
         expected_version: the project's (or chain's) version when the decision was taken.
         after: the project row after the change; ``None`` when a refused submission
             leaves no project behind. Its records beyond the old ones are ``entry.records``.
+        obligations: the project's due dates after the change, for a store that indexes
+            them (`ObligationIndex`) to replace its rows with, in the same transaction;
+            ``None`` when the change leaves them as they were.
+        messages: outbox messages to commit with the entry, besides the entry's own
+            (reminders, ...); stores with an outbox write them in the same transaction.
     """
 
     entry: AuditEntry
     expected_state: str | None
     expected_version: int
     after: Project | None
+    obligations: tuple[ObligationRow, ...] | None = None
+    messages: tuple[OutboxMessage, ...] = ()
 
 
 @runtime_checkable
@@ -131,6 +163,14 @@ class Store(StoreReader, Protocol):
         """Return the stored hash of one audit entry, or ``None`` if there is none."""
         ...
 
+    def all_records(self) -> Iterator[tuple[str, Record]]:
+        """Yield (project id, record) for every record row, streaming (for `verify`).
+
+        Ordered by project id, then as `load` orders a project's records (by the entry
+        that added them, then their place in it).
+        """
+        ...
+
     def sequence_log(self) -> int:
         """Append every committed audit entry not yet in the log to it; return the log size.
 
@@ -158,6 +198,34 @@ class Store(StoreReader, Protocol):
 
     def close(self) -> None:
         """Release connections; the store is unusable afterwards."""
+        ...
+
+
+@runtime_checkable
+class ObligationIndex(Protocol):
+    """A store that keeps every project's due dates in an index, for `Engine.due`.
+
+    It writes a change's `Change.obligations` in the change's transaction. A store
+    without one is still complete: the engine then derives due dates project by project.
+    """
+
+    def obligation_rows(
+        self,
+        *,
+        status: str | None = "open",
+        due_by: date | None = None,
+        kinds: Collection[str] = (),
+        hubs: Collection[str] = (),
+    ) -> list[ObligationRow]:
+        """Return the rows matching every filter, by (due date, project id, key).
+
+        `status` ``None`` matches any; `due_by` keeps rows due on or before it; empty
+        `kinds` or `hubs` match any.
+        """
+        ...
+
+    def index_obligations(self, rows: Mapping[str, Sequence[ObligationRow]]) -> None:
+        """Replace the indexed rows of each project named in `rows`, in one transaction."""
         ...
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     Dialect,
     Float,
@@ -40,6 +41,7 @@ __all__ = ["KEY_FIELD", "KEY_VALUE", "Tables", "UTCDateTime", "build_tables", "r
 #: ``ORDER BY id`` agrees with Python's ``sorted`` and with the memory store.
 _ID = String(128).with_variant(VARCHAR(128, collation="C"), "postgresql")
 _NAME = String(160)
+_KEY = String(300).with_variant(VARCHAR(300, collation="C"), "postgresql")
 _HASH = String(64)
 _JSON = JSON().with_variant(JSONB(), "postgresql")
 
@@ -120,6 +122,10 @@ class AuditRow(_Row, table=True):
     data: dict[str, Any] = Field(sa_type=_JSON)
     prev_hash: str = Field(sa_type=_HASH)
     hash: str = Field(sa_type=_HASH)
+    #: The lifecycle, rule book and policy fingerprints (NULL in entries written before).
+    decided_under: dict[str, Any] | None = Field(default=None, sa_type=_JSON, nullable=True)
+    #: The clock's reading when it was behind the project's last change (else NULL).
+    clamped_from: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
 
 
 class RecordRow(_Row, table=True):
@@ -239,6 +245,61 @@ class BulkChunkRow(_Row, table=True):
     items: list[Any] = Field(sa_type=_JSON)
 
 
+class ObligationIndexRow(_Row, table=True):
+    """One due date of a project (`grantflow.obligations`), rewritten with each change to it.
+
+    An index: every row can be derived again from the project (``Engine.reindex_obligations``).
+    """
+
+    __tablename__ = "obligations"
+    project_id: str = Field(primary_key=True, sa_type=_ID)
+    key: str = Field(primary_key=True, sa_type=_KEY)
+    kind: str = Field(sa_type=_ID)
+    due_on: date = Field(sa_type=Date)
+    status: str = Field(sa_type=String(16))
+    hub: str | None = Field(default=None, sa_type=_ID, nullable=True)
+    data: dict[str, Any] = Field(sa_type=_JSON)
+
+
+class OutboxRow(_Row, table=True):
+    """One outbox message: committed with its audit entry, claimed by consumers with leases.
+
+    `position` orders the messages (roughly commit order). `id` is the stable message id
+    receivers de-duplicate on; an audit message stores neither id nor payload (``NULL``):
+    both come from its audit row when read (the id is the entry's hash), so the hot
+    path of a bulk run writes a short row and no random-order index entry.
+    """
+
+    __tablename__ = "outbox"
+    position: int | None = Field(
+        default=None,
+        primary_key=True,
+        sa_type=BigInteger().with_variant(Integer(), "sqlite"),
+        sa_column_kwargs={"autoincrement": True},
+    )
+    id: str | None = Field(default=None, sa_type=_ID, nullable=True)
+    topic: str = Field(sa_type=String(64))
+    project_id: str | None = Field(default=None, sa_type=_ID, nullable=True)
+    seq: int | None = Field(default=None, sa_type=Integer, nullable=True)
+    payload: dict[str, Any] | None = Field(default=None, sa_type=_JSON, nullable=True)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    status: str = Field(
+        default="pending", sa_type=String(16), sa_column_kwargs={"server_default": "pending"}
+    )
+    attempts: int = Field(default=0, sa_type=Integer, sa_column_kwargs={"server_default": "0"})
+    available_at: float = Field(
+        default=0.0, sa_type=Float, sa_column_kwargs={"server_default": "0"}
+    )
+    lease_owner: str = Field(
+        default="", sa_type=String(160), sa_column_kwargs={"server_default": ""}
+    )
+    lease_until: float = Field(default=0.0, sa_type=Float, sa_column_kwargs={"server_default": "0"})
+    last_error: str = Field(
+        default="", sa_type=String(2000), sa_column_kwargs={"server_default": ""}
+    )
+    done_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+
+
 _MODELS: tuple[type[_Row], ...] = (
     SchemaVersionRow,
     ProjectRow,
@@ -251,6 +312,8 @@ _MODELS: tuple[type[_Row], ...] = (
     CheckpointLeafRow,
     BulkJobRow,
     BulkChunkRow,
+    ObligationIndexRow,
+    OutboxRow,
 )
 
 
@@ -272,6 +335,8 @@ class Tables:
     checkpoint_leaves: Table
     bulk_jobs: Table
     bulk_chunks: Table
+    obligations: Table
+    outbox: Table
 
 
 def record_keys(data: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -318,6 +383,33 @@ def build_tables(prefix: str = "grantflow_", schema: str | None = None) -> Table
     log = copied["audit_log"]
     Index(f"{prefix}ux_audit_log_entry", log.c.project_id, log.c.seq, unique=True)
     Index(f"{prefix}ix_entities_parent", copied["entities"].c.kind, copied["entities"].c.parent)
+    due = copied["obligations"]
+    Index(f"{prefix}ix_obligations_due", due.c.status, due.c.due_on)
+    Index(f"{prefix}ix_obligations_hub", due.c.hub, due.c.status, due.c.due_on)
+    outbox = copied["outbox"]
+    given = outbox.c.id.isnot(None)
+    Index(
+        f"{prefix}ux_outbox_id",
+        outbox.c.id,
+        unique=True,
+        sqlite_where=given,
+        postgresql_where=given,
+    )
+    # Consumers look for pending messages in position order, and for their own leases.
+    pending = outbox.c.status == "pending"
+    Index(
+        f"{prefix}ix_outbox_pending",
+        outbox.c.position,
+        sqlite_where=pending,
+        postgresql_where=pending,
+    )
+    leased = outbox.c.lease_owner != ""
+    Index(
+        f"{prefix}ix_outbox_owner",
+        outbox.c.lease_owner,
+        sqlite_where=leased,
+        postgresql_where=leased,
+    )
     return Tables(
         metadata=metadata,
         prefix=prefix,
@@ -333,4 +425,6 @@ def build_tables(prefix: str = "grantflow_", schema: str | None = None) -> Table
         checkpoint_leaves=leaves,
         bulk_jobs=copied["bulk_jobs"],
         bulk_chunks=copied["bulk_chunks"],
+        obligations=due,
+        outbox=outbox,
     )

@@ -6,7 +6,7 @@ import contextlib
 import json
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -30,10 +30,11 @@ from grantflow.audit import GENESIS, Checkpoint
 from grantflow.errors import GrantflowError, InvalidInput
 from grantflow.models import AuditEntry, Entity, Project, Record, trusted
 from grantflow.persistence._migrations import apply_pending, check, current_version
-from grantflow.persistence._protocol import Change, Leaf, LogLeaf
+from grantflow.persistence._protocol import Change, Leaf, LogLeaf, ObligationRow
 from grantflow.persistence._schema import KEY_FIELD, KEY_VALUE, Tables, build_tables
 from grantflow.persistence._sqlconn import Connector, HostConnector, Synchronous
 from grantflow.persistence._sqljobs import SqlJobs
+from grantflow.persistence._sqloutbox import SqlOutbox
 from grantflow.persistence._sqlwrite import Partial, Writer
 
 __all__ = ["SqlStore", "connector_for"]
@@ -56,7 +57,12 @@ def connector_for(
     grantflow creates, so passing them with anything else is an error.
     """
     if isinstance(source, str):
-        engine = sqlalchemy.create_engine(source, **dict(engine_options or {}))
+        options = dict(engine_options or {})
+        if source.startswith("postgresql"):
+            # A pooled connection the server dropped (a restart, pg_terminate_backend, an
+            # idle timeout) is replaced before use instead of failing the next read.
+            options.setdefault("pool_pre_ping", True)
+        engine = sqlalchemy.create_engine(source, **options)
         try:
             connector = Connector(
                 engine,
@@ -96,7 +102,7 @@ def connector_for(
     return HostConnector(source)
 
 
-class SqlStore(SqlJobs):
+class SqlStore(SqlJobs, SqlOutbox):
     """Projects, audit chains, records and checkpoints in SQLite or PostgreSQL.
 
     Open one with `SqlStore.open` (or `grantflow.open(url)`). Each `commit` is one
@@ -269,6 +275,34 @@ class SqlStore(SqlJobs):
             if len(rows) < _PAGE * 10:
                 return
             after = (rows[-1]["project_id"], rows[-1]["seq"])
+
+    def all_records(self) -> Iterator[tuple[str, Record]]:
+        """Yield (project id, record) for every record row, a page of rows at a time."""
+        r = self._t.records
+        after: tuple[str, int, int] | None = None
+        size = _PAGE * 10
+        while True:
+            stmt = select(r.c.project_id, r.c.kind, r.c.id, r.c.data, r.c.seq, r.c.pos)
+            stmt = stmt.order_by(r.c.project_id, r.c.seq, r.c.pos).limit(size)
+            if after is not None:
+                pid, seq, pos = after
+                stmt = stmt.where(
+                    (r.c.project_id > pid)
+                    | ((r.c.project_id == pid) & (r.c.seq > seq))
+                    | ((r.c.project_id == pid) & (r.c.seq == seq) & (r.c.pos > pos))
+                )
+            with self._db.connect() as conn:
+                rows = conn.execute(stmt).all()
+            for row in rows:
+                # Read back as written (plain JSON): no second validation per row.
+                yield (
+                    str(row.project_id),
+                    trusted(Record, kind=row.kind, id=row.id, data=row.data, seq=int(row.seq)),
+                )
+            if len(rows) < size:
+                return
+            last = rows[-1]
+            after = (str(last.project_id), int(last.seq), int(last.pos))
 
     def chain_ids(self) -> Iterator[str]:
         """Yield, sorted, every id with a chain or a project row."""
@@ -481,6 +515,66 @@ class SqlStore(SqlJobs):
         with self._db.connect() as conn:
             found = conn.execute(stmt).scalar()
         return None if found is None else int(found)
+
+    def obligation_rows(
+        self,
+        *,
+        status: str | None = "open",
+        due_by: date | None = None,
+        kinds: Collection[str] = (),
+        hubs: Collection[str] = (),
+    ) -> list[ObligationRow]:
+        """Indexed due dates matching the filters, by (due date, project id, key)."""
+        o = self._t.obligations
+        stmt = select(o).order_by(o.c.due_on, o.c.project_id, o.c.key)
+        if status is not None:
+            stmt = stmt.where(o.c.status == status)
+        if due_by is not None:
+            stmt = stmt.where(o.c.due_on <= due_by)
+        if kinds:
+            stmt = stmt.where(o.c.kind.in_(sorted(kinds)))
+        if hubs:
+            stmt = stmt.where(o.c.hub.in_(sorted(hubs)))
+        with self._db.connect() as conn:
+            rows = conn.execute(stmt).all()
+        return [
+            ObligationRow(
+                project_id=row.project_id,
+                key=row.key,
+                kind=row.kind,
+                due_on=row.due_on,
+                status=row.status,
+                hub=row.hub,
+                data=row.data,
+            )
+            for row in rows
+        ]
+
+    def index_obligations(self, rows: Mapping[str, Sequence[ObligationRow]]) -> None:
+        """Replace the indexed due dates of each project in `rows`, in one transaction."""
+        o = self._t.obligations
+        values = [
+            {
+                "project_id": row.project_id,
+                "key": row.key,
+                "kind": row.kind,
+                "due_on": row.due_on,
+                "status": row.status,
+                "hub": row.hub,
+                "data": dict(row.data),
+            }
+            for found in rows.values()
+            for row in found
+        ]
+        ids = sorted(rows)
+
+        def work(conn: sqlalchemy.Connection) -> None:
+            for start in range(0, len(ids), _PAGE):
+                conn.execute(o.delete().where(o.c.project_id.in_(ids[start : start + _PAGE])))
+            if values:
+                conn.execute(o.insert(), values)
+
+        self._db.write(work)
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[sqlalchemy.Connection]:

@@ -31,7 +31,7 @@ from typing import Any, Literal, TypeVar
 
 import sqlalchemy
 from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from grantflow.errors import InvalidInput, StoreError
@@ -144,7 +144,19 @@ class Connector:
 
     @contextmanager
     def connect(self) -> Iterator[Connection]:
-        """Yield a configured connection (reads; the transaction is rolled back after)."""
+        """Yield a configured connection (reads; the transaction is rolled back after).
+
+        A database error on the way (a server gone, a connection killed, a file that
+        cannot be read) is raised as `StoreError`, with the driver's error as its cause.
+        """
+        try:
+            with self._connect() as conn:
+                yield conn
+        except (SQLAlchemyError, self._dbapi_error) as exc:
+            raise self._store_error(exc) from exc
+
+    @contextmanager
+    def _connect(self) -> Iterator[Connection]:
         self._after_fork()
         with self.engine.connect() as conn:
             if self.dialect == "sqlite" and self.owned:  # a host's connections stay as they are
@@ -165,7 +177,7 @@ class Connector:
         relaxed = relaxed and self._synchronous == "FULL"
         for attempt in range(retries + 1):
             try:
-                with self.connect() as conn, self._relaxed(conn, relaxed), self._transaction(conn):
+                with self._connect() as conn, self._relaxed(conn, relaxed), self._transaction(conn):
                     return work(conn)
             except (DBAPIError, self._dbapi_error) as exc:
                 if attempt == retries or not self._retryable(exc):
@@ -236,7 +248,14 @@ class Connector:
         return _sqlite_locked(exc)
 
     def _store_error(self, exc: BaseException) -> StoreError:
-        return StoreError(f"database error ({self.dialect}): {exc}")
+        orig = exc.orig if isinstance(exc, DBAPIError) else exc
+        text = " ".join(str(orig).split())[:300]  # one line, whatever the driver wrote
+        if self.dialect == "sqlite" and "readonly" in text.replace("-", "").replace(" ", ""):
+            return StoreError(
+                f"the SQLite database is read-only ({text}): grantflow writes to its "
+                "database; give it write access to the file and its folder"
+            )
+        return StoreError(f"database error ({self.dialect}): {text}")
 
     def _check_sqlite_file(self, allow: bool, mounts_file: Path) -> None:
         database = self.engine.url.database
@@ -284,8 +303,14 @@ class HostConnector(Connector):
 
     @contextmanager
     def connect(self) -> Iterator[Connection]:
-        """Yield the host's connection (left open, in the host's transaction)."""
-        yield self._connection()
+        """Yield the host's connection (left open, in the host's transaction).
+
+        Database errors of grantflow's reads are raised as `StoreError`.
+        """
+        try:
+            yield self._connection()
+        except (SQLAlchemyError, self._dbapi_error) as exc:
+            raise self._store_error(exc) from exc
 
     def write(self, work: Callable[[Connection], T], *, durable: bool = True) -> T:
         """Run `work` under a savepoint of the host's transaction; never commit."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -28,10 +28,13 @@ from sqlalchemy import (
     and_,
     bindparam,
     cast,
+    delete,
     exists,
     func,
     insert,
     literal,
+    literal_column,
+    null,
     select,
     update,
 )
@@ -42,17 +45,19 @@ from sqlalchemy.sql.expression import ClauseElement
 
 from grantflow._canonical import plain
 from grantflow.errors import ConcurrencyError, GrantflowError, InvalidInput, ProjectExists
-from grantflow.models import Actor, AuditEntry, Project
-from grantflow.persistence._protocol import Change, ChunkProgress
+from grantflow.models import Actor, AuditEntry, DecisionBasis, Project
+from grantflow.persistence._outbox import AUDIT_TOPIC
+from grantflow.persistence._protocol import Change, ChunkProgress, ObligationRow
 from grantflow.persistence._schema import Tables, record_keys
 
 __all__ = ["Partial", "Writer"]
 
 # The audit table's columns are the entry's fields, named once (in `AuditEntry`).
 _AUDIT_COLUMNS = tuple(AuditEntry.model_fields)
-_JSON_AUDIT = frozenset({"actor", "evidence", "refusals", "records", "data"})
+_JSON_AUDIT = frozenset({"actor", "evidence", "refusals", "records", "data", "decided_under"})
 _PROJECT_COLUMNS = ("id", "state", "version", "head", "data", "created_at", "updated_at")
 _RECORD_COLUMNS = ("project_id", "kind", "id", "seq", "pos", "data")
+_OBLIGATION_COLUMNS = ("project_id", "key", "kind", "due_on", "status", "hub", "data")
 
 
 class Partial(Exception):  # noqa: N818 - internal signal, never escapes the store
@@ -99,6 +104,11 @@ def _dumps_plain(value: Mapping[str, Any]) -> str:
 
 def _dumps_seq(value: tuple[Any, ...]) -> str:
     return _dumps(value) if value else "[]"
+
+
+@functools.lru_cache(maxsize=256)
+def _dumps_basis(basis: DecisionBasis | None) -> str | None:
+    return None if basis is None else _ENCODER.encode(basis.model_dump())
 
 
 @functools.lru_cache(maxsize=1024)
@@ -208,6 +218,51 @@ class Writer:
         self._project_exists = _Statement(
             select(literal(1)).where(t.projects.c.id == bindparam("w_id")), dialect
         )
+        self._delete_obligations = _Statement(
+            delete(t.obligations).where(t.obligations.c.project_id == bindparam("o_project_id")),
+            dialect,
+        )
+        self._insert_obligation = _Statement(
+            insert(t.obligations).values(
+                {
+                    c: _json_param(f"o_{c}", dialect) if c == "data" else bindparam(f"o_{c}")
+                    for c in _OBLIGATION_COLUMNS
+                }
+            ),
+            dialect,
+        )
+        self._date: Callable[[date], Any] = (
+            date.isoformat if dialect.name == "sqlite" else _same_date
+        )
+        # The outbox: one message per committed entry, written with it (its id and payload
+        # are the audit row's), and a change's own messages, skipped if already queued.
+        fresh: dict[str, Any] = {
+            **{c: bindparam(f"o_{c}") for c in ("topic", "project_id", "seq")},
+            "created_at": _time_param("o_created_at", dialect),
+            # A new message's state, inline: nothing more to bind per row.
+            "status": literal_column("'pending'"),
+            "attempts": literal_column("0"),
+            "available_at": literal_column("0"),
+            "lease_owner": literal_column("''"),
+            "lease_until": literal_column("0"),
+            "last_error": literal_column("''"),
+            "done_at": null(),
+        }
+        # inline(): no RETURNING of the generated position, which nobody reads.
+        self._insert_outbox = _Statement(
+            insert(t.outbox).inline().values({**fresh, "id": null(), "payload": null()}), dialect
+        )
+        self._insert_message = _Statement(
+            _dialect_insert(t.outbox, dialect)
+            .inline()
+            .values(
+                {**fresh, "id": bindparam("o_id"), "payload": _json_param("o_payload", dialect)}
+            )
+            .on_conflict_do_nothing(
+                index_elements=[t.outbox.c.id], index_where=t.outbox.c.id.isnot(None)
+            ),
+            dialect,
+        )
 
     # -- entry points --------------------------------------------------------------------
 
@@ -232,6 +287,8 @@ class Writer:
         keep: list[Any] = []
         rewrite: list[Any] = []
         audits: list[Any] = []
+        outbox: list[Any] = []
+        messages: list[Any] = []
         for change in changes:
             entry, after = change.entry, change.after
             if (
@@ -248,6 +305,8 @@ class Writer:
             else:
                 keep.append(self._update_keep_data.params(values))
             audits.append(self._insert_audit.params(self._audit_values(entry, change)))
+            outbox.append(self._insert_outbox.params(self._outbox_values(entry)))
+            messages.extend(self._message_params(change))
         updated = 0
         for statement, rows in ((self._update_keep_data, keep), (self._update, rewrite)):
             if rows:
@@ -259,6 +318,10 @@ class Writer:
             cursor.executemany(self._insert_audit.sql, audits)
         except self._integrity:
             return False
+        self.write_obligations(cursor, changes)
+        cursor.executemany(self._insert_outbox.sql, outbox)
+        if messages:
+            cursor.executemany(self._insert_message.sql, messages)
         return True
 
     def record_progress(self, cursor: Any, progress: ChunkProgress, lease_until: float) -> bool:
@@ -285,6 +348,23 @@ class Writer:
         """Move job `key`'s lease to `lease_until`."""
         values = {"w_key": key, "n_lease_until": lease_until}
         cursor.execute(self._job_lease.sql, self._job_lease.params(values))
+
+    def write_obligations(self, cursor: Any, changes: Sequence[Change]) -> None:
+        """Replace the indexed due dates of every change that carries them."""
+        dated = [c for c in changes if c.obligations is not None]
+        if not dated:
+            return
+        cursor.executemany(
+            self._delete_obligations.sql,
+            [self._delete_obligations.params({"o_project_id": c.entry.project_id}) for c in dated],
+        )
+        rows = [
+            self._insert_obligation.params(self._obligation_values(row))
+            for c in dated
+            for row in c.obligations or ()
+        ]
+        if rows:
+            cursor.executemany(self._insert_obligation.sql, rows)
 
     # -- one change ----------------------------------------------------------------------
 
@@ -313,6 +393,8 @@ class Writer:
             return _conflict(change)
         self._run(cursor, self._insert_audit, self._audit_values(entry, change), _conflict(change))
         self._insert_records(cursor, entry)
+        self.write_obligations(cursor, (change,))
+        self._enqueue(cursor, change)
         return None
 
     def _create(self, cursor: Any, change: Change) -> GrantflowError | None:
@@ -332,7 +414,17 @@ class Writer:
                 cursor, self._insert_project, self._project_values(change.after), _exists(entry)
             )
             self._insert_records(cursor, entry)
+            self.write_obligations(cursor, (change,))
+        self._enqueue(cursor, change)
         return None
+
+    def _enqueue(self, cursor: Any, change: Change) -> None:
+        """Queue the entry's outbox message and the change's own, in its transaction."""
+        entry = change.entry
+        error = _conflict(change)
+        self._run(cursor, self._insert_outbox, self._outbox_values(entry), error)
+        for params in self._message_params(change):
+            cursor.execute(self._insert_message.sql, params)
 
     def _insert_records(self, cursor: Any, entry: AuditEntry) -> None:
         keys: list[Any] = []
@@ -391,6 +483,10 @@ class Writer:
             "p_at": self._time(entry.at),
             "p_prev_hash": entry.prev_hash,
             "p_hash": entry.hash,
+            "p_decided_under": _dumps_basis(entry.decided_under),
+            "p_clamped_from": None
+            if entry.clamped_from is None
+            else self._time(entry.clamped_from),
             "w_version": change.expected_version,
         }
         values["p_actor"] = _dumps_actor(entry.actor)
@@ -399,6 +495,40 @@ class Writer:
         values["p_refusals"] = _dumps_seq(entry.refusals)
         values["p_records"] = _dumps_seq(entry.records)
         return values
+
+    def _obligation_values(self, row: ObligationRow) -> dict[str, Any]:
+        return {
+            "o_project_id": row.project_id,
+            "o_key": row.key,
+            "o_kind": row.kind,
+            "o_due_on": self._date(row.due_on),
+            "o_status": row.status,
+            "o_hub": row.hub,
+            "o_data": _dumps(row.data),
+        }
+
+    def _outbox_values(self, entry: AuditEntry) -> dict[str, Any]:
+        return {
+            "o_topic": AUDIT_TOPIC,
+            "o_project_id": entry.project_id,
+            "o_seq": entry.seq,
+            "o_created_at": self._time(entry.at),
+        }
+
+    def _message_params(self, change: Change) -> list[Any]:
+        return [
+            self._insert_message.params(
+                {
+                    "o_id": m.id,
+                    "o_topic": m.topic,
+                    "o_project_id": m.project_id,
+                    "o_seq": m.seq,
+                    "o_created_at": self._time(m.created_at),
+                    "o_payload": _dumps(m.payload),
+                }
+            )
+            for m in change.messages
+        ]
 
     def _update_values(self, change: Change, after: Project) -> dict[str, Any]:
         return {
@@ -433,9 +563,15 @@ def _json_param(name: str, dialect: Dialect) -> ColumnElement[Any]:
 def _audit_param(column: str, dialect: Dialect) -> ColumnElement[Any]:
     if column in _JSON_AUDIT:
         return _json_param(f"p_{column}", dialect)
-    if dialect.name == "postgresql" and column in {"at"}:
-        return cast(bindparam("p_at"), postgresql.TIMESTAMP(timezone=True))
+    if dialect.name == "postgresql" and column in {"at", "clamped_from"}:
+        return cast(bindparam(f"p_{column}"), postgresql.TIMESTAMP(timezone=True))
     return bindparam(f"p_{column}")
+
+
+def _time_param(name: str, dialect: Dialect) -> ColumnElement[Any]:
+    if dialect.name == "postgresql":
+        return cast(bindparam(name), postgresql.TIMESTAMP(timezone=True))
+    return bindparam(name)
 
 
 def _dialect_insert(table: Table, dialect: Dialect) -> Any:
@@ -449,6 +585,10 @@ def _sqlite_time(value: datetime) -> str:
     # SQLAlchemy's SQLite DATETIME text format: naive UTC with microseconds. Cached: a
     # bulk batch stamps every entry with the same instant.
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _same_date(value: date) -> date:
+    return value
 
 
 def _aware_utc(value: datetime) -> datetime:

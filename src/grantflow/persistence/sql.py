@@ -19,7 +19,10 @@ import sqlalchemy
 from grantflow.persistence._migrations import MIGRATIONS, SCHEMA_VERSION, Migration, apply_pending
 from grantflow.persistence._schema import Tables, build_tables
 from grantflow.persistence._sql import SqlStore, connector_for
+from grantflow.persistence._sqlasync import async_url, open_async
 from grantflow.persistence._sqlconn import NETWORK_FILESYSTEMS, PG_RETRIES, StorageWarning
+from grantflow.persistence._sqlindexes import QUERY_INDEXES
+from grantflow.persistence._sqltree import hub_subtree_cte
 
 __all__ = [
     "IncludeObject",
@@ -27,12 +30,16 @@ __all__ = [
     "Migration",
     "NETWORK_FILESYSTEMS",
     "PG_RETRIES",
+    "QUERY_INDEXES",
     "SCHEMA_VERSION",
     "SqlStore",
     "StorageWarning",
     "Tables",
     "alembic_include_object",
+    "async_url",
     "build_tables",
+    "hub_subtree_cte",
+    "open_async",
     "upgrade",
 ]
 

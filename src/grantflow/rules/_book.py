@@ -57,13 +57,17 @@ BUILTIN_RECORD_KINDS = frozenset(
         "installment",
         "objection",
         "objection_ruling",
+        "progress_report",
+        "publicity_closed",
         "rectification_order",
         "refund_demand",
         "refund_payment",
+        "reminder",
         "review",
         "sanction",
         "service",
         "settlement",
+        "termination_proposal",
     }
 )
 #: The entry-point group third-party rule books are discovered in.

@@ -6,7 +6,6 @@ any store (where decimals and dates are strings) gives the same values.
 
 from __future__ import annotations
 
-import calendar
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -22,6 +21,8 @@ from grantflow.calendar import WorkingCalendar
 from grantflow.errors import CalendarUnavailable
 from grantflow.messages import problem, refusal
 from grantflow.models import Actor, Project, Record, Verdict
+from grantflow.obligations import add_months as add_months  # noqa: PLC0414 - re-exported
+from grantflow.obligations import contract_term
 from grantflow.policy import Policy
 from grantflow.records import (
     Amendment,
@@ -171,14 +172,7 @@ def budget(project: Project) -> dict[str, Decimal]:
 
 def term(project: Project) -> tuple[date, date] | None:
     """Return the contract term (start, end), extensions included; ``None`` before signing."""
-    purchase = contracts(project).get("purchase")
-    if purchase is None:
-        return None
-    end = purchase.end
-    for amendment in values(project, "amendment", Amendment):
-        if amendment.kind == "extension" and amendment.new_end is not None:
-            end = max(end, amendment.new_end)
-    return purchase.start, end
+    return contract_term(project)
 
 
 def evaluations(project: Project, *stages: str) -> list[Evaluation]:
@@ -189,15 +183,6 @@ def evaluations(project: Project, *stages: str) -> list[Evaluation]:
 def local_date(moment: datetime, policy: Policy) -> date:
     """Return the calendar date of `moment` in the policy's time zone."""
     return _local_date(moment, policy.timezone)
-
-
-def add_months(day: date, months: int) -> date:
-    """Return `day` moved by `months`, clamped to the month's last day."""
-    index = day.month - 1 + months
-    year, month = day.year + index // 12, index % 12 + 1
-    return day.replace(
-        year=year, month=month, day=min(day.day, calendar.monthrange(year, month)[1])
-    )
 
 
 def working_calendar(policy: Policy) -> WorkingCalendar:

@@ -148,6 +148,11 @@ RECORD_KINDS: tuple[RecordKind, ...] = (
     RecordKind("amendment_decision", _own("purchaser", "purchaser")),
     RecordKind("sanction", _own("purchaser", "purchaser")),
     RecordKind("refund_payment", _own("purchaser", "purchaser")),
+    RecordKind("progress_report", _own("applicant", "applicant")),
+    # Written by grantflow's timers (`Engine.sweep`), as the system actor, when due.
+    RecordKind("reminder", Permission(roles=frozenset({"system"}))),
+    RecordKind("publicity_closed", Permission(roles=frozenset({"system"}))),
+    RecordKind("termination_proposal", Permission(roles=frozenset({"system"}))),
     RecordKind("approval", None, ("approve",)),
     RecordKind("contract", None, ("sign",)),
     RecordKind("budget_line", None, ("sign",)),

@@ -23,20 +23,27 @@ from grantflow.rules import (
     reasons,
     review,
     services,
+    timers,
 )
 from grantflow.rules._book import ALL_EVENTS, RuleBook
+from grantflow.states import PURCHASED_SERVICE, Lifecycle
 
 __all__ = ["default_rules"]
 
 
-def default_rules(*, rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> RuleBook:
+def default_rules(
+    *, rubrics: Sequence[Rubric] = DEFAULT_RUBRICS, lifecycle: Lifecycle = PURCHASED_SERVICE
+) -> RuleBook:
     """Return the default regime: eligibility, review, publicity, contracts, funds, evaluation.
 
     Args:
         rubrics: every rubric version a project may be pinned to (the three defaults).
+        lifecycle: the lifecycle whose timers add records (``reminder``, ...): only the
+            system actor adds them, and only when due (`grantflow.rules.timers`).
     """
     book = RuleBook()
     _authority(book)
+    _time(book, lifecycle)
     _submit(book)
     _review(book, rubrics)
     _sign(book)
@@ -59,6 +66,13 @@ def _authority(book: RuleBook) -> None:
         book.declare_records(kind.kind, effect_owned=kind.effect_owned)
     book.provide(authority.PARTIES_FACT, authority.parties, events=[ALL_EVENTS])
     book.on(ALL_EVENTS, authority.may_act)
+
+
+def _time(book: RuleBook, lifecycle: Lifecycle) -> None:
+    book.on("record.progress_report", timers.progress_report_valid)
+    check = timers.timer_record(lifecycle)
+    for kind in sorted({t.record for t in lifecycle.timers if t.record}):
+        book.on(f"record.{kind}", check)
 
 
 def _submit(book: RuleBook) -> None:

@@ -8,6 +8,7 @@ Examples:
 
 from grantflow.states._diagram import to_dot, to_mermaid
 from grantflow.states._lifecycle import EventDef, Lifecycle, StateDef
+from grantflow.states._time import CONDITIONS, Duration, ObligationDef, TimerDef
 from grantflow.states.purchased_service import (
     APPLICANT,
     EVALUATOR,
@@ -18,13 +19,17 @@ from grantflow.states.purchased_service import (
 
 __all__ = [
     "APPLICANT",
+    "CONDITIONS",
+    "Duration",
     "EVALUATOR",
     "EventDef",
     "Lifecycle",
+    "ObligationDef",
     "PURCHASED_SERVICE",
     "PURCHASER",
     "REVIEWER",
     "StateDef",
+    "TimerDef",
     "to_dot",
     "to_mermaid",
 ]

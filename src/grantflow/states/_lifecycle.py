@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from grantflow.errors import LifecycleDefinitionError
+from grantflow.states._time import ObligationDef, TimerDef, policy_duration_fields
 
 __all__ = ["EventDef", "Lifecycle", "StateDef"]
 
-_T = TypeVar("_T", "StateDef", "EventDef")
+_T = TypeVar("_T", "StateDef", "EventDef", ObligationDef, TimerDef)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,22 +71,29 @@ class Lifecycle:
     Building one checks it at once and raises `LifecycleDefinitionError` naming the offender
     for: duplicate names, an edge from or to an unknown state, two edges for one
     (event, source), a state no event reaches, a non-terminal state with no way out, an
-    edge leaving a terminal state, and anything but exactly one creating event.
+    edge leaving a terminal state, and anything but exactly one creating event. The
+    `obligations` (due dates) and `timers` are checked too: known states, anchors,
+    durations, conditions and events (see `grantflow.states.ObligationDef`).
     """
 
     name: str
     version: str
     states: tuple[StateDef, ...]
     events: tuple[EventDef, ...]
+    obligations: tuple[ObligationDef, ...] = ()
+    timers: tuple[TimerDef, ...] = ()
     _states: dict[str, StateDef] = field(init=False, repr=False, compare=False)
     _events: dict[str, EventDef] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "states", tuple(self.states))
         object.__setattr__(self, "events", tuple(self.events))
+        object.__setattr__(self, "obligations", tuple(self.obligations))
+        object.__setattr__(self, "timers", tuple(self.timers))
         object.__setattr__(self, "_states", _index(self.states, "state"))
         object.__setattr__(self, "_events", _index(self.events, "event"))
         self._validate()
+        self._validate_time()
 
     # -- queries -----------------------------------------------------------------------
 
@@ -133,6 +141,19 @@ class Lifecycle:
                     offender=state.name,
                 )
         self._validate_termination()
+
+    def _validate_time(self) -> None:
+        if not self.obligations and not self.timers:
+            return
+        durations = policy_duration_fields()
+        states = frozenset(self._states)
+        names = _index(self.obligations, "obligation")
+        for obligation in self.obligations:
+            obligation.validate(states, durations)
+        _index(self.timers, "timer")
+        events = {e.name: e.creates for e in self.events}
+        for timer in self.timers:
+            timer.validate(frozenset(names), events, durations)
 
     def _validate_event(self, event: EventDef, seen_edges: set[tuple[str, str]]) -> None:
         if event.target not in self._states:
@@ -203,13 +224,21 @@ class Lifecycle:
     # -- serialisation -----------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the lifecycle as plain data; `Lifecycle.from_dict` reverses it exactly."""
-        return {
+        """Return the lifecycle as plain data; `Lifecycle.from_dict` reverses it exactly.
+
+        ``obligations`` and ``timers`` appear only when the lifecycle declares some.
+        """
+        data: dict[str, Any] = {
             "name": self.name,
             "version": self.version,
             "states": [s.to_dict() for s in self.states],
             "events": [e.to_dict() for e in self.events],
         }
+        if self.obligations:
+            data["obligations"] = [o.to_dict() for o in self.obligations]
+        if self.timers:
+            data["timers"] = [t.to_dict() for t in self.timers]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Lifecycle:
@@ -241,8 +270,10 @@ class Lifecycle:
                 version=str(data["version"]),
                 states=states,
                 events=events,
+                obligations=tuple(ObligationDef.from_dict(o) for o in data.get("obligations", ())),
+                timers=tuple(TimerDef.from_dict(t) for t in data.get("timers", ())),
             )
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise LifecycleDefinitionError(
                 f"malformed lifecycle data: missing or bad {exc}"
             ) from exc
@@ -259,7 +290,13 @@ class Lifecycle:
     def to_toml(self) -> str:
         """Return the lifecycle as TOML text (``[[states]]`` and ``[[events]]`` tables)."""
         lines = [f"name = {_toml_str(self.name)}", f"version = {_toml_str(self.version)}", ""]
-        for table, items in (("states", self.states), ("events", self.events)):
+        tables: tuple[tuple[str, tuple[Any, ...]], ...] = (
+            ("states", self.states),
+            ("events", self.events),
+            ("obligations", self.obligations),
+            ("timers", self.timers),
+        )
+        for table, items in tables:
             for item in items:
                 lines.append(f"[[{table}]]")
                 for key, value in item.to_dict().items():
@@ -296,6 +333,11 @@ def _toml_str(value: str) -> str:
 def _toml_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, dict):
+        pairs = ", ".join(f"{_toml_str(str(k))} = {_toml_str(str(v))}" for k, v in value.items())
+        return "{" + pairs + "}" if pairs else "{}"
     if isinstance(value, list):
         return "[" + ", ".join(_toml_str(str(v)) for v in value) + "]"
     return _toml_str(str(value))

@@ -1,8 +1,15 @@
-"""The default purchased-service lifecycle (DOMAIN.md section 2): 10 states, 10 events."""
+"""The default purchased-service lifecycle (DOMAIN.md section 2): 10 states, 10 events.
+
+It also declares the regime's due dates (publicity end, mid-term evaluation, progress
+reports, rectification, refund, final report, contract end) and its timers (closing the
+publicity period, reminders, proposing termination when a rectification is overdue);
+see docs/time.md.
+"""
 
 from __future__ import annotations
 
 from grantflow.states._lifecycle import EventDef, Lifecycle, StateDef
+from grantflow.states._time import ObligationDef, TimerDef
 
 __all__ = ["APPLICANT", "EVALUATOR", "FINANCE", "PURCHASED_SERVICE", "PURCHASER", "REVIEWER"]
 
@@ -69,5 +76,117 @@ _EVENTS = (
     ),
 )
 
+_RUNNING = ("contracted", "midterm", "rectification")
+_FINISHED = ("assessed", "closed")
+
+_OBLIGATIONS = (
+    ObligationDef(
+        "publicity_end",
+        anchor="record:approval.approved_at",
+        offset="publicity_working_days",
+        open_in=("reviewed",),
+        met_in=(*_RUNNING, *_FINISHED, "terminated"),
+        met_by="publicity_closed",
+        label="Publicity period ends",
+        label_zh="公示期满",
+    ),
+    ObligationDef(
+        "midterm_due",
+        anchor="term.middle",
+        open_in=("contracted",),
+        met_in=("midterm", "rectification", *_FINISHED),
+        label="Mid-term evaluation due",
+        label_zh="中期评估到期",
+    ),
+    ObligationDef(
+        "progress_report",
+        anchor="term.start",
+        every="progress_report_months",
+        offset="progress_report_working_days",
+        open_in=_RUNNING,
+        met_by="progress_report",
+        label="Progress report due",
+        label_zh="进度报告到期",
+    ),
+    ObligationDef(
+        "rectification_due",
+        anchor="record:rectification_order.deadline",
+        open_in=("rectification",),
+        met_in=("midterm", *_FINISHED),
+        label="Rectification due",
+        label_zh="整改期限",
+    ),
+    ObligationDef(
+        "refund_due",
+        anchor="record:refund_demand.due_on",
+        open_in=("closed", "terminated"),
+        met_data=(("refund_status", "settled"),),
+        label="Refund due",
+        label_zh="退款到期",
+    ),
+    ObligationDef(
+        "final_report_due",
+        anchor="term.end",
+        offset="final_report_working_days",
+        open_in=_RUNNING,
+        met_in=_FINISHED,
+        label="Final report due",
+        label_zh="结项报告到期",
+    ),
+    ObligationDef(
+        "contract_end",
+        anchor="term.end",
+        open_in=_RUNNING,
+        met_in=_FINISHED,
+        label="Contract ends",
+        label_zh="合同期满",
+    ),
+)
+
+
+def _reminder(obligation: str, label_zh: str) -> TimerDef:
+    return TimerDef(
+        f"remind_{obligation}",
+        obligation=obligation,
+        when="before",
+        working_days="reminder_working_days",
+        record="reminder",
+        label=f"Remind: {obligation.replace('_', ' ')}",
+        label_zh=f"提醒：{label_zh}",
+    )
+
+
+_TIMERS = (
+    TimerDef(
+        "close_publicity",
+        obligation="publicity_end",
+        when="after",
+        record="publicity_closed",
+        requires=("objections_cleared",),
+        label="Publicity period closed without an upheld objection",
+        label_zh="公示期满无异议",
+    ),
+    _reminder("progress_report", "进度报告"),
+    _reminder("midterm_due", "中期评估"),
+    _reminder("rectification_due", "整改期限"),
+    _reminder("final_report_due", "结项报告"),
+    _reminder("refund_due", "退款"),
+    TimerDef(
+        "propose_termination",
+        obligation="rectification_due",
+        when="after",
+        record="termination_proposal",
+        label="Rectification overdue: termination proposed",
+        label_zh="整改逾期，建议终止合同",
+    ),
+)
+
 #: The purchased-service lifecycle every engine uses unless given another.
-PURCHASED_SERVICE = Lifecycle(name="purchased-service", version="1", states=_STATES, events=_EVENTS)
+PURCHASED_SERVICE = Lifecycle(
+    name="purchased-service",
+    version="1",
+    states=_STATES,
+    events=_EVENTS,
+    obligations=_OBLIGATIONS,
+    timers=_TIMERS,
+)

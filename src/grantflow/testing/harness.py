@@ -8,7 +8,7 @@ hold:
 * every accepted transition follows an edge of the lifecycle, and its target;
 * a terminal state absorbs: nothing is accepted from it and the state never changes;
 * `Engine.can_fire` agrees with `Engine.fire` and writes nothing;
-* a refused attempt changes nothing but the project's version and head;
+* a refused attempt changes nothing but the project's version, head and time;
 * every attempt appends exactly one audit entry (the history has one entry per attempt);
 * replaying the audit entries gives back the stored project;
 * `Engine.verify()` reports no problem;
@@ -487,10 +487,11 @@ class LifecycleStateMachine(RuleBasedStateMachine):
     @staticmethod
     def _check_unchanged(before: Project, after: Project, outcome: Outcome) -> None:
         assert outcome.entry is not None
+        entry = outcome.entry
         expected = before.model_copy(
-            update={"version": outcome.entry.seq, "head": outcome.entry.hash}
+            update={"version": entry.seq, "head": entry.hash, "updated_at": entry.at}
         )
-        assert after == expected, "a refused attempt changed more than version and head"
+        assert after == expected, "a refused attempt changed more than version, head and time"
 
     @invariant()
     def projects_agree_with_their_chains(self) -> None:

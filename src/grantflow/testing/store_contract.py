@@ -351,6 +351,18 @@ class StoreContract:
         assert store.find_records("review", "score", ["80"]) == found
         assert store.find_records("review", "reviewer", []) == []
 
+    def test_all_records_stream_by_project_in_load_order(self, store: Store) -> None:
+        """all_records yields every project's records, by project id, as load orders them."""
+        store.commit(submission("p-2", records=[Record(kind="app", id="b", data={"v": 2})]))
+        store.commit(submission("p-1", records=[Record(kind="app", id="a", data={"v": [1]})]))
+        project = _loaded(store, "p-1")
+        notes = [Record(kind="note", id="z", data={}), Record(kind="note", id="y", data={"k": 1})]
+        store.commit(transition(project, "applied", event="record.note", records=notes))
+        streamed = list(store.all_records())
+        expected = [("p-1", r) for r in _loaded(store, "p-1").records]
+        assert streamed == [*expected, ("p-2", _loaded(store, "p-2").records[0])]
+        assert [r.id for _, r in streamed] == ["a", "z", "y", "b"]
+
     def test_projects_are_listed_by_state_in_id_order(self, store: Store) -> None:
         """projects() yields rows sorted by id, filtered by state, without records."""
         for pid in ["p-3", "p-1", "p-2"]:

@@ -1,0 +1,271 @@
+"""Obligations under the default regime: dates, statuses, and the paths that must agree.
+
+Three ways to know a project's due dates must always give the same answer: derived from
+the stored project (`Engine.obligations`), derived from the project rebuilt from its
+audit chain (`Engine.replay`), and the SQL store's index, written in the transaction of
+each entry (single fires, bulk runs and sweeps alike). A Hypothesis property drives
+projects through random steps and holds the three equal.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import grantflow
+from grantflow import Engine
+from grantflow.errors import InvalidInput
+from grantflow.obligations import Obligation, Schedule
+from grantflow.persistence.sql import SqlStore
+from grantflow.testing import FrozenClock
+
+if TYPE_CHECKING:
+    from conftest import World
+
+
+def _at(day: str) -> datetime:
+    return datetime.fromisoformat(day).replace(hour=1, tzinfo=UTC)
+
+
+@pytest.fixture
+def world_type(world: World) -> type[World]:
+    """The conftest's World class (built on engines of our own below)."""
+    return type(world)
+
+
+def _signed(world: World, clock: FrozenClock, pid: str | None = None) -> str:
+    pid = pid or world.reviewed()
+    clock.advance(days=8)
+    world.sign(pid).raise_for_refusal()
+    return pid
+
+
+def test_the_default_dates_of_a_signed_project(world_type: type[World]) -> None:
+    """Each default obligation falls on the day the regime says, on the working-day calendar."""
+    clock = FrozenClock()
+    with grantflow.open(clock=clock) as engine:
+        world = world_type(engine, clock).seed()  # type: ignore[arg-type]
+        pid = _signed(world, clock)
+        dates = {o.key: (o.due_on, o.status) for o in engine.obligations(pid)}
+    assert dates == {
+        "publicity_end:approval": (date(2025, 3, 10), "met"),
+        "midterm_due": (date(2025, 9, 13), "open"),  # the middle of the term
+        "progress_report:1": (date(2025, 6, 27), "open"),
+        # 2025-09-28 is a Sunday worked in exchange for the National Day holiday (调休)
+        "progress_report:2": (date(2025, 9, 28), "open"),
+        "progress_report:3": (date(2025, 12, 29), "open"),
+        "final_report_due": (date(2026, 4, 13), "open"),
+        "contract_end": (date(2026, 3, 14), "open"),
+    }
+
+
+def test_an_amended_term_moves_the_end_dates(world_type: type[World]) -> None:
+    """An approved extension (a change of the term) moves contract end and final report."""
+    clock = FrozenClock()
+    with grantflow.open(clock=clock) as engine:
+        world = world_type(engine, clock).seed()  # type: ignore[arg-type]
+        pid = _signed(world, clock)
+        ask = {"kind": "extension", "reason": "venue closed", "new_end": "2026-06-30"}
+        req = engine.add_record(pid, "amendment_request", ask, actor=world.applicant)
+        request_id = req.raise_for_refusal().entry.records[0].id  # type: ignore[union-attr]
+        decision = {"request": request_id, "approved": True}
+        engine.add_record(
+            pid, "amendment_decision", decision, actor=world.approver
+        ).raise_for_refusal()
+        ends = {o.key: o.due_on for o in engine.obligations(pid)}
+    assert ends["contract_end"] == date(2026, 6, 30)
+    assert ends["progress_report:4"] == date(2026, 3, 27)  # a 4th period now ends in term
+
+
+def test_refund_due_is_met_when_the_refund_is_paid(world_type: type[World]) -> None:
+    """Termination with money to give back opens 退款 due; repayments in full meet it."""
+    clock = FrozenClock()
+    with grantflow.open(clock=clock) as engine:
+        world = world_type(engine, clock).seed()  # type: ignore[arg-type]
+        pid = _signed(world, clock)
+        engine.fire(pid, "terminate", actor=world.approver, evidence={"reason": "fraud"})
+        (refund,) = [o for o in engine.obligations(pid) if o.kind == "refund_due"]
+        assert refund.status == "open"
+        owed = engine.get(pid).records_of("refund_demand")[0].data["amount"]
+        paid = {
+            "demand": "refund",
+            "amount": owed,
+            "paid_on": str(clock.now.date()),
+            "reference": "r",
+        }
+        engine.add_record(pid, "refund_payment", paid, actor=world.approver).raise_for_refusal()
+        (refund,) = [o for o in engine.obligations(pid) if o.kind == "refund_due"]
+        others = {o.kind: o.status for o in engine.obligations(pid) if o.kind != "refund_due"}
+    assert (refund.status, refund.met_by) == ("met", "data:refund_status")
+    assert set(others.values()) <= {"met", "waived"}
+    assert others["progress_report"] == "waived"
+
+
+def test_due_filters_and_refuses_bad_input(world_type: type[World]) -> None:
+    """due(): before is exclusive, kind and hub filter, bad names are InvalidInput."""
+    clock = FrozenClock()
+    with grantflow.open(clock=clock) as engine:
+        world = world_type(engine, clock).seed()  # type: ignore[arg-type]
+        pid = _signed(world, clock)
+        assert [o.key for o in engine.due(before=date(2025, 6, 27))] == []
+        assert [o.key for o in engine.due(before=date(2025, 6, 28))] == ["progress_report:1"]
+        assert {o.kind for o in engine.due(kind=["contract_end", "midterm_due"])} == {
+            "contract_end",
+            "midterm_due",
+        }
+        assert engine.due(hub="d1") == []
+        assert len(engine.due(hub="d1", subtree=True)) == len(engine.due()) == 6
+        assert all(o.project_id == pid for o in engine.due(hub="s1"))
+        with pytest.raises(InvalidInput) as bad:
+            engine.due(kind="progress")
+        assert bad.value.field == "kind"
+        with pytest.raises(InvalidInput):
+            engine.due(subtree=True)
+        with pytest.raises(InvalidInput):
+            engine.due(before=datetime(2025, 6, 1))  # naive
+
+
+# -- the differential property ---------------------------------------------------------------
+
+_STEPS = (
+    "sign",
+    "report",
+    "midterm_pass",
+    "midterm_fail",
+    "terminate",
+    "withdraw_bulk",
+    "sweep",
+    "extend",
+)
+
+
+def _step(world: World, clock: FrozenClock, name: str, pids: list[str], n: int) -> None:
+    """Try one step on one project; a refusal is a fine outcome (it is audited too)."""
+    engine = world.engine
+    pid = pids[n % len(pids)]
+    state = engine.get(pid).state
+    actions: dict[str, Callable[[], Any]] = {
+        "sign": lambda: world.sign(pid),
+        "report": lambda: engine.add_record(
+            pid, "progress_report", {"period": 1 + n % 3, "summary": "s"}, actor=world.applicant
+        ),
+        "midterm_pass": lambda: state == "contracted" and world.midterm(pid),
+        "midterm_fail": lambda: (
+            state == "contracted"
+            and world.evaluate(pid, "midterm", 50).accepted
+            and engine.fire(
+                pid,
+                "order_rectification",
+                actor=world.evaluator,
+                evidence={
+                    "order": {
+                        "issues": ["i"],
+                        "deadline": str(clock.now.date() + timedelta(days=20)),
+                    }
+                },
+            )
+        ),
+        "terminate": lambda: engine.fire(
+            pid, "terminate", actor=world.approver, evidence={"reason": "r"}
+        ),
+        "withdraw_bulk": lambda: engine.fire_many(
+            "withdraw", [(p, {"reason": "r"}) for p in pids], actor=world.applicant
+        ),
+        "sweep": lambda: engine.sweep(chunk_size=1 + n % 2),
+        "extend": lambda: engine.add_record(
+            pid,
+            "amendment_request",
+            {"kind": "extension", "reason": "r", "new_end": "2026-05-31"},
+            actor=world.applicant,
+        ),
+    }
+    actions[name]()
+
+
+def _check_agreement(engine: Engine, pids: list[str]) -> None:
+    schedule = Schedule(engine.lifecycle)
+    store = engine.store
+    assert isinstance(store, SqlStore)
+    indexed: list[Obligation] = [Obligation.from_row(r) for r in store.obligation_rows(status=None)]
+    derived: list[Obligation] = []
+    for pid in pids:
+        stored = engine.obligations(pid)
+        rebuilt = engine.replay(pid)
+        from_chain = schedule.derive(rebuilt, engine.policy_for(rebuilt))
+        assert list(from_chain) == stored
+        derived.extend(stored)
+    key = lambda o: (o.project_id, o.key)  # noqa: E731
+    assert sorted(indexed, key=key) == sorted(derived, key=key)
+    open_ = sorted(
+        (o for o in derived if o.status == "open"), key=lambda o: (o.due_on, o.project_id, o.key)
+    )
+    assert engine.due() == open_
+
+
+@pytest.fixture
+def world_factory(world_type: type[World]) -> Iterator[Callable[[str], tuple[World, FrozenClock]]]:
+    """Make Worlds on SQLite files, closed at the end."""
+    opened: list[Engine] = []
+
+    def make(url: str) -> tuple[World, FrozenClock]:
+        clock = FrozenClock()
+        engine = grantflow.open(url, clock=clock)
+        opened.append(engine)
+        return world_type(engine, clock).seed(), clock  # type: ignore[arg-type]
+
+    yield make
+    for engine in opened:
+        engine.close()
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from(_STEPS), st.integers(0, 5), st.integers(0, 40)),
+        min_size=1,
+        max_size=10,
+    )
+)
+def test_index_replay_and_stored_project_agree(
+    world_factory: Callable[[str], tuple[World, FrozenClock]],
+    steps: list[tuple[str, int, int]],
+) -> None:
+    """Obligations from the SQL index == from the stored projects == from replayed chains."""
+    with tempfile.TemporaryDirectory() as folder:
+        world, clock = world_factory(f"sqlite:///{Path(folder) / 'g.db'}")
+        pids = [world.reviewed(), world.reviewed()]
+        _check_agreement(world.engine, pids)
+        for name, n, days in steps:
+            clock.advance(days=days)
+            _step(world, clock, name, pids, n)
+            _check_agreement(world.engine, pids)
+        world.engine.close()
+
+
+def test_reindex_rebuilds_a_lost_index(world_type: type[World], tmp_path: Path) -> None:
+    """reindex_obligations() rebuilds the rows of a database whose index was emptied."""
+    clock = FrozenClock()
+    with grantflow.open(f"sqlite:///{tmp_path / 'g.db'}", clock=clock) as engine:
+        world = world_type(engine, clock).seed()  # type: ignore[arg-type]
+        _signed(world, clock)
+        before = engine.due()
+        store = engine.store
+        assert isinstance(store, SqlStore)
+        with store.engine.begin() as conn:
+            conn.execute(store.tables.obligations.delete())
+        assert engine.due() == []
+        assert engine.reindex_obligations() == 7
+        assert engine.due() == before
+    with grantflow.open(clock=clock) as memory:
+        assert memory.reindex_obligations() == 0
