@@ -253,14 +253,18 @@ def raw_verify(path: Path) -> tuple[int, float]:
     started = time.perf_counter()
     cursor = conn.execute(
         "SELECT project_id, seq, kind, event, from_state, to_state, accepted, actor, at, "
-        f"evidence, refusals, records, data, prev_hash, hash FROM {PREFIX}audit "
+        f"evidence, refusals, records, data, prev_hash, hash, decided_under, clamped_from "
+        f"FROM {PREFIX}audit "
         "ORDER BY project_id, seq"
     )
     loads, dumps, sha = json.loads, json.dumps, hashlib.sha256
     count, last_pid, prev = 0, None, ""
     while rows := cursor.fetchmany(10_000):
         for row in rows:
-            pid, seq, kind, event, src, dst, accepted, actor, at, ev, ref, rec, data, link, h = row
+            pid, seq, kind, event, src, dst, accepted, actor, at, ev, ref, rec, data, link, h = row[
+                :15
+            ]
+            basis, clamped = row[15], row[16]
             if pid != last_pid:
                 last_pid, prev = pid, "0" * 64
             body = {
@@ -279,6 +283,11 @@ def raw_verify(path: Path) -> tuple[int, float]:
                 "seq": seq,
                 "to_state": dst,
             }
+            # The two later fields are hashed only when set (as grantflow does).
+            if basis is not None:
+                body["decided_under"] = loads(basis)
+            if clamped is not None:
+                body["clamped_from"] = clamped.replace(" ", "T") + "Z"
             text = dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
             if link != prev or sha(text.encode()).hexdigest() != h:
                 raise RuntimeError(f"the floor found a bad entry {pid}/{seq}")

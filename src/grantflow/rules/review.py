@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from grantflow.messages import problem, refusal
 from grantflow.models import Project, Verdict
@@ -108,6 +108,14 @@ def panel_score(
     return panel(project, facts, rubrics, policy, today).score(policy)
 
 
+class _Decided(NamedTuple):
+    project: Project
+    facts: Mapping[str, Any]
+    policy: Policy
+    now: datetime
+    panel: Panel
+
+
 class PanelMemo:
     """The panel of the decision being taken, worked out once for all its rules and effect.
 
@@ -122,22 +130,22 @@ class PanelMemo:
 
     def __init__(self, rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> None:
         self._rubrics = rubrics
-        self._last: tuple[Project, Mapping[str, Any], Policy, datetime, Panel] | None = None
+        self._last: _Decided | None = None
 
     def __call__(self, ctx: RuleContext) -> Panel:
         """Return the panel of `ctx`'s project."""
         last = self._last  # one read: another thread may replace it meanwhile
         if (
             last is not None
-            and last[0] is ctx.project
-            and last[1] is ctx.facts
-            and last[2] is ctx.policy
-            and last[3] == ctx.now
+            and last.project is ctx.project
+            and last.facts is ctx.facts
+            and last.policy is ctx.policy
+            and last.now == ctx.now
         ):
-            return last[4]
+            return last.panel
         today = local_date(ctx.now, ctx.policy)
         result = panel(ctx.project, ctx.facts, self._rubrics, ctx.policy, today)
-        self._last = (ctx.project, ctx.facts, ctx.policy, ctx.now, result)
+        self._last = _Decided(ctx.project, ctx.facts, ctx.policy, ctx.now, result)
         return result
 
 
