@@ -3,7 +3,7 @@
 
     python3 tasks.py demo [ARGS...]   # the demo, on an embedded SQLite file
     python3 tasks.py test [PYTEST ARGS...]   # ruff, mypy --strict, mkdocs --strict, pytest
-    python3 tasks.py bench            # the benchmark suite (bulk vs raw sqlite3)
+    python3 tasks.py bench [--quick]  # the benchmark suite: grantflow next to the raw floor
     python3 tasks.py mutate           # mutation testing of src/grantflow/rules (docs/mutation.md)
 
 Each creates ``.venv`` and installs the project (editable, with its ``postgres``,
@@ -244,7 +244,7 @@ def task_test(args: list[str]) -> int:
 
 def task_bench(args: list[str]) -> int:
     ensure_venv()
-    return run(str(PY), "benchmarks/bulk_vs_sqlite3.py", *args)
+    return run(str(PY), "benchmarks/suite.py", *args)
 
 
 def task_mutate(args: list[str]) -> int:

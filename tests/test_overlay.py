@@ -65,7 +65,7 @@ def _plan(
                 accepted=accepted,
                 version=version,
                 prev_hash=head,
-                data={"call": "c1", "provider": "org-" + pid[0]},
+                data={"call": "c1", "provider": "org-" + pid[0], "held": f"{len(changes)}.50"},
                 at=T0 + timedelta(minutes=len(changes)),
             )
         elif what == "move":
@@ -89,6 +89,18 @@ def _plan(
     return changes
 
 
+def _aggregates(reader: StoreReader) -> list[object]:
+    """The reads a batch caches: counts, sums and record look-ups."""
+    return [
+        reader.count_projects({"call": "c1"}),
+        reader.count_projects({"provider": "org-a"}, exclude_states=("applied",)),
+        reader.sum_projects("held", {"call": "c1"}),
+        reader.sum_projects("held", {"provider": "org-b"}, exclude_states=("reviewed",)),
+        reader.find_records("expenditure", "inv", ["I-1"]),
+        reader.find_records("expenditure", "inv", ["I-1", "I-2"]),
+    ]
+
+
 @settings(max_examples=150, deadline=None)
 @given(before=_changes(), pending=_changes())
 def test_pending_reads_equal_committed_reads(
@@ -101,8 +113,10 @@ def test_pending_reads_equal_committed_reads(
         committed.commit(change)
     overlay = PendingReader(base)
     overlay.begin_batch()
+    _aggregates(overlay)  # read once before: later reads must follow the pending changes
     for change in _plan(base, pending, overlay):
         committed.commit(change)
+    assert _aggregates(overlay) == _aggregates(committed)
     assert [overlay.load(p) for p in (*POOL, "zz")] == [committed.load(p) for p in (*POOL, "zz")]
     for state in (None, "applied", "reviewed", "contracted"):
         assert list(overlay.projects(state=state)) == list(committed.projects(state=state))

@@ -31,6 +31,7 @@ from grantflow._canonical import (
 )
 from grantflow._decide import DecisionCore, Request
 from grantflow._overlay import PendingReader
+from grantflow.audit import GENESIS
 from grantflow.bulk import BulkItem, BulkResult, ItemResult, Worker
 from grantflow.errors import (
     ConcurrencyError,
@@ -219,11 +220,18 @@ class BulkRunner:
     def _begin(self, batch: Sequence[_Work], *, keep_pending: bool = False) -> None:
         """Start a batch on fresh state: the batch's project rows read in one go."""
         ids = [w.item.project_id for w in batch if not w.error]
+        tips: dict[str, tuple[int, str]] = {}
         if isinstance(self._store, JobStore):
             found: Mapping[str, Project] = self._store.load_many(ids)
+            if self._kind == "submit":  # new chains: their tips (a refusal leaves one)
+                fresh = [pid for pid in ids if pid not in found]
+                tips = dict.fromkeys(fresh, (0, GENESIS))
+                tips.update(self._store.chain_tips(fresh))
         else:
             found = {pid: p for pid in ids if (p := self._store.load(pid)) is not None}
-        self._reader.begin_batch({pid: found.get(pid) for pid in ids}, keep_pending=keep_pending)
+        self._reader.begin_batch(
+            {pid: found.get(pid) for pid in ids}, tips=tips, keep_pending=keep_pending
+        )
 
     def _commit_batch(
         self,

@@ -14,6 +14,7 @@ through the same core (see `grantflow._bulk`).
 
 from __future__ import annotations
 
+import logging
 import sys
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -408,7 +409,7 @@ class Engine:
             event,
             actor,
             now=self._now,
-            publish=self._publish,
+            publish=self._publish_batch,
             retries=self._retries,
             key=key,
             digest=job_digest(event, actor, (input_digest or "").encode()),
@@ -736,20 +737,42 @@ class Engine:
 
     def _publish(self, entries: Sequence[AuditEntry]) -> None:
         """Log committed entries and hand them to the listeners (who observe, never veto)."""
-        log = _log.bind()  # the module proxy re-binds on every call: bind once per batch
+        logging_on = _log.enabled(logging.INFO)  # off: build nothing
         for entry in entries:
-            log.info(
-                "grantflow.audit",
-                project_id=entry.project_id,
-                seq=entry.seq,
-                transition=entry.event,
-                from_state=entry.from_state,
-                to_state=entry.to_state,
-                accepted=entry.accepted,
-                actor=entry.actor.id,
-                refusals=[r.code for r in entry.refusals],
-                hash=entry.hash,
+            if logging_on:
+                _log.info(
+                    "grantflow.audit",
+                    project_id=entry.project_id,
+                    seq=entry.seq,
+                    transition=entry.event,
+                    from_state=entry.from_state,
+                    to_state=entry.to_state,
+                    accepted=entry.accepted,
+                    actor=entry.actor.id,
+                    refusals=[r.code for r in entry.refusals],
+                    hash=entry.hash,
+                )
+            for listener in self._listeners:
+                try:
+                    listener(entry)
+                except Exception as exc:  # listeners observe; one failing must not undo a commit
+                    _log.error("grantflow.listener_error", listener=repr(listener), error=repr(exc))
+
+    def _publish_batch(self, entries: Sequence[AuditEntry]) -> None:
+        """Log one bulk commit's entries as one record, then tell the listeners of each.
+
+        One ``grantflow.audit_batch`` record per committed batch, its message one line
+        per entry and its ``entries`` attribute one dict per entry: the audit log of a
+        bulk run costs a record per chunk, not per item (see docs/embedding.md).
+        """
+        if entries and _log.enabled(logging.INFO):
+            _log.info(
+                "grantflow.audit_batch",
+                transition=entries[0].event,
+                count=len(entries),
+                entries=_EntryLines(entries),
             )
+        for entry in entries:
             for listener in self._listeners:
                 try:
                     listener(entry)
@@ -757,7 +780,49 @@ class Engine:
                     _log.error("grantflow.listener_error", listener=repr(listener), error=repr(exc))
 
 
+class _EntryLines(Sequence[Mapping[str, Any]]):
+    """The entries of a batch record: one dict per entry on access, one line each in text."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self, entries: Sequence[AuditEntry]) -> None:
+        self._entries = tuple(entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [_entry_fields(e) for e in self._entries[index]]
+        return _entry_fields(self._entries[index])
+
+    def __repr__(self) -> str:
+        # What the record's message shows: rendered only when a handler formats it.
+        return "".join(
+            f"\n  {e.project_id} seq={e.seq} {e.from_state}->{e.to_state} "
+            f"accepted={e.accepted} actor={e.actor.id} "
+            f"refusals={','.join(r.code for r in e.refusals) or '-'} hash={e.hash}"
+            for e in self._entries
+        )
+
+
+def _entry_fields(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "project_id": entry.project_id,
+        "seq": entry.seq,
+        "transition": entry.event,
+        "from_state": entry.from_state,
+        "to_state": entry.to_state,
+        "accepted": entry.accepted,
+        "actor": entry.actor.id,
+        "refusals": [r.code for r in entry.refusals],
+        "hash": entry.hash,
+    }
+
+
 def _check_id(value: object, field: str) -> str:
+    if type(value) is str and 0 < len(value) <= 128 and value.isascii() and value.isprintable():
+        return value  # what the validator accepts, checked without building its error path
     try:
         return _IDENTIFIER.validate_python(value, strict=True)
     except ValidationError as exc:

@@ -68,6 +68,10 @@ class Logger:
         """Return a logger that adds `values` to every event."""
         return Logger(self._logger, {**self._context, **values})
 
+    def enabled(self, level: int) -> bool:
+        """Whether a call at `level` would make a record (check before building values)."""
+        return self._logger.isEnabledFor(level)
+
     def debug(self, event: str, /, **values: Any) -> None:
         """Log `event` at DEBUG level."""
         if self._logger.isEnabledFor(logging.DEBUG):

@@ -9,7 +9,10 @@ silently read stale data: the overlay stops satisfying the protocol until it is 
 out here, and the protocol test fails.
 
 Reference data (hubs, providers, calls, people) is not written by transitions; it is read
-once per run and cached.
+once per run and cached. Aggregates over other projects (`count_projects`,
+`sum_projects`) are read from the store once per batch and key, then kept current as
+pending changes arrive, so a fact about the whole portfolio costs one query per chunk,
+not one per item.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ import heapq
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
+from grantflow._values import decimal_or_zero
 from grantflow.models import AuditEntry, Entity, Project, Record
 from grantflow.persistence import Change, StoreReader
 
@@ -48,6 +53,12 @@ class PendingReader:
         self._lists: dict[tuple[str, str | None], list[Entity]] = {}
         self._touched: dict[str, _Touched] = {}
         self._prefetched: Mapping[str, Project | None] = {}
+        self._tips: Mapping[str, tuple[int, str]] = {}
+        # The records of accepted pending entries, and indexes of them by (kind, field).
+        self._records: list[tuple[str, Record]] = []
+        self._indexes: dict[tuple[str, str], dict[str, list[int]]] = {}
+        # Aggregates of this batch, by key: the store's answer plus the pending changes.
+        self._aggregates: dict[tuple[Any, ...], _Aggregate] = {}
 
     def __repr__(self) -> str:
         return f"PendingReader({self._reader!r}, pending={len(self._touched)})"
@@ -55,17 +66,26 @@ class PendingReader:
     # -- the batch -------------------------------------------------------------------------
 
     def begin_batch(
-        self, prefetched: Mapping[str, Project | None] | None = None, *, keep_pending: bool = False
+        self,
+        prefetched: Mapping[str, Project | None] | None = None,
+        *,
+        tips: Mapping[str, tuple[int, str]] | None = None,
+        keep_pending: bool = False,
     ) -> None:
         """Start a batch: `prefetched` holds the stored rows read for it, by id.
 
         An id mapped to ``None`` is known to have no row; ids not in it are read on
-        demand. Pending changes are forgotten (the last batch committed or rolled back)
-        unless `keep_pending` (a dry run, where nothing is ever committed).
+        demand. `tips` holds the stored chain tips read for the batch, likewise. Pending
+        changes are forgotten (the last batch committed or rolled back) unless
+        `keep_pending` (a dry run, where nothing is ever committed).
         """
         if not keep_pending:
             self._touched.clear()
+            self._records.clear()
+            self._indexes.clear()
         self._prefetched = prefetched or {}
+        self._tips = tips or {}
+        self._aggregates.clear()  # the store moved on (a commit): read them again
 
     def add_pending(self, change: Change) -> None:
         """Make a decided, not yet committed change visible to every later read."""
@@ -75,7 +95,16 @@ class PendingReader:
             stored = self._stored(pid)
             touched = self._touched[pid] = _Touched(stored, stored, [])
         touched.entries.append(change.entry)
+        if change.entry.accepted:
+            for record in change.entry.records:
+                position = len(self._records)
+                self._records.append((pid, record))
+                for (kind, field), index in self._indexes.items():
+                    if record.kind == kind:
+                        index.setdefault(str(record.data.get(field)), []).append(position)
         if change.after is not None:
+            for aggregate in self._aggregates.values():
+                aggregate.replace(touched.latest, change.after)
             touched.latest = change.after
 
     @property
@@ -115,11 +144,37 @@ class PendingReader:
         self, data_equals: Mapping[str, Any], *, exclude_states: Collection[str] = ()
     ) -> int:
         """The stored count, less the touched projects as stored, plus them as pending."""
-        count = self._reader.count_projects(data_equals, exclude_states=exclude_states)
+        key = ("count", _key(data_equals), frozenset(exclude_states))
+        aggregate = self._aggregates.get(key)
+        if aggregate is None:
+            stored = self._reader.count_projects(data_equals, exclude_states=exclude_states)
+            aggregate = self._aggregate(key, Decimal(stored), None, data_equals, exclude_states)
+        return int(aggregate.value)
+
+    def sum_projects(
+        self, field: str, data_equals: Mapping[str, Any], *, exclude_states: Collection[str] = ()
+    ) -> Decimal:
+        """The stored sum, less the touched projects as stored, plus them as pending."""
+        key = ("sum", field, _key(data_equals), frozenset(exclude_states))
+        aggregate = self._aggregates.get(key)
+        if aggregate is None:
+            stored = self._reader.sum_projects(field, data_equals, exclude_states=exclude_states)
+            aggregate = self._aggregate(key, stored, field, data_equals, exclude_states)
+        return aggregate.value
+
+    def _aggregate(
+        self,
+        key: tuple[Any, ...],
+        stored: Decimal,
+        field: str | None,
+        data_equals: Mapping[str, Any],
+        exclude_states: Collection[str],
+    ) -> _Aggregate:
+        aggregate = _Aggregate(stored, field, dict(data_equals), frozenset(exclude_states))
         for touched in self._touched.values():
-            count -= _matches(touched.stored, data_equals, exclude_states)
-            count += _matches(touched.latest, data_equals, exclude_states)
-        return count
+            aggregate.replace(touched.stored, touched.latest)
+        self._aggregates[key] = aggregate
+        return aggregate
 
     def counts_at(self, when: datetime) -> dict[str, int]:
         """Counts by state at `when`, the touched projects' chains including pending entries."""
@@ -142,7 +197,8 @@ class PendingReader:
         if touched is not None:
             last = touched.entries[-1]
             return last.seq, last.hash
-        return self._reader.chain_tip(project_id)
+        tip = self._tips.get(project_id)
+        return tip if tip is not None else self._reader.chain_tip(project_id)
 
     def entries(self, project_id: str) -> Iterator[AuditEntry]:
         """Stored entries, then the pending ones."""
@@ -174,15 +230,22 @@ class PendingReader:
     ) -> list[tuple[str, Record]]:
         """Stored matches plus those among the pending records, by (project id, seq)."""
         found = self._reader.find_records(kind, field, values)
-        wanted = {str(v) for v in values}
-        for pid, touched in self._touched.items():
-            for entry in touched.entries:  # only accepted entries carry records
-                found.extend(
-                    (pid, r)
-                    for r in entry.records
-                    if r.kind == kind and str(r.data.get(field)) in wanted
-                )
+        if self._records:
+            index = self._record_index(kind, field)
+            # In the order they were added, as the store would list them.
+            pending = sorted(m for v in {str(v) for v in values} for m in index.get(v, ()))
+            found.extend(self._records[position] for position in pending)
         return sorted(found, key=lambda pair: (pair[0], pair[1].seq))
+
+    def _record_index(self, kind: str, field: str) -> dict[str, list[int]]:
+        """Positions of the pending `kind` records by ``str(data[field])``, kept current."""
+        index = self._indexes.get((kind, field))
+        if index is None:
+            index = self._indexes[(kind, field)] = {}
+            for position, (_pid, record) in enumerate(self._records):
+                if record.kind == kind:
+                    index.setdefault(str(record.data.get(field)), []).append(position)
+        return index
 
     # -- reference data --------------------------------------------------------------------
 
@@ -199,6 +262,40 @@ class PendingReader:
         if key not in self._lists:
             self._lists[key] = list(self._reader.entities(kind, parent=parent))
         yield from self._lists[key]
+
+
+class _Aggregate:
+    """A count (`field` is ``None``) or a sum over matching project rows, kept current."""
+
+    __slots__ = ("data_equals", "exclude_states", "field", "value")
+
+    def __init__(
+        self,
+        value: Decimal,
+        field: str | None,
+        data_equals: Mapping[str, Any],
+        exclude_states: frozenset[str],
+    ) -> None:
+        self.value = value
+        self.field = field
+        self.data_equals = data_equals
+        self.exclude_states = exclude_states
+
+    def replace(self, old: Project | None, new: Project | None) -> None:
+        """Account for one project row turning from `old` into `new`."""
+        self.value += self._part(new) - self._part(old)
+
+    def _part(self, project: Project | None) -> Decimal:
+        if project is None or not _matches(project, self.data_equals, self.exclude_states):
+            return Decimal(0)
+        if self.field is None:
+            return Decimal(1)
+        return decimal_or_zero(project.data.get(self.field))
+
+
+def _key(data_equals: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    # repr tells 1 from "1" and keeps lists hashable.
+    return tuple(sorted((str(k), repr(v)) for k, v in data_equals.items()))
 
 
 def _matches(

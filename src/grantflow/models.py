@@ -6,6 +6,7 @@ their fields are, and serialisable with ``model_dump(mode="json")``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
@@ -32,8 +33,11 @@ __all__ = [
 ]
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
 def _no_control_chars(value: str) -> str:
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+    if _CONTROL.search(value) is not None:
         raise ValueError("must not contain control characters")
     return value
 

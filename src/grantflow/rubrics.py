@@ -187,6 +187,10 @@ class Rubric(_Frozen):
         wrong = self.problems(scores)
         if wrong:
             raise InvalidInput(f"scores for {self.key}: {'; '.join(wrong)}", field="scores")
+        return self.points(scores, policy)
+
+    def points(self, scores: Mapping[str, object], policy: Policy) -> Decimal:
+        """`total` of scores already found to have no `problems` (not checked again)."""
         base = sum((_decimal(scores[i.id]) or Decimal(0) for i in self.items), Decimal(0))
         extra = sum((_decimal(scores.get(i.id, 0)) or Decimal(0) for i in self.bonus), Decimal(0))
         return base + min(extra, self.bonus_cap, policy.bonus_cap)

@@ -11,6 +11,7 @@ import asyncio
 import uuid
 from collections.abc import Collection, Coroutine, Iterator, Mapping, Sequence
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -64,6 +65,13 @@ class BlockingStore:
         self, data_equals: Mapping[str, Any], *, exclude_states: Collection[str] = ()
     ) -> int:
         return self._run(self._store.count_projects(data_equals, exclude_states=exclude_states))
+
+    def sum_projects(
+        self, field: str, data_equals: Mapping[str, Any], *, exclude_states: Collection[str] = ()
+    ) -> Decimal:
+        return self._run(
+            self._store.sum_projects(field, data_equals, exclude_states=exclude_states)
+        )
 
     def counts_at(self, when: datetime) -> dict[str, int]:
         return self._run(self._store.counts_at(when))

@@ -94,3 +94,48 @@ def test_upgrade_on_postgresql_creates_the_schema(pg_url: str, pg_schema: str) -
     store = SqlStore.open(pg_url, schema=pg_schema, table_prefix="up_", create=False)
     assert list(store.chain_ids()) == []
     store.close()
+
+
+def test_upgrade_to_record_keys_indexes_the_records_already_stored(tmp_path: Path) -> None:
+    """Migration 5 gives every stored record its keys, so find_records finds old records.
+
+    Text and integer fields are indexed (as their text), booleans and nested values not.
+    """
+    url = f"sqlite:///{tmp_path / 'v4.db'}"
+    _database_at(url, 4)
+    engine = sqlalchemy.create_engine(url)
+    t = build_tables()
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(t.projects).values(
+                id="p-1",
+                state="applied",
+                version=1,
+                head="0" * 64,
+                data={},
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        conn.execute(
+            insert(t.records).values(
+                project_id="p-1",
+                kind="expenditure",
+                id="e-1",
+                seq=1,
+                pos=0,
+                data={"invoice_number": "INV-7", "n": 80, "ok": True, "nested": {"a": "b"}},
+            )
+        )
+    engine.dispose()
+    upgrade(url)
+    store = SqlStore.open(url, create=False)
+    with store.engine.connect() as conn:
+        keys = conn.execute(sqlalchemy.select(t.record_keys.c.field, t.record_keys.c.value))
+        assert sorted(keys) == [("invoice_number", "INV-7"), ("n", "80")]
+    assert [pid for pid, _r in store.find_records("expenditure", "invoice_number", ["INV-7"])] == [
+        "p-1"
+    ]
+    assert len(store.find_records("expenditure", "n", ["80"])) == 1
+    store.close()

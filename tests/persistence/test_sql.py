@@ -520,6 +520,35 @@ def test_log_stays_gap_free_and_append_only_with_concurrent_writers(
         assert leaves[: len(seen)] == seen
 
 
+def test_find_records_probes_the_record_key_index(tmp_path: Path) -> None:
+    """Duplicate-invoice look-ups search the record-key index, never scan the records.
+
+    Regression: find_records read the JSON of every record of the kind, so the duplicate
+    invoice check grew with the number of expenditures stored.
+    """
+    store = SqlStore.open(f"sqlite:///{tmp_path / 'keys.db'}")
+    engine = _engine(store)
+    owner = Actor(id="u", roles=frozenset({"applicant"}))
+    engine.submit(actor=owner, project_id="p-1", data={"title": "t"})
+    for n in range(3):
+        data = {"invoice_number": f"INV-{n}", "amount": "1.00"}
+        engine.add_record("p-1", "expenditure", data, actor=owner)
+    found = store.find_records("expenditure", "invoice_number", ["INV-1", "INV-9"])
+    assert [(pid, r.data["invoice_number"]) for pid, r in found] == [("p-1", "INV-1")]
+    seen: list[str] = []
+    store.engine.dispose()  # new connections report every statement they run
+    sqlalchemy.event.listen(
+        store.engine, "connect", lambda dbapi, _record: dbapi.set_trace_callback(seen.append)
+    )
+    store.find_records("expenditure", "invoice_number", ["INV-1"])
+    (query,) = [q for q in seen if "record" in q and q.startswith("SELECT")]
+    with store.engine.connect() as conn:
+        steps = [row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + query)]
+    assert any("INDEX sqlite_autoindex_grantflow_record_keys" in step for step in steps), steps
+    assert not any(step.startswith("SCAN") for step in steps), steps
+    store.close()
+
+
 class TestSqliteJobStore(JobStoreContract):
     """The job-store contract on a SQLite file."""
 

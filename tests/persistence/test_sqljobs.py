@@ -250,6 +250,24 @@ def test_load_many_equals_load(make_store: StoreFactory) -> None:
         assert loaded[pid] == store.load(pid)
 
 
+def test_chain_tips_equal_chain_tip(make_store: StoreFactory) -> None:
+    """The batch read of chain tips equals chain_tip() for every id that has a chain.
+
+    A refused submission's chain (no project row) is read too; ids without a chain are
+    left out. Regression: a bulk submission queried each item's chain on its own, which
+    made bulk submit several times slower than bulk approve.
+    """
+    store = make_store(synchronous="NORMAL")
+    engine = _engine(store)
+    ids = _seed(engine, 3)
+    engine.fire(ids[0], "approve", actor=PURCHASER)
+    refused = engine.submit(actor=PURCHASER, project_id="refused")  # not an applicant
+    assert not refused.accepted
+    tips = store.chain_tips([*ids, "refused", "ghost", ids[0]])
+    assert tips == {pid: store.chain_tip(pid) for pid in [*ids, "refused"]}
+    assert tips[ids[0]][0] == 2
+
+
 def test_bulk_records_on_sql_equal_single_records(make_store: StoreFactory) -> None:
     """Records added in bulk on SQL read back exactly like records added one by one."""
     store = make_store(synchronous="NORMAL")

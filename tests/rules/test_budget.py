@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -126,3 +127,35 @@ def test_reservations_never_exceed_the_call_budget(
             kept += offer
     ledger = call_ledger(world.engine, "call-small")
     assert ledger.reserved == kept <= budget
+
+
+def test_bulk_approvals_read_the_reservations_once_per_chunk(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bulk chunk reads the call's reservations with one aggregate query, never a scan.
+
+    Regression: every approval used to walk every project of the store (``projects()``),
+    so a chunk of approvals cost time quadratic in the portfolio. The later items still
+    see the earlier ones' reservations: the third 500,000 approval is refused.
+    """
+    _small_call(world)
+    pids = _applications(world, 80, 80, 80)
+    store = world.engine.store
+    calls: list[str] = []
+
+    def counted(name: str) -> Callable[..., object]:
+        method = getattr(store, name)
+
+        def wrapper(*args: object, **kwargs: object) -> object:
+            calls.append(name)
+            return method(*args, **kwargs)
+
+        return wrapper
+
+    for name in ("projects", "sum_projects"):
+        monkeypatch.setattr(store, name, counted(name))
+    items = [(pid, {"recommended_amount": "500000.00"}) for pid in pids]
+    result = world.engine.fire_many("approve", items, actor=world.approver)
+    assert result.counts == {"applied": 2, "refused": 1}
+    assert result.items[0].refusals[0].code == "budget.call"
+    assert calls == ["sum_projects"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from sqlalchemy.util import greenlet_spawn
@@ -82,6 +83,14 @@ class AsyncStore:
     ) -> int:
         """See `StoreReader.count_projects`."""
         return await bridge(self._store.count_projects, data_equals, exclude_states=exclude_states)
+
+    async def sum_projects(
+        self, field: str, data_equals: Mapping[str, Any], *, exclude_states: Collection[str] = ()
+    ) -> Decimal:
+        """See `StoreReader.sum_projects`."""
+        return await bridge(
+            self._store.sum_projects, field, data_equals, exclude_states=exclude_states
+        )
 
     async def counts_at(self, when: datetime) -> dict[str, int]:
         """See `StoreReader.counts_at`."""

@@ -5,8 +5,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
+from grantflow._values import decimal_or_zero
 from grantflow.audit import GENESIS, Checkpoint
 from grantflow.errors import ConcurrencyError, ProjectExists
 from grantflow.models import AuditEntry, Entity, Project, Record
@@ -103,6 +105,20 @@ class MemoryStore(MemoryJobs, MemoryOutbox):
             for p in self._projects.values()
             if p.state not in exclude_states
             and all(p.data.get(k) == v for k, v in data_equals.items())
+        )
+
+    def sum_projects(
+        self, field: str, data_equals: Mapping[str, Any], *, exclude_states: Collection[str] = ()
+    ) -> Decimal:
+        """Sum ``data[field]`` (as decimals) over the projects `count_projects` counts."""
+        return sum(
+            (
+                decimal_or_zero(p.data.get(field))
+                for p in self._projects.values()
+                if p.state not in exclude_states
+                and all(p.data.get(k) == v for k, v in data_equals.items())
+            ),
+            Decimal(0),
         )
 
     def counts_at(self, when: datetime) -> dict[str, int]:

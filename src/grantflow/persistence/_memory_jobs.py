@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from grantflow.errors import ConcurrencyError, IdempotencyKeyInUse, IdempotencyKeyMismatch
-from grantflow.models import Project
+from grantflow.models import AuditEntry, Project
 from grantflow.persistence._liveness import provably_dead
 from grantflow.persistence._protocol import (
     Change,
@@ -51,6 +51,7 @@ class MemoryJobs:
 
     _lock: threading.Lock
     _projects: dict[str, Project]
+    _chains: dict[str, list[AuditEntry]]
 
     def _jobs(self) -> dict[str, _Job]:
         jobs: dict[str, _Job] | None = getattr(self, "_job_table", None)
@@ -62,6 +63,14 @@ class MemoryJobs:
     def load_many(self, project_ids: Sequence[str]) -> dict[str, Project]:
         """Return the existing projects among `project_ids`."""
         return {pid: self._projects[pid] for pid in project_ids if pid in self._projects}
+
+    def chain_tips(self, project_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
+        """Return (last seq, last hash) of the chains among `project_ids`."""
+        return {
+            pid: (chain[-1].seq, chain[-1].hash)
+            for pid in project_ids
+            if (chain := self._chains.get(pid))
+        }
 
     def job_begin(
         self,

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, func, insert, inspect, select, text
 from sqlalchemy.schema import CreateSchema
 
 from grantflow.errors import SchemaVersionError
-from grantflow.persistence._schema import Tables
+from grantflow.persistence._schema import KEY_FIELD, KEY_VALUE, Tables
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Migration", "apply_pending", "check", "current_version"]
 
@@ -84,6 +84,28 @@ def _v8(conn: Connection, t: Tables) -> None:
     create_query_indexes(conn, t)
 
 
+def _v9(conn: Connection, t: Tables) -> None:
+    t.metadata.create_all(conn, tables=[t.record_keys])
+    keys = conn.dialect.identifier_preparer.format_table(t.record_keys)
+    records = conn.dialect.identifier_preparer.format_table(t.records)
+    # The records written before this version get their keys, as the writer makes them.
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(
+            f"INSERT INTO {keys} (kind, field, value, project_id, record_id) "
+            f"SELECT r.kind, j.key, j.value #>> '{{}}', r.project_id, r.id FROM {records} r, "
+            "jsonb_each(r.data) j WHERE (jsonb_typeof(j.value) = 'string' OR "
+            "(jsonb_typeof(j.value) = 'number' AND j.value::text ~ '^-?[0-9]+$')) "
+            f"AND length(j.key) <= {KEY_FIELD} AND length(j.value #>> '{{}}') <= {KEY_VALUE}"
+        )
+    else:
+        conn.exec_driver_sql(
+            f"INSERT INTO {keys} (kind, field, value, project_id, record_id) "
+            f"SELECT r.kind, j.key, CAST(j.value AS TEXT), r.project_id, r.id FROM {records} r, "
+            "json_each(r.data) j WHERE j.type IN ('text', 'integer') "
+            f"AND length(j.key) <= {KEY_FIELD} AND length(CAST(j.value AS TEXT)) <= {KEY_VALUE}"
+        )
+
+
 #: Every migration, oldest first; append, never edit a released one.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "projects, audit chain, records, entities, checkpoints", _v1),
@@ -94,6 +116,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "audit entries name what decided them and a clock that was behind", _v6),
     Migration(7, "the outbox: a message per committed audit entry, leased to consumers", _v7),
     Migration(8, "indexes for project queries: state, update time, hub, call, brand, ...", _v8),
+    Migration(9, "record keys: records found by a field's value through an index", _v9),
 )
 #: The schema version this grantflow reads and writes.
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
 from grantflow.audit import Checkpoint
@@ -108,6 +109,16 @@ class StoreReader(Protocol):
         self, data_equals: Mapping[str, Any], *, exclude_states: Collection[str] = ()
     ) -> int:
         """Count projects whose data has all of `data_equals` and whose state is not excluded."""
+        ...
+
+    def sum_projects(
+        self, field: str, data_equals: Mapping[str, Any], *, exclude_states: Collection[str] = ()
+    ) -> Decimal:
+        """Sum ``data[field]`` over the projects `count_projects` would count, exactly.
+
+        Each value is read as a decimal, as money is read everywhere: absent,
+        non-numeric, boolean or non-finite values count as zero. The sum is not rounded.
+        """
         ...
 
     def counts_at(self, when: datetime) -> dict[str, int]:
@@ -296,6 +307,14 @@ class JobStore(Protocol):
 
     def load_many(self, project_ids: Sequence[str]) -> dict[str, Project]:
         """Return the projects (with records) that exist among `project_ids`, by id."""
+        ...
+
+    def chain_tips(self, project_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
+        """Return (last seq, last hash) of each chain among `project_ids` that has one.
+
+        A bulk submission reads its batch's chains in one go (a refused submission
+        leaves a chain without a project row).
+        """
         ...
 
     def job_begin(

@@ -7,6 +7,7 @@ with the configured prefix and schema; the rest of the SQL store only sees that 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -34,7 +35,7 @@ from sqlmodel import Field, SQLModel
 
 from grantflow.errors import InvalidInput
 
-__all__ = ["Tables", "UTCDateTime", "build_tables"]
+__all__ = ["KEY_FIELD", "KEY_VALUE", "Tables", "UTCDateTime", "build_tables", "record_keys"]
 
 #: Identifiers compare byte-wise everywhere (``COLLATE "C"`` on PostgreSQL), so SQL
 #: ``ORDER BY id`` agrees with Python's ``sorted`` and with the memory store.
@@ -137,6 +138,31 @@ class RecordRow(_Row, table=True):
     seq: int = Field(sa_type=Integer)
     pos: int = Field(sa_type=Integer)
     data: dict[str, Any] = Field(sa_type=_JSON)
+
+
+class RecordKeyRow(_Row, table=True):
+    """One top-level field of a record, for look-ups across projects (`find_records`).
+
+    Every text or integer field of every record (field names up to `KEY_FIELD` and
+    values up to `KEY_VALUE` characters), written in the transaction that writes the
+    record: finding an invoice number among all expenditures is one index probe, however
+    many records the store holds.
+    """
+
+    __tablename__ = "record_keys"
+    kind: str = Field(primary_key=True, sa_type=_ID)
+    field: str = Field(primary_key=True, sa_type=_ID)
+    value: str = Field(
+        primary_key=True,
+        sa_type=String(255).with_variant(VARCHAR(255, collation="C"), "postgresql"),
+    )
+    project_id: str = Field(primary_key=True, sa_type=_ID)
+    record_id: str = Field(primary_key=True, sa_type=_ID)
+
+
+#: Longest field name and value `RecordKeyRow` keeps; longer ones are found by a scan.
+KEY_FIELD = 128
+KEY_VALUE = 255
 
 
 class AuditLogRow(_Row, table=True):
@@ -280,6 +306,7 @@ _MODELS: tuple[type[_Row], ...] = (
     AuditRow,
     AuditLogRow,
     RecordRow,
+    RecordKeyRow,
     EntityRow,
     CheckpointRow,
     CheckpointLeafRow,
@@ -302,6 +329,7 @@ class Tables:
     audit: Table
     audit_log: Table
     records: Table
+    record_keys: Table
     entities: Table
     checkpoints: Table
     checkpoint_leaves: Table
@@ -309,6 +337,21 @@ class Tables:
     bulk_chunks: Table
     obligations: Table
     outbox: Table
+
+
+def record_keys(data: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The (field, value) pairs of a record's data that `RecordKeyRow` indexes.
+
+    Text and integer values (not booleans) as ``str(value)``, the text `find_records`
+    compares; names and values within `KEY_FIELD` and `KEY_VALUE` characters.
+    """
+    return [
+        (name, text)
+        for name, value in data.items()
+        if (type(value) is str or type(value) is int)
+        and len(name) <= KEY_FIELD
+        and len(text := str(value)) <= KEY_VALUE
+    ]
 
 
 def build_tables(prefix: str = "grantflow_", schema: str | None = None) -> Tables:
@@ -376,6 +419,7 @@ def build_tables(prefix: str = "grantflow_", schema: str | None = None) -> Table
         audit=copied["audit"],
         audit_log=log,
         records=records,
+        record_keys=copied["record_keys"],
         entities=copied["entities"],
         checkpoints=copied["checkpoints"],
         checkpoint_leaves=leaves,

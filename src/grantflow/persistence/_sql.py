@@ -7,6 +7,7 @@ import json
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy
@@ -24,12 +25,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from grantflow._values import decimal_or_zero
 from grantflow.audit import GENESIS, Checkpoint
 from grantflow.errors import GrantflowError, InvalidInput
 from grantflow.models import AuditEntry, Entity, Project, Record, trusted
 from grantflow.persistence._migrations import apply_pending, check, current_version
 from grantflow.persistence._protocol import Change, Leaf, LogLeaf, ObligationRow
-from grantflow.persistence._schema import Tables, build_tables
+from grantflow.persistence._schema import KEY_FIELD, KEY_VALUE, Tables, build_tables
 from grantflow.persistence._sqlconn import Connector, HostConnector, Synchronous
 from grantflow.persistence._sqljobs import SqlJobs
 from grantflow.persistence._sqloutbox import SqlOutbox
@@ -330,10 +332,17 @@ class SqlStore(SqlJobs, SqlOutbox):
     def find_records(
         self, kind: str, field: str, values: Collection[str]
     ) -> list[tuple[str, Record]]:
-        """Return (project id, record) for `kind` records with ``str(data[field])`` in `values`."""
+        """Return (project id, record) for `kind` records with ``str(data[field])`` in `values`.
+
+        Text and integer fields are found through the record-key index (one probe per
+        value, whatever the number of records); anything else by reading the kind's
+        records.
+        """
         wanted = sorted({str(v) for v in values})
         if not wanted:
             return []
+        if len(field) <= KEY_FIELD and all(len(v) <= KEY_VALUE for v in wanted):
+            return self._find_keyed(kind, field, wanted)
         r = self._t.records
         as_text = cast(r.c.data[field].as_string(), String)
         stmt = (
@@ -348,6 +357,30 @@ class SqlStore(SqlJobs, SqlOutbox):
             for row in rows
         ]
 
+    def _find_keyed(self, kind: str, field: str, wanted: list[str]) -> list[tuple[str, Record]]:
+        # Plain DBAPI, no statement building: fact providers call this once per item.
+        mark = self._mark()
+        marks = ", ".join([mark] * len(wanted))
+        sql = (
+            "SELECT r.project_id, r.kind, r.id, r.data, r.seq "
+            f"FROM {self._name(self._t.record_keys)} k JOIN {self._name(self._t.records)} r "
+            "ON r.project_id = k.project_id AND r.kind = k.kind AND r.id = k.record_id "
+            f"WHERE k.kind = {mark} AND k.field = {mark} AND k.value IN ({marks}) "
+            "ORDER BY r.project_id, r.seq, r.pos"
+        )
+        with self._db.connect() as conn:
+            cursor = conn.connection.cursor()
+            try:
+                cursor.execute(sql, [kind, field, *wanted])
+                rows = cursor.fetchall()
+            finally:
+                cursor.close()
+        # Rows of our own tables, written from validated records.
+        return [
+            (pid, trusted(Record, kind=rkind, id=rid, data=self._json(data), seq=seq))
+            for pid, rkind, rid, data, seq in rows
+        ]
+
     def count_projects(
         self, data_equals: Mapping[str, Any], *, exclude_states: Collection[str] = ()
     ) -> int:
@@ -359,6 +392,32 @@ class SqlStore(SqlJobs, SqlOutbox):
         stmt = select(func.count()).select_from(p).where(and_(True, *conditions))
         with self._db.connect() as conn:
             return int(conn.execute(stmt).scalar_one())
+
+    def sum_projects(
+        self, field: str, data_equals: Mapping[str, Any], *, exclude_states: Collection[str] = ()
+    ) -> Decimal:
+        """Sum ``data[field]`` (as decimals) over the projects `count_projects` counts.
+
+        One query reads the matching values; Python adds them, exactly (SQLite has no
+        exact decimal type).
+        """
+        p = self._t.projects
+        if '"' in field or "\\" in field:
+            raise InvalidInput("data keys may not contain quotes or backslashes", field="field")
+        conditions = [self._json_equals(key, value) for key, value in data_equals.items()]
+        if exclude_states:
+            conditions.append(p.c.state.not_in(sorted(exclude_states)))
+        if self._db.dialect == "postgresql":
+            stmt = select(literal("value"), p.c.data[field])
+        else:  # SQLite's JSON_EXTRACT turns true into 1: ask for the JSON type too
+            path = f'$."{field}"'
+            stmt = select(func.json_type(p.c.data, path), func.json_extract(p.c.data, path))
+        with self._db.connect() as conn:
+            rows = conn.execute(stmt.where(and_(True, *conditions))).all()
+        return sum(
+            (decimal_or_zero(value) for kind, value in rows if kind not in {"true", "false"}),
+            Decimal(0),
+        )
 
     def counts_at(self, when: datetime) -> dict[str, int]:
         """Count projects by state as of `when`, from the audit table alone."""

@@ -74,8 +74,14 @@ class GreenConnector(Connector):
             # BEGIN IMMEDIATE is the transaction (and reads run in autocommit mode).
             event.listen(engine.sync_engine, "connect", _no_driver_begin)
 
-    def write(self, work: Callable[[Connection], T]) -> T:
-        """Run `work` in one write transaction, retried like `Connector.write`."""
+    def write(self, work: Callable[[Connection], T], *, durable: bool = True) -> T:
+        """Run `work` in one write transaction, retried like `Connector.write`.
+
+        Every write is durable here: ``durable=False`` (a bulk chunk's lease) is accepted
+        and ignored, since aiosqlite's driver connection cannot switch ``synchronous``
+        synchronously from inside the greenlet.
+        """
+        del durable
         retries = PG_RETRIES if self.dialect == "postgresql" else _SQLITE_LOCK_RETRIES
         for attempt in range(retries + 1):
             try:

@@ -132,6 +132,7 @@ class Connector:
             "PRAGMA foreign_keys = ON",
         )
         self._busy_timeout = busy_timeout
+        self._synchronous = synchronous
         self._pid = os.getpid()
         dbapi = engine.dialect.loaded_dbapi
         self.integrity_error: type[Exception] = dbapi.IntegrityError
@@ -162,12 +163,21 @@ class Connector:
                 self._configure(conn)
             yield conn
 
-    def write(self, work: Callable[[Connection], T]) -> T:
-        """Run `work` in one write transaction, retried on PostgreSQL conflicts/SQLite busy."""
+    def write(self, work: Callable[[Connection], T], *, durable: bool = True) -> T:
+        """Run `work` in one write transaction, retried on PostgreSQL conflicts/SQLite busy.
+
+        ``durable=False`` is for bookkeeping whose loss on a power cut is harmless (a
+        bulk chunk's lease): a SQLite file grantflow opened with ``synchronous=FULL``
+        commits it without waiting for the disk. The write-ahead log keeps commits in
+        order, so the next durable commit makes it durable too, and a power cut loses
+        at most a suffix of such writes, never corrupts the file.
+        """
         retries = PG_RETRIES if self.dialect == "postgresql" else _SQLITE_LOCK_RETRIES
+        relaxed = not durable and self.owned and self.dialect == "sqlite"
+        relaxed = relaxed and self._synchronous == "FULL"
         for attempt in range(retries + 1):
             try:
-                with self._connect() as conn, self._transaction(conn):
+                with self._connect() as conn, self._relaxed(conn, relaxed), self._transaction(conn):
                     return work(conn)
             except (DBAPIError, self._dbapi_error) as exc:
                 if attempt == retries or not self._retryable(exc):
@@ -199,6 +209,18 @@ class Connector:
         for pragma in self._pragmas:
             driver.execute(pragma)
         info["grantflow.configured"] = True
+
+    @contextmanager
+    def _relaxed(self, conn: Connection, relaxed: bool) -> Iterator[None]:
+        if not relaxed:
+            yield
+            return
+        driver: Any = conn.connection.driver_connection
+        driver.execute("PRAGMA synchronous = NORMAL")
+        try:
+            yield
+        finally:
+            driver.execute(f"PRAGMA synchronous = {self._synchronous}")
 
     @contextmanager
     def _transaction(self, conn: Connection) -> Iterator[None]:
@@ -290,7 +312,7 @@ class HostConnector(Connector):
         except (SQLAlchemyError, self._dbapi_error) as exc:
             raise self._store_error(exc) from exc
 
-    def write(self, work: Callable[[Connection], T]) -> T:
+    def write(self, work: Callable[[Connection], T], *, durable: bool = True) -> T:
         """Run `work` under a savepoint of the host's transaction; never commit."""
         conn = self._connection()
         self._begin(conn)

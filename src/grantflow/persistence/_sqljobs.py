@@ -105,6 +105,28 @@ class SqlJobs:
                 updated_at=self._time(updated),
             )
 
+    def chain_tips(self, project_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
+        """Return (last seq, last hash) of the chains among `project_ids`, a query a batch."""
+        tips: dict[str, tuple[int, str]] = {}
+        ids = list(dict.fromkeys(project_ids))
+        audit = self._name(self._t.audit)
+        with self._db.connect() as conn:
+            cursor = conn.connection.cursor()
+            try:
+                for start in range(0, len(ids), _LOAD_BATCH):
+                    batch = ids[start : start + _LOAD_BATCH]
+                    marks = ", ".join([self._mark()] * len(batch))
+                    cursor.execute(
+                        f"SELECT a.project_id, a.seq, a.hash FROM {audit} a "
+                        f"WHERE a.project_id IN ({marks}) AND a.seq = (SELECT max(b.seq) "
+                        f"FROM {audit} b WHERE b.project_id = a.project_id)",
+                        batch,
+                    )
+                    tips.update((pid, (int(seq), str(h))) for pid, seq, h in cursor.fetchall())
+            finally:
+                cursor.close()
+        return tips
+
     def _mark(self) -> str:
         return "?" if self._db.dialect == "sqlite" else "%s"
 
@@ -323,46 +345,31 @@ class SqlJobs:
                 tuple(row.items),
             )
 
-        claim: ChunkClaim | None = self._db.write(work)
+        # A lost lease is harmless (the chunk is claimed again): no need to wait for the
+        # disk, which would double the commits a chunk waits for.
+        claim: ChunkClaim | None = self._db.write(work, durable=False)
         return claim
 
     def commit_chunk(
         self, changes: Sequence[Change], progress: ChunkProgress, *, now: float, lease: float
     ) -> None:
         """Apply `changes` and `progress` in one transaction, all or nothing."""
-        chunks, jobs = self._t.bulk_chunks, self._t.bulk_jobs
 
         def work(conn: sqlalchemy.Connection) -> None:
-            # Fence first: if our lease was taken over, write nothing at all.
-            fenced = conn.execute(
-                update(chunks)
-                .where(
-                    (chunks.c.key == progress.key)
-                    & (chunks.c.chunk == progress.chunk)
-                    & (chunks.c.owner == progress.owner)
-                    & (chunks.c.done == False)  # noqa: E712 - SQL expression
-                )
-                .values(
-                    next_index=progress.next_index,
-                    done=progress.done,
-                    digest=progress.digest,
-                    counts=dict(progress.counts),
-                    items=[dict(i) for i in progress.items],
-                    lease_until=now + lease,
-                )
-            )
-            if fenced.rowcount != 1:
-                raise ConcurrencyError(
-                    f"chunk {progress.chunk} of job {progress.key!r} was taken over"
-                )
-            if changes:
-                cursor = conn.connection.cursor()
-                try:
-                    errors = self._apply_chunk(cursor, changes)
-                except Partial as partial:
-                    errors = [partial.error]
-                finally:
-                    cursor.close()
+            # Every statement on the raw cursor, compiled once per store: this runs per chunk.
+            cursor = conn.connection.cursor()
+            try:
+                # Fence first: if our lease was taken over, write nothing at all.
+                if not self._writer.record_progress(cursor, progress, now + lease):
+                    raise ConcurrencyError(
+                        f"chunk {progress.chunk} of job {progress.key!r} was taken over"
+                    )
+                errors: list[Any] = []
+                if changes:
+                    try:
+                        errors = self._apply_chunk(cursor, changes)
+                    except Partial as partial:
+                        errors = [partial.error]
                 for index, error in enumerate(errors):
                     if error is not None:
                         raise ConcurrencyError(
@@ -372,9 +379,9 @@ class SqlJobs:
                             state=error.state,
                             index=index,
                         )
-            conn.execute(
-                update(jobs).where(jobs.c.key == progress.key).values(lease_until=now + lease)
-            )
+                self._writer.extend_job_lease(cursor, progress.key, now + lease)
+            finally:
+                cursor.close()
 
         self._db.write(work)
 

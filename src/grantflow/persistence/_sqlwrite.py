@@ -47,8 +47,8 @@ from grantflow._canonical import plain
 from grantflow.errors import ConcurrencyError, GrantflowError, InvalidInput, ProjectExists
 from grantflow.models import Actor, AuditEntry, DecisionBasis, Project
 from grantflow.persistence._outbox import AUDIT_TOPIC
-from grantflow.persistence._protocol import Change, ObligationRow
-from grantflow.persistence._schema import Tables
+from grantflow.persistence._protocol import Change, ChunkProgress, ObligationRow
+from grantflow.persistence._schema import Tables, record_keys
 
 __all__ = ["Partial", "Writer"]
 
@@ -181,6 +181,40 @@ class Writer:
             ),
             dialect,
         )
+        self._insert_key = _Statement(
+            insert(t.record_keys).values(
+                {
+                    c: bindparam(f"k_{c}")
+                    for c in ("kind", "field", "value", "project_id", "record_id")
+                }
+            ),
+            dialect,
+        )
+        chunks, jobs = t.bulk_chunks, t.bulk_jobs
+        self._fence = _Statement(
+            update(chunks)
+            .where(
+                chunks.c.key == bindparam("w_key"),
+                chunks.c.chunk == bindparam("w_chunk"),
+                chunks.c.owner == bindparam("w_owner"),
+                chunks.c.done == bindparam("w_done"),
+            )
+            .values(
+                next_index=bindparam("n_next_index"),
+                done=bindparam("n_done"),
+                digest=bindparam("n_digest"),
+                counts=_json_param("n_counts", dialect),
+                items=_json_param("n_items", dialect),
+                lease_until=bindparam("n_lease_until"),
+            ),
+            dialect,
+        )
+        self._job_lease = _Statement(
+            update(jobs)
+            .where(jobs.c.key == bindparam("w_key"))
+            .values(lease_until=bindparam("n_lease_until")),
+            dialect,
+        )
         self._project_exists = _Statement(
             select(literal(1)).where(t.projects.c.id == bindparam("w_id")), dialect
         )
@@ -290,6 +324,31 @@ class Writer:
             cursor.executemany(self._insert_message.sql, messages)
         return True
 
+    def record_progress(self, cursor: Any, progress: ChunkProgress, lease_until: float) -> bool:
+        """Write a chunk's progress if `progress.owner` still holds it; False if not.
+
+        The fence of `commit_chunk`, on the raw cursor: it runs once per chunk.
+        """
+        values = {
+            "w_key": progress.key,
+            "w_chunk": progress.chunk,
+            "w_owner": progress.owner,
+            "w_done": False,
+            "n_next_index": progress.next_index,
+            "n_done": progress.done,
+            "n_digest": progress.digest,
+            "n_counts": json.dumps(dict(progress.counts)),
+            "n_items": json.dumps([dict(i) for i in progress.items]),
+            "n_lease_until": lease_until,
+        }
+        cursor.execute(self._fence.sql, self._fence.params(values))
+        return bool(cursor.rowcount == 1)
+
+    def extend_job_lease(self, cursor: Any, key: str, lease_until: float) -> None:
+        """Move job `key`'s lease to `lease_until`."""
+        values = {"w_key": key, "n_lease_until": lease_until}
+        cursor.execute(self._job_lease.sql, self._job_lease.params(values))
+
     def write_obligations(self, cursor: Any, changes: Sequence[Change]) -> None:
         """Replace the indexed due dates of every change that carries them."""
         dated = [c for c in changes if c.obligations is not None]
@@ -368,6 +427,7 @@ class Writer:
             cursor.execute(self._insert_message.sql, params)
 
     def _insert_records(self, cursor: Any, entry: AuditEntry) -> None:
+        keys: list[Any] = []
         for pos, record in enumerate(entry.records):
             values = {
                 "p_project_id": entry.project_id,
@@ -384,6 +444,20 @@ class Writer:
                 event=entry.event,
             )
             self._run(cursor, self._insert_record, values, error)
+            keys.extend(
+                self._insert_key.params(
+                    {
+                        "k_kind": record.kind,
+                        "k_field": name,
+                        "k_value": value,
+                        "k_project_id": entry.project_id,
+                        "k_record_id": record.id,
+                    }
+                )
+                for name, value in record_keys(record.data)
+            )
+        if keys:  # in the record's transaction: the index never disagrees with the records
+            cursor.executemany(self._insert_key.sql, keys)
 
     def _run(
         self, cursor: Any, statement: _Statement, values: Mapping[str, Any], error: GrantflowError

@@ -42,14 +42,19 @@ def call_fact(request: FactRequest) -> dict[str, Any] | None:
 
 
 def reserved_by_others(request: FactRequest) -> str:
-    """Fact provider: the sum of ``budget_reserved`` over the call's other projects."""
-    call_id = text(request.project.data, "call")
-    held = (
-        dec(p.data.get("budget_reserved"))
-        for p in request.reader.projects()
-        if p.id != request.project.id and text(p.data, "call") == call_id
-    )
-    return str(total(held))
+    """Fact provider: the sum of ``budget_reserved`` over the call's other projects.
+
+    One aggregate read (`StoreReader.sum_projects`), less this project's own share: a
+    bulk run reads it once per chunk, however many projects the call has.
+    """
+    project = request.project
+    call_id = text(project.data, "call")
+    if not call_id:
+        return str(total(()))  # no call, no budget to reserve from (budget.call passes)
+    held = request.reader.sum_projects("budget_reserved", {"call": call_id})
+    if project.state and project.data.get("call") == call_id:
+        held -= dec(project.data.get("budget_reserved"))
+    return str(total((held,)))
 
 
 @rule(name="budget.call")

@@ -99,15 +99,16 @@ def _review(book: RuleBook, rubrics: Sequence[Rubric]) -> None:
     book.provide(budget.CALL_FACT, budget.call_fact, events=["approve"])
     book.provide(budget.RESERVED_FACT, budget.reserved_by_others, events=["approve"])
     book.on("record.review", review.review_record(rubrics), conflict.own_project)
+    memo = review.PanelMemo(rubrics)  # quorum, score and the effect share one panel
     book.on(
         "approve",
-        review.quorum(rubrics),
-        review.score(rubrics),
+        review.quorum(rubrics, memo),
+        review.score(rubrics, memo),
         review.amount_within_request,
         budget.within_call_budget,
         conflict.own_project,
     )
-    book.effect("approve", review.approval_effect(rubrics))
+    book.effect("approve", review.approval_effect(rubrics, memo))
     book.on("record.objection", publicity.objection_open)
     book.on("record.objection_ruling", publicity.ruling_valid)
 

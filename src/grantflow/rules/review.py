@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from grantflow.messages import problem, refusal
 from grantflow.models import Project, Verdict
@@ -36,6 +36,7 @@ from grantflow.rules.conflict import person_fact, review_conflict
 
 __all__ = [
     "Panel",
+    "PanelMemo",
     "amount_within_request",
     "approval_effect",
     "panel",
@@ -89,7 +90,7 @@ def panel(
             reason = reason or "invalid_scores"
         seen.add(review.reviewer)
         if reason is None and rubric is not None:
-            counted.append((review.reviewer, rubric.total(review.scores, policy)))
+            counted.append((review.reviewer, rubric.points(review.scores, policy)))
         else:
             excluded.append((review.reviewer, reason or "unknown_rubric"))
     bonus = dec(project.data.get("priority_bonus"))
@@ -105,6 +106,47 @@ def panel_score(
 ) -> Decimal | None:
     """Return the score ``approve`` judges the project by (``None`` with no counted review)."""
     return panel(project, facts, rubrics, policy, today).score(policy)
+
+
+class _Decided(NamedTuple):
+    project: Project
+    facts: Mapping[str, Any]
+    policy: Policy
+    now: datetime
+    panel: Panel
+
+
+class PanelMemo:
+    """The panel of the decision being taken, worked out once for all its rules and effect.
+
+    ``approve`` reads the panel three times (quorum, score, the approval record). A memo
+    holds the last panel with the inputs it came from and answers again only for the very
+    same objects (project, facts, policy) and instant: `panel` is a pure function of them
+    and they are immutable, so the answer is the same. `default_rules` shares one memo
+    between the three; holding its inputs keeps their identities from being reused.
+    """
+
+    __slots__ = ("_last", "_rubrics")
+
+    def __init__(self, rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> None:
+        self._rubrics = rubrics
+        self._last: _Decided | None = None
+
+    def __call__(self, ctx: RuleContext) -> Panel:
+        """Return the panel of `ctx`'s project."""
+        last = self._last  # one read: another thread may replace it meanwhile
+        if (
+            last is not None
+            and last.project is ctx.project
+            and last.facts is ctx.facts
+            and last.policy is ctx.policy
+            and last.now == ctx.now
+        ):
+            return last.panel
+        today = local_date(ctx.now, ctx.policy)
+        result = panel(ctx.project, ctx.facts, self._rubrics, ctx.policy, today)
+        self._last = _Decided(ctx.project, ctx.facts, ctx.policy, ctx.now, result)
+        return result
 
 
 def review_record(rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> Rule:
@@ -151,13 +193,13 @@ def review_record(rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> Rule:
     return review_record_rule
 
 
-def quorum(rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> Rule:
+def quorum(rubrics: Sequence[Rubric] = DEFAULT_RUBRICS, memo: PanelMemo | None = None) -> Rule:
     """Build ``review.quorum``: enough counted (unconflicted, pinned, valid) reviews."""
+    panel_of = memo or PanelMemo(rubrics)
 
     @rule(name="review.quorum")
     def review_quorum(ctx: RuleContext) -> Verdict:
-        today = local_date(ctx.now, ctx.policy)
-        result = panel(ctx.project, ctx.facts, rubrics, ctx.policy, today)
+        result = panel_of(ctx)
         need, have = ctx.policy.review_quorum, len(result.counted)
         if have >= need:
             return PASS
@@ -171,13 +213,13 @@ def quorum(rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> Rule:
     return review_quorum
 
 
-def score(rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> Rule:
+def score(rubrics: Sequence[Rubric] = DEFAULT_RUBRICS, memo: PanelMemo | None = None) -> Rule:
     """Build ``review.score``: the panel score reaches the pass mark."""
+    panel_of = memo or PanelMemo(rubrics)
 
     @rule(name="review.score")
     def review_score(ctx: RuleContext) -> Verdict:
-        today = local_date(ctx.now, ctx.policy)
-        result = panel(ctx.project, ctx.facts, rubrics, ctx.policy, today)
+        result = panel_of(ctx)
         value = result.score(ctx.policy)
         if value is None or value >= ctx.policy.pass_score:
             return PASS  # no counted review: review.quorum refuses
@@ -210,13 +252,13 @@ def amount_within_request(ctx: RuleContext) -> Verdict:
 
 
 def approval_effect(
-    rubrics: Sequence[Rubric] = DEFAULT_RUBRICS,
+    rubrics: Sequence[Rubric] = DEFAULT_RUBRICS, memo: PanelMemo | None = None
 ) -> Callable[[RuleContext], Effects]:
     """Build the ``approve`` effect: an `Approval` record and the recommended amount."""
+    panel_of = memo or PanelMemo(rubrics)
 
     def record_approval(ctx: RuleContext) -> Effects:
-        today = local_date(ctx.now, ctx.policy)
-        result = panel(ctx.project, ctx.facts, rubrics, ctx.policy, today)
+        result = panel_of(ctx)
         approved = Approval(
             approver=ctx.actor.id,
             approver_organisation=ctx.actor.organisation,

@@ -216,6 +216,16 @@ class JobStoreContract:
         assert set(found) == {"p1", "p2"}
         assert found["p1"] == store.load("p1")
 
+    def test_chain_tips_read_every_chain_of_a_batch(self, store: Store) -> None:
+        """chain_tips equals chain_tip for each id with a chain, refused submissions too."""
+        jobs = _jobs(store)
+        store.commit(submission("p1"))
+        store.commit(transition(store.load("p1"), "reviewed"))  # type: ignore[arg-type]
+        store.commit(submission("gone", accepted=False))
+        tips = jobs.chain_tips(["p1", "nope", "gone", "p1"])
+        assert tips == {"p1": store.chain_tip("p1"), "gone": store.chain_tip("gone")}
+        assert tips["p1"][0] == 2
+
 
 def _jobs(store: Store) -> JobStore:
     assert isinstance(store, JobStore)

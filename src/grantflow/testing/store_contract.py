@@ -388,6 +388,30 @@ class StoreContract:
         assert store.count_projects({"tags": ["a"]}) == 1
         assert store.count_projects({}) == 3
 
+    def test_sum_projects_adds_decimals_exactly(self, store: Store) -> None:
+        """sum_projects reads each value as a decimal (others count 0) and adds exactly."""
+        rows: dict[str, dict[str, Any]] = {
+            "p-1": {"call": "c", "held": "100000.10"},
+            "p-2": {"call": "c", "held": "0.20", "ok": True},
+            "p-3": {"call": "c", "held": 7},
+            "p-4": {"call": "c", "held": "n/a"},
+            "p-5": {"call": "c", "held": True},
+            "p-6": {"call": "c", "held": {"a": "1"}},
+            "p-7": {"call": "c"},
+            "p-8": {"call": "d", "held": "5.00"},
+        }
+        for pid, data in rows.items():
+            store.commit(submission(pid, data=data))
+        store.commit(transition(_loaded(store, "p-3"), "rejected", event="reject"))
+        assert store.sum_projects("held", {"call": "c"}) == Decimal("100007.30")
+        assert store.sum_projects("held", {"call": "c"}, exclude_states={"rejected"}) == Decimal(
+            "100000.30"
+        )
+        assert store.sum_projects("held", {"call": "c", "ok": True}) == Decimal("0.20")
+        assert store.sum_projects("held", {}) == Decimal("100012.30")
+        assert store.sum_projects("held", {"call": "none"}) == 0
+        assert store.sum_projects("missing", {}) == 0
+
     def test_counts_at_follow_the_audit_chain(self, store: Store) -> None:
         """counts_at gives each project's state as of a moment; refusals do not count."""
         store.commit(submission("p-1"))

@@ -1,0 +1,136 @@
+"""Helpers the benchmark sections share: timing, interleaving, fresh copies, raw entries."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import grantflow
+
+APPLICANT = grantflow.Actor(id="org-1", roles=frozenset({"applicant"}))
+STAFF = grantflow.Actor(id="staff-1", roles=frozenset({"purchaser"}))
+PREFIX = "grantflow_"
+STAFF_JSON = json.dumps(
+    {"id": STAFF.id, "organisation": None, "roles": ["purchaser"]},
+    sort_keys=True,
+    separators=(",", ":"),
+)
+
+
+def say(message: str) -> None:
+    """Progress for the person running the suite: on stderr, so stdout ends with the JSON."""
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def ids(n: int, prefix: str = "p") -> list[str]:
+    """Project ids ``p0000000``, ... in sorted order."""
+    return [f"{prefix}{i:07d}" for i in range(n)]
+
+
+def fresh_copy(seeded: Path, name: str) -> Path:
+    """Copy a seeded SQLite file (without WAL leftovers) to a new file beside it."""
+    work = seeded.parent / f"{name}.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{work}{suffix}").unlink(missing_ok=True)
+    shutil.copy(seeded, work)
+    return work
+
+
+def interleave(
+    contenders: Mapping[str, Callable[[], float]], rounds: int
+) -> dict[str, list[float]]:
+    """Run each contender once per round, in turn (A B A B ...): load hits them alike.
+
+    Each contender returns its own measurement (a rate or a duration); the samples are
+    returned per contender, in round order.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, run in contenders.items():
+            samples[name].append(run())
+    return samples
+
+
+def median(values: list[float]) -> float:
+    """The median of `values`."""
+    return float(statistics.median(values))
+
+
+def paired_ratio(top: list[float], bottom: list[float]) -> float:
+    """The median over rounds of ``top[i] / bottom[i]``: ratios of runs made side by side."""
+    return median([t / b for t, b in zip(top, bottom, strict=True)])
+
+
+@contextmanager
+def stopwatch() -> Iterator[list[float]]:
+    """Time a block; after it, the yielded list holds the seconds it took."""
+    box: list[float] = []
+    started = time.perf_counter()
+    try:
+        yield box
+    finally:
+        box.append(time.perf_counter() - started)
+
+
+def raw_entry(
+    row: tuple[str, str, int, str], actor_json: str, at: str, event: str, target: str
+) -> tuple[list[Any], list[Any], str]:
+    """What a hand-written script builds for one transition: CAS values, audit row, hash.
+
+    The audit entry's JSON body is hashed with sha256 and linked to the project's head,
+    the least a tamper-evident log needs.
+    """
+    pid, state, version, head = row
+    body = {
+        "project_id": pid,
+        "seq": version + 1,
+        "kind": "fire",
+        "event": event,
+        "from_state": state,
+        "to_state": target,
+        "accepted": True,
+        "actor": actor_json,
+        "at": at,
+        "evidence": {},
+        "refusals": [],
+        "records": [],
+        "data": {},
+        "prev_hash": head,
+    }
+    digest = hashlib.sha256(
+        json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    ).hexdigest()
+    update = [target, version + 1, digest, at, pid, state, version]
+    audit = [
+        pid,
+        version + 1,
+        "fire",
+        event,
+        state,
+        target,
+        True,
+        actor_json,
+        at,
+        "{}",
+        "[]",
+        "[]",
+        "{}",
+        head,
+        digest,
+    ]
+    return update, audit, digest
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size so far, in MB (Linux reports KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,0 +1,282 @@
+"""The default regime: its bulk cost against a bare rule book, and duplicate-invoice growth.
+
+* ``regime_bulk_ratio``: ``fire_many("approve", ...)`` under `default_rules()` (quorum,
+  score, amount, call budget, conflicts; the people, call and reserved-budget facts)
+  against the same event on the same projects and evidence with a bare rule book, on
+  copies of one SQLite database of reviewed applications.
+* ``invoice_check_growth``: the per-item cost of adding expenditures (every expenditure
+  rule, the duplicate-invoice check across all projects included) when the store holds
+  10x more expenditures, on otherwise equal databases.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from _common import fresh_copy, interleave, median, paired_ratio, say
+
+import grantflow
+from grantflow import Actor
+from grantflow.bulk import BulkItem
+from grantflow.demo import DemoClock
+from grantflow.records import Call, Directory, Hub, Person, Provider, credit_code_check
+from grantflow.rubrics import APPROVAL_REVIEW
+from grantflow.rules import RuleBook
+
+APPROVER = Actor(id="staff-1", roles=frozenset({"purchaser"}), organisation="city")
+TREASURER = Actor(id="staff-2", roles=frozenset({"purchaser", "finance"}), organisation="city")
+REVIEWERS = [
+    Actor(id=f"r{n}", roles=frozenset({"reviewer"}), organisation="pool") for n in (1, 2, 3)
+]
+EVIDENCE = {"recommended_amount": "100000.00"}
+BUDGET = {
+    "personnel": "40000.00",
+    "activities": "35000.00",
+    "experts": "5000.00",
+    "training": "5000.00",
+    "publicity": "5000.00",
+    "administration": "5000.00",
+    "evaluation": "5000.00",
+}
+
+
+def _provider(n: int) -> str:
+    return f"org-{n:06d}"
+
+
+def _applicant(n: int) -> Actor:
+    org = _provider(n)
+    return Actor(id=f"u-{org}", roles=frozenset({"applicant"}), organisation=org)
+
+
+def _code(n: int) -> str:
+    body = f"5231{n:013d}"
+    return body + credit_code_check(body)
+
+
+def _pid(n: int) -> str:
+    return f"a{n:06d}"
+
+
+def _engine(path: Path, clock: DemoClock, *, bare: bool = False) -> grantflow.Engine:
+    options: dict[str, Any] = {"rules": RuleBook(), "discover_rules": False} if bare else {}
+    return grantflow.open(f"sqlite:///{path}", clock=clock, **options)
+
+
+def _check(result: grantflow.BulkResult, n: int, what: str) -> None:
+    if result.count("applied") != n:
+        raise RuntimeError(f"{what}: {result.counts} {result.items[:2]}")
+
+
+def seed(path: Path, n: int) -> None:
+    """`n` applications with three clean reviews each, ready for ``approve``."""
+    clock = DemoClock()
+    engine = _engine(path, clock)
+    d = Directory(engine)
+    d.add_hub(Hub(id="city", name="City federation", kind="city"))
+    d.add_hub(Hub(id="d1", name="District 1", kind="district", parent="city"))
+    d.add_call(
+        Call(
+            id="call-2025",
+            hub="city",
+            year=2025,
+            opens=datetime(2025, 1, 1, tzinfo=UTC),
+            closes=datetime(2025, 3, 31, tzinfo=UTC),
+            budget=Decimal("900000000000.00"),
+            rubric_versions={"approval": 1, "midterm": 1, "performance": 1},
+        )
+    )
+    for reviewer in REVIEWERS:
+        d.add_person(Person(id=reviewer.id, name=reviewer.id, organisation="pool"))
+    for i in range(n):
+        d.add_provider(Provider(id=_provider(i), name=f"Org {i}", credit_code=_code(i)))
+    applications = (
+        BulkItem(
+            project_id=_pid(i),
+            evidence={
+                "title": f"Project {i}",
+                "domain": "mental_health",
+                "provider": _provider(i),
+                "hub": "d1",
+                "call": "call-2025",
+                "amount_requested": "120000.00",
+                "planned_start": "2025-03-15",
+                "planned_end": "2026-03-14",
+                "target_activities": 40,
+                "target_person_times": 2000,
+            },
+            actor=_applicant(i),
+        )
+        for i in range(n)
+    )
+    _check(engine.fire_many("submit", applications, actor=APPROVER), n, "submit")
+    scores = APPROVAL_REVIEW.proportional(80)
+    for reviewer in REVIEWERS:
+        reviews = (
+            (
+                _pid(i),
+                {
+                    "reviewer": reviewer.id,
+                    "rubric": "approval",
+                    "rubric_version": 1,
+                    "scores": scores,
+                    "conflict": {"declared": False},
+                },
+            )
+            for i in range(n)
+        )
+        _check(engine.fire_many("record.review", reviews, actor=reviewer), n, "review")
+    engine.close()
+
+
+def approve_rate(path: Path, n: int, *, bare: bool) -> float:
+    """Approvals per second of `n` projects, under the default regime or a bare book."""
+    engine = _engine(path, DemoClock(), bare=bare)
+    items = [(_pid(i), EVIDENCE) for i in range(n)]
+    started = time.perf_counter()
+    result = engine.fire_many("approve", items, actor=APPROVER)
+    elapsed = time.perf_counter() - started
+    engine.close()
+    _check(result, n, "approve")
+    return n / elapsed
+
+
+def regime_bulk(folder: Path, n: int, rounds: int) -> dict[str, float]:
+    """Default regime against the bare rule book on the same approvals."""
+    seeded = folder / "regime-seed.db"
+    seed(seeded, n)
+    samples = interleave(
+        {
+            "bare": lambda: approve_rate(fresh_copy(seeded, "bare"), n, bare=True),
+            "default": lambda: approve_rate(fresh_copy(seeded, "default"), n, bare=False),
+        },
+        rounds,
+    )
+    say(f"regime approve (per s): {samples}")
+    return {
+        "regime_bulk_per_s": median(samples["default"]),
+        "regime_bare_per_s": median(samples["bare"]),
+        "regime_bulk_ratio": paired_ratio(samples["default"], samples["bare"]),
+    }
+
+
+# -- duplicate invoices ----------------------------------------------------------------------
+
+
+def _contract(kind: str) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "number": f"{kind}-001",
+        "signed_on": "2025-03-11",
+        "amount": "100000.00",
+        "start": "2025-03-15",
+        "end": "2026-03-14",
+        "counterparty": "audit-co" if kind == "supervision" else None,
+    }
+
+
+_SIGN = {
+    "contracts": [_contract("purchase"), _contract("supervision")],
+    "budget": [{"line": k, "amount": v} for k, v in BUDGET.items()],
+}
+
+
+def contracted(path: Path, n: int) -> None:
+    """`n` contracted projects (approved, publicity over, both contracts signed)."""
+    seed(path, n)
+    clock = DemoClock()
+    engine = _engine(path, clock)
+    _check(
+        engine.fire_many("approve", [(_pid(i), EVIDENCE) for i in range(n)], actor=APPROVER),
+        n,
+        "approve",
+    )
+    clock.advance(9)
+    _check(
+        engine.fire_many("sign", [(_pid(i), _SIGN) for i in range(n)], actor=TREASURER), n, "sign"
+    )
+    engine.close()
+
+
+def _expenditure(invoice: str) -> dict[str, Any]:
+    return {
+        "date": "2025-05-01",
+        "line": "activities",
+        "amount": "10.00",
+        "invoice_number": invoice,
+        "voucher": f"V-{invoice}",
+    }
+
+
+def fill(path: Path, count: int) -> None:
+    """Store `count` expenditures with distinct invoice numbers, on projects of their own."""
+    engine = _engine(path, DemoClock(), bare=True)
+    owner = Actor(id="filler", roles=frozenset({"applicant"}), organisation="filler")
+    per = 10
+    projects = (count + per - 1) // per
+    filler = [f"f{i:07d}" for i in range(projects)]
+    _check(
+        engine.fire_many(
+            "submit", ((p, {"title": "f"}) for p in filler), actor=owner, chunk_size=1000
+        ),
+        projects,
+        "filler",
+    )
+    items = ((filler[i // per], _expenditure(f"FILL-{i:08d}")) for i in range(count))
+    _check(
+        engine.fire_many("record.expenditure", items, actor=owner, chunk_size=1000), count, "fill"
+    )
+    engine.close()
+
+
+def spend_cost(path: Path, m: int) -> float:
+    """Seconds per expenditure added to each of `m` contracted projects (default rules)."""
+    clock = DemoClock()
+    clock.advance(30)
+    engine = _engine(path, clock)
+    items = [
+        BulkItem(project_id=_pid(i), evidence=_expenditure(f"INV-{i:06d}"), actor=_applicant(i))
+        for i in range(m)
+    ]
+    started = time.perf_counter()
+    result = engine.fire_many("record.expenditure", items, actor=_applicant(0))
+    elapsed = time.perf_counter() - started
+    engine.close()
+    _check(result, m, "expenditure")
+    return elapsed / m
+
+
+def invoice_growth(folder: Path, m: int, stored: int, rounds: int) -> dict[str, float]:
+    """Per-item expenditure cost with `stored` and ``10 * stored`` expenditures stored."""
+    base = folder / "invoice-base.db"
+    contracted(base, m)
+    small, large = fresh_copy(base, "invoice-small"), fresh_copy(base, "invoice-large")
+    fill(small, stored)
+    fill(large, stored * 10)
+    samples = interleave(
+        {
+            "small": lambda: spend_cost(fresh_copy(small, "spend-small"), m),
+            "large": lambda: spend_cost(fresh_copy(large, "spend-large"), m),
+        },
+        rounds,
+    )
+    say(f"expenditure (s/item) with {stored} and {stored * 10} stored: {samples}")
+    return {
+        "invoice_item_us": median(samples["small"]) * 1e6,
+        "invoice_item_us_10x": median(samples["large"]) * 1e6,
+        "invoice_check_growth": paired_ratio(samples["large"], samples["small"]),
+    }
+
+
+def run(quick: bool, rounds: int) -> dict[str, float]:
+    """Both regime measurements; `quick` shrinks the sizes."""
+    with tempfile.TemporaryDirectory(prefix="grantflow-bench-") as tmp:
+        folder = Path(tmp)
+        results = regime_bulk(folder, 30 if quick else 2_000, rounds)
+        results.update(invoice_growth(folder, 10 if quick else 200, 50 if quick else 2_000, rounds))
+    return results

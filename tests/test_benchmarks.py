@@ -1,0 +1,56 @@
+"""The benchmark suite runs end to end (quick mode) and reports every figure it promises."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SUITE = ROOT / "benchmarks" / "suite.py"
+
+#: The keys docs/performance.md explains; the suite must report each one.
+KEYS = {
+    "sqlite_bulk_ratio",
+    "sqlite_single_latency_ratio",
+    "pg_bulk_ratio",
+    "pg_two_worker_speedup",
+    "memory_fire_ratio",
+    "verify_entries_per_s",
+    "verify_floor_ratio",
+    "regime_bulk_ratio",
+    "invoice_check_growth",
+    "scale_1m_over_100k",
+    "peak_rss_mb_1m",
+    "demo_seconds",
+    "log_on_overhead",
+    "log_off_overhead",
+}
+
+
+@pytest.mark.slow
+def test_quick_suite_reports_every_key() -> None:
+    """``suite.py --quick`` ends with one JSON line holding a number for every key.
+
+    PostgreSQL is the test server when there is one; without it that section is left
+    out and its keys must still be present (as null).
+    """
+    url = os.environ.get("GRANTFLOW_TEST_PG_URL")
+    args = [sys.executable, str(SUITE), "--quick"]
+    if url:
+        args += ["--pg-url", url]
+    else:
+        args += ["--only", "sqlite,memory,regime,scale,demo"]
+    out = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, check=False, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert set(result) >= KEYS
+    measured = KEYS if url else {k for k in KEYS if not k.startswith("pg_")}
+    missing = {k for k in measured if not isinstance(result[k], int | float)}
+    assert not missing, out.stderr[-3000:]
+    assert result["quick"] is True
+    assert "failed" not in result
