@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import date
 
+import chinese_calendar
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from grantflow.calendar import WorkingCalendar, official_years
 from grantflow.errors import CalendarUnavailable
@@ -59,3 +62,13 @@ def test_a_day_both_off_and_worked_is_a_definition_error() -> None:
         Policy(holidays=(date(2025, 10, 11),), workdays=(date(2025, 10, 11),))
     with pytest.raises(ValueError, match="both off and working"):
         WorkingCalendar(holidays=[date(2025, 1, 1)], workdays=[date(2025, 1, 1)])
+
+
+@given(
+    st.dates(
+        min_value=date(official_years()[0], 1, 1), max_value=date(official_years()[-1], 12, 31)
+    )
+)
+def test_the_per_year_cache_answers_as_the_official_schedule(day: date) -> None:
+    """Every covered day is a working day exactly when `chinese_calendar.is_workday` says so."""
+    assert WorkingCalendar().is_working_day(day) is chinese_calendar.is_workday(day)

@@ -100,7 +100,7 @@ class WorkingCalendar:
                 year=day.year,
             )
         if self._official and day.year in official_years():
-            return bool(chinese_calendar.is_workday(day))
+            return day in _official_working_days(day.year)
         return day.weekday() < 5
 
     def working_days_between(self, start: date, end: date) -> int:
@@ -121,6 +121,18 @@ class WorkingCalendar:
             day += timedelta(days=1)
             days -= self.is_working_day(day)
         return day
+
+
+@lru_cache(maxsize=64)
+def _official_working_days(year: int) -> frozenset[date]:
+    """The working days of `year` on the official schedule, asked of it once per year.
+
+    `chinese_calendar.is_workday` recomputes the range of years it covers on every call;
+    the schedule is fixed for the life of the process, so each year is read once.
+    """
+    first = date(year, 1, 1)
+    days = (first + timedelta(days=n) for n in range((date(year + 1, 1, 1) - first).days))
+    return frozenset(day for day in days if chinese_calendar.is_workday(day))
 
 
 @lru_cache(maxsize=64)
