@@ -67,6 +67,7 @@ class WorkingCalendar:
         if both:
             raise ValueError(f"days both off and working: {', '.join(map(str, both))}")
         self._official = official
+        self._years = official_years()
         self._policy_years = frozenset(d.year for d in self._off | self._on)
 
     @classmethod
@@ -92,6 +93,8 @@ class WorkingCalendar:
             return True
         if day in self._off:
             return False
+        if self._official and day.year in self._years:
+            return day in _official_working_days(day.year)
         if not self.covers(day.year):
             first, last = official_years()[0], official_years()[-1]
             raise CalendarUnavailable(
@@ -99,8 +102,6 @@ class WorkingCalendar:
                 f"{first} to {last}; add the year's holidays and workdays to the policy",
                 year=day.year,
             )
-        if self._official and day.year in official_years():
-            return day in _official_working_days(day.year)
         return day.weekday() < 5
 
     def working_days_between(self, start: date, end: date) -> int:

@@ -86,7 +86,7 @@ def panel(
             reason = "duplicate"
         elif rubric is None or (review.rubric, review.rubric_version) != ("approval", version):
             reason = reason or "rubric_version"
-        elif rubric.problems(review.scores):
+        elif rubric.issues(review.scores):  # (problems() words them: not needed here)
             reason = reason or "invalid_scores"
         seen.add(review.reviewer)
         if reason is None and rubric is not None:
