@@ -358,10 +358,10 @@ def _calendars(policy: Policy) -> tuple[WorkingCalendar, WorkingCalendar]:
 
 
 def _add_working_days(anchor: date, days: int, policy: Policy) -> tuple[date, bool]:
-    official, weekends = _calendars(policy)
     try:
-        return official.add_working_days(anchor, days), False
+        return WorkingCalendar.for_policy(policy).add_working_days(anchor, days), False
     except CalendarUnavailable:
+        _official, weekends = _calendars(policy)
         return weekends.add_working_days(anchor, days), True
 
 
