@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from grantflow._canonical import plain, thaw
+from grantflow._canonical import thaw
 from grantflow._values import decimal_or_zero
 from grantflow._values import local_date as _local_date
 from grantflow._values import text as text  # noqa: PLC0414 - re-exported for the rule families
@@ -83,7 +83,8 @@ def values(project: Project, kind: str, model: type[M], memo: Parsed | None = No
 
 def make_record(kind: str, record_id: str, value: BaseModel) -> Record:
     """Build a record whose data is the JSON form of `value`."""
-    return Record(kind=kind, id=record_id, data=plain(value.model_dump(mode="json")))
+    # Record's data validator makes the dump plain JSON: no need to do it twice.
+    return Record(kind=kind, id=record_id, data=value.model_dump(mode="json"))
 
 
 _DATE: TypeAdapter[date] = TypeAdapter(date)
