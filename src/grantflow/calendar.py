@@ -23,6 +23,7 @@ False
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable
 from datetime import date, timedelta
 from functools import lru_cache
@@ -119,6 +120,15 @@ class WorkingCalendar:
             raise ValueError("days must not be negative")
         day = start
         while days:
+            year = day.year
+            if self._official and year in self._years and year not in self._policy_years:
+                # A year of the official schedule alone: jump through its working days.
+                working = _official_working_list(year)
+                after = bisect_right(working, day)
+                if days <= len(working) - after:
+                    return working[after + days - 1]
+                days -= len(working) - after
+                day = date(year, 12, 31)  # then on into the next year, a day at a time
             day += timedelta(days=1)
             days -= self.is_working_day(day)
         return day
@@ -134,6 +144,12 @@ def _official_working_days(year: int) -> frozenset[date]:
     first = date(year, 1, 1)
     days = (first + timedelta(days=n) for n in range((date(year + 1, 1, 1) - first).days))
     return frozenset(day for day in days if chinese_calendar.is_workday(day))
+
+
+@lru_cache(maxsize=64)
+def _official_working_list(year: int) -> tuple[date, ...]:
+    """`_official_working_days` of `year` in calendar order."""
+    return tuple(sorted(_official_working_days(year)))
 
 
 @lru_cache(maxsize=64)
