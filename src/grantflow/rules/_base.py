@@ -30,6 +30,7 @@ class Parsed:
     and the parse a pure function of them, so the answer is the one a fresh parse gives,
     whichever context asks (a context copied with `dataclasses.replace` may share it).
     The decision core builds a fresh context, and so a fresh `Parsed`, per decision.
+    Rules sharing an answer must treat it as read-only, as they treat the context.
     """
 
     __slots__ = ("_found",)
