@@ -315,7 +315,7 @@ class SqlStore(SqlJobs, SqlOutbox):
         self, select_sql: str, key: str, order: str, key_columns: tuple[int, ...]
     ) -> RawRows:
         after: tuple[Any, ...] | None = None
-        size = _PAGE * 20
+        size = _PAGE * 4  # a page of raw rows is a few MB at most: memory stays flat
         while True:
             where = ""
             if after is not None:
