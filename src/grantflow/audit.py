@@ -684,7 +684,10 @@ def verify(
             recorded before grantflow kept the basis, are reported.
         progress: called with the number of entries just checked, every few thousand.
 
-    Streams: a few queries per page and one chain in memory at a time.
+    Streams: a few queries per page and one chain in memory at a time. On SQLite the
+    rows are read raw and a chain whose stored values are exactly as grantflow writes
+    them is checked without validating models again; any other chain goes through the
+    models, so the report is the same either way.
 
     >>> from datetime import UTC, datetime
     >>> from grantflow.persistence import MemoryStore
