@@ -989,7 +989,7 @@ def _stored_project(values: tuple[Any, ...]) -> Project | None:
         return None
     created = _stored_instant(created_text) if type(created_text) is str else None
     updated = _stored_instant(updated_text) if type(updated_text) is str else None
-    data = _stored_object(data_text)
+    data = _stored_object(data_text, hashed=False)
     if type(head) is not str or created is None or updated is None or data is None:
         return None
     return trusted(
@@ -1007,7 +1007,7 @@ def _stored_project(values: tuple[Any, ...]) -> Project | None:
 
 def _stored_record_row(values: tuple[Any, ...]) -> Record | None:
     _owner, kind, rid, data_text, seq, _pos = values
-    data = _stored_object(data_text)
+    data = _stored_object(data_text, hashed=False)
     if type(kind) is not str or type(rid) is not str or type(seq) is not int or data is None:
         return None
     return trusted(Record, kind=kind, id=rid, data=data, seq=seq)
@@ -1031,21 +1031,26 @@ def _identifier(value: Any) -> bool:
     return type(value) is str and 0 < len(value) <= 128 and _CONTROL.search(value) is None
 
 
-def _canonical_json(text: Any) -> Any:
-    """The JSON value `text` spells, if it is canonical (and holds no number with a point)."""
+def _canonical_json(text: Any, *, hashed: bool = True) -> Any:
+    """The JSON value `text` spells, if it holds no number with a point.
+
+    When `hashed` (the text goes into an entry's hash), it must also be spelt canonically.
+    """
     if type(text) is not str:
         return None
     try:
         value = _STRICT(text)
     except (ValueError, RecursionError):
         return None
-    return value if _CANONICAL(value) == text else None
+    return value if not hashed or _CANONICAL(value) == text else None
 
 
-def _stored_object(text: Any) -> dict[str, Any] | None:
+def _stored_object(text: Any, *, hashed: bool = True) -> dict[str, Any] | None:
+    # Project and record rows are compared by value, as the straightforward path does:
+    # their spelling does not matter, only that the values are what the models accept.
     if text == "{}":
         return {}
-    value = _canonical_json(text)
+    value = _canonical_json(text, hashed=hashed)
     return value if type(value) is dict else None
 
 
