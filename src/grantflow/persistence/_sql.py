@@ -218,25 +218,12 @@ class SqlStore(SqlJobs, SqlOutbox):
     # -- reads ---------------------------------------------------------------------------
 
     def load(self, project_id: str) -> Project | None:
-        """Return the project with its records (one query), or ``None``."""
-        p, r = self._t.projects, self._t.records
-        stmt = (
-            select(p, r.c.kind, r.c.id.label("record_id"), r.c.data.label("record_data"), r.c.seq)
-            .select_from(p.outerjoin(r, r.c.project_id == p.c.id))
-            .where(p.c.id == project_id)
-            .order_by(r.c.seq, r.c.pos)
-        )
-        with self._db.connect() as conn:
-            rows = conn.execute(stmt).all()
-        if not rows:
-            return None
-        first = rows[0]
-        records = tuple(
-            Record(kind=row.kind, id=row.record_id, data=row.record_data, seq=row.seq)
-            for row in rows
-            if row.kind is not None
-        )
-        return _project(first, records)
+        """Return the project with its records, or ``None``.
+
+        The bulk path's read (`load_many`): two queries on the driver's cursor, rows
+        turned into models directly, since they come from grantflow's own tables.
+        """
+        return self.load_many((project_id,)).get(project_id)
 
     def chain_tip(self, project_id: str) -> tuple[int, str]:
         """Return (last seq, last hash) of the chain; (0, GENESIS) if there is none."""
