@@ -164,6 +164,17 @@ def test_page_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.Monke
         hypothesis.settings.load_profile("grantflow-docs-previous")
 
 
+def test_the_readme_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """README.md's ```python blocks run, in a scratch folder (they create grants.db)."""
+    monkeypatch.chdir(tmp_path)
+    found = python_blocks((ROOT / "README.md").read_text("utf-8"))
+    assert found
+    namespace: dict[str, object] = {"__name__": "readme"}
+    for line, source in found:
+        exec(compile("\n" * line + source, str(ROOT / "README.md"), "exec"), namespace)
+    assert (tmp_path / "grants.db").exists()
+
+
 @pytest.mark.parametrize("page", _pages(), ids=_page_id)
 def test_every_block_runs_or_says_why(page: Path) -> None:
     """Each block runs (python), is checked (mermaid, pytest files) or gives a no-run reason."""

@@ -172,6 +172,7 @@ class Engine:
         provider: str | None = None,
         year: int | None = None,
         updated_since: datetime | None = None,
+        due_before: date | None = None,
         order: Order = "id",
         limit: int = 100,
         cursor: str | None = None,
@@ -181,7 +182,8 @@ class Engine:
         Filters compare the project's state, its data fields ``hub``, ``call``,
         ``brand``, ``provider`` (text) and ``year`` (an integer), and its update time
         (`updated_since`, inclusive); `subtree` keeps projects whose hub is that hub or
-        any hub below it. `order` is ``id``, ``updated_at`` or ``created_at``, with a
+        any hub below it; `due_before` those with an open obligation due before that
+        day (as `due` lists them). `order` is ``id``, ``updated_at`` or ``created_at``, with a
         leading ``-`` for descending (ties by id). Pages are keyset-paginated: pass the
         page's `cursor` back, with the same filters, for the next one (``None`` on the
         last page). SQL stores answer in the database, with indexes.
@@ -196,6 +198,7 @@ class Engine:
             provider=provider,
             year=year,
             updated_since=updated_since,
+            due_before=due_before,
             order=order,
             limit=limit,
         )
@@ -210,7 +213,10 @@ class Engine:
             from grantflow.records import Directory
 
             hubs = frozenset(Directory(self._store).hub_subtree(query.subtree))
-        return page(select(self._store.projects(), query, hubs), query)
+        due = None
+        if query.due_before is not None:
+            due = frozenset(o.project_id for o in self.due(before=query.due_before))
+        return page(select(self._store.projects(), query, hubs, due), query)
 
     def events(self, project_id: str, *, actor: Actor) -> list[str]:
         """Return the events with an edge from the project's state that `actor` may fire.

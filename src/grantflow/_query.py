@@ -17,7 +17,7 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Literal, get_args
 
 from grantflow._canonical import iso_utc
@@ -55,6 +55,7 @@ class ProjectQuery:
     provider: str | None = None
     year: int | None = None
     updated_since: datetime | None = None
+    due_before: date | None = None
     order: Order = "id"
     limit: int = 100
     after: tuple[Any, str] | None = None
@@ -76,6 +77,9 @@ class ProjectQuery:
                     "updated_since must be a timezone-aware datetime", field="updated_since"
                 )
             given["updated_since"] = since.astimezone(UTC)
+        due = given.get("due_before")
+        if due is not None and (not isinstance(due, date) or isinstance(due, datetime)):
+            raise InvalidInput("due_before must be a date", field="due_before")
         order = given.get("order", "id")
         if order not in get_args(Order):
             raise InvalidInput(
@@ -115,6 +119,7 @@ class ProjectQuery:
             "state": self.state,
             "subtree": self.subtree,
             "updated_since": since,
+            "due_before": self.due_before.isoformat() if self.due_before else None,
             "order": self.order,
             **self.data_filters(),
         }
@@ -180,9 +185,20 @@ def decode_cursor(cursor: str, query: ProjectQuery) -> ProjectQuery:
     )
 
 
-def matches(project: Project, query: ProjectQuery, hubs: frozenset[str] | None) -> bool:
-    """Whether `project` passes every filter of `query` (`hubs`: the subtree's hub ids)."""
+def matches(
+    project: Project,
+    query: ProjectQuery,
+    hubs: frozenset[str] | None,
+    due: frozenset[str] | None = None,
+) -> bool:
+    """Whether `project` passes every filter of `query`.
+
+    `hubs` are the subtree's hub ids; `due` the ids of the projects with an open
+    obligation due before ``query.due_before`` (`Engine.due`).
+    """
     if query.state is not None and project.state != query.state:
+        return False
+    if due is not None and project.id not in due:
         return False
     for name, wanted in query.data_filters().items():
         value = project.data.get(name)
@@ -196,11 +212,14 @@ def matches(project: Project, query: ProjectQuery, hubs: frozenset[str] | None) 
 
 
 def select(
-    projects: Iterable[Project], query: ProjectQuery, hubs: frozenset[str] | None
+    projects: Iterable[Project],
+    query: ProjectQuery,
+    hubs: frozenset[str] | None,
+    due: frozenset[str] | None = None,
 ) -> list[Project]:
     """The page of `query` over `projects` (any order), one row more if there is more."""
     column, descending = query.column, query.descending
-    rows = [p for p in projects if matches(p, query, hubs)]
+    rows = [p for p in projects if matches(p, query, hubs, due)]
     rows.sort(key=lambda p: (sort_key(p, column), p.id), reverse=descending)
     if query.after is not None:
         after = query.after

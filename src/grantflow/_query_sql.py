@@ -71,6 +71,11 @@ def query_rows(conn: sa.Connection, tables: Tables, query: ProjectQuery) -> list
         conditions.append(_hub_in(conn, p, tree, postgres))
     if query.updated_since is not None:
         conditions.append(p.c.updated_at >= query.updated_since)
+    if query.due_before is not None:
+        # The obligation index (kept in each entry's transaction), as `Engine.due` reads it.
+        o = tables.obligations
+        due = sa.select(o.c.project_id).where(o.c.status == "open", o.c.due_on < query.due_before)
+        conditions.append(p.c.id.in_(due))
     column = p.c[query.column]
     if query.after is not None:
         key, last_id = query.after

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
+import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -183,6 +185,45 @@ def _text(
     decided_under: DecisionBasis | None,
     clamped_from: datetime | None,
 ) -> str:
+    return _assemble(
+        project_id,
+        seq,
+        kind,
+        event,
+        from_state,
+        to_state,
+        accepted,
+        _actor_json(actor),
+        iso_utc(at),
+        None if clamped_from is None else iso_utc(clamped_from),
+        _json_or(evidence, "{}"),
+        _json_or([r.model_dump(mode="python") for r in refusals], "[]"),
+        _json_or([r.model_dump(mode="python") for r in records], "[]"),
+        _json_or(data, "{}"),
+        prev_hash,
+        None if decided_under is None else _basis_json(decided_under),
+    )
+
+
+def _assemble(
+    project_id: str,
+    seq: int,
+    kind: str,
+    event: str,
+    from_state: str | None,
+    to_state: str | None,
+    accepted: bool,
+    actor: str,
+    at: str,
+    clamped_from: str | None,
+    evidence: str,
+    refusals: str,
+    records: str,
+    data: str,
+    prev_hash: str,
+    decided_under: str | None,
+) -> str:
+    """The canonical text of an entry from its fields, JSON values already encoded."""
     # The two later fields are left out when empty, so entries written before they
     # existed keep their hashes.
     return "".join(
@@ -190,17 +231,17 @@ def _text(
             '{"accepted":',
             "true" if accepted else "false",
             ',"actor":',
-            _actor_json(actor),
+            actor,
             ',"at":"',
-            iso_utc(at),
-            '"' if clamped_from is None else f'","clamped_from":"{iso_utc(clamped_from)}"',
+            at,
+            '"' if clamped_from is None else f'","clamped_from":"{clamped_from}"',
             ',"data":',
-            _json_or(data, "{}"),
-            "" if decided_under is None else ',"decided_under":' + _basis_json(decided_under),
+            data,
+            "" if decided_under is None else ',"decided_under":' + decided_under,
             ',"event":',
             _string(event),
             ',"evidence":',
-            _json_or(evidence, "{}"),
+            evidence,
             ',"from_state":',
             "null" if from_state is None else _string(from_state),
             ',"kind":',
@@ -210,9 +251,9 @@ def _text(
             ',"project_id":',
             _string(project_id),
             ',"records":',
-            _json_or([r.model_dump(mode="python") for r in records], "[]"),
+            records,
             ',"refusals":',
-            _json_or([r.model_dump(mode="python") for r in refusals], "[]"),
+            refusals,
             ',"seq":',
             str(int(seq)),
             ',"to_state":',
@@ -643,7 +684,10 @@ def verify(
             recorded before grantflow kept the basis, are reported.
         progress: called with the number of entries just checked, every few thousand.
 
-    Streams: a few queries per page and one chain in memory at a time.
+    Streams: a few queries per page and one chain in memory at a time. On SQLite the
+    rows are read raw and a chain whose stored values are exactly as grantflow writes
+    them is checked without validating models again; any other chain goes through the
+    models, so the report is the same either way.
 
     >>> from datetime import UTC, datetime
     >>> from grantflow.persistence import MemoryStore
@@ -656,6 +700,24 @@ def verify(
     """
     head = _trusted_head(checkpoint, public_key, origin)
     known = None if expect is None else frozenset(expect)
+    report = _verify_fast(store, lifecycle, known, progress)
+    if report is None:
+        report = _verify_chains(store, lifecycle, known, progress)
+    problems = list(report.problems)
+    if isinstance(checkpoint, Checkpoint):
+        problems.extend(_check_checkpoint(store, checkpoint))
+    elif head is not None:
+        problems.extend(check_log(store, head))
+    return VerifyReport(projects=report.projects, entries=report.entries, problems=tuple(problems))
+
+
+def _verify_chains(
+    store: Store,
+    lifecycle: Lifecycle | None,
+    known: frozenset[DecisionBasis] | None,
+    progress: Callable[[int], None] | None,
+) -> VerifyReport:
+    """Every chain through the store's models: the straightforward path."""
     problems: list[Problem] = []
     projects = entries = pending = 0
     # Four sorted sequences side by side: chain ids, entries, project rows, record rows.
@@ -664,12 +726,8 @@ def verify(
         projects += 1
         chain, row, rows = stream.take(pid)
         problems.extend(stream.orphans())
-        count, problem = check_chain(pid, chain)
+        count, problem = _check_one(pid, chain, row, rows, lifecycle, known)
         entries += count
-        if problem is None:
-            problem = _check_facts(pid, chain, row, rows, lifecycle)
-        if problem is None and known is not None:
-            problem = _check_bases(pid, chain, known)
         if problem is not None:
             problems.append(problem)
         pending += count
@@ -680,14 +738,387 @@ def verify(
     problems.extend(stream.orphans())
     if progress is not None and pending:
         progress(pending)
-    if isinstance(checkpoint, Checkpoint):
-        problems.extend(_check_checkpoint(store, checkpoint))
-    elif head is not None:
-        problems.extend(check_log(store, head))
     return VerifyReport(projects=projects, entries=entries, problems=tuple(problems))
 
 
+def _check_one(
+    pid: str,
+    chain: list[AuditEntry],
+    row: Project | None,
+    rows: list[Record],
+    lifecycle: Lifecycle | None,
+    known: frozenset[DecisionBasis] | None,
+) -> tuple[int, Problem | None]:
+    count, problem = check_chain(pid, chain)
+    if problem is None:
+        problem = _check_facts(pid, chain, row, rows, lifecycle)
+    if problem is None and known is not None:
+        problem = _check_bases(pid, chain, known)
+    return count, problem
+
+
 _PROGRESS_EVERY = 2_000
+
+# -- verify's fast path: raw SQLite rows, each value's form checked before it is trusted -----
+#
+# `_verify_raw` reads the rows `SqlStore._verify_rows` gives (JSON as text, times as SQLite
+# text) and vouches for a chain only when every value is exactly what grantflow writes:
+# canonical JSON, the SQLite time format, the types the models would accept unchanged.
+# Then the models it builds without validation (`trusted`) equal the ones the
+# straightforward path validates, the hash over the stored text equals the hash over
+# their canonical encoding, and the same checks (`_check_facts`, `_check_bases`) run on
+# them. Any chain it does not vouch for, or that has a problem, is read again through
+# the store's models (`_verify_models`) and checked by the straightforward path, so the
+# report is the same (tests/test_verify_fast.py holds the two equal).
+
+_RawRows = Iterator[tuple[Any, ...]]
+_ModelReader = Callable[[str], tuple[list[AuditEntry], Project | None, list[Record]]]
+
+
+class _Unvouched(Exception):  # noqa: N818 - internal signal, never escapes verify
+    """A row the fast path cannot even sort (an id that is not text): take the slow path."""
+
+
+def _verify_raw(
+    store: Store,
+    raw: tuple[_RawRows, _RawRows, _RawRows],
+    read: _ModelReader,
+    lifecycle: Lifecycle | None,
+    known: frozenset[DecisionBasis] | None,
+    progress: Callable[[int], None] | None,
+) -> VerifyReport | None:
+    """Every chain from raw rows, merge-joined in id order; ``None``: use the slow path."""
+    audit_rows, project_rows, record_rows = raw
+    problems: list[Problem] = []
+    projects = entries = pending = 0
+    try:
+        entry = _keyed(next(audit_rows, None))
+        row = _keyed(next(project_rows, None))
+        record = _keyed(next(record_rows, None))
+        for pid in store.chain_ids():
+            projects += 1
+            chain, entry = _take(pid, entry, audit_rows)
+            while row is not None and row[0] < pid:
+                row = _keyed(next(project_rows, None))
+            own_row = row if row is not None and row[0] == pid else None
+            records: list[tuple[Any, ...]] = []
+            while record is not None and record[0] <= pid:
+                if record[0] == pid:
+                    records.append(record)
+                else:
+                    _orphan_once(problems, record[0], read)
+                record = _keyed(next(record_rows, None))
+            count = _vouch(pid, chain, own_row, records, lifecycle, known)
+            if count is None:
+                count, problem = _check_one(pid, *read(pid), lifecycle, known)
+                if problem is not None:
+                    problems.append(problem)
+            entries += count
+            pending += count
+            if progress is not None and pending >= _PROGRESS_EVERY:
+                progress(pending)
+                pending = 0
+        while record is not None:
+            _orphan_once(problems, record[0], read)
+            record = _keyed(next(record_rows, None))
+    except _Unvouched:
+        return None
+    if progress is not None and pending:
+        progress(pending)
+    return VerifyReport(projects=projects, entries=entries, problems=tuple(problems))
+
+
+def _verify_fast(
+    store: Store,
+    lifecycle: Lifecycle | None,
+    known: frozenset[DecisionBasis] | None,
+    progress: Callable[[int], None] | None,
+) -> VerifyReport | None:
+    """The fast path, on a store that offers raw rows (SQLite); ``None`` elsewhere."""
+    rows: Callable[[], tuple[_RawRows, _RawRows, _RawRows] | None] | None
+    rows = getattr(store, "_verify_rows", None)
+    read: _ModelReader | None = getattr(store, "_verify_models", None)
+    raw = None if rows is None else rows()
+    if raw is None or read is None:
+        return None
+    return _verify_raw(store, raw, read, lifecycle, known, progress)
+
+
+def _take(
+    pid: str, first: tuple[Any, ...] | None, rows: _RawRows
+) -> tuple[list[tuple[Any, ...]], tuple[Any, ...] | None]:
+    """The audit rows of `pid` from `first` on, and the first row after them."""
+    chain: list[tuple[Any, ...]] = []
+    while first is not None and first[0] <= pid:
+        if first[0] == pid:
+            chain.append(first)
+        first = _keyed(next(rows, None))
+    return chain, first
+
+
+def _keyed(row: tuple[Any, ...] | None) -> tuple[Any, ...] | None:
+    if row is not None and type(row[0]) is not str:
+        raise _Unvouched
+    return row
+
+
+def _orphan_once(problems: list[Problem], owner: str, read: _ModelReader) -> None:
+    # One problem per project without a chain, about its first record row (as `_Merge`).
+    if problems and problems[-1].project_id == owner:
+        return
+    first = read(owner)[2][0]
+    problems.append(_mismatch(owner, f"records.{_key(first)}", first.data, _ABSENT))
+
+
+def _vouch(
+    pid: str,
+    rows: list[tuple[Any, ...]],
+    project_row: tuple[Any, ...] | None,
+    record_rows: list[tuple[Any, ...]],
+    lifecycle: Lifecycle | None,
+    known: frozenset[DecisionBasis] | None,
+) -> int | None:
+    """The number of entries if the chain and its rows are sound as stored, else ``None``."""
+    chain: list[AuditEntry] = []
+    prev = GENESIS
+    for expected, values in enumerate(rows, start=1):
+        entry = _stored_entry(values, expected, prev)
+        if entry is None:
+            return None
+        chain.append(entry)
+        prev = entry.hash
+    project = None if project_row is None else _stored_project(project_row)
+    if project_row is not None and project is None:
+        return None
+    records: list[Record] = []
+    for values in record_rows:
+        record = _stored_record_row(values)
+        if record is None:
+            return None
+        records.append(record)
+    if _check_facts(pid, chain, project, records, lifecycle) is not None:
+        return None
+    if known is not None and _check_bases(pid, chain, known) is not None:
+        return None
+    return len(chain)
+
+
+_KINDS = frozenset({"submit", "fire", "record", "migrate"})
+
+
+def _stored_entry(  # noqa: PLR0911 - one return per value that is not as written
+    values: tuple[Any, ...], expected_seq: int, prev: str
+) -> AuditEntry | None:
+    """The entry a raw audit row holds, if every value is exactly as grantflow writes it."""
+    pid, seq, kind, event, src, dst, accepted, actor_text, at_text = values[:9]
+    evidence_text, refusals_text, records_text, data_text, link, digest = values[9:15]
+    basis_text, clamped_text = values[15:]
+    if type(seq) is not int or seq != expected_seq or link != prev or type(digest) is not str:
+        return None
+    if kind not in _KINDS or type(event) is not str or accepted not in (0, 1):
+        return None
+    if (src is not None and type(src) is not str) or (dst is not None and type(dst) is not str):
+        return None
+    actor = _stored_actor(actor_text) if type(actor_text) is str else None
+    at = _stored_instant(at_text) if type(at_text) is str else None
+    clamped = None
+    if clamped_text is not None:
+        clamped = _stored_instant(clamped_text) if type(clamped_text) is str else None
+        if clamped is None:
+            return None
+    basis = None
+    if basis_text is not None:
+        basis = _stored_basis(basis_text) if type(basis_text) is str else None
+        if basis is None:
+            return None
+    evidence, data = _stored_object(evidence_text), _stored_object(data_text)
+    refusals = _stored_refusals(refusals_text)
+    records = _stored_records(records_text)
+    if actor is None or at is None or evidence is None or data is None:
+        return None
+    if refusals is None or records is None:
+        return None
+    text = _assemble(
+        pid,
+        seq,
+        kind,
+        event,
+        src,
+        dst,
+        bool(accepted),
+        actor_text,
+        at[1],
+        None if clamped is None else clamped[1],
+        evidence_text,
+        refusals_text,
+        records_text,
+        data_text,
+        link,
+        basis_text,
+    )
+    try:
+        if hashlib.sha256(text.encode("utf-8")).hexdigest() != digest:
+            return None
+    except UnicodeEncodeError:
+        return None
+    return trusted(
+        AuditEntry,
+        project_id=pid,
+        seq=seq,
+        kind=kind,
+        event=event,
+        from_state=src,
+        to_state=dst,
+        accepted=bool(accepted),
+        actor=actor,
+        at=at[0],
+        evidence=evidence,
+        refusals=refusals,
+        records=records,
+        data=data,
+        prev_hash=link,
+        hash=digest,
+        decided_under=basis,
+        clamped_from=None if clamped is None else clamped[0],
+    )
+
+
+def _stored_project(values: tuple[Any, ...]) -> Project | None:
+    pid, state, version, head, data_text, created_text, updated_text = values
+    if not _identifier(pid) or type(state) is not str or type(version) is not int:
+        return None
+    created = _stored_instant(created_text) if type(created_text) is str else None
+    updated = _stored_instant(updated_text) if type(updated_text) is str else None
+    data = _stored_object(data_text, hashed=False)
+    if type(head) is not str or created is None or updated is None or data is None:
+        return None
+    return trusted(
+        Project,
+        id=pid,
+        state=state,
+        version=version,
+        head=head,
+        data=data,
+        records=(),
+        created_at=created[0],
+        updated_at=updated[0],
+    )
+
+
+def _stored_record_row(values: tuple[Any, ...]) -> Record | None:
+    _owner, kind, rid, data_text, seq, _pos = values
+    data = _stored_object(data_text, hashed=False)
+    if type(kind) is not str or type(rid) is not str or type(seq) is not int or data is None:
+        return None
+    return trusted(Record, kind=kind, id=rid, data=data, seq=seq)
+
+
+def _refuse_number(text: str) -> Any:
+    raise ValueError(f"not canonical JSON: {text}")
+
+
+# Canonical JSON as `canonical_bytes` writes plain values (no floats: refused on reading).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+_STRICT = json.JSONDecoder(parse_float=_refuse_number, parse_constant=_refuse_number).decode
+# An `Identifier` (grantflow.models): 1-128 characters, no control characters.
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+_SQLITE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}")
+_RECORD_KEYS = frozenset({"data", "id", "kind", "seq"})
+_REFUSAL_KEYS = frozenset({"code", "details", "message", "message_zh", "rule"})
+
+
+def _identifier(value: Any) -> bool:
+    return type(value) is str and 0 < len(value) <= 128 and _CONTROL.search(value) is None
+
+
+def _canonical_json(text: Any, *, hashed: bool = True) -> Any:
+    """The JSON value `text` spells, if it holds no number with a point.
+
+    When `hashed` (the text goes into an entry's hash), it must also be spelt canonically.
+    """
+    if type(text) is not str:
+        return None
+    try:
+        value = _STRICT(text)
+    except (ValueError, RecursionError):
+        return None
+    return value if not hashed or _CANONICAL(value) == text else None
+
+
+def _stored_object(text: Any, *, hashed: bool = True) -> dict[str, Any] | None:
+    # Project and record rows are compared by value, as the straightforward path does:
+    # their spelling does not matter, only that the values are what the models accept.
+    if text == "{}":
+        return {}
+    value = _canonical_json(text, hashed=hashed)
+    return value if type(value) is dict else None
+
+
+def _stored_records(text: Any) -> tuple[Record, ...] | None:
+    if text == "[]":
+        return ()
+    items = _canonical_json(text)
+    if type(items) is not list:
+        return None
+    records = []
+    for item in items:
+        if type(item) is not dict or item.keys() != _RECORD_KEYS:
+            return None
+        kind, rid, data, seq = item["kind"], item["id"], item["data"], item["seq"]
+        if not _identifier(kind) or not _identifier(rid):
+            return None
+        if type(data) is not dict or type(seq) is not int:
+            return None
+        records.append(trusted(Record, kind=kind, id=rid, data=data, seq=seq))
+    return tuple(records)
+
+
+def _stored_refusals(text: Any) -> tuple[Refusal, ...] | None:
+    if text == "[]":
+        return ()
+    items = _canonical_json(text)
+    if type(items) is not list:
+        return None
+    refusals = []
+    for item in items:
+        if type(item) is not dict or item.keys() != _REFUSAL_KEYS:
+            return None
+        if type(item["details"]) is not dict or not all(
+            type(item[name]) is str for name in ("code", "message", "message_zh", "rule")
+        ):
+            return None
+        refusals.append(trusted(Refusal, **item))
+    return tuple(refusals)
+
+
+@functools.lru_cache(maxsize=1024)
+def _stored_actor(text: str) -> Actor | None:
+    try:
+        actor = Actor.model_validate(json.loads(text))
+    except (ValueError, RecursionError):  # pydantic's ValidationError is a ValueError
+        return None
+    return actor if _actor_json(actor) == text else None
+
+
+@functools.lru_cache(maxsize=256)
+def _stored_basis(text: str) -> DecisionBasis | None:
+    try:
+        basis = DecisionBasis.model_validate(json.loads(text))
+    except (ValueError, RecursionError):
+        return None
+    return basis if _basis_json(basis) == text else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _stored_instant(text: str) -> tuple[datetime, str] | None:
+    """An instant stored as SQLite text by grantflow, and its canonical spelling."""
+    if _SQLITE_TIME.fullmatch(text) is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return value.replace(tzinfo=UTC), f"{text[:10]}T{text[11:]}Z"
 
 
 def _trusted_head(

@@ -216,3 +216,27 @@ def test_store_options_do_not_apply_to_memory() -> None:
     """Like grantflow.open: a table prefix for the memory store is an error."""
     with pytest.raises(InvalidInput):
         asyncio.run(aio.open(table_prefix="x_"))
+
+
+def test_the_async_engine_offers_every_engine_operation_with_the_same_parameters() -> None:
+    """A public Engine member missing from AsyncEngine, or with other parameters, fails here.
+
+    Members that touch the store are coroutines; `subscribe` and `policy_for` (no database
+    call) and the properties stay plain.
+    """
+    import inspect
+
+    plain = {"subscribe", "policy_for"}
+    for name, member in inspect.getmembers(grantflow.Engine):
+        if name.startswith("_"):
+            continue
+        mirror = getattr(aio.AsyncEngine, name, None)
+        assert mirror is not None, f"AsyncEngine has no {name}"
+        if isinstance(member, property):
+            assert isinstance(mirror, property), name
+            continue
+        if name in {"close"}:
+            continue
+        wanted = list(inspect.signature(member).parameters)
+        assert list(inspect.signature(mirror).parameters) == wanted, name
+        assert asyncio.iscoroutinefunction(mirror) == (name not in plain), name

@@ -166,3 +166,26 @@ def test_the_async_store_has_a_coroutine_for_every_store_method() -> None:
         n for n in wanted if not asyncio.iscoroutinefunction(getattr(AsyncStore, n, None))
     )
     assert missing == []
+
+
+def test_a_locked_database_inside_the_work_is_retried_on_the_event_loop(tmp_path: Path) -> None:
+    """A write whose work meets "database is locked" is retried, as the sync store does."""
+    import sqlalchemy.exc
+    from sqlalchemy.util import greenlet_spawn
+
+    async def main() -> int:
+        store = await open_async(f"sqlite:///{tmp_path / 'g.db'}")
+        attempts: list[int] = []
+
+        def work(conn: Any) -> int:
+            attempts.append(1)
+            if len(attempts) < 3:
+                raise sqlalchemy.exc.OperationalError("BEGIN", {}, Exception("database is locked"))
+            return len(attempts)
+
+        try:
+            return await greenlet_spawn(store._db.write, work)
+        finally:
+            await greenlet_spawn(store.close)
+
+    assert asyncio.run(main()) == 3

@@ -56,3 +56,14 @@ def test_list_all_follows_the_cursors_and_refuses_bad_options(run: Any, tmp_path
     bad = run("list", "--order", "title", env=env)
     assert bad.returncode == 2
     assert "order" in bad.stderr
+
+
+def test_list_due_before_filters_by_open_obligations(run: Any, tmp_path: Path) -> None:
+    """--due-before keeps projects with an open due date before the day; a bad day exits 2."""
+    env = {"GRANTFLOW_DB": _db(tmp_path)}  # bare rule book: the projects have no due dates
+    none = run("list", "--due-before", "2100-01-01", "--json", env=env)
+    assert none.returncode == 0, none.stderr
+    assert json.loads(none.stdout)["projects"] == []
+    bad = run("list", "--due-before", "soon", env=env)
+    assert bad.returncode == 2
+    assert "--due-before 'soon' is not a date" in bad.stderr

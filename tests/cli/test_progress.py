@@ -142,6 +142,14 @@ def test_export_draws_a_bar_over_the_projects_it_reads(tmp_path: Path, grants: s
     assert len((tmp_path / "all.jsonl").read_text("utf-8").splitlines()) == 60
 
 
+def test_verify_draws_a_bar_over_every_audit_entry(tmp_path: Path, grants: str) -> None:
+    """`verify` shows a bar over the 60 audit entries; stdout is only the report."""
+    code, out, err = run_with_terminal(["verify", "--json", "--db", grants], tmp_path)
+    assert code == 0, err
+    assert json.loads(out)["entries"] == 60
+    _assert_bar(_final_bar(err, "verify"), 60, 60, "entries")
+
+
 def test_demo_draws_a_bar_over_its_steps(tmp_path: Path) -> None:
     """`demo` shows its steps as a bar, finished at the end."""
     code, out, err = run_with_terminal(["demo", "--projects", "10", "--json"], tmp_path)

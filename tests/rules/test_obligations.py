@@ -207,6 +207,10 @@ def _check_agreement(engine: Engine, pids: list[str]) -> None:
         (o for o in derived if o.status == "open"), key=lambda o: (o.due_on, o.project_id, o.key)
     )
     assert engine.due() == open_
+    # engine.projects(due_before=) reads the same index in SQL: the projects `due` lists.
+    for cut in [*sorted({o.due_on for o in open_})[:3], date(2100, 1, 1)]:
+        listed = [p.id for p in engine.projects(due_before=cut, limit=1000)]
+        assert listed == sorted({o.project_id for o in open_ if o.due_on < cut})
 
 
 @pytest.fixture
@@ -251,6 +255,30 @@ def test_index_replay_and_stored_project_agree(
             _step(world, clock, name, pids, n)
             _check_agreement(world.engine, pids)
         world.engine.close()
+
+
+def test_projects_due_before_lists_the_projects_with_an_open_obligation_before_that_day(
+    world_type: type[World],
+) -> None:
+    """On any store, projects(due_before=d) are the projects of due(before=d), in id order."""
+    clock = FrozenClock()
+    with grantflow.open(clock=clock) as engine:
+        world = world_type(engine, clock).seed()  # type: ignore[arg-type]
+        signed = _signed(world, clock)
+        reviewed = world.reviewed()
+        first = {o.project_id: o.due_on for o in reversed(engine.due())}
+        assert set(first) == {signed, reviewed}
+        for cut in (*first.values(), date(2100, 1, 1), date(2000, 1, 1)):
+            listed = [p.id for p in engine.projects(due_before=cut)]
+            assert listed == sorted({o.project_id for o in engine.due(before=cut)})
+        assert [p.id for p in engine.projects(due_before=date(2000, 1, 1))] == []
+        with pytest.raises(InvalidInput, match="due_before"):
+            engine.projects(due_before=datetime(2025, 1, 1, tzinfo=UTC))  # type: ignore[arg-type]
+        # A cursor is bound to its filters, due_before included.
+        page = engine.projects(due_before=date(2100, 1, 1), limit=1)
+        assert page.cursor is not None
+        with pytest.raises(InvalidInput, match="cursor"):
+            engine.projects(due_before=date(2099, 1, 1), limit=1, cursor=page.cursor)
 
 
 def test_reindex_rebuilds_a_lost_index(world_type: type[World], tmp_path: Path) -> None:

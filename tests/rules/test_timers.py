@@ -6,10 +6,12 @@ a `grantflow.testing.FrozenClock`, moved by hand, and `Engine.sweep` fires what 
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -179,3 +181,34 @@ def test_a_progress_report_meets_its_period_once(timed: tuple[World, FrozenClock
     assert str(met.met_by).startswith("record:progress_report/")
     clock.set(_at("2025-06-20"))
     assert [d.timer for d in engine.sweep().due] == []
+
+
+def test_the_async_engine_lists_dates_and_sweeps_as_the_sync_engine(
+    timed: tuple[World, FrozenClock], tmp_path: Path
+) -> None:
+    """grantflow.aio on aiosqlite: dates, due, due_before and sweep agree with the sync engine."""
+    from grantflow import aio
+
+    world, clock = timed
+    sync_pid = world.reviewed()
+
+    async def main() -> tuple[list[Any], list[Any], list[str], int, int]:
+        aclock = FrozenClock()
+        async with await aio.open(f"sqlite:///{tmp_path / 'a.db'}", clock=aclock) as engine:
+            pid = await engine.run(lambda e: type(world)(e, aclock).seed().reviewed())  # type: ignore[arg-type]
+            dates = [(o.kind, o.due_on, o.status) for o in await engine.obligations(pid)]
+            due = [(o.kind, o.due_on) for o in await engine.due()]
+            listed = [p.id for p in await engine.projects(due_before=date(2100, 1, 1))]
+            assert listed == [pid]
+            aclock.set(_at("2025-03-11"))
+            fired = (await engine.sweep()).fired
+            again = (await engine.sweep()).fired
+            assert (await engine.verify()).ok
+            return dates, due, listed, fired, again
+
+    dates, due, _, fired, again = asyncio.run(main())
+    engine = world.engine
+    assert dates == [(o.kind, o.due_on, o.status) for o in engine.obligations(sync_pid)]
+    assert due == [(o.kind, o.due_on) for o in engine.due()]
+    clock.set(_at("2025-03-11"))
+    assert (fired, again) == (engine.sweep().fired, engine.sweep().fired) == (1, 0)

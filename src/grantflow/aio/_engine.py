@@ -3,23 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, overload
 
 from grantflow._engine import Engine
 from grantflow._open import open as open_engine
 from grantflow._query import Order, ProjectPage
 from grantflow.aio._store import AsyncStore, bridge
-from grantflow.audit import Checkpoint, VerifyReport
+from grantflow.audit import DEFAULT_ORIGIN, Checkpoint, InclusionProof, TreeHead, VerifyReport
 from grantflow.bulk import BulkItem, BulkResult, Worker
 from grantflow.errors import InvalidInput
-from grantflow.models import Actor, AuditEntry, Outcome, Project
+from grantflow.models import Actor, AuditEntry, DecisionBasis, Outcome, Project
+from grantflow.obligations import Obligation
 from grantflow.persistence import MemoryStore, Store
 from grantflow.policy import Policy
 from grantflow.rules import RuleBook
 from grantflow.states import Lifecycle
+from grantflow.timers import SweepResult
 from grantflow.typing import Clock, Keep, Listener
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 __all__ = ["AsyncEngine", "open"]
 
@@ -68,6 +76,15 @@ class AsyncEngine:
         """The policy new projects are pinned to."""
         return self._engine.policy
 
+    @property
+    def rules(self) -> RuleBook:
+        """See `Engine.rules` (a copy of the rule book)."""
+        return self._engine.rules
+
+    def policy_for(self, project: Project) -> Policy:
+        """See `Engine.policy_for` (no database call: not a coroutine)."""
+        return self._engine.policy_for(project)
+
     async def close(self) -> None:
         """Close the store (and dispose of its asyncio engine)."""
         await bridge(self._engine.close)
@@ -105,6 +122,7 @@ class AsyncEngine:
         provider: str | None = None,
         year: int | None = None,
         updated_since: datetime | None = None,
+        due_before: date | None = None,
         order: Order = "id",
         limit: int = 100,
         cursor: str | None = None,
@@ -120,6 +138,7 @@ class AsyncEngine:
             provider=provider,
             year=year,
             updated_since=updated_since,
+            due_before=due_before,
             order=order,
             limit=limit,
             cursor=cursor,
@@ -219,15 +238,122 @@ class AsyncEngine:
             worker=worker,
         )
 
+    async def migrate_policy(
+        self,
+        project_ids: Iterable[str],
+        to_version: str,
+        *,
+        actor: Actor,
+        reason: str,
+        rubric_versions: Mapping[str, int] | None = None,
+    ) -> list[Outcome]:
+        """See `Engine.migrate_policy`."""
+        return await bridge(
+            self._engine.migrate_policy,
+            project_ids,
+            to_version,
+            actor=actor,
+            reason=reason,
+            rubric_versions=rubric_versions,
+        )
+
+    # -- time ----------------------------------------------------------------------------
+
+    async def obligations(self, project_id: str) -> list[Obligation]:
+        """See `Engine.obligations`."""
+        return await bridge(self._engine.obligations, project_id)
+
+    async def due(
+        self,
+        *,
+        before: date | datetime | None = None,
+        overdue: bool = False,
+        hub: str | None = None,
+        subtree: bool = False,
+        kind: str | Sequence[str] | None = None,
+    ) -> list[Obligation]:
+        """See `Engine.due`."""
+        return await bridge(
+            self._engine.due, before=before, overdue=overdue, hub=hub, subtree=subtree, kind=kind
+        )
+
+    async def sweep(
+        self,
+        now: datetime | None = None,
+        *,
+        dry_run: bool = False,
+        chunk_size: int = 500,
+        lease_seconds: float = 60.0,
+        progress: Callable[[int], None] | None = None,
+    ) -> SweepResult:
+        """See `Engine.sweep`; the event loop runs other tasks at each database call."""
+        return await bridge(
+            self._engine.sweep,
+            now,
+            dry_run=dry_run,
+            chunk_size=chunk_size,
+            lease_seconds=lease_seconds,
+            progress=progress,
+        )
+
+    async def reindex_obligations(self) -> int:
+        """See `Engine.reindex_obligations`."""
+        return await bridge(self._engine.reindex_obligations)
+
+    async def state_at(self, project_id: str, when: datetime) -> str | None:
+        """See `Engine.state_at`."""
+        return await bridge(self._engine.state_at, project_id, when)
+
+    async def counts_at(self, when: datetime) -> dict[str, int]:
+        """See `Engine.counts_at`."""
+        return await bridge(self._engine.counts_at, when)
+
     # -- integrity -----------------------------------------------------------------------
 
-    async def verify(self, *, checkpoint: Checkpoint | None = None) -> VerifyReport:
-        """See `Engine.verify`."""
-        return await bridge(self._engine.verify, checkpoint=checkpoint)
+    @property
+    def decision_bases(self) -> frozenset[DecisionBasis]:
+        """See `Engine.decision_bases`."""
+        return self._engine.decision_bases
 
-    async def checkpoint(self) -> Checkpoint:
+    async def verify(
+        self,
+        *,
+        checkpoint: Checkpoint | TreeHead | str | bytes | None = None,
+        public_key: Ed25519PublicKey | None = None,
+        origin: str | None = None,
+        expect: Iterable[DecisionBasis] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> VerifyReport:
+        """See `Engine.verify`."""
+        return await bridge(
+            self._engine.verify,
+            checkpoint=checkpoint,
+            public_key=public_key,
+            origin=origin,
+            expect=expect,
+            progress=progress,
+        )
+
+    @overload
+    async def checkpoint(self) -> Checkpoint: ...
+
+    @overload
+    async def checkpoint(
+        self, *, sign_with: Ed25519PrivateKey, origin: str = DEFAULT_ORIGIN
+    ) -> str: ...
+
+    async def checkpoint(
+        self, *, sign_with: Ed25519PrivateKey | None = None, origin: str = DEFAULT_ORIGIN
+    ) -> Checkpoint | str:
         """See `Engine.checkpoint`."""
-        return await bridge(self._engine.checkpoint)
+        if sign_with is None:
+            return await bridge(self._engine.checkpoint)
+        key = sign_with
+        return await bridge(lambda: self._engine.checkpoint(sign_with=key, origin=origin))
+
+    async def prove(self, project_id: str, seq: int, *, size: int | None = None) -> InclusionProof:
+        """See `Engine.prove`."""
+        return await bridge(self._engine.prove, project_id, seq, size=size)
 
 
 async def open(

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
+import sqlalchemy
 import typer
 
 from grantflow.audit import (
@@ -46,6 +47,19 @@ __all__ = ["PASSWORD_ENV", "checkpoint", "prove", "verify"]
 
 #: Environment variable holding the password of an encrypted private key (``--sign``).
 PASSWORD_ENV = "GRANTFLOW_KEY_PASSWORD"  # noqa: S105 - the name of a variable, not a password
+
+
+def _entry_count(store: object) -> int | None:
+    """The number of audit entries `verify` reads: the bar's total (one ``count(*)``)."""
+    from grantflow.persistence.sql import SqlStore
+
+    if not isinstance(store, SqlStore):
+        return None
+    audit = store.tables.audit
+    with store.connect() as conn:
+        found = conn.execute(sqlalchemy.select(sqlalchemy.func.count()).select_from(audit))
+        return int(found.scalar_one())
+
 
 OriginOption = Annotated[
     str | None,
@@ -101,10 +115,12 @@ def verify(
     if key is not None and not isinstance(cp, str):
         usage_error("--key verifies a signed checkpoint: name one with --checkpoint")
     public = load_public_key(key) if key is not None else None
-    with open_engine(db) as engine, meter("verify", None, unit="entries", quiet=quiet) as bar:
-        report = engine.verify(
-            checkpoint=cp, public_key=public, origin=origin, progress=bar.advance
-        )
+    with open_engine(db) as engine:
+        total = None if quiet else _entry_count(engine.store)
+        with meter("verify", total, unit="entries", quiet=quiet) as bar:
+            report = engine.verify(
+                checkpoint=cp, public_key=public, origin=origin, progress=bar.advance
+            )
     if as_json:
         emit_json({**report.model_dump(mode="python"), "ok": report.ok})
     else:

@@ -29,7 +29,7 @@ __all__ = ["Meter", "meter"]
 
 
 class _RateColumn(ProgressColumn):
-    """Items per second, e.g. ``1,234 rows/s`` (blank until rich has a speed)."""
+    """Items per second, e.g. ``1,234 rows/s`` (``?`` until anything is done)."""
 
     def __init__(self, unit: str) -> None:
         super().__init__()
@@ -37,6 +37,9 @@ class _RateColumn(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
+        if speed is None and task.completed and task.elapsed:
+            # One update so far (a short verify): the average since the start.
+            speed = task.completed / task.elapsed
         if speed is None:
             return Text(f"? {self._unit}/s", style="progress.data.speed")
         shown = f"{speed:,.0f}" if speed >= 10 else f"{speed:.1f}"

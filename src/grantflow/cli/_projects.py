@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 
 import typer
@@ -181,6 +181,12 @@ def list_projects(
         str | None,
         typer.Option(help="Only projects updated at or after this ISO time (with a zone)."),
     ] = None,
+    due_before: Annotated[
+        str | None,
+        typer.Option(
+            help="Only projects with an open obligation due before this day (YYYY-MM-DD)."
+        ),
+    ] = None,
     order: Annotated[
         str, typer.Option(help="id, updated_at or created_at; a leading - for descending.")
     ] = "id",
@@ -207,6 +213,12 @@ def list_projects(
             usage_error(f"--updated-since {updated_since!r} is not an ISO-8601 time")
         if since.tzinfo is None:
             usage_error("--updated-since needs a time zone (e.g. 2026-01-01T00:00:00Z)")
+    due = None
+    if due_before is not None:
+        try:
+            due = date.fromisoformat(due_before)
+        except ValueError:
+            usage_error(f"--due-before {due_before!r} is not a date (YYYY-MM-DD)")
     filters: dict[str, Any] = {
         "state": state,
         "hub": hub,
@@ -216,6 +228,7 @@ def list_projects(
         "provider": provider,
         "year": year,
         "updated_since": since,
+        "due_before": due,
         "order": order,
         "limit": limit,
     }

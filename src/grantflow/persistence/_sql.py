@@ -40,6 +40,9 @@ from grantflow.persistence._sqlwrite import Partial, Writer
 __all__ = ["SqlStore", "connector_for"]
 
 _PAGE = 500
+# The audit columns in the order `audit.verify`'s fast path reads them.
+_AUDIT_FIELDS = tuple(AuditEntry.model_fields)
+RawRows = Iterator[tuple[Any, ...]]
 
 
 def connector_for(
@@ -215,25 +218,12 @@ class SqlStore(SqlJobs, SqlOutbox):
     # -- reads ---------------------------------------------------------------------------
 
     def load(self, project_id: str) -> Project | None:
-        """Return the project with its records (one query), or ``None``."""
-        p, r = self._t.projects, self._t.records
-        stmt = (
-            select(p, r.c.kind, r.c.id.label("record_id"), r.c.data.label("record_data"), r.c.seq)
-            .select_from(p.outerjoin(r, r.c.project_id == p.c.id))
-            .where(p.c.id == project_id)
-            .order_by(r.c.seq, r.c.pos)
-        )
-        with self._db.connect() as conn:
-            rows = conn.execute(stmt).all()
-        if not rows:
-            return None
-        first = rows[0]
-        records = tuple(
-            Record(kind=row.kind, id=row.record_id, data=row.record_data, seq=row.seq)
-            for row in rows
-            if row.kind is not None
-        )
-        return _project(first, records)
+        """Return the project with its records, or ``None``.
+
+        The bulk path's read (`load_many`): two queries on the driver's cursor, rows
+        turned into models directly, since they come from grantflow's own tables.
+        """
+        return self.load_many((project_id,)).get(project_id)
 
     def chain_tip(self, project_id: str) -> tuple[int, str]:
         """Return (last seq, last hash) of the chain; (0, GENESIS) if there is none."""
@@ -275,6 +265,88 @@ class SqlStore(SqlJobs, SqlOutbox):
             if len(rows) < _PAGE * 10:
                 return
             after = (rows[-1]["project_id"], rows[-1]["seq"])
+
+    def _verify_rows(self) -> tuple[RawRows, RawRows, RawRows] | None:
+        """Raw SQLite rows for `verify`'s fast path; ``None`` on PostgreSQL.
+
+        Audit rows in (project id, seq) order, project rows in id order and record rows in
+        (project id, seq, pos) order, each read a page at a time on the DBAPI cursor, as
+        stored (JSON as text, times as SQLite text): `audit.verify` checks each value's
+        form before it trusts it, and reads a chain again through `_verify_models` when
+        anything about it is not exactly as grantflow writes it.
+        """
+        if self._db.dialect != "sqlite":
+            return None
+        a, p, r = (self._name(t) for t in (self._t.audit, self._t.projects, self._t.records))
+        entries = self._pages(
+            f"SELECT {', '.join(_AUDIT_FIELDS)} FROM {a}",
+            "(project_id, seq)",
+            "project_id, seq",
+            (0, 1),
+        )
+        projects = self._pages(
+            f"SELECT id, state, version, head, data, created_at, updated_at FROM {p}",
+            "id",
+            "id",
+            (0,),
+        )
+        records = self._pages(
+            f"SELECT project_id, kind, id, data, seq, pos FROM {r}",
+            "(project_id, seq, pos)",
+            "project_id, seq, pos",
+            (0, 4, 5),
+        )
+        return entries, projects, records
+
+    def _pages(
+        self, select_sql: str, key: str, order: str, key_columns: tuple[int, ...]
+    ) -> RawRows:
+        after: tuple[Any, ...] | None = None
+        size = _PAGE * 4  # a page of raw rows is a few MB at most: memory stays flat
+        while True:
+            where = ""
+            if after is not None:
+                marks = ", ".join("?" * len(after))
+                where = f" WHERE {key} > ({marks})" if len(after) > 1 else f" WHERE {key} > ?"
+            sql = f"{select_sql}{where} ORDER BY {order} LIMIT {size}"
+            with self._db.connect() as conn:
+                cursor = conn.connection.cursor()
+                try:
+                    cursor.execute(sql, after or ())
+                    rows = cursor.fetchall()
+                finally:
+                    cursor.close()
+            yield from rows
+            if len(rows) < size:
+                return
+            last = rows[-1]
+            after = tuple(last[i] for i in key_columns)
+
+    def _verify_models(
+        self, project_id: str
+    ) -> tuple[list[AuditEntry], Project | None, list[Record]]:
+        """One chain, its project row and its record rows, read as `verify`'s streams read them.
+
+        The same values `all_entries`, `projects` and `all_records` give for `project_id`
+        (validated the same way, raising the same errors): `verify` falls back to these
+        for a chain its fast path does not vouch for.
+        """
+        chain = list(self.entries(project_id))
+        p, r = self._t.projects, self._t.records
+        with self._db.connect() as conn:
+            found = conn.execute(select(p).where(p.c.id == project_id)).first()
+            stmt = (
+                select(r.c.kind, r.c.id, r.c.data, r.c.seq)
+                .where(r.c.project_id == project_id)
+                .order_by(r.c.seq, r.c.pos)
+            )
+            rows = conn.execute(stmt).all()
+        row = None if found is None else _project(found, ())
+        records = [
+            trusted(Record, kind=rec.kind, id=rec.id, data=rec.data, seq=int(rec.seq))
+            for rec in rows
+        ]
+        return chain, row, records
 
     def all_records(self) -> Iterator[tuple[str, Record]]:
         """Yield (project id, record) for every record row, a page of rows at a time."""

@@ -17,25 +17,21 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy
 from sqlalchemy import Connection, event
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.util import await_only, greenlet_spawn
 
 from grantflow.errors import InvalidInput, StoreError
 from grantflow.persistence._migrations import apply_pending, check, current_version
 from grantflow.persistence._schema import build_tables
 from grantflow.persistence._sql import SqlStore
-from grantflow.persistence._sqlconn import PG_RETRIES, Connector, Synchronous
+from grantflow.persistence._sqlconn import Connector, Synchronous
 
 __all__ = ["GreenConnector", "async_url", "open_async"]
-
-T = TypeVar("T")
-_SQLITE_LOCK_RETRIES = 3
 
 
 def async_url(url: str) -> sqlalchemy.URL:
@@ -74,24 +70,16 @@ class GreenConnector(Connector):
             # BEGIN IMMEDIATE is the transaction (and reads run in autocommit mode).
             event.listen(engine.sync_engine, "connect", _no_driver_begin)
 
-    def write(self, work: Callable[[Connection], T], *, durable: bool = True) -> T:
-        """Run `work` in one write transaction, retried like `Connector.write`.
+    def _pause(self, attempt: int) -> None:
+        # Wait on the event loop, not the thread: other tasks run meanwhile.
+        await_only(asyncio.sleep(random.uniform(0, 0.01 * 2**attempt)))  # noqa: S311 - jitter
 
-        Every write is durable here: ``durable=False`` (a bulk chunk's lease) is accepted
-        and ignored, since aiosqlite's driver connection cannot switch ``synchronous``
-        synchronously from inside the greenlet.
-        """
-        del durable
-        retries = PG_RETRIES if self.dialect == "postgresql" else _SQLITE_LOCK_RETRIES
-        for attempt in range(retries + 1):
-            try:
-                with self.connect() as conn, self._transaction(conn):
-                    return work(conn)
-            except (DBAPIError, self._dbapi_error) as exc:
-                if attempt == retries or not self._retryable(exc):
-                    raise self._store_error(exc) from exc
-                await_only(asyncio.sleep(random.uniform(0, 0.01 * 2**attempt)))  # noqa: S311 - jitter
-        raise AssertionError("unreachable")  # pragma: no cover
+    @contextmanager
+    def _relaxed(self, conn: Connection, relaxed: bool) -> Iterator[None]:
+        # Every write is durable here: aiosqlite's driver connection cannot switch
+        # ``synchronous`` synchronously from inside the greenlet, so a bulk chunk's
+        # lease (``durable=False``) waits for the disk like every other commit.
+        yield
 
     def dispose(self) -> None:
         """Dispose of the asyncio engine (from inside the greenlet)."""

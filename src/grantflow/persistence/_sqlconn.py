@@ -182,8 +182,12 @@ class Connector:
             except (DBAPIError, self._dbapi_error) as exc:
                 if attempt == retries or not self._retryable(exc):
                     raise self._store_error(exc) from exc
-                time.sleep(random.uniform(0, 0.01 * 2**attempt))
+                self._pause(attempt)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _pause(self, attempt: int) -> None:
+        """Wait before retry `attempt` + 1: exponential backoff with full jitter."""
+        time.sleep(random.uniform(0, 0.01 * 2**attempt))
 
     def dispose(self) -> None:
         """Release the pool if this store created the engine."""
