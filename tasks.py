@@ -11,6 +11,8 @@ Each creates ``.venv`` and installs the project (editable, with its ``postgres``
 environment is missing or ``pyproject.toml`` changed. ``test`` starts a throwaway
 PostgreSQL server (initdb in a temporary directory, loopback port) for the PostgreSQL
 tests and stops it afterwards. With ``CI=true`` a server that cannot start is an error.
+pytest runs on every CPU (pytest-xdist, at most 8 workers); ``GRANTFLOW_TEST_WORKERS=1``
+or ``-p no:xdist`` runs it in one process, ``GRANTFLOW_TEST_WORKERS=N`` on N workers.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import contextlib
 import glob
 import hashlib
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -213,33 +216,72 @@ def task_demo(args: list[str]) -> int:
     return run(str(BIN / "grantflow"), "demo", *args)
 
 
+#: At most this many pytest workers: each holds a few PostgreSQL connections (the
+#: throwaway server allows 100) and some tests start processes of their own.
+MAX_WORKERS = 8
+#: pytest options with which the caller decides about workers (or needs a single process:
+#: a debugger, output not captured).
+SERIAL_OPTIONS = {"--pdb", "--trace", "-s", "--capture=no", "--looponfail", "-f"}
+
+
+def xdist_options(args: list[str]) -> list[str]:
+    """The pytest-xdist options `test` adds: one worker per CPU, tests spread one by one.
+
+    ``--dist loadgroup`` hands out tests singly (the best balance) except those marked
+    ``xdist_group``, which share a worker (an expensive module-scoped fixture built once).
+    Nothing is added when the caller chose (``-n``, ``--dist``, ``-p no:xdist``, also in
+    ``PYTEST_ADDOPTS``), needs one process (``--pdb``, ``-s``), or when
+    ``GRANTFLOW_TEST_WORKERS`` (default: the CPUs this process may use) is 1 or less.
+    """
+    given = [*args, *shlex.split(os.environ.get("PYTEST_ADDOPTS", ""))]
+    for n, arg in enumerate(given):
+        option = arg.split("=", 1)[0]
+        if option in {"-n", "--numprocesses", "--dist", "--maxprocesses"}:
+            return []
+        if arg in SERIAL_OPTIONS or given[n : n + 2] == ["--capture", "no"]:
+            return []
+        if arg.startswith("-n") and arg[2:].isalnum():  # -n2, -nauto
+            return []
+        plugin = arg[2:] if arg.startswith("-p") and len(arg) > 2 else None
+        if arg == "-p" and n + 1 < len(given):
+            plugin = given[n + 1]
+        if plugin is not None and plugin.strip() == "no:xdist":
+            return []
+    configured = os.environ.get("GRANTFLOW_TEST_WORKERS", "").strip()
+    if configured:
+        if not configured.isdigit():
+            raise SystemExit(f"GRANTFLOW_TEST_WORKERS={configured!r}: give a number of workers")
+        workers = int(configured)
+    else:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        workers = min(cpus or 1, MAX_WORKERS)
+    if workers <= 1:
+        return []
+    return ["-n", str(workers), "--dist", "loadgroup"]
+
+
 def task_test(args: list[str]) -> int:
     ensure_venv()
-    for cmd in (
-        [str(BIN / "ruff"), "check", "src", "tests", "benchmarks", "tasks.py"],
-        [str(BIN / "ruff"), "format", "--check", "src", "tests", "benchmarks", "tasks.py"],
-        [str(BIN / "mypy"), "--strict", "src"],
-        [
-            str(BIN / "mkdocs"),
-            "build",
-            "--strict",
-            "--quiet",
-            "--site-dir",
-            tempfile.mkdtemp(prefix="grantflow-site-"),
-        ],
-    ):
-        if run(*cmd) != 0:
-            log("FAILED: " + " ".join(cmd))
-            return 1
-    ci = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-    with postgres() as url:
-        env = dict(os.environ)
-        if url:
-            env["GRANTFLOW_TEST_PG_URL"] = url
-        elif ci:
-            log("FAILED: CI=true and the PostgreSQL server could not start")
-            return 1
-        return run(str(PY), "-m", "pytest", *args, env=env)
+    with tempfile.TemporaryDirectory(prefix="grantflow-site-") as site:
+        for cmd in (
+            [str(BIN / "ruff"), "check", "src", "tests", "benchmarks", "tasks.py"],
+            [str(BIN / "ruff"), "format", "--check", "src", "tests", "benchmarks", "tasks.py"],
+            [str(BIN / "mypy"), "--strict", "src"],
+            [str(BIN / "mkdocs"), "build", "--strict", "--quiet", "--site-dir", site],
+        ):
+            if run(*cmd) != 0:
+                log("FAILED: " + " ".join(cmd))
+                return 1
+        ci = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+        with postgres() as url:
+            # tests/test_docs.py reads this build of the site rather than making another.
+            env = {**os.environ, "GRANTFLOW_TEST_SITE": site}
+            if url:
+                env["GRANTFLOW_TEST_PG_URL"] = url
+            elif ci:
+                log("FAILED: CI=true and the PostgreSQL server could not start")
+                return 1
+            return run(str(PY), "-m", "pytest", *xdist_options(args), *args, env=env)
 
 
 def task_bench(args: list[str]) -> int:

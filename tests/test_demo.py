@@ -22,6 +22,10 @@ def _run(projects: int, seed: int = 3) -> tuple[grantflow.Engine, DemoReport]:
 Shared = tuple[grantflow.Engine, DemoReport]
 
 
+#: The tests reading the shared run sit on one pytest-xdist worker: it is built once.
+ON_THE_SHARED_RUN = pytest.mark.xdist_group("demo-shared")
+
+
 @pytest.fixture(scope="module")
 def shared() -> Shared:
     """One 120-project run, read by the tests that only look at its results."""
@@ -67,6 +71,7 @@ def test_the_seeded_directory_has_the_shape_of_the_regime() -> None:
     assert seed_portfolio(grantflow.open(), seed=5, projects=100) == world
 
 
+@ON_THE_SHARED_RUN
 def test_the_final_portfolio_holds_every_state_of_the_lifecycle(shared: Shared) -> None:
     """Applied to closed, rejected, withdrawn and terminated: every state has projects."""
     _engine, report = shared
@@ -75,6 +80,7 @@ def test_the_final_portfolio_holds_every_state_of_the_lifecycle(shared: Shared) 
     assert report.verified
 
 
+@ON_THE_SHARED_RUN
 def test_rectification_leads_back_to_midterm_or_to_termination_with_clawback(
     shared: Shared,
 ) -> None:
@@ -93,6 +99,7 @@ def test_rectification_leads_back_to_midterm_or_to_termination_with_clawback(
         assert project.records_of("clawback")
 
 
+@ON_THE_SHARED_RUN
 def test_the_rules_refuse_on_purpose(shared: Shared) -> None:
     """Eligibility, review, conflict, publicity and funds rules all fire, and are counted."""
     report = shared[1]
@@ -112,6 +119,7 @@ def test_the_rules_refuse_on_purpose(shared: Shared) -> None:
         assert report.refusals.get(code, 0) >= 1, code
 
 
+@ON_THE_SHARED_RUN
 def test_conflicted_reviews_do_not_count_toward_the_quorum(shared: Shared) -> None:
     """Each reviewed project of a conflicted expert's provider had that review excluded."""
     engine, _report = shared
@@ -135,6 +143,7 @@ def test_conflicted_reviews_do_not_count_toward_the_quorum(shared: Shared) -> No
             assert {"reviewer": reviewer, "reason": why} in excluded
 
 
+@ON_THE_SHARED_RUN
 def test_work_goes_through_bulk_runs_and_money_balances(shared: Shared) -> None:
     """Bulk counts are reported per step; disbursed never exceeds awarded."""
     _engine, report = shared
@@ -146,6 +155,7 @@ def test_work_goes_through_bulk_runs_and_money_balances(shared: Shared) -> None:
     assert 0 < report.disbursed <= report.awarded
 
 
+@ON_THE_SHARED_RUN
 def test_replay_of_a_sample_equals_the_stored_projects(shared: Shared) -> None:
     """Replaying the audit chain of sampled projects rebuilds them exactly."""
     engine, _report = shared
@@ -154,6 +164,7 @@ def test_replay_of_a_sample_equals_the_stored_projects(shared: Shared) -> None:
         assert engine.replay(pid) == engine.get(pid)
 
 
+@ON_THE_SHARED_RUN
 def test_services_add_up_by_domain_and_by_hub(shared: Shared) -> None:
     """Every service domain has activity; domain and hub totals agree."""
     report = shared[1]
@@ -162,6 +173,7 @@ def test_services_add_up_by_domain_and_by_hub(shared: Shared) -> None:
     assert sum(p for _d, _a, p in report.by_domain) == sum(p for _h, _a, p in report.by_hub)
 
 
+@ON_THE_SHARED_RUN
 def test_the_report_renders_and_serialises(shared: Shared) -> None:
     """`render_report` prints every table; `to_dict` is plain JSON."""
     report = shared[1]

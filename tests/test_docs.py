@@ -261,9 +261,20 @@ def test_the_reference_covers_every_public_module() -> None:
 EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["'](?:https?:)?//""")
 
 
+#: The tests reading the built site share one pytest-xdist worker: the site is built once.
+ON_THE_SITE = pytest.mark.xdist_group("docs-site")
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Build the site once (strict) into a temporary folder."""
+    """The site built (strict) into a temporary folder, once.
+
+    ``python3 tasks.py test`` builds it just before pytest, with the same command, and
+    names the folder in ``GRANTFLOW_TEST_SITE``; that build is read instead of a second.
+    """
+    built = os.environ.get("GRANTFLOW_TEST_SITE")
+    if built and (Path(built) / "index.html").is_file():
+        return Path(built)
     folder = tmp_path_factory.mktemp("site")
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
     done = subprocess.run(
@@ -280,6 +291,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
+@ON_THE_SITE
 def test_the_site_loads_no_external_script_or_font(site: Path) -> None:
     """No page loads a script, stylesheet or font from another host; no CSS imports fonts."""
     for page in site.rglob("*.html"):
@@ -295,6 +307,7 @@ def test_the_site_loads_no_external_script_or_font(site: Path) -> None:
 
 
 @pytest.mark.slow
+@ON_THE_SITE
 def test_mermaid_blocks_render_as_diagrams(site: Path) -> None:
     """A ```mermaid block becomes a `class="mermaid"` element and mermaid.js is shipped."""
     html = (site / "lifecycle" / "index.html").read_text("utf-8")
@@ -307,6 +320,7 @@ def test_mermaid_blocks_render_as_diagrams(site: Path) -> None:
 
 
 @pytest.mark.slow
+@ON_THE_SITE
 def test_doctest_examples_render_as_code_not_quotes(site: Path) -> None:
     """Docstring examples (``>>>``) are highlighted console code, not nested blockquotes."""
     html = (site / "reference" / "index.html").read_text("utf-8")
@@ -315,6 +329,7 @@ def test_doctest_examples_render_as_code_not_quotes(site: Path) -> None:
 
 
 @pytest.mark.slow
+@ON_THE_SITE
 def test_chinese_words_are_segmented_in_the_search_index(site: Path) -> None:
     """The search index splits Chinese into words (jieba), so 立项 or 绩效 can be found."""
     index = json.loads((site / "search" / "search_index.json").read_text("utf-8"))

@@ -44,6 +44,7 @@ def test_an_accepted_submission_returns_its_id() -> None:
         assert outcome.project_id == "p-1" == engine.get("p-1").id
 
 
+@pytest.mark.slow
 def test_store_options_are_typed_keywords(tmp_path: Path) -> None:
     """A misspelt store option fails the type check (and at run time), not silently."""
     script = tmp_path / "user_code.py"

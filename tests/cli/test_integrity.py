@@ -42,6 +42,7 @@ def _tamper(env: dict[str, str], sql: str) -> None:
         conn.execute(sql)
 
 
+@pytest.mark.slow
 def test_signed_checkpoint_verifies_with_the_key_and_catches_a_rewrite(
     run: Any, db: dict[str, str], tmp_path: Path
 ) -> None:

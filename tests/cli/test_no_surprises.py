@@ -110,6 +110,7 @@ def _fake_missing_psycopg(folder: Path) -> dict[str, str]:
     return {"PYTHONPATH": str(package.parent)}
 
 
+@pytest.mark.slow
 def test_unusable_databases_get_one_line_and_no_traceback(run: Any, tmp_path: Path) -> None:
     """A bad URL, a path, a missing driver, a file that is not a database: one line, exit 2."""
     (tmp_path / "notes.db").write_text("not a database, just notes\n", encoding="utf-8")

@@ -160,6 +160,7 @@ def test_a_consumer_killed_mid_batch_loses_nothing_and_acks_once(
     assert receiver.bad_signatures == 0
 
 
+@pytest.mark.slow
 def test_failures_go_to_the_dead_letters_and_come_back(run: Any, tmp_path: Path) -> None:
     """Nobody listening: --max-attempts 1 dead-letters; list, redrive, status, prune."""
     url = f"sqlite:///{tmp_path / 'grants.db'}"

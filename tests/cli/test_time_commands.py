@@ -32,6 +32,7 @@ def approved_db(tmp_path: Path) -> dict[str, str]:
     return {"GRANTFLOW_DB": url}
 
 
+@pytest.mark.slow
 def test_due_lists_the_publicity_end_and_sweep_closes_it_once(
     run: Any, approved_db: dict[str, str]
 ) -> None:

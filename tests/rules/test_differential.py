@@ -267,6 +267,7 @@ DIFF = settings(
 )
 
 
+@pytest.mark.slow
 @DIFF
 @given(steps=_steps())
 def test_bulk_and_dry_run_equal_single_calls_in_memory(
@@ -276,6 +277,7 @@ def test_bulk_and_dry_run_equal_single_calls_in_memory(
     _check_equal(_seeded(make_world()), _seeded(make_world()), steps)
 
 
+@pytest.mark.slow
 @DIFF
 @given(steps=_steps())
 def test_bulk_and_dry_run_equal_single_calls_on_sqlite(

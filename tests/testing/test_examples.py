@@ -12,6 +12,7 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("example", ["rule-author"])
 def test_the_example_package_passes_its_tests(example: str) -> None:
     """Run pytest on the example in a subprocess, as its author would (its own config)."""

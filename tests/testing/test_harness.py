@@ -103,6 +103,7 @@ class Explorer(LifecycleStateMachine):
         super().teardown()
 
 
+@pytest.mark.slow
 def test_the_harness_gets_projects_deep_into_the_lifecycle() -> None:
     """Runs reach late states (mid-term, assessed, closed ...), not only the first few."""
     case = Explorer.TestCase

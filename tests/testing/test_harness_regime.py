@@ -79,6 +79,7 @@ def test_a_planted_off_by_one_in_a_live_project_limit_is_found() -> None:
         case("runTest").runTest()
 
 
+@pytest.mark.slow
 def test_the_correct_live_project_limit_passes() -> None:
     """The same harness passes the correct rule (the check raises no false alarm)."""
     case = _machine(at_most_two_live).TestCase

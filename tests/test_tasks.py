@@ -1,0 +1,88 @@
+"""tasks.py runs pytest on every CPU unless the caller chose workers or needs one process."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+TASKS = Path(__file__).resolve().parent.parent / "tasks.py"
+
+
+@pytest.fixture
+def tasks(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """The tasks.py script as a module, with no worker settings in the environment."""
+    monkeypatch.setenv("NO_MKDOCS_2_WARNING", "1")  # what importing it would set
+    monkeypatch.delenv("GRANTFLOW_TEST_WORKERS", raising=False)
+    monkeypatch.delenv("PYTEST_ADDOPTS", raising=False)
+    spec = importlib.util.spec_from_file_location("grantflow_tasks", TASKS)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_by_default_one_worker_per_cpu_at_most_eight(
+    tasks: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two CPUs give two workers, 64 give eight; tests spread one by one (loadgroup)."""
+    for cpus, workers in ((2, "2"), (64, "8")):
+        monkeypatch.setattr(
+            tasks.os, "sched_getaffinity", lambda _pid, n=cpus: set(range(n)), raising=False
+        )
+        assert tasks.xdist_options(["tests/test_x.py", "-k", "n"]) == [
+            "-n",
+            workers,
+            "--dist",
+            "loadgroup",
+        ]
+
+
+def test_one_cpu_runs_serially(tasks: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a single CPU workers only cost: pytest runs in one process."""
+    monkeypatch.setattr(tasks.os, "sched_getaffinity", lambda _pid: {0}, raising=False)
+    assert tasks.xdist_options([]) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-n", "3"],
+        ["-n3"],
+        ["-nauto"],
+        ["--numprocesses=4"],
+        ["--dist", "load"],
+        ["-p", "no:xdist"],
+        ["-pno:xdist"],
+        ["--pdb"],
+        ["-s"],
+        ["--capture=no"],
+        ["--capture", "no"],
+    ],
+)
+def test_the_callers_choice_wins(tasks: ModuleType, args: list[str]) -> None:
+    """Worker options, no xdist, a debugger or uncaptured output: nothing is added."""
+    assert tasks.xdist_options(["tests", *args]) == []
+
+
+def test_pytest_addopts_counts_as_the_callers_choice(
+    tasks: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``PYTEST_ADDOPTS="-p no:xdist"`` runs serially too."""
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-q -p no:xdist")
+    assert tasks.xdist_options([]) == []
+
+
+def test_grantflow_test_workers_sets_the_number(
+    tasks: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``GRANTFLOW_TEST_WORKERS=1`` (or 0) is serial, N is N workers, text is an error."""
+    for value, expected in (("1", []), ("0", []), ("3", ["-n", "3", "--dist", "loadgroup"])):
+        monkeypatch.setenv("GRANTFLOW_TEST_WORKERS", value)
+        assert tasks.xdist_options([]) == expected
+    monkeypatch.setenv("GRANTFLOW_TEST_WORKERS", "many")
+    with pytest.raises(SystemExit, match="GRANTFLOW_TEST_WORKERS='many'"):
+        tasks.xdist_options([])
