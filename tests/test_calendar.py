@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
+import chinese_calendar
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from grantflow.calendar import WorkingCalendar, official_years
 from grantflow.errors import CalendarUnavailable
@@ -59,3 +62,51 @@ def test_a_day_both_off_and_worked_is_a_definition_error() -> None:
         Policy(holidays=(date(2025, 10, 11),), workdays=(date(2025, 10, 11),))
     with pytest.raises(ValueError, match="both off and working"):
         WorkingCalendar(holidays=[date(2025, 1, 1)], workdays=[date(2025, 1, 1)])
+
+
+@given(
+    st.dates(
+        min_value=date(official_years()[0], 1, 1), max_value=date(official_years()[-1], 12, 31)
+    )
+)
+def test_the_per_year_cache_answers_as_the_official_schedule(day: date) -> None:
+    """Every covered day is a working day exactly when `chinese_calendar.is_workday` says so."""
+    assert WorkingCalendar().is_working_day(day) is chinese_calendar.is_workday(day)
+
+
+def _walk(cal: WorkingCalendar, start: date, days: int) -> date:
+    """The definition: step a day at a time, counting working days."""
+    day = start
+    while days:
+        day += timedelta(days=1)
+        days -= cal.is_working_day(day)
+    return day
+
+
+_YEARS = official_years()
+_NEAR = st.dates(min_value=date(_YEARS[-1] - 2, 1, 1), max_value=date(_YEARS[-1], 12, 31))
+
+
+@given(
+    start=st.dates(min_value=date(_YEARS[0], 1, 1), max_value=date(_YEARS[-1], 12, 31)),
+    near=_NEAR,
+    days=st.integers(min_value=0, max_value=800),
+    off=st.lists(_NEAR, max_size=3),
+    on=st.lists(_NEAR, max_size=3),
+    use_near=st.booleans(),
+)
+def test_adding_working_days_jumps_through_years_as_the_walk_counts(
+    start: date, near: date, days: int, off: list[date], on: list[date], use_near: bool
+) -> None:
+    """add_working_days equals stepping a day at a time, policy days and the end of data too."""
+    cal = WorkingCalendar(holidays=off, workdays=[d for d in on if d not in off])
+    begin = near if use_near else start
+    try:
+        expected: date | type[CalendarUnavailable] = _walk(cal, begin, days)
+    except CalendarUnavailable:
+        expected = CalendarUnavailable
+    if expected is CalendarUnavailable:
+        with pytest.raises(CalendarUnavailable):
+            cal.add_working_days(begin, days)
+    else:
+        assert cal.add_working_days(begin, days) == expected

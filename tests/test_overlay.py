@@ -40,7 +40,7 @@ def _changes(draw: st.DrawFn) -> list[tuple[str, str, bool, str]]:
         st.lists(
             st.tuples(
                 st.sampled_from(POOL),
-                st.sampled_from(["submit", "move", "record"]),
+                st.sampled_from(["submit", "move", "record", "regroup"]),
                 st.booleans(),
                 st.sampled_from(["I-1", "I-2"]),
             ),
@@ -65,7 +65,12 @@ def _plan(
                 accepted=accepted,
                 version=version,
                 prev_hash=head,
-                data={"call": "c1", "provider": "org-" + pid[0], "held": f"{len(changes)}.50"},
+                data={
+                    "call": "c1",
+                    "provider": "org-" + pid[0],
+                    "tags": ["org-" + pid[0]],
+                    "held": f"{len(changes)}.50",
+                },
                 at=T0 + timedelta(minutes=len(changes)),
             )
         elif what == "move":
@@ -73,6 +78,15 @@ def _plan(
             if target is None:
                 continue
             change = transition(project, target, accepted=accepted)
+        elif what == "regroup":  # the values aggregates filter on change (a list too)
+            other = "org-b" if project.data.get("provider") == "org-a" else "org-a"
+            change = transition(
+                project,
+                project.state,
+                accepted=accepted,
+                event="regroup",
+                data={"provider": other, "tags": [other]},
+            )
         elif what == "record":
             record = Record(kind="expenditure", id=f"e{project.version}", data={"inv": invoice})
             change = transition(
@@ -96,6 +110,9 @@ def _aggregates(reader: StoreReader) -> list[object]:
         reader.count_projects({"provider": "org-a"}, exclude_states=("applied",)),
         reader.sum_projects("held", {"call": "c1"}),
         reader.sum_projects("held", {"provider": "org-b"}, exclude_states=("reviewed",)),
+        reader.count_projects({"call": "c1", "provider": "org-a"}),
+        reader.count_projects({}),
+        reader.count_projects({"tags": ["org-a"]}),  # a value that cannot be hashed
         reader.find_records("expenditure", "inv", ["I-1"]),
         reader.find_records("expenditure", "inv", ["I-1", "I-2"]),
     ]
@@ -120,9 +137,20 @@ def test_pending_reads_equal_committed_reads(
     assert [overlay.load(p) for p in (*POOL, "zz")] == [committed.load(p) for p in (*POOL, "zz")]
     for state in (None, "applied", "reviewed", "contracted"):
         assert list(overlay.projects(state=state)) == list(committed.projects(state=state))
-    for wanted, excluded in (({"call": "c1"}, ()), ({"provider": "org-a"}, ("applied",))):
+    for wanted, excluded in (
+        ({"call": "c1"}, ()),
+        ({"provider": "org-a"}, ("applied",)),
+        # First read after the pending changes: replayed from the touched projects.
+        ({"provider": "org-b"}, ()),
+        ({"call": "c1", "provider": "org-b"}, ("reviewed",)),
+        ({}, ("applied",)),
+        ({"tags": ["org-b"]}, ()),
+    ):
         assert overlay.count_projects(wanted, exclude_states=excluded) == (
             committed.count_projects(wanted, exclude_states=excluded)
+        )
+        assert overlay.sum_projects("held", wanted, exclude_states=excluded) == (
+            committed.sum_projects("held", wanted, exclude_states=excluded)
         )
     for minutes in (-1, 3, 60 * 24):
         when = T0 + timedelta(minutes=minutes)

@@ -57,8 +57,10 @@ class PendingReader:
         # The records of accepted pending entries, and indexes of them by (kind, field).
         self._records: list[tuple[str, Record]] = []
         self._indexes: dict[tuple[str, str], dict[str, list[int]]] = {}
-        # Aggregates of this batch, by key: the store's answer plus the pending changes.
+        # Aggregates of this batch, by key: the store's answer plus the pending changes;
+        # and the same aggregates by the data keys they filter on (see `_Group`).
         self._aggregates: dict[tuple[Any, ...], _Aggregate] = {}
+        self._groups: dict[tuple[str, ...], _Group] = {}
 
     def __repr__(self) -> str:
         return f"PendingReader({self._reader!r}, pending={len(self._touched)})"
@@ -86,6 +88,7 @@ class PendingReader:
         self._prefetched = prefetched or {}
         self._tips = tips or {}
         self._aggregates.clear()  # the store moved on (a commit): read them again
+        self._groups.clear()
 
     def add_pending(self, change: Change) -> None:
         """Make a decided, not yet committed change visible to every later read."""
@@ -94,6 +97,8 @@ class PendingReader:
         if touched is None:
             stored = self._stored(pid)
             touched = self._touched[pid] = _Touched(stored, stored, [])
+            for group in self._groups.values():
+                group.track(pid, stored)
         touched.entries.append(change.entry)
         if change.entry.accepted:
             for record in change.entry.records:
@@ -103,8 +108,8 @@ class PendingReader:
                     if record.kind == kind:
                         index.setdefault(str(record.data.get(field)), []).append(position)
         if change.after is not None:
-            for aggregate in self._aggregates.values():
-                aggregate.replace(touched.latest, change.after)
+            for group in self._groups.values():
+                group.replace(pid, touched, change.after)
             touched.latest = change.after
 
     @property
@@ -171,8 +176,13 @@ class PendingReader:
         exclude_states: Collection[str],
     ) -> _Aggregate:
         aggregate = _Aggregate(stored, field, dict(data_equals), frozenset(exclude_states))
-        for touched in self._touched.values():
+        names = tuple(sorted(aggregate.data_equals))
+        group = self._groups.get(names)
+        if group is None:
+            group = self._groups[names] = _Group(names, self._touched)
+        for touched in group.candidates(aggregate, self._touched):
             aggregate.replace(touched.stored, touched.latest)
+        group.add(aggregate)
         self._aggregates[key] = aggregate
         return aggregate
 
@@ -262,6 +272,89 @@ class PendingReader:
         if key not in self._lists:
             self._lists[key] = list(self._reader.entities(kind, parent=parent))
         yield from self._lists[key]
+
+
+class _Group:
+    """The aggregates filtering on one set of data keys, and the touched projects, indexed.
+
+    A row counts towards an aggregate only when its values of the keys equal the
+    aggregate's; so a change need only reach the aggregates wanting the values of its
+    old or new row, and a new aggregate need only replay the touched projects whose
+    stored or latest row has its values. (A batch deciding 500 submissions, each asking
+    for its own (provider, call) count, otherwise replays 500 x 500 rows.) Values that
+    cannot be hashed (lists, objects) are not indexed: they are checked every time.
+    """
+
+    __slots__ = ("loose", "loose_rows", "names", "rows", "wanted")
+
+    def __init__(self, names: tuple[str, ...], touched: Mapping[str, _Touched]) -> None:
+        self.names = names
+        self.wanted: dict[tuple[Any, ...], list[_Aggregate]] = {}
+        self.loose: list[_Aggregate] = []
+        # Touched project ids by the values of their stored and of their latest row.
+        self.rows: dict[tuple[Any, ...], set[str]] = {}
+        self.loose_rows: set[str] = set()
+        for pid, t in touched.items():
+            self._index(pid, t.stored)
+            self._index(pid, t.latest)
+
+    def add(self, aggregate: _Aggregate) -> None:
+        """Keep `aggregate` current from now on."""
+        wanted = self._values(aggregate.data_equals)
+        if wanted is None:
+            self.loose.append(aggregate)
+        else:
+            self.wanted.setdefault(wanted, []).append(aggregate)
+
+    def candidates(self, aggregate: _Aggregate, touched: Mapping[str, _Touched]) -> list[_Touched]:
+        """The touched projects whose rows may count towards `aggregate`."""
+        wanted = self._values(aggregate.data_equals)
+        if wanted is None:
+            return list(touched.values())
+        pids = self.rows.get(wanted, set()) | self.loose_rows
+        return [touched[pid] for pid in sorted(pids)]
+
+    def track(self, pid: str, stored: Project | None) -> None:
+        """Index a newly touched project under its stored row's values."""
+        self._index(pid, stored)
+
+    def replace(self, pid: str, touched: _Touched, new: Project) -> None:
+        """Project `pid`'s latest row turns from ``touched.latest`` into `new`."""
+        old = touched.latest
+        # Values that cannot be hashed never equal ones that can: only loose aggregates
+        # may count such a row.
+        keys = {v for v in (self._row(old), self._row(new)) if v is not None}
+        for aggregate in [*self.loose, *(a for k in keys for a in self.wanted.get(k, ()))]:
+            aggregate.replace(old, new)
+        if old is not None and old is not touched.stored:
+            self._unindex(pid, old, keep=touched.stored)
+        self._index(pid, new)
+
+    def _row(self, project: Project | None) -> tuple[Any, ...] | None:
+        return None if project is None else self._values(project.data)
+
+    def _values(self, data: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        values = tuple(data.get(name) for name in self.names)
+        try:
+            hash(values)
+        except TypeError:
+            return None
+        return values
+
+    def _index(self, pid: str, project: Project | None) -> None:
+        if project is None:
+            return
+        values = self._values(project.data)
+        if values is None:
+            self.loose_rows.add(pid)
+        else:
+            self.rows.setdefault(values, set()).add(pid)
+
+    def _unindex(self, pid: str, project: Project, *, keep: Project | None) -> None:
+        values = self._values(project.data)
+        if values is None or (keep is not None and self._values(keep.data) == values):
+            return  # loose ids stay loose; an id still under its stored row's values stays
+        self.rows.get(values, set()).discard(pid)
 
 
 class _Aggregate:

@@ -23,6 +23,7 @@ False
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable
 from datetime import date, timedelta
 from functools import lru_cache
@@ -67,6 +68,7 @@ class WorkingCalendar:
         if both:
             raise ValueError(f"days both off and working: {', '.join(map(str, both))}")
         self._official = official
+        self._years = official_years()
         self._policy_years = frozenset(d.year for d in self._off | self._on)
 
     @classmethod
@@ -92,6 +94,8 @@ class WorkingCalendar:
             return True
         if day in self._off:
             return False
+        if self._official and day.year in self._years:
+            return day in _official_working_days(day.year)
         if not self.covers(day.year):
             first, last = official_years()[0], official_years()[-1]
             raise CalendarUnavailable(
@@ -99,8 +103,6 @@ class WorkingCalendar:
                 f"{first} to {last}; add the year's holidays and workdays to the policy",
                 year=day.year,
             )
-        if self._official and day.year in official_years():
-            return bool(chinese_calendar.is_workday(day))
         return day.weekday() < 5
 
     def working_days_between(self, start: date, end: date) -> int:
@@ -118,9 +120,36 @@ class WorkingCalendar:
             raise ValueError("days must not be negative")
         day = start
         while days:
+            year = day.year
+            if self._official and year in self._years and year not in self._policy_years:
+                # A year of the official schedule alone: jump through its working days.
+                working = _official_working_list(year)
+                after = bisect_right(working, day)
+                if days <= len(working) - after:
+                    return working[after + days - 1]
+                days -= len(working) - after
+                day = date(year, 12, 31)  # then on into the next year, a day at a time
             day += timedelta(days=1)
             days -= self.is_working_day(day)
         return day
+
+
+@lru_cache(maxsize=64)
+def _official_working_days(year: int) -> frozenset[date]:
+    """The working days of `year` on the official schedule, asked of it once per year.
+
+    `chinese_calendar.is_workday` recomputes the range of years it covers on every call;
+    the schedule is fixed for the life of the process, so each year is read once.
+    """
+    first = date(year, 1, 1)
+    days = (first + timedelta(days=n) for n in range((date(year + 1, 1, 1) - first).days))
+    return frozenset(day for day in days if chinese_calendar.is_workday(day))
+
+
+@lru_cache(maxsize=64)
+def _official_working_list(year: int) -> tuple[date, ...]:
+    """`_official_working_days` of `year` in calendar order."""
+    return tuple(sorted(_official_working_days(year)))
 
 
 @lru_cache(maxsize=64)

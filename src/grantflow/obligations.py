@@ -195,15 +195,22 @@ class Schedule:
     def derive(self, project: Project, policy: Policy) -> tuple[Obligation, ...]:
         """Every obligation of `project` under `policy`, in declaration order, then key."""
         found: list[Obligation] = []
+        # The contract term is parsed (pydantic) from the records once, not once per
+        # definition anchored on it.
+        term = contract_term(project)
         for definition in self.obligations:
-            found.extend(self._derive_one(definition, project, policy))
+            found.extend(self._derive_one(definition, project, policy, term))
         return tuple(found)
 
     def _derive_one(
-        self, definition: ObligationDef, project: Project, policy: Policy
+        self,
+        definition: ObligationDef,
+        project: Project,
+        policy: Policy,
+        term: tuple[date, date] | None,
     ) -> Iterator[Obligation]:
         hub = project.data.get("hub")
-        for key, anchor, seq, period in _anchors(definition, project, policy):
+        for key, anchor, seq, period in _anchors(definition, project, policy, term):
             offset = _amount(definition.offset, policy)
             due, provisional = _add_working_days(anchor, offset, policy)
             status, met_by = _status(definition, project, seq, period)
@@ -351,10 +358,10 @@ def _calendars(policy: Policy) -> tuple[WorkingCalendar, WorkingCalendar]:
 
 
 def _add_working_days(anchor: date, days: int, policy: Policy) -> tuple[date, bool]:
-    official, weekends = _calendars(policy)
     try:
-        return official.add_working_days(anchor, days), False
+        return WorkingCalendar.for_policy(policy).add_working_days(anchor, days), False
     except CalendarUnavailable:
+        _official, weekends = _calendars(policy)
         return weekends.add_working_days(anchor, days), True
 
 
@@ -372,7 +379,7 @@ def _fire_on(timer: TimerDef, due: date, policy: Policy) -> date:
 
 
 def _anchors(
-    definition: ObligationDef, project: Project, policy: Policy
+    definition: ObligationDef, project: Project, policy: Policy, span: tuple[date, date] | None
 ) -> Iterator[tuple[str, date, int, int | None]]:
     """(key, anchor date, starting seq, period) of each obligation `definition` starts."""
     source = definition.anchor_record
@@ -383,7 +390,6 @@ def _anchors(
             if day is not None:
                 yield f"{definition.name}:{record.id}", day, record.seq, None
         return
-    span = contract_term(project)
     contract = next(
         (r for r in project.records_of("contract") if r.data.get("kind") == "purchase"), None
     )

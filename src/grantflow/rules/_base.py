@@ -5,16 +5,49 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
 from grantflow.models import Actor, Project, Refusal, Verdict
 from grantflow.policy import Policy
 from grantflow.typing import Rule
 
-__all__ = ["PASS", "Rule", "RuleContext", "refuse", "rule", "rule_name"]
+__all__ = ["PASS", "Parsed", "Rule", "RuleContext", "refuse", "rule", "rule_name"]
 
 #: The verdict of a rule that holds.
 PASS = Verdict()
+
+_T = TypeVar("_T")
+
+
+class Parsed:
+    """Typed values read from one decision's immutable inputs, each worked out once.
+
+    The default rules parse the same records (a project's reviews, contracts,
+    expenditures, the record being added) with pydantic in rule after rule. A
+    `RuleContext` carries one `Parsed`, so every rule and effect of a decision shares
+    the parse. An answer is kept by the identity of the object it was read from, with
+    the object itself held so that identity cannot be reused; the inputs are immutable
+    and the parse a pure function of them, so the answer is the one a fresh parse gives,
+    whichever context asks (a context copied with `dataclasses.replace` may share it).
+    The decision core builds a fresh context, and so a fresh `Parsed`, per decision.
+    Rules sharing an answer must treat it as read-only, as they treat the context.
+    """
+
+    __slots__ = ("_found",)
+
+    def __init__(self) -> None:
+        self._found: dict[tuple[int, Any], tuple[object, Any]] = {}
+
+    def get(self, source: object, key: Any, parse: Callable[[], _T]) -> _T:
+        """Return `parse()` for (`source`, `key`), computing it the first time only."""
+        slot = (id(source), key)
+        hit = self._found.get(slot)
+        if hit is not None and hit[0] is source:
+            found: _T = hit[1]
+            return found
+        value = parse()
+        self._found[slot] = (source, value)
+        return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +65,8 @@ class RuleContext:
         now: the engine clock's time, timezone-aware UTC.
         policy: the policy the project is pinned to.
         facts: values looked up before the rules ran (see `RuleBook.provide`).
+        parsed: typed values the rules have read from the above, shared by the rules
+            and effects of one decision (see `Parsed`); a fresh one by default.
     """
 
     project: Project
@@ -43,6 +78,7 @@ class RuleContext:
     now: datetime
     policy: Policy
     facts: Mapping[str, Any] = field(default_factory=dict)
+    parsed: Parsed = field(default_factory=Parsed, repr=False, compare=False)
 
 
 def refuse(code: str, message: str, message_zh: str, **details: Any) -> Verdict:

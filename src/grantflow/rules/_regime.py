@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from grantflow._canonical import plain, thaw
+from grantflow._canonical import thaw
 from grantflow._values import decimal_or_zero
 from grantflow._values import local_date as _local_date
 from grantflow._values import text as text  # noqa: PLC0414 - re-exported for the rule families
@@ -34,7 +34,7 @@ from grantflow.records import (
     Expenditure,
     Installment,
 )
-from grantflow.rules._base import PASS, RuleContext
+from grantflow.rules._base import PASS, Parsed, RuleContext
 
 M = TypeVar("M", bound=BaseModel)
 #: States in which a provider spends and records expenditures and services.
@@ -43,8 +43,14 @@ CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
 
 
-def load(model: type[M], data: Any) -> M | None:
-    """Parse `data` as `model`; ``None`` when it does not fit."""
+def load(model: type[M], data: Any, memo: Parsed | None = None) -> M | None:
+    """Parse `data` as `model`; ``None`` when it does not fit.
+
+    With `memo` (a rule's ``ctx.parsed``) the same `data` object is parsed only once
+    per decision.
+    """
+    if memo is not None:
+        return memo.get(data, model, lambda: load(model, data))
     try:
         # Record data is plain JSON already; only read-only evidence needs thawing.
         return model.model_validate(data if type(data) is dict else thaw(data))
@@ -52,8 +58,16 @@ def load(model: type[M], data: Any) -> M | None:
         return None
 
 
-def rows(project: Project, kind: str, model: type[M]) -> list[tuple[Record, M]]:
-    """Return the project's `kind` records that parse as `model`, oldest first."""
+def rows(
+    project: Project, kind: str, model: type[M], memo: Parsed | None = None
+) -> list[tuple[Record, M]]:
+    """Return the project's `kind` records that parse as `model`, oldest first.
+
+    With `memo` (a rule's ``ctx.parsed``) each (project, kind, model) is parsed only
+    once per decision.
+    """
+    if memo is not None:
+        return list(memo.get(project, (kind, model), lambda: tuple(rows(project, kind, model))))
     found = []
     for record in project.records_of(kind):
         value = load(model, record.data)
@@ -62,14 +76,15 @@ def rows(project: Project, kind: str, model: type[M]) -> list[tuple[Record, M]]:
     return found
 
 
-def values(project: Project, kind: str, model: type[M]) -> list[M]:
+def values(project: Project, kind: str, model: type[M], memo: Parsed | None = None) -> list[M]:
     """Return the parsed values of the project's `kind` records, oldest first."""
-    return [value for _record, value in rows(project, kind, model)]
+    return [value for _record, value in rows(project, kind, model, memo)]
 
 
 def make_record(kind: str, record_id: str, value: BaseModel) -> Record:
     """Build a record whose data is the JSON form of `value`."""
-    return Record(kind=kind, id=record_id, data=plain(value.model_dump(mode="json")))
+    # Record's data validator makes the dump plain JSON: no need to do it twice.
+    return Record(kind=kind, id=record_id, data=value.model_dump(mode="json"))
 
 
 _DATE: TypeAdapter[date] = TypeAdapter(date)
@@ -115,54 +130,54 @@ def pinned_version(project: Project, rubric_id: str, policy: Policy) -> int:
     return int(pins.get(rubric_id, policy.rubric_versions.get(rubric_id, 1)))
 
 
-def approval(project: Project) -> Approval | None:
+def approval(project: Project, memo: Parsed | None = None) -> Approval | None:
     """Return the project's approval record, if approved."""
-    found = values(project, "approval", Approval)
+    found = values(project, "approval", Approval, memo)
     return found[-1] if found else None
 
 
-def contracts(project: Project) -> dict[str, Contract]:
+def contracts(project: Project, memo: Parsed | None = None) -> dict[str, Contract]:
     """Return the project's contracts by kind."""
-    return {c.kind: c for c in values(project, "contract", Contract)}
+    return {c.kind: c for c in values(project, "contract", Contract, memo)}
 
 
-def awarded(project: Project) -> Decimal:
+def awarded(project: Project, memo: Parsed | None = None) -> Decimal:
     """Return the contracted amount (0 before signing)."""
-    purchase = contracts(project).get("purchase")
+    purchase = contracts(project, memo).get("purchase")
     return purchase.amount if purchase else ZERO
 
 
-def installments(project: Project) -> list[Installment]:
+def installments(project: Project, memo: Parsed | None = None) -> list[Installment]:
     """Return the installment schedule."""
-    return values(project, "installment", Installment)
+    return values(project, "installment", Installment, memo)
 
 
-def disbursements(project: Project) -> list[Disbursement]:
+def disbursements(project: Project, memo: Parsed | None = None) -> list[Disbursement]:
     """Return the disbursements made."""
-    return values(project, "disbursement", Disbursement)
+    return values(project, "disbursement", Disbursement, memo)
 
 
-def disbursed(project: Project) -> Decimal:
+def disbursed(project: Project, memo: Parsed | None = None) -> Decimal:
     """Return the money paid out so far."""
-    return total(d.amount for d in disbursements(project))
+    return total(d.amount for d in disbursements(project, memo))
 
 
-def expenditures(project: Project) -> list[Expenditure]:
+def expenditures(project: Project, memo: Parsed | None = None) -> list[Expenditure]:
     """Return the accepted expenditures."""
-    return values(project, "expenditure", Expenditure)
+    return values(project, "expenditure", Expenditure, memo)
 
 
-def eligible_spend(project: Project) -> Decimal:
+def eligible_spend(project: Project, memo: Parsed | None = None) -> Decimal:
     """Return the sum of accepted expenditures."""
-    return total(e.amount for e in expenditures(project))
+    return total(e.amount for e in expenditures(project, memo))
 
 
-def budget(project: Project) -> dict[str, Decimal]:
+def budget(project: Project, memo: Parsed | None = None) -> dict[str, Decimal]:
     """Return each budget line's amount after line-move amendments."""
     lines: dict[str, Decimal] = {}
-    for line in values(project, "budget_line", BudgetLine):
+    for line in values(project, "budget_line", BudgetLine, memo):
         lines[line.line] = lines.get(line.line, ZERO) + line.amount
-    for amendment in values(project, "amendment", Amendment):
+    for amendment in values(project, "amendment", Amendment, memo):
         if amendment.kind == "line_move" and amendment.from_line and amendment.to_line:
             moved = amendment.amount or ZERO
             lines[amendment.from_line] = lines.get(amendment.from_line, ZERO) - moved
@@ -170,14 +185,16 @@ def budget(project: Project) -> dict[str, Decimal]:
     return lines
 
 
-def term(project: Project) -> tuple[date, date] | None:
+def term(project: Project, memo: Parsed | None = None) -> tuple[date, date] | None:
     """Return the contract term (start, end), extensions included; ``None`` before signing."""
+    if memo is not None:
+        return memo.get(project, "term", lambda: contract_term(project))
     return contract_term(project)
 
 
-def evaluations(project: Project, *stages: str) -> list[Evaluation]:
+def evaluations(project: Project, *stages: str, memo: Parsed | None = None) -> list[Evaluation]:
     """Return the project's evaluations of the given stages, oldest first."""
-    return [e for e in values(project, "evaluation", Evaluation) if e.stage in stages]
+    return [e for e in values(project, "evaluation", Evaluation, memo) if e.stage in stages]
 
 
 def local_date(moment: datetime, policy: Policy) -> date:

@@ -72,7 +72,7 @@ def _request_problems(request: AmendmentRequest | None, project: Project) -> lis
 @rule(name="amendment.request")
 def request_valid(ctx: RuleContext) -> Verdict:
     """The provider requests a well-formed amendment of its running project."""
-    request = load(AmendmentRequest, record_data(ctx))
+    request = load(AmendmentRequest, record_data(ctx), ctx.parsed)
     problems = record_problems(ctx, "amendment_request", valid=True)
     problems += _request_problems(request, ctx.project)
     if not problems:
@@ -88,8 +88,10 @@ def _request(project: Project, request_id: str) -> AmendmentRequest | None:
 @rule(name="amendment.decision")
 def decision_valid(ctx: RuleContext) -> Verdict:
     """A purchaser decides once on an existing request while the project runs."""
-    decision = load(AmendmentDecision, record_data(ctx))
-    decided = {d.request for d in values(ctx.project, "amendment_decision", AmendmentDecision)}
+    decision = load(AmendmentDecision, record_data(ctx), ctx.parsed)
+    decided = {
+        d.request for d in values(ctx.project, "amendment_decision", AmendmentDecision, ctx.parsed)
+    }
     if decision is None:
         found = problem("record.invalid", kind="amendment_decision")
     elif _request(ctx.project, decision.request) is None:
@@ -141,7 +143,7 @@ def amended_problems(project: Project, change: Amendment, policy: Policy) -> lis
 @rule(name="amendment.caps")
 def caps_hold(ctx: RuleContext) -> Verdict:
     """An approved amendment keeps every cap on the amended budget and term."""
-    decision = load(AmendmentDecision, record_data(ctx))
+    decision = load(AmendmentDecision, record_data(ctx), ctx.parsed)
     request = _request(ctx.project, decision.request) if decision else None
     if decision is None or request is None or not decision.approved:
         return PASS
@@ -157,7 +159,7 @@ def caps_hold(ctx: RuleContext) -> Verdict:
 
 def decision_effect(ctx: RuleContext) -> Effects:
     """An approval writes the ``amendment`` record (and the new end of an extension)."""
-    decision = load(AmendmentDecision, record_data(ctx))
+    decision = load(AmendmentDecision, record_data(ctx), ctx.parsed)
     request = _request(ctx.project, decision.request) if decision else None
     if decision is None or request is None or not decision.approved:
         return Effects()

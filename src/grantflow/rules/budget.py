@@ -60,7 +60,7 @@ def reserved_by_others(request: FactRequest) -> str:
 @rule(name="budget.call")
 def within_call_budget(ctx: RuleContext) -> Verdict:
     """The approval fits in what is left of the call's budget."""
-    call = load(Call, ctx.facts.get(CALL_FACT))
+    call = load(Call, ctx.facts.get(CALL_FACT), ctx.parsed)
     try:
         amount = money(str(ctx.evidence.get("recommended_amount")))
     except (ArithmeticError, ValueError):

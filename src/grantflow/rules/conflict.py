@@ -127,7 +127,7 @@ def own_project(ctx: RuleContext) -> Verdict:
 @rule(name="conflict.approver_pays")
 def approver_pays(ctx: RuleContext) -> Verdict:
     """Whoever approved the award cannot release its payments (`Policy.approver_may_release`)."""
-    approved = approval(ctx.project)
+    approved = approval(ctx.project, ctx.parsed)
     if ctx.policy.approver_may_release or approved is None or approved.approver != ctx.actor.id:
         return PASS
     return refusal("conflict.approver_pays", actor=ctx.actor.id, approver=approved.approver)
@@ -136,7 +136,7 @@ def approver_pays(ctx: RuleContext) -> Verdict:
 @rule(name="conflict.third_party")
 def third_party(ctx: RuleContext) -> Verdict:
     """Evaluators are third parties: not the provider, endorsing hub or purchaser, no ties."""
-    evaluation = load(Evaluation, record_data(ctx))
+    evaluation = load(Evaluation, record_data(ctx), ctx.parsed)
     if evaluation is None:
         return PASS  # evaluation.record reports the malformed record
     provider = provider_of(ctx.project)

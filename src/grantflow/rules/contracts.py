@@ -32,7 +32,7 @@ def evidence_contracts(ctx: RuleContext) -> dict[str, Contract]:
     """Return the well-formed contracts of the evidence, by kind."""
     found: dict[str, Contract] = {}
     for raw in ctx.evidence.get("contracts") or ():
-        contract = load(Contract, raw)
+        contract = load(Contract, raw, ctx.parsed)
         if contract is not None:
             found[contract.kind] = contract
     return found
@@ -51,7 +51,7 @@ def both_signed(ctx: RuleContext) -> Verdict:
 def amount_within_approval(ctx: RuleContext) -> Verdict:
     """The purchase contract's amount does not exceed the approved (recommended) amount."""
     purchase = evidence_contracts(ctx).get("purchase")
-    approved = approval(ctx.project)
+    approved = approval(ctx.project, ctx.parsed)
     if purchase is None:
         return PASS  # contracts.both_signed reports it
     limit = approved.recommended_amount if approved else None

@@ -104,7 +104,7 @@ SUBMIT_FACTS = {
 
 def _past(ctx: RuleContext) -> tuple[int | None, list[dict[str, Any]]]:
     """The call's year and the provider's earlier grades, as (year, [{project, year, grade}])."""
-    call = load(Call, ctx.facts.get("call"))
+    call = load(Call, ctx.facts.get("call"), ctx.parsed)
     grades = [dict(g) for g in ctx.facts.get("grades") or () if isinstance(g.get("year"), int)]
     return (call.year if call else None), grades
 
@@ -147,7 +147,7 @@ def priority(ctx: RuleContext) -> tuple[Decimal, list[dict[str, Any]]]:
 
 def submit_effect(ctx: RuleContext) -> Effects:
     """Pin the call's rubric versions (else the policy's); note the call year and purchaser."""
-    call = load(Call, ctx.facts.get("call"))
+    call = load(Call, ctx.facts.get("call"), ctx.parsed)
     pins = {**ctx.policy.rubric_versions, **(call.rubric_versions if call else {})}
     data: dict[str, Any] = {"rubric_versions": pins}
     bonus, source = priority(ctx)
@@ -204,7 +204,7 @@ def applicant_is_provider(ctx: RuleContext) -> Verdict:
 @rule(name="eligibility.provider")
 def provider_registered(ctx: RuleContext) -> Verdict:
     """The provider is registered with a valid unified social credit code."""
-    if load(Provider, ctx.facts.get("provider")) is not None:
+    if load(Provider, ctx.facts.get("provider"), ctx.parsed) is not None:
         return PASS
     provider = text(ctx.project.data, "provider")
     return refusal(
@@ -216,7 +216,7 @@ def provider_registered(ctx: RuleContext) -> Verdict:
 @rule(name="eligibility.annual_report")
 def annual_report(ctx: RuleContext) -> Verdict:
     """The provider passed its last annual report (年报/年检)."""
-    provider = load(Provider, ctx.facts.get("provider"))
+    provider = load(Provider, ctx.facts.get("provider"), ctx.parsed)
     if provider is None or provider.annual_report_passed:
         return PASS
     return refusal(
@@ -228,7 +228,7 @@ def annual_report(ctx: RuleContext) -> Verdict:
 @rule(name="eligibility.penalty")
 def no_recent_penalty(ctx: RuleContext) -> Verdict:
     """No penalty on the provider within the policy's look-back (2 years by default)."""
-    provider = load(Provider, ctx.facts.get("provider"))
+    provider = load(Provider, ctx.facts.get("provider"), ctx.parsed)
     dates = list(provider.penalties) if provider else []
     dates.extend(d for d in map(as_date, ctx.facts.get("sanctions") or ()) if d is not None)
     today = local_date(ctx.now, ctx.policy)
@@ -261,7 +261,7 @@ def application_limit(ctx: RuleContext) -> Verdict:
 @rule(name="eligibility.hub")
 def hub_endorsed(ctx: RuleContext) -> Verdict:
     """The application is endorsed by a hub of the union tree."""
-    if load(Hub, ctx.facts.get("hub")) is not None:
+    if load(Hub, ctx.facts.get("hub"), ctx.parsed) is not None:
         return PASS
     hub = text(ctx.project.data, "hub")
     return refusal(
@@ -278,7 +278,7 @@ def purchaser_owns_call(ctx: RuleContext) -> Verdict:
     owns the call (purchasing authority follows the hub tree).
     """
     purchaser = text(ctx.project.data, "purchaser")
-    call = load(Call, ctx.facts.get("call"))
+    call = load(Call, ctx.facts.get("call"), ctx.parsed)
     if not purchaser or call is None:
         return PASS  # the call's hub purchases; eligibility.call_window reports no call
     path = (ctx.facts.get(PARTIES_FACT) or {}).get("purchaser_path") or ()
@@ -290,7 +290,7 @@ def purchaser_owns_call(ctx: RuleContext) -> Verdict:
 @rule(name="eligibility.call_window")
 def call_window(ctx: RuleContext) -> Verdict:
     """The call exists and is open now."""
-    call = load(Call, ctx.facts.get("call"))
+    call = load(Call, ctx.facts.get("call"), ctx.parsed)
     if call is not None and call.opens <= ctx.now <= call.closes:
         return PASS
     name = text(ctx.project.data, "call")

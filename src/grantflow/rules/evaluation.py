@@ -75,7 +75,7 @@ def scored(
 
 def _latest(ctx: RuleContext, rubrics: Sequence[Rubric]) -> tuple[str, Decimal | None]:
     stage = STAGE_OF_STATE.get(ctx.source or "", "midterm")
-    found = evaluations(ctx.project, stage)
+    found = evaluations(ctx.project, stage, memo=ctx.parsed)
     if not found:
         return stage, None
     return stage, scored(found[-1], ctx.project, rubrics, ctx.policy)
@@ -86,7 +86,7 @@ def evaluation_record(rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> Rule:
 
     @rule(name="evaluation.record")
     def evaluation_record_rule(ctx: RuleContext) -> Verdict:
-        evaluation = load(Evaluation, record_data(ctx))
+        evaluation = load(Evaluation, record_data(ctx), ctx.parsed)
         stage = STAGE_OF_STATE.get(ctx.source or "")
         problems: list[dict[str, Any]] = []
         if evaluation is None:
@@ -136,7 +136,7 @@ def recheck_in_time(ctx: RuleContext) -> Verdict:
     """
     if ctx.source != "rectification":
         return PASS
-    orders = values(ctx.project, "rectification_order", RectificationOrder)
+    orders = values(ctx.project, "rectification_order", RectificationOrder, ctx.parsed)
     if not orders:
         return PASS
     deadline = orders[-1].deadline
@@ -154,13 +154,13 @@ def recheck_in_time(ctx: RuleContext) -> Verdict:
 def spending_consistent(ctx: RuleContext) -> Verdict:
     """Spending, as % of the award, leads reported progress by at most the tolerance."""
     stage = STAGE_OF_STATE.get(ctx.source or "", "midterm")
-    found = evaluations(ctx.project, stage)
+    found = evaluations(ctx.project, stage, memo=ctx.parsed)
     progress = found[-1].progress_percent if found else None
-    amount = awarded(ctx.project)
+    amount = awarded(ctx.project, ctx.parsed)
     if progress is None or amount == 0:
         return PASS
     # Compared unrounded: eligible * 100 <= (progress + tolerance) * award, exactly.
-    spending = eligible_spend(ctx.project) * 100
+    spending = eligible_spend(ctx.project, ctx.parsed) * 100
     if spending <= (progress + ctx.policy.spending_lead_tolerance) * amount:
         return PASS
     spent = (spending / amount).quantize(Decimal("0.01"), ROUND_FLOOR)
@@ -193,7 +193,7 @@ def rectification_grounds(rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> Rule:
 @rule(name="evaluation.order")
 def order_valid(ctx: RuleContext) -> Verdict:
     """A rectification order lists issues and a deadline after today."""
-    order = load(RectificationOrder, ctx.evidence.get("order"))
+    order = load(RectificationOrder, ctx.evidence.get("order"), ctx.parsed)
     if order is not None and order.deadline > local_date(ctx.now, ctx.policy):
         return PASS
     return refusal("evaluation.order")

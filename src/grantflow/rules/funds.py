@@ -103,12 +103,12 @@ INVOICE_FACT = "invoice_uses"
 
 
 def _expenditure(ctx: RuleContext) -> Expenditure | None:
-    return load(Expenditure, record_data(ctx))
+    return load(Expenditure, record_data(ctx), ctx.parsed)
 
 
 def evidence_budget(ctx: RuleContext) -> list[BudgetLine]:
     """Return the well-formed budget lines of the evidence."""
-    lines = (load(BudgetLine, raw) for raw in ctx.evidence.get("budget") or ())
+    lines = (load(BudgetLine, raw, ctx.parsed) for raw in ctx.evidence.get("budget") or ())
     return [line for line in lines if line is not None]
 
 
@@ -208,13 +208,15 @@ def _releases(
 
 def midterm_effect(ctx: RuleContext) -> Effects:
     """Release the installments due on passing the mid-term (or re-check)."""
-    done = disbursements(ctx.project)
-    paid = _releases(ctx, installments(ctx.project), "pass_midterm", done)
+    done = disbursements(ctx.project, ctx.parsed)
+    paid = _releases(ctx, installments(ctx.project, ctx.parsed), "pass_midterm", done)
     if not paid:
         return Effects()
     return Effects(
         records=tuple(paid),
-        data={"amount_disbursed": str(disbursed(ctx.project) + total(map(_amount, paid)))},
+        data={
+            "amount_disbursed": str(disbursed(ctx.project, ctx.parsed) + total(map(_amount, paid)))
+        },
     )
 
 
@@ -302,19 +304,19 @@ def _demand(ctx: RuleContext, amount: Decimal, reason: str) -> list[Record]:
 def close_effect(ctx: RuleContext) -> Effects:
     """Settle: pay what is due beyond what was paid, or demand the overpayment back."""
     grade = text(ctx.project.data, "grade") or Grade.FAIL.value
-    paid = disbursed(ctx.project)
-    eligible = eligible_spend(ctx.project)
+    paid = disbursed(ctx.project, ctx.parsed)
+    eligible = eligible_spend(ctx.project, ctx.parsed)
     held = withholding(ctx.project, grade, ctx.policy)
-    result = settle(eligible, paid, awarded(ctx.project), held)
+    result = settle(eligible, paid, awarded(ctx.project, ctx.parsed), held)
     records: list[Record] = []
     if result.final_payment > 0:
-        last = max((i.number for i in installments(ctx.project)), default=1)
+        last = max((i.number for i in installments(ctx.project, ctx.parsed)), default=1)
         payment = Disbursement(
             installment=last, amount=result.final_payment, released_by=ctx.actor.id, at=ctx.now
         )
         records.append(make_record("disbursement", f"disbursement-{last}", payment))
     settlement = Settlement(
-        awarded=awarded(ctx.project),
+        awarded=awarded(ctx.project, ctx.parsed),
         eligible=eligible,
         disbursed=paid + result.final_payment,
         final_installment=result.final_payment,
@@ -341,8 +343,8 @@ def _settled_data(disbursed_total: Decimal, result: SettlementSum) -> dict[str, 
 
 def clawback_effect(ctx: RuleContext) -> Effects:
     """Termination runs the same sum with nothing further paid: demand back what exceeds it."""
-    paid = disbursed(ctx.project)
-    eligible = eligible_spend(ctx.project)
+    paid = disbursed(ctx.project, ctx.parsed)
+    eligible = eligible_spend(ctx.project, ctx.parsed)
     # Nothing is released at termination: the award left to pay is what was paid.
     result = settle(eligible, paid, paid, ZERO)
     clawback = Clawback(
@@ -378,7 +380,7 @@ def refund_outstanding(project: Project) -> Decimal:
 @rule(name="funds.refund_payment")
 def refund_payment_valid(ctx: RuleContext) -> Verdict:
     """A purchaser books a repayment against an open refund demand, up to what is owed."""
-    payment = load(RefundPayment, record_data(ctx))
+    payment = load(RefundPayment, record_data(ctx), ctx.parsed)
     owed = refund_outstanding(ctx.project)
     demands = {r.id for r in ctx.project.records_of("refund_demand")}
     today = local_date(ctx.now, ctx.policy)
@@ -397,10 +399,12 @@ def refund_payment_valid(ctx: RuleContext) -> Verdict:
 
 def refund_payment_effect(ctx: RuleContext) -> Effects:
     """Keep what was repaid and whether the demand is settled in the project's data."""
-    payment = load(RefundPayment, record_data(ctx))
+    payment = load(RefundPayment, record_data(ctx), ctx.parsed)
     amount = payment.amount if payment is not None else ZERO
     owed = refund_outstanding(ctx.project) - amount
-    repaid = total(r.amount for r in values(ctx.project, "refund_payment", RefundPayment))
+    repaid = total(
+        r.amount for r in values(ctx.project, "refund_payment", RefundPayment, ctx.parsed)
+    )
     return Effects(
         data={
             "refund_settled": str(repaid + amount),
@@ -434,7 +438,7 @@ def expenditure_valid(ctx: RuleContext) -> Verdict:
 @rule(name="funds.in_term")
 def within_term(ctx: RuleContext) -> Verdict:
     """The expenditure's date lies inside the contract term (extensions included)."""
-    spent, span = _expenditure(ctx), term(ctx.project)
+    spent, span = _expenditure(ctx), term(ctx.project, ctx.parsed)
     if spent is None or span is None or span[0] <= spent.date <= span[1]:
         return PASS
     return refusal(
@@ -449,11 +453,11 @@ def within_term(ctx: RuleContext) -> Verdict:
 def line_cap(ctx: RuleContext) -> Verdict:
     """Spending on a line stays within its budget plus the move tolerance (10 % by default)."""
     spent = _expenditure(ctx)
-    if spent is None or term(ctx.project) is None:
+    if spent is None or term(ctx.project, ctx.parsed) is None:
         return PASS  # funds.expenditure reports it
-    line_budget = budget(ctx.project).get(spent.line, ZERO)
+    line_budget = budget(ctx.project, ctx.parsed).get(spent.line, ZERO)
     cap = line_budget + percent_of(line_budget, ctx.policy.line_move_tolerance)
-    used = total(e.amount for e in expenditures(ctx.project) if e.line == spent.line)
+    used = total(e.amount for e in expenditures(ctx.project, ctx.parsed) if e.line == spent.line)
     if used + spent.amount <= cap:
         return PASS
     return refusal(
@@ -470,9 +474,9 @@ def line_cap(ctx: RuleContext) -> Verdict:
 def total_cap(ctx: RuleContext) -> Verdict:
     """Total spending stays within the contracted amount."""
     spent = _expenditure(ctx)
-    if spent is None or term(ctx.project) is None:
+    if spent is None or term(ctx.project, ctx.parsed) is None:
         return PASS  # funds.expenditure reports it
-    limit, used = awarded(ctx.project), eligible_spend(ctx.project)
+    limit, used = awarded(ctx.project, ctx.parsed), eligible_spend(ctx.project, ctx.parsed)
     if used + spent.amount <= limit:
         return PASS
     return refusal(
@@ -527,4 +531,4 @@ def expenditure_effect(ctx: RuleContext) -> Effects:
     """Keep the project's running eligible spend in its data (for portfolio reports)."""
     spent = _expenditure(ctx)
     amount = spent.amount if spent else ZERO
-    return Effects(data={"eligible_spend": str(eligible_spend(ctx.project) + amount)})
+    return Effects(data={"eligible_spend": str(eligible_spend(ctx.project, ctx.parsed) + amount)})

@@ -29,7 +29,7 @@ __all__ = ["objection_open", "objections_cleared", "period_elapsed", "ruling_val
 @rule(name="publicity.period")
 def period_elapsed(ctx: RuleContext) -> Verdict:
     """At least N full working days (5 by default) passed between approval and today."""
-    approved = approval(ctx.project)
+    approved = approval(ctx.project, ctx.parsed)
     need = ctx.policy.publicity_working_days
     if approved is None:
         return refusal(
@@ -54,9 +54,13 @@ def period_elapsed(ctx: RuleContext) -> Verdict:
 @rule(name="publicity.objection")
 def objections_cleared(ctx: RuleContext) -> Verdict:
     """Every objection is ruled on and none was upheld."""
-    rulings = {r.objection: r for r in values(ctx.project, "objection_ruling", ObjectionRuling)}
+    rulings = {
+        r.objection: r for r in values(ctx.project, "objection_ruling", ObjectionRuling, ctx.parsed)
+    }
     open_ = [
-        rec.id for rec, _o in rows(ctx.project, "objection", Objection) if rec.id not in rulings
+        rec.id
+        for rec, _o in rows(ctx.project, "objection", Objection, ctx.parsed)
+        if rec.id not in rulings
     ]
     upheld = sorted(oid for oid, r in rulings.items() if r.upheld)
     if not open_ and not upheld:
@@ -74,7 +78,7 @@ def objection_open(ctx: RuleContext) -> Verdict:
 
     The period is the approval day and the N working days after it.
     """
-    approved = approval(ctx.project)
+    approved = approval(ctx.project, ctx.parsed)
     today = local_date(ctx.now, ctx.policy)
     timely = False
     if ctx.source == "reviewed" and approved is not None:
@@ -90,7 +94,7 @@ def objection_open(ctx: RuleContext) -> Verdict:
             return refusal(
                 "publicity.objection_open", key="publicity.objection_open.ended", ended=last
             )
-    if timely and load(Objection, record_data(ctx)) is not None:
+    if timely and load(Objection, record_data(ctx), ctx.parsed) is not None:
         return PASS
     return refusal(
         "publicity.objection_open",
@@ -101,9 +105,11 @@ def objection_open(ctx: RuleContext) -> Verdict:
 @rule(name="publicity.ruling")
 def ruling_valid(ctx: RuleContext) -> Verdict:
     """A purchaser rules once on an existing objection."""
-    ruling = load(ObjectionRuling, record_data(ctx))
+    ruling = load(ObjectionRuling, record_data(ctx), ctx.parsed)
     objections = {r.id for r in ctx.project.records_of("objection")}
-    ruled = {o.objection for o in values(ctx.project, "objection_ruling", ObjectionRuling)}
+    ruled = {
+        o.objection for o in values(ctx.project, "objection_ruling", ObjectionRuling, ctx.parsed)
+    }
     if ruling is not None and ruling.objection in objections - ruled:
         return PASS
     target = None if ruling is None else ruling.objection

@@ -86,7 +86,7 @@ def panel(
             reason = "duplicate"
         elif rubric is None or (review.rubric, review.rubric_version) != ("approval", version):
             reason = reason or "rubric_version"
-        elif rubric.problems(review.scores):
+        elif rubric.issues(review.scores):  # (problems() words them: not needed here)
             reason = reason or "invalid_scores"
         seen.add(review.reviewer)
         if reason is None and rubric is not None:
@@ -158,7 +158,7 @@ def review_record(rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> Rule:
 
     @rule(name="review.record")
     def review_record_rule(ctx: RuleContext) -> Verdict:
-        review = load(Review, record_data(ctx))
+        review = load(Review, record_data(ctx), ctx.parsed)
         version = pinned_version(ctx.project, "approval", ctx.policy)
         rubric = find_rubric(rubrics, "approval", version)
         problems: list[dict[str, Any]] = []
@@ -170,7 +170,9 @@ def review_record(rubrics: Sequence[Rubric] = DEFAULT_RUBRICS) -> Rule:
             reviewer = review.reviewer
             if reviewer != ctx.actor.id:
                 problems.append(problem("review.not_actor", reviewer=reviewer, actor=ctx.actor.id))
-            if any(r.reviewer == reviewer for _, r in rows(ctx.project, "review", Review)):
+            if any(
+                r.reviewer == reviewer for _, r in rows(ctx.project, "review", Review, ctx.parsed)
+            ):
                 problems.append(problem("review.repeat", reviewer=reviewer))
             if review.conflict is None and ctx.policy.declaration_required:
                 problems.append(problem("review.no_declaration"))

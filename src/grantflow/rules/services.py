@@ -36,7 +36,7 @@ __all__ = [
 @rule(name="services.record")
 def service_valid(ctx: RuleContext) -> Verdict:
     """The provider logs well-formed service activity while the project runs."""
-    valid = load(ServiceRecord, record_data(ctx)) is not None
+    valid = load(ServiceRecord, record_data(ctx), ctx.parsed) is not None
     problems = record_problems(ctx, "service", valid)
     if not problems:
         return PASS
@@ -46,7 +46,7 @@ def service_valid(ctx: RuleContext) -> Verdict:
 @rule(name="services.in_term")
 def service_in_term(ctx: RuleContext) -> Verdict:
     """The service was delivered inside the contract term (extensions included)."""
-    served, span = load(ServiceRecord, record_data(ctx)), term(ctx.project)
+    served, span = load(ServiceRecord, record_data(ctx), ctx.parsed), term(ctx.project, ctx.parsed)
     if served is None or span is None or span[0] <= served.date <= span[1]:
         return PASS
     return refusal(
@@ -60,7 +60,7 @@ def service_in_term(ctx: RuleContext) -> Verdict:
 @rule(name="services.plausible")
 def service_plausible(ctx: RuleContext) -> Verdict:
     """Not in the future, in the project's own domain, person-times and activities bounded."""
-    served = load(ServiceRecord, record_data(ctx))
+    served = load(ServiceRecord, record_data(ctx), ctx.parsed)
     if served is None:
         return PASS  # services.record reports it
     problems = []
@@ -83,8 +83,8 @@ def service_plausible(ctx: RuleContext) -> Verdict:
 
 def service_effect(ctx: RuleContext) -> Effects:
     """Keep running totals of activities and person-times in the project's data."""
-    new = load(ServiceRecord, record_data(ctx))
-    logged = [*values(ctx.project, "service", ServiceRecord), *([new] if new else [])]
+    new = load(ServiceRecord, record_data(ctx), ctx.parsed)
+    logged = [*values(ctx.project, "service", ServiceRecord, ctx.parsed), *([new] if new else [])]
     return Effects(
         data={
             "activities": sum(s.activities for s in logged),
@@ -96,7 +96,7 @@ def service_effect(ctx: RuleContext) -> Effects:
 @rule(name="services.sanction")
 def sanction_valid(ctx: RuleContext) -> Verdict:
     """A purchaser records a sanction on this project's provider, with a reason."""
-    sanction = load(Sanction, record_data(ctx))
+    sanction = load(Sanction, record_data(ctx), ctx.parsed)
     if sanction is not None and sanction.provider == provider_of(ctx.project):
         return PASS
     return refusal(

@@ -17,10 +17,10 @@ from typing import Any
 from grantflow._canonical import thaw
 from grantflow.messages import problem, refusal
 from grantflow.models import Verdict
-from grantflow.obligations import Schedule, contract_term, reporting_periods
+from grantflow.obligations import Schedule, reporting_periods
 from grantflow.records import ProgressReport
 from grantflow.rules._base import PASS, Rule, RuleContext, rule
-from grantflow.rules._regime import load, record_data, record_problems, values
+from grantflow.rules._regime import load, record_data, record_problems, term, values
 from grantflow.states import PURCHASED_SERVICE, Lifecycle
 
 __all__ = ["SYSTEM_ROLE", "progress_report_valid", "timer_record"]
@@ -52,10 +52,12 @@ def timer_record(lifecycle: Lifecycle = PURCHASED_SERVICE) -> Rule:
 @rule(name="progress.report")
 def progress_report_valid(ctx: RuleContext) -> Verdict:
     """The provider reports a period of its contract that has not been reported yet."""
-    report = load(ProgressReport, record_data(ctx))
+    report = load(ProgressReport, record_data(ctx), ctx.parsed)
     found: list[dict[str, Any]] = record_problems(ctx, "progress_report", report is not None)
     if report is not None:
-        done = {r.period for r in values(ctx.project, "progress_report", ProgressReport)}
+        done = {
+            r.period for r in values(ctx.project, "progress_report", ProgressReport, ctx.parsed)
+        }
         if report.period not in _periods(ctx):
             found.append(problem("progress.period", period=report.period))
         elif report.period in done:
@@ -67,7 +69,7 @@ def progress_report_valid(ctx: RuleContext) -> Verdict:
 
 def _periods(ctx: RuleContext) -> set[int]:
     """The reporting periods of the project's contract under its policy."""
-    span = contract_term(ctx.project)
+    span = term(ctx.project, ctx.parsed)
     if span is None:
         return set()
     return {n for n, _end in reporting_periods(*span, ctx.policy.progress_report_months)}

@@ -1,0 +1,151 @@
+"""`Parsed`: a decision's records parsed once, answering exactly as parsing afresh."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from grantflow.models import Project, Record
+from grantflow.records import Contract, Expenditure
+from grantflow.rules._base import Parsed
+from grantflow.rules._regime import (
+    awarded,
+    budget,
+    eligible_spend,
+    expenditures,
+    load,
+    rows,
+    term,
+    values,
+)
+
+NOW = datetime(2025, 6, 1, tzinfo=UTC)
+
+# Expenditure data that parses, and data that does not (a bad line, a bad amount, a float).
+_expenditure = st.fixed_dictionaries(
+    {
+        "date": st.sampled_from(["2025-05-01", "2025-13-01", "soon"]),
+        "line": st.sampled_from(["activities", "personnel", "nowhere"]),
+        "amount": st.sampled_from(["10.00", "0.01", "-3", "x", "12.345"]),
+        "invoice_number": st.sampled_from(["", "INV-1"]),
+    }
+)
+_contract = st.fixed_dictionaries(
+    {
+        "kind": st.sampled_from(["purchase", "supervision"]),
+        "number": st.just("c-1"),
+        "signed_on": st.just("2025-03-11"),
+        "amount": st.sampled_from(["100000.00", "nope"]),
+        "start": st.just("2025-03-15"),
+        "end": st.sampled_from(["2026-03-14", "2024-01-01"]),
+    }
+)
+
+
+@st.composite
+def _projects(draw: st.DrawFn, version: int = 3) -> Project:
+    kinds: list[tuple[str, dict[str, Any]]] = draw(
+        st.lists(
+            st.one_of(
+                st.tuples(st.just("expenditure"), _expenditure),
+                st.tuples(st.just("contract"), _contract),
+                st.tuples(
+                    st.just("budget_line"),
+                    st.fixed_dictionaries(
+                        {"line": st.just("activities"), "amount": st.just("50.00")}
+                    ),
+                ),
+            ),
+            max_size=6,
+        )
+    )
+    records = tuple(
+        Record(kind=kind, id=f"{kind}-{n}", data=data, seq=n + 1)
+        for n, (kind, data) in enumerate(kinds)
+    )
+    return Project(
+        id="p-1",
+        state="contracted",
+        version=version,
+        head="0" * 64,
+        records=records,
+        created_at=NOW,
+        updated_at=NOW,
+    )
+
+
+def _reads(project: Project, memo: Parsed | None) -> tuple[Any, ...]:
+    return (
+        rows(project, "expenditure", Expenditure, memo),
+        values(project, "contract", Contract, memo),
+        expenditures(project, memo),
+        eligible_spend(project, memo),
+        awarded(project, memo),
+        budget(project, memo),
+        term(project, memo),
+    )
+
+
+@given(_projects(), _projects(version=4))
+def test_a_memo_answers_as_a_fresh_parse_and_never_across_projects(
+    first: Project, second: Project
+) -> None:
+    """Reads through one shared memo, repeated and across two projects, equal a fresh parse."""
+    memo = Parsed()
+    for project in (first, second, first, second):
+        assert _reads(project, memo) == _reads(project, None)
+
+
+@given(_expenditure)
+def test_loading_through_a_memo_parses_each_object_once(data: dict[str, Any]) -> None:
+    """The same data object gives the same parse; an equal but distinct object is parsed anew."""
+    memo = Parsed()
+    fresh = load(Expenditure, data)
+    first = load(Expenditure, data, memo)
+    assert first == fresh
+    assert load(Expenditure, data, memo) is first
+    copy = dict(data)
+    assert load(Expenditure, copy, memo) == fresh
+    assert load(Contract, data, memo) == load(Contract, data)
+
+
+def test_a_memo_hands_back_its_rows_without_letting_callers_change_them() -> None:
+    """rows() returns a new list each time: appending to one does not change the next answer."""
+    project = Project(
+        id="p-1",
+        state="contracted",
+        version=1,
+        head="0" * 64,
+        records=(
+            Record(
+                kind="expenditure",
+                id="e-1",
+                data={"date": "2025-05-01", "line": "activities", "amount": "10.00"},
+                seq=1,
+            ),
+        ),
+        created_at=NOW,
+        updated_at=NOW,
+    )
+    memo = Parsed()
+    found = rows(project, "expenditure", Expenditure, memo)
+    found.append(found[0])
+    assert len(rows(project, "expenditure", Expenditure, memo)) == 1
+
+
+def test_the_memo_holds_what_it_keys_on() -> None:
+    """An answer is tied to the object itself: a new object at a reused address is not a hit."""
+    memo = Parsed()
+    calls: list[int] = []
+
+    def parse() -> int:
+        calls.append(1)
+        return len(calls)
+
+    for _ in range(50):
+        source = object()  # released each round unless the memo holds it
+        assert memo.get(source, "k", parse) == len(calls)
+    assert len(calls) == 50
