@@ -34,7 +34,7 @@ from grantflow.records import (
     Expenditure,
     Installment,
 )
-from grantflow.rules._base import PASS, Parsed, RuleContext
+from grantflow.rules._base import Parsed, RuleContext
 
 M = TypeVar("M", bound=BaseModel)
 #: States in which a provider spends and records expenditures and services.
@@ -210,13 +210,6 @@ def working_calendar(policy: Policy) -> WorkingCalendar:
 def calendar_refusal(exc: CalendarUnavailable, code: str = "calendar.unavailable") -> Verdict:
     """Refuse because a date the rule needs falls in a year without calendar data."""
     return refusal(code, key="calendar.unavailable", year=exc.year)
-
-
-def needs_role(ctx: RuleContext, role: str, code: str) -> Verdict:
-    """Refuse with `code` unless the actor holds `role`."""
-    if role in ctx.actor.roles:
-        return PASS
-    return refusal(code, key="role.required", role=role, actor_roles=sorted(ctx.actor.roles))
 
 
 def record_problems(ctx: RuleContext, kind: str, valid: bool) -> list[dict[str, Any]]:
