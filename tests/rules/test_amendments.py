@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from grantflow.models import Outcome
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from grantflow.models import Outcome, Project, Record
+from grantflow.rules._base import Parsed
+from grantflow.rules._regime import budget
 
 if TYPE_CHECKING:
     from conftest import World
@@ -105,3 +112,62 @@ def test_requests_come_from_the_provider_and_decisions_from_a_purchaser(world: W
     data = {"request": "req-1", "approved": True}
     outcome = world.engine.add_record(pid, "amendment_decision", data, actor=world.applicant)
     assert world.codes(outcome) == {"authority.role", "authority.relation"}
+
+
+_LINES = ["personnel", "activities", "experts", "training", "publicity", "administration"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    lines=st.dictionaries(
+        st.sampled_from(_LINES), st.integers(0, 10**7).map(lambda f: Decimal(f) / 100), max_size=4
+    ),
+    amendments=st.lists(
+        st.tuples(
+            st.sampled_from(["line_move", "extension", "other"]),
+            st.none() | st.sampled_from(_LINES),
+            st.none() | st.sampled_from(_LINES),
+            st.none() | st.integers(0, 10**6).map(lambda f: Decimal(f) / 100),
+        ),
+        max_size=5,
+    ),
+)
+def test_the_amended_budget_is_the_lines_with_each_line_move_applied(
+    lines: dict[str, Decimal], amendments: list[tuple[str, str | None, str | None, Decimal | None]]
+) -> None:
+    """The amended budget applies each complete line move; the total never moves.
+
+    A move takes its amount from one line (an absent line counts as zero) and adds it to
+    the other; other amendments, or moves missing a line, change nothing; a memo gives
+    the same answer.
+    """
+    now = datetime(2025, 3, 3, tzinfo=UTC)
+    records = [
+        Record(
+            kind="budget_line", id=f"b-{line}", data={"line": line, "amount": str(amount)}, seq=1
+        )
+        for line, amount in lines.items()
+    ]
+    expected = dict(lines)
+    for n, (kind, source, target, amount) in enumerate(amendments):
+        data: dict[str, Any] = {"kind": kind, "reason": "r"}
+        data.update({k: v for k, v in (("from_line", source), ("to_line", target)) if v})
+        if amount is not None:
+            data["amount"] = str(amount)
+        records.append(Record(kind="amendment", id=f"a-{n}", data=data, seq=2 + n))
+        if kind == "line_move" and source and target:
+            moved = amount or Decimal(0)
+            expected[source] = expected.get(source, Decimal(0)) - moved
+            expected[target] = expected.get(target, Decimal(0)) + moved
+    project = Project(
+        id="p",
+        state="contracted",
+        version=1,
+        head="0" * 64,
+        created_at=now,
+        updated_at=now,
+        records=tuple(records),
+    )
+    assert budget(project) == expected
+    assert budget(project, Parsed()) == expected
+    assert sum(budget(project).values(), Decimal(0)) == sum(lines.values(), Decimal(0))
