@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -29,6 +29,31 @@ def test_incomplete_application_is_refused(world: World) -> None:
     outcome = world.submit(domain="astrology")
     assert "eligibility.application" in world.codes(outcome)
     assert "domain" in outcome.refusals[0].message
+
+
+@pytest.mark.parametrize(
+    ("overrides", "english", "chinese"),
+    [
+        ({"title": None}, "title: missing", "缺少项目名称"),
+        ({"title": ""}, "title: must not be empty", "项目名称不能为空"),
+        ({"domain": "astrology"}, "domain: not valid", "服务领域格式有误"),
+        (
+            {"planned_end": "2025-01-01"},
+            "planned_end is before planned_start",
+            "计划结束日期早于计划开始日期",
+        ),
+    ],
+)
+def test_each_application_problem_reads_its_own_sentence(
+    world: World, overrides: dict[str, Any], english: str, chinese: str
+) -> None:
+    """Missing, empty and invalid fields and reversed dates each name their cause, in both tongues."""
+    application = world.application(**overrides)
+    application = {k: v for k, v in application.items() if v is not None}
+    outcome = world.engine.submit(actor=world.applicant, data=application)
+    (refusal,) = [r for r in outcome.refusals if r.code == "eligibility.application"]
+    assert english in refusal.message
+    assert chinese in refusal.message_zh
 
 
 def test_only_the_provider_submits(world: World) -> None:
