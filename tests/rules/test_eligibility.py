@@ -47,7 +47,7 @@ def test_incomplete_application_is_refused(world: World) -> None:
 def test_each_application_problem_reads_its_own_sentence(
     world: World, overrides: dict[str, Any], english: str, chinese: str
 ) -> None:
-    """Missing, empty and invalid fields and reversed dates each name their cause, in both tongues."""
+    """Missing, empty, invalid fields and reversed dates each read their own cause (en, zh)."""
     application = world.application(**overrides)
     application = {k: v for k, v in application.items() if v is not None}
     outcome = world.engine.submit(actor=world.applicant, data=application)
