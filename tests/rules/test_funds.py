@@ -281,3 +281,33 @@ def test_close_needs_a_grade_and_not_the_approver(world: World) -> None:
     )
     assert [r.code for r in funds.graded(ctx).refusals] == ["funds.graded"]
     assert funds.graded(dataclasses.replace(ctx, project=project)).passed
+
+
+@pytest.mark.parametrize(("amount", "demanded"), [("0.00", False), ("0.01", True), ("1.00", True)])
+def test_a_refund_is_demanded_from_one_fen_and_never_for_nothing(
+    amount: str, demanded: bool
+) -> None:
+    """The settlement's refund demand: none for a zero overpayment, one from a single fen."""
+    from datetime import UTC, datetime
+
+    from grantflow.models import Actor, Project
+
+    now = datetime(2025, 6, 2, 1, tzinfo=UTC)
+    project = Project(
+        id="p", state="assessed", version=1, head="0" * 64, created_at=now, updated_at=now
+    )
+    ctx = RuleContext(
+        project=project,
+        event="close",
+        source="assessed",
+        target="closed",
+        actor=Actor(id="staff-2", roles=frozenset({"purchaser", "finance"})),
+        evidence={},
+        now=now,
+        policy=Policy(),
+        facts={},
+    )
+    found = funds._demand(ctx, Decimal(amount), "settlement")
+    assert [r.kind for r in found] == (["refund_demand"] if demanded else [])
+    if demanded:
+        assert Decimal(found[0].data["amount"]) == Decimal(amount)
