@@ -6,12 +6,15 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from grantflow.models import Outcome, Project, Record
+from grantflow.records import AmendmentRequest
 from grantflow.rules._base import Parsed
 from grantflow.rules._regime import budget
+from grantflow.rules.amendments import _request_problems
 
 if TYPE_CHECKING:
     from conftest import World
@@ -171,3 +174,35 @@ def test_the_amended_budget_is_the_lines_with_each_line_move_applied(
     assert budget(project) == expected
     assert budget(project, Parsed()) == expected
     assert sum(budget(project).values(), Decimal(0)) == sum(lines.values(), Decimal(0))
+
+
+@pytest.mark.parametrize(
+    ("data", "keys"),
+    [
+        (None, ["record.invalid"]),
+        (_move("personnel", "activities", "100.00"), []),
+        (
+            {**_move("personnel", "activities", "1.00"), "from_line": None},
+            ["amendment.move_fields"],
+        ),
+        ({**_move("personnel", "activities", "1.00"), "to_line": None}, ["amendment.move_fields"]),
+        ({**_move("personnel", "activities", "1.00"), "amount": None}, ["amendment.move_fields"]),
+        (_move("personnel", "personnel", "1.00"), ["amendment.same_line"]),
+        ({"kind": "extension", "reason": "late start"}, ["amendment.later_end"]),
+        ({"kind": "extension", "reason": "r", "new_end": "2027-01-01"}, ["amendment.later_end"]),
+        ({"kind": "other", "reason": "a new venue"}, []),
+    ],
+)
+def test_each_request_problem_has_its_own_code(
+    data: dict[str, Any] | None, keys: list[str]
+) -> None:
+    """A malformed move, a move within one line, an extension without a later end: one code each.
+
+    (Before signing a project has no term, so any extension is refused `later_end`.)
+    """
+    now = datetime(2025, 3, 3, tzinfo=UTC)
+    project = Project(
+        id="p", state="contracted", version=1, head="0" * 64, created_at=now, updated_at=now
+    )
+    request = None if data is None else AmendmentRequest.model_validate(data)
+    assert [p["code"] for p in _request_problems(request, project)] == keys
