@@ -85,3 +85,25 @@ def make_store(
 def url_of(store: SqlStore) -> str:
     """Return the URL (password included) another process can open the store with."""
     return store.engine.url.render_as_string(hide_password=False)
+
+
+class OnSqlite:
+    """Mixin for a store contract class: its `store` is a SqlStore on a fresh SQLite file."""
+
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[SqlStore]:
+        """A SqlStore on a new SQLite file, closed afterwards."""
+        store = SqlStore.open(f"sqlite:///{tmp_path / 'contract.db'}")
+        yield store
+        store.close()
+
+
+class OnPostgres:
+    """Mixin for a store contract class: its `store` is a SqlStore in its own PostgreSQL tables."""
+
+    @pytest.fixture
+    def store(self, pg_url: str, pg_schema: str) -> Iterator[SqlStore]:
+        """A SqlStore under a fresh table prefix in the module's schema, closed afterwards."""
+        store = SqlStore.open(pg_url, schema=pg_schema, table_prefix=f"t{uuid.uuid4().hex[:8]}_")
+        yield store
+        store.close()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +9,8 @@ import pytest
 from grantflow.persistence import MemoryStore
 from grantflow.persistence.sql import SqlStore
 from grantflow.testing.outbox_contract import OutboxContract
+
+from .conftest import OnPostgres, OnSqlite
 
 
 class TestMemoryOutbox(OutboxContract):
@@ -21,25 +21,13 @@ class TestMemoryOutbox(OutboxContract):
         return MemoryStore()
 
 
-class TestSqliteOutbox(OutboxContract):
+class TestSqliteOutbox(OnSqlite, OutboxContract):
     """The outbox contract on a SQLite file."""
-
-    @pytest.fixture
-    def store(self, tmp_path: Path) -> Iterator[SqlStore]:
-        store = SqlStore.open(f"sqlite:///{tmp_path / 'outbox.db'}")
-        yield store
-        store.close()
 
 
 @pytest.mark.postgres
-class TestPostgresOutbox(OutboxContract):
+class TestPostgresOutbox(OnPostgres, OutboxContract):
     """The outbox contract on PostgreSQL, each test in its own tables."""
-
-    @pytest.fixture
-    def store(self, pg_url: str, pg_schema: str) -> Iterator[SqlStore]:
-        store = SqlStore.open(pg_url, schema=pg_schema, table_prefix=f"t{uuid.uuid4().hex[:8]}_")
-        yield store
-        store.close()
 
 
 def test_a_version_4_database_upgrades_to_an_outbox(tmp_path: Path) -> None:

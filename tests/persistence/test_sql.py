@@ -5,8 +5,6 @@ from __future__ import annotations
 import multiprocessing
 import tempfile
 import threading
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,32 +26,20 @@ from grantflow.rules import RuleBook
 from grantflow.testing.job_contract import JobStoreContract
 from grantflow.testing.store_contract import StoreContract, race_worker
 
-from .conftest import StoreFactory, url_of
+from .conftest import OnPostgres, OnSqlite, StoreFactory, url_of
 
 APPLICANT = Actor(id="org-1", roles=frozenset({"applicant"}))
 PURCHASER = Actor(id="buyer", roles=frozenset({"purchaser"}))
 EVALUATOR = Actor(id="eval", roles=frozenset({"evaluator"}))
 
 
-class TestSqliteStore(StoreContract):
+class TestSqliteStore(OnSqlite, StoreContract):
     """The store contract on a SQLite file."""
-
-    @pytest.fixture
-    def store(self, tmp_path: Path) -> Iterator[SqlStore]:
-        store = SqlStore.open(f"sqlite:///{tmp_path / 'contract.db'}")
-        yield store
-        store.close()
 
 
 @pytest.mark.postgres
-class TestPostgresStore(StoreContract):
+class TestPostgresStore(OnPostgres, StoreContract):
     """The store contract on PostgreSQL, each test in its own tables."""
-
-    @pytest.fixture
-    def store(self, pg_url: str, pg_schema: str) -> Iterator[SqlStore]:
-        store = SqlStore.open(pg_url, schema=pg_schema, table_prefix=f"t{uuid.uuid4().hex[:8]}_")
-        yield store
-        store.close()
 
 
 # -- helpers ----------------------------------------------------------------------------
@@ -549,22 +535,10 @@ def test_find_records_probes_the_record_key_index(tmp_path: Path) -> None:
     store.close()
 
 
-class TestSqliteJobStore(JobStoreContract):
+class TestSqliteJobStore(OnSqlite, JobStoreContract):
     """The job-store contract on a SQLite file."""
-
-    @pytest.fixture
-    def store(self, tmp_path: Path) -> Iterator[SqlStore]:
-        store = SqlStore.open(f"sqlite:///{tmp_path / 'jobs.db'}")
-        yield store
-        store.close()
 
 
 @pytest.mark.postgres
-class TestPostgresJobStore(JobStoreContract):
+class TestPostgresJobStore(OnPostgres, JobStoreContract):
     """The job-store contract on PostgreSQL, each test in its own tables."""
-
-    @pytest.fixture
-    def store(self, pg_url: str, pg_schema: str) -> Iterator[SqlStore]:
-        store = SqlStore.open(pg_url, schema=pg_schema, table_prefix=f"t{uuid.uuid4().hex[:8]}_")
-        yield store
-        store.close()
