@@ -3,6 +3,17 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, Phase, settings
+
+# `pytest --hypothesis-profile=mutation`, used by the mutation run (pyproject.toml,
+# [tool.mutmut]): a killed mutant needs one failing example, not the shrunk smallest
+# one, and a slower mutant must not be "killed" by a deadline or a health check.
+settings.register_profile(
+    "mutation",
+    deadline=None,
+    phases=(Phase.explicit, Phase.reuse, Phase.generate),
+    suppress_health_check=(HealthCheck.too_slow,),
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
