@@ -34,6 +34,7 @@ __all__ = [
     "freeze",
     "iso_utc",
     "plain",
+    "same_json",
     "thaw",
     "validate_json",
 ]
@@ -336,6 +337,20 @@ def _label(key: str) -> str:
             return key
     shown = ascii(key[:_LABEL])
     return shown if len(key) <= _LABEL else shown + "…"
+
+
+def same_json(stored: Any, wanted: Any) -> bool:
+    """JSON equality as the SQL stores compare data: ``true`` is not ``1``, nor ``1`` ``"1"``.
+
+    A key the data lacks (`stored` None) equals ``null``. Python's ``==`` would count
+    ``True == 1`` and ``[1] == [True]`` equal, where a JSON column does not.
+    """
+    if isinstance(stored, Mapping | list | tuple) or isinstance(wanted, Mapping | list | tuple):
+        try:
+            return canonical_bytes(stored) == canonical_bytes(wanted)
+        except InvalidInput:
+            return False
+    return type(stored) is type(wanted) and bool(stored == wanted)
 
 
 def freeze(value: Any) -> Any:

@@ -24,6 +24,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from grantflow._canonical import same_json
 from grantflow._values import decimal_or_zero
 from grantflow.models import AuditEntry, Entity, Project, Record
 from grantflow.persistence import Change, StoreReader
@@ -397,7 +398,7 @@ def _matches(
     """1 when a stored row of `project` would be counted by ``count_projects``, else 0."""
     if project is None or not project.state or project.state in exclude_states:
         return 0
-    return int(all(project.data.get(k) == v for k, v in data_equals.items()))
+    return int(all(same_json(project.data.get(k), v) for k, v in data_equals.items()))
 
 
 def _state_at(chain: list[AuditEntry], when: datetime) -> str | None:

@@ -21,9 +21,11 @@ True
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, localcontext
 from enum import StrEnum
+from functools import cached_property
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -120,15 +122,20 @@ class Rubric(_Frozen):
         """``id@version``, the pin stored on reviews and projects."""
         return f"{self.id}@{self.version}"
 
-    @property
+    # A rubric is immutable: what is derived from its items is worked out once.
+    @cached_property
     def items(self) -> tuple[Item, ...]:
         """The base (non-bonus) items, in dimension order."""
         return tuple(i for d in self.dimensions for i in d.items)
 
-    @property
+    @cached_property
     def all_items(self) -> tuple[Item, ...]:
         """Base items then bonus items."""
         return (*self.items, *self.bonus)
+
+    @cached_property
+    def _by_id(self) -> dict[str, Item]:
+        return {i.id: i for i in self.all_items}
 
     @property
     def maximum(self) -> Decimal:
@@ -150,7 +157,7 @@ class Rubric(_Frozen):
         Each names the item by id and by its Chinese label (``item_zh``).
         """
         found: list[dict[str, object]] = []
-        known = {i.id: i for i in self.all_items}
+        known = self._by_id
         for base in self.items:
             if base.id not in scores:
                 found.append({"code": "score.missing", "item": base.id, "item_zh": base.label_zh})
@@ -202,8 +209,21 @@ class Rubric(_Frozen):
 
 
 def _decimal(value: object) -> Decimal | None:
+    if type(value) is str:
+        return _decimal_text(value)
     if isinstance(value, bool) or not isinstance(value, int | str | Decimal):
         return None
+    try:
+        result = Decimal(value)
+    except ArithmeticError:
+        return None
+    return result if result.is_finite() else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _decimal_text(value: str) -> Decimal | None:
+    # Reviews repeat a handful of score texts ("8", "7.50"): parse each once. Keyed by
+    # the exact text, so "7.5" and "7.50" keep their own exponents.
     try:
         result = Decimal(value)
     except ArithmeticError:

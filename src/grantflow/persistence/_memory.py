@@ -8,6 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from grantflow._canonical import same_json
 from grantflow._values import decimal_or_zero
 from grantflow.audit import GENESIS, Checkpoint
 from grantflow.errors import ConcurrencyError, ProjectExists
@@ -104,7 +105,7 @@ class MemoryStore(MemoryJobs, MemoryOutbox):
             1
             for p in self._projects.values()
             if p.state not in exclude_states
-            and all(p.data.get(k) == v for k, v in data_equals.items())
+            and all(same_json(p.data.get(k), v) for k, v in data_equals.items())
         )
 
     def sum_projects(
@@ -116,7 +117,7 @@ class MemoryStore(MemoryJobs, MemoryOutbox):
                 decimal_or_zero(p.data.get(field))
                 for p in self._projects.values()
                 if p.state not in exclude_states
-                and all(p.data.get(k) == v for k, v in data_equals.items())
+                and all(same_json(p.data.get(k), v) for k, v in data_equals.items())
             ),
             Decimal(0),
         )

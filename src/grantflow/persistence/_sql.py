@@ -19,6 +19,8 @@ from sqlalchemy import (
     cast,
     func,
     literal,
+    literal_column,
+    or_,
     select,
     union,
 )
@@ -33,6 +35,7 @@ from grantflow.persistence._migrations import apply_pending, check, current_vers
 from grantflow.persistence._protocol import Change, Leaf, LogLeaf, ObligationRow
 from grantflow.persistence._schema import KEY_FIELD, KEY_VALUE, Tables, build_tables
 from grantflow.persistence._sqlconn import Connector, HostConnector, Synchronous
+from grantflow.persistence._sqlindexes import QUERY_INDEXES
 from grantflow.persistence._sqljobs import SqlJobs
 from grantflow.persistence._sqloutbox import SqlOutbox
 from grantflow.persistence._sqlwrite import Partial, Writer
@@ -755,27 +758,54 @@ class SqlStore(SqlJobs, SqlOutbox):
         finally:
             cursor.close()
 
+    def _indexed_equals(self, key: str, value: str | int, encoded: str) -> ColumnElement[bool]:
+        """`_json_equals` spelled as the query indexes of migration 8 are, so they serve it.
+
+        The generated column on SQLite (the text or integer, else NULL: the same test as
+        `_json_equals` makes), the expression with its key as a literal on PostgreSQL.
+        """
+        if self._db.dialect == "postgresql":
+            field = self._t.projects.c.data.op("->")(literal_column(f"'{key}'"))
+            return field == cast(literal(encoded), postgresql.JSONB)
+        table = self._db.engine.dialect.identifier_preparer.format_table(self._t.projects)
+        return literal_column(f"{table}.q_{key}") == value
+
     def _json_equals(self, key: str, value: Any) -> ColumnElement[bool]:
         column = self._t.projects.c.data
         if '"' in key or "\\" in key:
             raise InvalidInput("data keys may not contain quotes or backslashes", field="data")
         encoded = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        if key in QUERY_INDEXES and _indexed_kind(key, value):
+            return self._indexed_equals(key, value, encoded)
         if self._db.dialect == "postgresql":
-            return column[key] == cast(literal(encoded), postgresql.JSONB)
-        path = f'$."{key}"'
-        kind = func.json_type(column, path)
-        extracted = func.json_extract(column, path)
-        if value is None:
-            return kind == "null"
-        if isinstance(value, bool):
-            return kind == ("true" if value else "false")
-        if isinstance(value, int):
-            return and_(kind == "integer", extracted == value)
-        if isinstance(value, str):
-            return and_(kind == "text", extracted == value)
-        return case((kind.in_(["object", "array"]), func.json(extracted)), else_=None) == func.json(
-            encoded
-        )
+            equal = column[key] == cast(literal(encoded), postgresql.JSONB)
+            # A key the data lacks counts as null, as in the memory store.
+            return or_(equal, column[key].is_(None)) if value is None else equal
+        return _sqlite_json_equals(column, key, value, encoded)
+
+
+def _sqlite_json_equals(column: Any, key: str, value: Any, encoded: str) -> ColumnElement[bool]:
+    path = f'$."{key}"'
+    kind = func.json_type(column, path)
+    extracted = func.json_extract(column, path)
+    if value is None:  # a key the data lacks counts as null, as in the memory store
+        return or_(kind == "null", kind.is_(None))
+    if isinstance(value, bool):
+        return kind == ("true" if value else "false")
+    if isinstance(value, int):
+        return and_(kind == "integer", extracted == value)
+    if isinstance(value, str):
+        return and_(kind == "text", extracted == value)
+    return case((kind.in_(["object", "array"]), func.json(extracted)), else_=None) == func.json(
+        encoded
+    )
+
+
+def _indexed_kind(key: str, value: Any) -> bool:
+    """Whether `value` has the type the query index of `key` holds (year: int, else text)."""
+    if key == "year":
+        return type(value) is int
+    return type(value) is str
 
 
 def _project(row: Any, records: tuple[Record, ...]) -> Project:
