@@ -460,6 +460,8 @@ class SqlStore(SqlJobs, SqlOutbox):
         self, data_equals: Mapping[str, Any], *, exclude_states: Collection[str] = ()
     ) -> int:
         """Count projects whose data has every key of `data_equals` equal (as JSON)."""
+        if data_equals and all(_indexed_kind(k, v) for k, v in data_equals.items()):
+            return self._count_indexed(data_equals, exclude_states)
         p = self._t.projects
         conditions = [self._json_equals(key, value) for key, value in data_equals.items()]
         if exclude_states:
@@ -467,6 +469,42 @@ class SqlStore(SqlJobs, SqlOutbox):
         stmt = select(func.count()).select_from(p).where(and_(True, *conditions))
         with self._db.connect() as conn:
             return int(conn.execute(stmt).scalar_one())
+
+    def _count_indexed(
+        self, data_equals: Mapping[str, str | int], exclude_states: Collection[str]
+    ) -> int:
+        # Plain DBAPI, no statement building: the default regime counts a provider's
+        # applications once per submission. Only indexed fields, read through their index.
+        sql, params = self._count_sql(data_equals, exclude_states)
+        with self._db.connect() as conn:
+            cursor = conn.connection.cursor()
+            try:
+                cursor.execute(sql, params)
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
+        return int(row[0]) if row else 0
+
+    def _count_sql(
+        self, data_equals: Mapping[str, str | int], exclude_states: Collection[str] = ()
+    ) -> tuple[str, list[Any]]:
+        """The SQL and parameters `count_projects` runs for indexed fields (see its tests)."""
+        mark, postgres = self._mark(), self._db.dialect == "postgresql"
+        conditions: list[str] = []
+        params: list[Any] = []
+        for key, value in sorted(data_equals.items()):
+            if postgres:
+                conditions.append(f"(data -> '{key}') = CAST({mark} AS JSONB)")
+                params.append(json.dumps(value, ensure_ascii=False))
+            else:
+                conditions.append(f"q_{key} = {mark}")
+                params.append(value)
+        excluded = sorted(exclude_states)
+        if excluded:
+            conditions.append(f"state NOT IN ({', '.join([mark] * len(excluded))})")
+            params.extend(excluded)
+        where = " AND ".join(conditions)
+        return f"SELECT count(*) FROM {self._name(self._t.projects)} WHERE {where}", params
 
     def sum_projects(
         self, field: str, data_equals: Mapping[str, Any], *, exclude_states: Collection[str] = ()
@@ -515,10 +553,22 @@ class SqlStore(SqlJobs, SqlOutbox):
 
     def get_entity(self, kind: str, entity_id: str) -> Entity | None:
         """Return one entity, or ``None``."""
-        e = self._t.entities
+        # Plain DBAPI: fact providers ask for an entity or two per decided item.
+        mark = self._mark()
+        sql = (
+            f"SELECT parent, data FROM {self._name(self._t.entities)} "
+            f"WHERE kind = {mark} AND id = {mark}"
+        )
         with self._db.connect() as conn:
-            row = conn.execute(select(e).where(e.c.kind == kind, e.c.id == entity_id)).first()
-        return None if row is None else _entity(row)
+            cursor = conn.connection.cursor()
+            try:
+                cursor.execute(sql, (kind, entity_id))
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
+        if row is None:
+            return None
+        return Entity(kind=kind, id=entity_id, parent=row[0], data=self._json(row[1]))
 
     def entities(self, kind: str, *, parent: str | None = None) -> Iterator[Entity]:
         """Yield the entities of `kind` (children of `parent` when given), in id order."""
@@ -775,7 +825,7 @@ class SqlStore(SqlJobs, SqlOutbox):
         if '"' in key or "\\" in key:
             raise InvalidInput("data keys may not contain quotes or backslashes", field="data")
         encoded = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        if key in QUERY_INDEXES and _indexed_kind(key, value):
+        if _indexed_kind(key, value):
             return self._indexed_equals(key, value, encoded)
         if self._db.dialect == "postgresql":
             equal = column[key] == cast(literal(encoded), postgresql.JSONB)
@@ -802,7 +852,9 @@ def _sqlite_json_equals(column: Any, key: str, value: Any, encoded: str) -> Colu
 
 
 def _indexed_kind(key: str, value: Any) -> bool:
-    """Whether `value` has the type the query index of `key` holds (year: int, else text)."""
+    """Whether `key` is indexed and `value` has the type its index holds (year: int, else text)."""
+    if key not in QUERY_INDEXES:
+        return False
     if key == "year":
         return type(value) is int
     return type(value) is str
