@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from grantflow import InvalidInput, Policy
 from grantflow.rubrics import (
@@ -13,6 +15,7 @@ from grantflow.rubrics import (
     MIDTERM_EVALUATION,
     PERFORMANCE_ASSESSMENT,
     Grade,
+    Rubric,
     aggregate,
     find_rubric,
     grade,
@@ -111,3 +114,30 @@ def test_panel_means_are_not_rounded_before_comparison() -> None:
     mean = aggregate([Decimal("59.99"), Decimal(60), Decimal(60)], Policy())
     assert mean < Decimal(60)
     assert shown(mean) == "59.99"
+
+
+_ODD = ["8", "7.50", "-0", "1e1", "NaN", "Infinity", "x", "", True, None, 1.5, [1]]
+
+
+@given(data=st.data(), rubric=st.sampled_from(DEFAULT_RUBRICS), percent=st.integers(0, 100))
+def test_checked_points_is_points_when_there_are_no_issues_else_none(
+    data: st.DataObject, rubric: Rubric, percent: int
+) -> None:
+    """The panel's one-pass check gives `points` exactly when `issues` finds nothing.
+
+    From a valid map (some percent of every maximum), items are changed, dropped or
+    added (bonus items, unknown ids, out-of-range values, values of odd types).
+    """
+    scores: dict[str, object] = dict(rubric.proportional(percent))
+    ids = [i.id for i in rubric.all_items] + ["no.such.item"]
+    value = st.one_of(
+        st.decimals(min_value=-2, max_value=30, places=2),
+        st.integers(-2, 30),
+        st.sampled_from(_ODD),
+    )
+    scores.update(data.draw(st.dictionaries(st.sampled_from(ids), value, max_size=4)))
+    for gone in data.draw(st.lists(st.sampled_from(ids), max_size=2)):
+        scores.pop(gone, None)
+    policy = Policy()
+    expected = None if rubric.issues(scores) else rubric.points(scores, policy)
+    assert rubric.checked_points(scores, policy) == expected

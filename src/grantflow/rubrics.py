@@ -202,6 +202,32 @@ class Rubric(_Frozen):
         extra = sum((_decimal(scores.get(i.id, 0)) or Decimal(0) for i in self.bonus), Decimal(0))
         return base + min(extra, self.bonus_cap, policy.bonus_cap)
 
+    def checked_points(self, scores: Mapping[str, object], policy: Policy) -> Decimal | None:
+        """`points` of `scores` when `issues` finds nothing in them, else ``None``; one pass.
+
+        The approval panel asks this of every review of every project it decides.
+        """
+        by_id, bonus_ids = self._by_id, self._bonus_ids
+        base = extra = Decimal(0)
+        based = 0
+        for iid, raw in scores.items():
+            item = by_id.get(iid)
+            value = raw if type(raw) is Decimal and raw.is_finite() else _decimal(raw)
+            if item is None or value is None or not 0 <= value <= item.max:
+                return None
+            if iid in bonus_ids:
+                extra += value
+            else:
+                base += value
+                based += 1
+        if based != len(self.items):  # a base item is missing (ids are unique)
+            return None
+        return base + min(extra, self.bonus_cap, policy.bonus_cap)
+
+    @cached_property
+    def _bonus_ids(self) -> frozenset[str]:
+        return frozenset(i.id for i in self.bonus)
+
     def proportional(self, percent: Decimal | int) -> dict[str, str]:
         """Scores giving every base item `percent` % of its maximum (for examples and tests)."""
         share = Decimal(percent) / 100

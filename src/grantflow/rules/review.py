@@ -80,17 +80,18 @@ def panel(
     provider = provider_of(project)
     parties = interested(project, facts, policy)
     for _record, review in rows(project, "review", Review):
+        total: Decimal | None = None
         person = person_fact(facts, review.reviewer)
         reason = review_conflict(review.conflict, person, provider, today, policy, parties)
         if review.reviewer in seen:
             reason = "duplicate"
         elif rubric is None or (review.rubric, review.rubric_version) != ("approval", version):
             reason = reason or "rubric_version"
-        elif rubric.issues(review.scores):  # (problems() words them: not needed here)
-            reason = reason or "invalid_scores"
+        elif (total := rubric.checked_points(review.scores, policy)) is None:
+            reason = reason or "invalid_scores"  # (problems() words the issues: not needed)
         seen.add(review.reviewer)
-        if reason is None and rubric is not None:
-            counted.append((review.reviewer, rubric.points(review.scores, policy)))
+        if reason is None and total is not None:
+            counted.append((review.reviewer, total))
         else:
             excluded.append((review.reviewer, reason or "unknown_rubric"))
     bonus = dec(project.data.get("priority_bonus"))
