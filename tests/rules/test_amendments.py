@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -11,10 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from grantflow.models import Outcome, Project, Record
-from grantflow.records import AmendmentRequest
+from grantflow.policy import Policy
+from grantflow.records import Amendment, AmendmentRequest
 from grantflow.rules._base import Parsed
-from grantflow.rules._regime import budget
-from grantflow.rules.amendments import _request_problems
+from grantflow.rules._regime import budget, percent_of
+from grantflow.rules.amendments import _request_problems, amended_problems
 
 if TYPE_CHECKING:
     from conftest import World
@@ -206,3 +207,97 @@ def test_each_request_problem_has_its_own_code(
     )
     request = None if data is None else AmendmentRequest.model_validate(data)
     assert [p["code"] for p in _request_problems(request, project)] == keys
+
+
+# -- the caps at their edges (amended_problems is a pure function of project and change) ----
+
+
+def _amendment(kind: str, **fields: Any) -> Amendment:
+    return Amendment.model_validate({"kind": kind, "reason": "r", **fields})
+
+
+def test_an_extension_to_the_last_allowed_day_passes_and_a_day_more_is_refused(
+    world: World,
+) -> None:
+    """A term of 2025-03-15..2026-03-14 may be extended 6 months: to 2026-09-14, not the 15th."""
+    project = world.engine.get(world.contracted())
+    policy = Policy()
+    assert amended_problems(project, _amendment("extension", new_end="2026-09-14"), policy) == []
+    found = amended_problems(project, _amendment("extension", new_end="2026-09-15"), policy)
+    assert found[0] == {
+        "code": "caps.extension",
+        "latest": date(2026, 9, 14),
+        "months": 6,
+        "new_end": date(2026, 9, 15),
+    }
+
+
+def test_the_longest_term_ends_the_day_before_18_months_from_the_start(world: World) -> None:
+    """With room to extend, a term ending 2026-09-14 passes; 2026-09-15 is 18 months: refused."""
+    project = world.engine.get(world.contracted())
+    policy = Policy(extension_max_months=12)
+    assert amended_problems(project, _amendment("extension", new_end="2026-09-14"), policy) == []
+    found = amended_problems(project, _amendment("extension", new_end="2026-09-15"), policy)
+    assert found == [{"code": "caps.longest", "months": 18}]
+
+
+def test_a_line_may_be_moved_down_to_what_was_spent_on_it_but_not_below(world: World) -> None:
+    """Experts (5,000) with 3,000 spent: moving 2,000 out passes, 2,000.01 is below spent."""
+    pid = world.contracted()
+    world.spend(pid, "3000.00", "INV-1", line="experts").raise_for_refusal()
+    project = world.engine.get(pid)
+    policy = Policy()
+    move = _amendment("line_move", from_line="experts", to_line="training", amount="2000.00")
+    assert amended_problems(project, move, policy) == []
+    more = _amendment("line_move", from_line="experts", to_line="training", amount="2000.01")
+    assert amended_problems(project, more, policy) == [
+        {
+            "code": "caps.below_spent",
+            "line": "experts",
+            "value": Decimal("2999.99"),
+            "spent": Decimal("3000.00"),
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("to_line", "amount", "share", "cap"),
+    [
+        ("personnel", "0.01", "40.00", Decimal(40)),
+        ("administration", "5000.01", "10.00", Decimal(10)),
+    ],
+)
+def test_a_move_one_fen_past_a_share_cap_names_the_line_its_share_and_the_cap(
+    world: World, to_line: str, amount: str, share: str, cap: Decimal
+) -> None:
+    """Personnel (cap 40 %) and administration (cap 10 %) each refused one fen past the cap."""
+    project = world.engine.get(world.contracted())
+    move = _amendment("line_move", from_line="activities", to_line=to_line, amount=amount)
+    assert amended_problems(project, move, Policy()) == [
+        {"code": "caps.share", "line": to_line, "share": Decimal(share), "cap": cap}
+    ]
+
+
+def test_only_a_line_move_moves_money_and_only_an_extension_moves_the_end(world: World) -> None:
+    """An ``other`` amendment carrying a move, or a move carrying a far end, changes nothing."""
+    project = world.engine.get(world.contracted())
+    fields = {"from_line": "activities", "to_line": "personnel", "amount": "30000.00"}
+    assert amended_problems(project, _amendment("other", **fields), Policy()) == []
+    odd = _amendment("line_move", from_line="activities", to_line="training", amount="1.00")
+    odd = odd.model_copy(update={"new_end": date(2030, 1, 1)})
+    assert amended_problems(project, odd, Policy()) == []
+
+
+def test_an_extension_must_end_after_the_current_end(world: World) -> None:
+    """Extending to the current last day fails ``amendment.request``; a day later passes."""
+    pid = world.contracted()
+    same = {"kind": "extension", "reason": "r", "new_end": "2026-03-14"}
+    assert world.codes(_request(world, pid, same, "req-1")) == {"amendment.request"}
+    later = {"kind": "extension", "reason": "r", "new_end": "2026-03-15"}
+    assert _request(world, pid, later, "req-2").accepted
+
+
+def test_a_percentage_of_money_is_rounded_half_up_to_the_fen() -> None:
+    """Half a fen rounds up (¥0.025 -> ¥0.03), not to the even fen as Python's default would."""
+    assert percent_of(Decimal("0.05"), Decimal(50)) == Decimal("0.03")
+    assert percent_of(Decimal("0.07"), Decimal(50)) == Decimal("0.04")

@@ -61,10 +61,12 @@ def test_rectification_needs_a_failed_or_borderline_midterm(world: World) -> Non
     outcome = fire(pid, "order_rectification", actor=world.evaluator, evidence=ORDER)
     assert world.codes(outcome) == {"evaluation.rectification_grounds"}
     world.evaluate(pid, "midterm", 62).raise_for_refusal()
+    version = world.engine.get(pid).version
     assert fire(pid, "order_rectification", actor=world.evaluator, evidence=ORDER).accepted
-    assert (
-        world.engine.get(pid).records_of("rectification_order")[0].data["deadline"] == "2025-06-30"
-    )
+    (order,) = world.engine.get(pid).records_of("rectification_order")
+    assert order.data["deadline"] == "2025-06-30"
+    # Named after the entry that writes it, so a second order never takes the first's id.
+    assert (order.id, order.seq) == (f"order-{version + 1}", version + 1)
 
 
 def test_rectification_order_needs_issues_and_a_future_deadline(world: World) -> None:

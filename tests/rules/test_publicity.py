@@ -130,6 +130,9 @@ def test_a_publicity_period_in_a_year_without_calendar_data_is_refused(
     outcome = world.sign(pid)
     assert world.codes(outcome) == {"calendar.unavailable"}
     assert outcome.refusals[0].details["year"] == beyond
+    assert outcome.refusals[0].details["message_key"] == "calendar.unavailable"
+    assert str(beyond) in outcome.refusals[0].message
+    assert str(beyond) in outcome.refusals[0].message_zh
     given = make_world(Policy(holidays=(date(beyond, 1, 1),)))
     pid = given.reviewed()
     given.clock.now = datetime(beyond, 1, 20, 2, 0, tzinfo=UTC)
