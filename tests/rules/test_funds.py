@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -311,3 +311,42 @@ def test_a_refund_is_demanded_from_one_fen_and_never_for_nothing(
     assert [r.kind for r in found] == (["refund_demand"] if demanded else [])
     if demanded:
         assert Decimal(found[0].data["amount"]) == Decimal(amount)
+
+
+def test_signing_and_settling_write_the_project_fields_reports_read(world: World) -> None:
+    """Sign stores the award time and term; close the eligible spend and the refund's state.
+
+    Portfolio reports and exports read these fields of the project (not the records).
+    """
+    pid = world.contracted()
+    data = world.engine.get(pid).data
+    assert (data["term_start"], data["term_end"]) == ("2025-03-15", "2026-03-14")
+    awarded_at = datetime.fromisoformat(str(data["awarded_at"]).replace("Z", "+00:00"))
+    assert awarded_at == world.engine.get(pid).updated_at
+    world.spend(pid, "10000.00", "INV-1").raise_for_refusal()
+    world.midterm(pid)
+    world.evaluate(pid, "final", 95).raise_for_refusal()
+    closeout = {"closeout": {"report": "final report"}}
+    world.engine.fire(pid, "assess", actor=world.evaluator, evidence=closeout).raise_for_refusal()
+    world.engine.fire(pid, "close", actor=world.treasurer).raise_for_refusal()
+    project = world.engine.get(pid)
+    assert (project.data["eligible_spend"], project.data["refund_demanded"]) == (
+        "10000.00",
+        "70000.00",
+    )
+    assert project.data["refund_status"] == "open"
+    assert [(r.kind, r.id) for r in project.records_of("settlement")] == [
+        ("settlement", "settlement")
+    ]
+
+
+def test_a_fully_spent_project_has_no_refund_status(world: World) -> None:
+    """With nothing to refund, ``refund_status`` stays empty (no demand to settle)."""
+    pid = world.assessed(95)
+    rest = {**world.BUDGET, "activities": "5000.00"}  # assessed() spent 30,000 on activities
+    for n, (line, amount) in enumerate(rest.items(), start=2):
+        world.spend(pid, amount, f"INV-{n}", line=line).raise_for_refusal()
+    world.engine.fire(pid, "close", actor=world.treasurer).raise_for_refusal()
+    project = world.engine.get(pid)
+    assert project.data["refund_demanded"] == "0.00"
+    assert project.data.get("refund_status") is None
