@@ -84,6 +84,12 @@ def test_rectification_then_termination_claws_back_unspent_money(world: World) -
     assert len(project.records_of("rectification_order")) == 1
     assert clawback.disbursed == Decimal("40000.00")
     assert clawback.amount == Decimal("27499.50")
+    assert clawback.reason == "failed re-check"
+    assert [r.id for r in project.records_of("clawback")] == ["clawback"]
+    assert (project.data["clawback"], project.data["eligible_spend"]) == (
+        "27499.50",
+        str(clawback.eligible),
+    )
     demand = project.records_of("refund_demand")[0].data
     assert (demand["amount"], demand["reason"], demand["status"]) == (
         "27499.50",

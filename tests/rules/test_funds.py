@@ -102,7 +102,8 @@ def test_duplicate_invoice_across_projects_is_refused(world: World) -> None:
     world.spend(first, "10.00", "INV-SHARED").raise_for_refusal()
     outcome = world.spend(second, "10.00", "INV-SHARED")
     assert world.codes(outcome) == {"funds.duplicate_invoice"}
-    assert outcome.refusals[0].details["used_by"][0]["project"] == first
+    first_use = world.engine.get(first).records_of("expenditure")[-1]
+    assert outcome.refusals[0].details["used_by"] == [{"project": first, "record": first_use.id}]
     assert world.spend(second, "10.00", "INV-OWN").accepted
 
 
