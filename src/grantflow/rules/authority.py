@@ -28,7 +28,7 @@ from grantflow.messages import catalogue, refusal
 from grantflow.models import Actor, Project, Verdict
 from grantflow.policy import Policy
 from grantflow.records import Contract, hub_ancestors
-from grantflow.rules._base import PASS, RuleContext, rule
+from grantflow.rules._base import PASS, Parsed, RuleContext, rule
 from grantflow.rules._book import FactRequest
 from grantflow.rules._regime import provider_of, text, values
 from grantflow.states import PURCHASED_SERVICE, Lifecycle
@@ -196,9 +196,9 @@ def parties(request: FactRequest) -> dict[str, Any]:
     }
 
 
-def contracted(project: Project) -> dict[str, str]:
+def contracted(project: Project, memo: Parsed | None = None) -> dict[str, str]:
     """The third parties contracted at ``sign``: {"supervisor": org, "evaluator": org}."""
-    by_kind = {c.kind: c for c in values(project, "contract", Contract)}
+    by_kind = {c.kind: c for c in values(project, "contract", Contract, memo)}
     found: dict[str, str] = {}
     supervision = by_kind.get("supervision")
     if supervision is not None and supervision.counterparty:
@@ -209,8 +209,13 @@ def contracted(project: Project) -> dict[str, str]:
     return found
 
 
-def relations(actor: Actor, project: Project, facts: Mapping[str, Any]) -> frozenset[str]:
-    """Return the parties of `project` that `actor` acts for (its relations to it)."""
+def relations(
+    actor: Actor, project: Project, facts: Mapping[str, Any], memo: Parsed | None = None
+) -> frozenset[str]:
+    """Return the parties of `project` that `actor` acts for (its relations to it).
+
+    With `memo` (a rule's ``ctx.parsed``) the contracts are parsed once per decision.
+    """
     found: set[str] = set()
     facts_parties = facts.get(PARTIES_FACT) or {}
     provider = provider_of(project)
@@ -223,7 +228,7 @@ def relations(actor: Actor, project: Project, facts: Mapping[str, Any]) -> froze
         found.add("endorser")
     if org in (facts_parties.get("purchaser_path") or ()):
         found.add("purchaser")
-    for relation, counterparty in contracted(project).items():
+    for relation, counterparty in contracted(project, memo).items():
         if org == counterparty:
             found.add(relation)
     return frozenset(found)
@@ -265,7 +270,7 @@ def may_act(ctx: RuleContext) -> Verdict:
         permission = EVENT_AUTHORITY.get(ctx.event)
     if permission is None:
         return PASS  # an unknown kind, or one only effects write: the core refuses those
-    have = relations(ctx.actor, ctx.project, ctx.facts)
+    have = relations(ctx.actor, ctx.project, ctx.facts, ctx.parsed)
     verdict = PASS
     if permission.roles and not ctx.actor.has_any(permission.roles):
         verdict += refusal(
