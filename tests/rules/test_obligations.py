@@ -66,6 +66,24 @@ def test_the_default_dates_of_a_signed_project(world_type: type[World]) -> None:
     }
 
 
+def test_derived_obligations_are_valid_models_and_their_rows_their_json(
+    world_type: type[World],
+) -> None:
+    """Obligations built without validation equal validated ones; a row's data is the JSON."""
+    clock = FrozenClock()
+    with grantflow.open(clock=clock) as engine:
+        world = world_type(engine, clock).seed()  # type: ignore[arg-type]
+        pid = _signed(world, clock)
+        found = engine.obligations(pid)
+    assert len(found) == 7
+    for obligation in found:
+        assert Obligation.model_validate(obligation.model_dump()) == obligation
+        row = obligation.to_row()
+        assert dict(row.data) == obligation.model_dump(mode="json")
+        assert list(row.data) == list(obligation.model_dump(mode="json"))
+        assert Obligation.from_row(row) == obligation
+
+
 def test_an_amended_term_moves_the_end_dates(world_type: type[World]) -> None:
     """An approved extension (a change of the term) moves contract end and final report."""
     clock = FrozenClock()
