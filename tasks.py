@@ -42,7 +42,8 @@ STAMP = VENV / ".grantflow-installed"
 
 
 def log(msg: str) -> None:
-    print(f"[tasks] {msg}", flush=True)
+    # Progress goes to stderr: stdout belongs to what a task prints (mutate-typecheck's JSON).
+    print(f"[tasks] {msg}", file=sys.stderr, flush=True)
 
 
 def ensure_venv() -> None:
@@ -295,13 +296,91 @@ def task_mutate(args: list[str]) -> int:
     ensure_venv()
     shutil.rmtree(ROOT / "mutants", ignore_errors=True)
     nice = ["nice", "-n", "19"] if shutil.which("nice") else []
-    code = run(*nice, str(BIN / "mutmut"), "run", "--max-children", "2", *args)
+    # The type check runs `python -m mypy`: the venv's python first on the PATH.
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    code = run(*nice, str(BIN / "mutmut"), "run", "--max-children", "2", *args, env=env)
     if code == 0:
         run(str(BIN / "mutmut"), "results")
     return code
 
 
-TASKS = {"demo": task_demo, "test": task_test, "bench": task_bench, "mutate": task_mutate}
+def mutant_type_errors(
+    rows: list[dict[str, object]], sources: dict[str, str]
+) -> list[dict[str, object]]:
+    """The mypy errors a mutation causes, out of mypy's errors over mutmut's mutants/.
+
+    mutmut keeps each function's original next to its mutants (``f__mutmut_orig``,
+    ``f__mutmut_1``, ...) behind a trampoline, which alone makes mypy complain (an
+    attribute "already defined" in each copy of ``__init__``, an overload without its
+    implementation). An error counts only when it lies in a mutant and the original
+    does not have it (same code, same message up to line numbers); the rest is the
+    trampoline's, not the mutation's.
+    """
+    import ast
+    import re
+
+    def key(row: dict[str, object]) -> tuple[object, str]:
+        return row.get("code"), re.sub(r"\d+", "#", str(row.get("message")))
+
+    spans: dict[str, list[tuple[int, int, str]]] = {}
+    for path, source in sources.items():
+        spans[path] = [
+            (node.lineno, node.end_lineno or node.lineno, node.name)
+            for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and "__mutmut_" in node.name
+        ]
+
+    def owner(row: dict[str, object]) -> str | None:
+        line = int(str(row.get("line")))
+        for start, end, name in spans.get(str(row.get("file")), []):
+            if start <= line <= end:
+                return name
+        return None
+
+    originals: dict[str, set[tuple[object, str]]] = {}
+    for row in rows:
+        name = owner(row)
+        if name is not None and name.endswith("__mutmut_orig"):
+            originals.setdefault(name, set()).add(key(row))
+    kept = []
+    for row in rows:
+        name = owner(row)
+        if name is None or name.endswith("__mutmut_orig"):
+            continue
+        original = name.rsplit("__mutmut_", 1)[0] + "__mutmut_orig"
+        if key(row) not in originals.get(original, set()):
+            kept.append(row)
+    return kept
+
+
+def task_mutate_typecheck(args: list[str]) -> int:
+    """mutmut's ``type_check_command`` (run in mutants/): mypy --strict, mutations only."""
+    import json
+
+    paths = [arg for arg in args if arg != "mypy"]  # "mypy" only tells mutmut the format
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--output", "json", "--no-warn-unused-ignores", *paths],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    sources = {
+        str(file): Path(str(file)).read_text(encoding="utf-8")
+        for file in {row.get("file") for row in rows}
+    }
+    for row in mutant_type_errors(rows, sources):
+        print(json.dumps(row))
+    return 0
+
+
+TASKS = {
+    "demo": task_demo,
+    "test": task_test,
+    "bench": task_bench,
+    "mutate": task_mutate,
+    "mutate-typecheck": task_mutate_typecheck,
+}
 
 
 def main() -> int:

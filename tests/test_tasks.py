@@ -86,3 +86,50 @@ def test_grantflow_test_workers_sets_the_number(
     monkeypatch.setenv("GRANTFLOW_TEST_WORKERS", "many")
     with pytest.raises(SystemExit, match="GRANTFLOW_TEST_WORKERS='many'"):
         tasks.xdist_options([])
+
+
+MUTANTS = """\
+class Parsed:
+    def __init__(self) -> None:
+        self.found: dict[str, int] = {}
+
+    def xǁParsedǁ__init____mutmut_orig(self) -> None:
+        self.found: dict[str, int] = {}
+
+    def xǁParsedǁ__init____mutmut_1(self) -> None:
+        self.found: dict[str, int] = None
+
+
+def x_limit__mutmut_orig(n: int) -> bool:
+    return n < 2
+
+
+def x_limit__mutmut_1(n: int) -> bool:
+    return n <= 2
+"""
+
+
+def _error(line: int, code: str, message: str) -> dict[str, object]:
+    return {"file": "rules/m.py", "line": line, "code": code, "message": message}
+
+
+def test_mutation_type_check_keeps_only_the_errors_a_mutation_causes(tasks: ModuleType) -> None:
+    """Only the errors a mutation causes count as the mutant caught by mypy.
+
+    An error a mutant shares with its original (up to line numbers) is the trampoline's;
+    an error only the mutant has is the mutation's; errors outside mutants are dropped.
+    """
+    already = 'Attribute "found" already defined on line {}'
+    rows = [
+        _error(6, "no-redef", already.format(3)),  # in the original
+        _error(9, "no-redef", already.format(3)),  # the same, in the mutant: trampoline's
+        _error(9, "assignment", 'Incompatible types in assignment (expression has type "None")'),
+        _error(3, "misc", "outside every mutant"),
+    ]
+    kept = tasks.mutant_type_errors(rows, {"rules/m.py": MUTANTS})
+    assert kept == [rows[2]]
+
+
+def test_a_mutant_mypy_accepts_is_left_to_the_tests(tasks: ModuleType) -> None:
+    """No error in a mutant (``<`` for ``<=`` type-checks): nothing is reported for it."""
+    assert tasks.mutant_type_errors([], {"rules/m.py": MUTANTS}) == []
