@@ -13,14 +13,14 @@ from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any
 
-from grantflow import Actor, Policy, Project, Record
+from grantflow import Actor, Entity, Policy, Project, Record
 from grantflow.persistence import MemoryStore
 from grantflow.records import Affiliation, Person
 from grantflow.rubrics import APPROVAL_REVIEW, DEFAULT_RUBRICS
 from grantflow.rules import FactRequest, RuleContext
-from grantflow.rules.authority import PARTIES_FACT, interested
+from grantflow.rules.authority import PARTIES_FACT, interested, parties
 from grantflow.rules.budget import reserved_by_others
-from grantflow.rules.conflict import PEOPLE_FACT, ties
+from grantflow.rules.conflict import PEOPLE_FACT, people, ties
 from grantflow.rules.review import PanelMemo, panel
 from grantflow.testing.store_contract import submission
 
@@ -164,3 +164,58 @@ def test_past_work_counts_until_the_look_back_ends_on_the_day() -> None:
     assert ties(Person(id="z", name="z", organisation="org-1"), {"org-1"}, TODAY, policy) == (
         "same_organisation"
     )
+
+
+def _hubs() -> MemoryStore:
+    store = MemoryStore()
+    store.put_entity(Entity(kind="hub", id="city", data={"id": "city"}))
+    store.put_entity(Entity(kind="hub", id="d1", parent="city", data={"id": "d1"}))
+    store.put_entity(Entity(kind="hub", id="d2", parent="city", data={"id": "d2"}))
+    store.put_entity(Entity(kind="call", id="c1", data={"hub": "d2"}))
+    return store
+
+
+def test_the_parties_fact_names_applicant_endorser_and_the_purchaser_with_its_path() -> None:
+    """The application's purchaser when it names one, else the call's hub, else none."""
+    store = _hubs()
+    named = _project("p1", purchaser="d1", call="c1")
+    assert parties(_request(store, named)) == {
+        "applicant": "org-1",
+        "endorser": "d1",
+        "purchaser": "d1",
+        "purchaser_path": ["d1", "city"],
+    }
+    from_call = _project("p2", hub="city", call="c1")
+    assert parties(_request(store, from_call)) == {
+        "applicant": "org-1",
+        "endorser": "city",
+        "purchaser": "d2",
+        "purchaser_path": ["d2", "city"],
+    }
+    unknown_call = _project("p3", call="c9")
+    assert parties(_request(store, unknown_call))["purchaser"] == ""
+    assert parties(_request(store, unknown_call))["purchaser_path"] == []
+    assert parties(_request(store, _project("p4")))["purchaser"] == ""
+
+
+def test_the_people_fact_holds_every_reviewer_evaluator_and_the_actor() -> None:
+    """Reviewers and evaluators on record, those the new record names, and the actor.
+
+    Everyone else in the directory is left out, and so is a name without a person entity.
+    """
+    store = MemoryStore()
+    for pid in ("r1", "e1", "r2", "e2", "staff", "outsider"):
+        store.put_entity(Entity(kind="person", id=pid, data={"id": pid, "name": pid.upper()}))
+    project = _project(
+        "p1",
+        (
+            Record(kind="review", id="rv-1", data={"reviewer": "r1", "evaluator": "x"}, seq=1),
+            Record(kind="evaluation", id="ev-1", data={"evaluator": "e1", "reviewer": "y"}, seq=2),
+        ),
+    )
+    evidence = {"record": {"kind": "review", "data": {"reviewer": "r2", "evaluator": "e2"}}}
+    request = replace(_request(store, project), evidence=evidence)
+    found = people(request)
+    assert sorted(found) == ["e1", "e2", "r1", "r2", "staff"]
+    assert found["r1"] == {"id": "r1", "name": "R1"}
+    assert sorted(people(_request(store, project))) == ["e1", "r1", "staff"]

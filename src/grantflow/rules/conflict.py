@@ -25,7 +25,7 @@ from grantflow.messages import refusal
 from grantflow.models import Verdict
 from grantflow.policy import Policy
 from grantflow.records import ConflictDeclaration, Evaluation, Person
-from grantflow.rules._base import PASS, RuleContext, rule
+from grantflow.rules._base import PASS, Parsed, RuleContext, rule
 from grantflow.rules._book import FactRequest
 from grantflow.rules._regime import (
     add_months,
@@ -106,9 +106,11 @@ def ties(person: Person, orgs: Collection[str], today: date, policy: Policy) -> 
     return None
 
 
-def person_fact(facts: Mapping[str, Any], person_id: str) -> Person | None:
+def person_fact(
+    facts: Mapping[str, Any], person_id: str, memo: Parsed | None = None
+) -> Person | None:
     """Return a person from the `people` fact, or ``None``."""
-    return load(Person, (facts.get(PEOPLE_FACT) or {}).get(person_id))
+    return load(Person, (facts.get(PEOPLE_FACT) or {}).get(person_id), memo)
 
 
 @rule(name="conflict.own_project")
@@ -141,7 +143,7 @@ def third_party(ctx: RuleContext) -> Verdict:
         return PASS  # evaluation.record reports the malformed record
     provider = provider_of(ctx.project)
     parties = interested(ctx.project, ctx.facts, ctx.policy)
-    person = person_fact(ctx.facts, evaluation.evaluator)
+    person = person_fact(ctx.facts, evaluation.evaluator, ctx.parsed)
     today = local_date(ctx.now, ctx.policy)
     reason = None
     if evaluation.organisation in {provider, *parties} or is_own(ctx.actor, ctx.project):

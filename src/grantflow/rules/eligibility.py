@@ -174,15 +174,21 @@ def _field_problem(error: Mapping[str, Any]) -> dict[str, Any]:
     return problem("field.invalid", field=field)
 
 
+def _application_problems(data: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """What is wrong with `data` as an application (nothing: ``[]``)."""
+    try:
+        Application.model_validate({k: v for k, v in thaw(data).items() if k != "policy_version"})
+    except ValidationError as exc:
+        return [_field_problem(e) for e in exc.errors()]
+    return []
+
+
 @rule(name="eligibility.application")
 def application_valid(ctx: RuleContext) -> Verdict:
     """The submitted data is a complete, valid application."""
-    try:
-        Application.model_validate(
-            {k: v for k, v in thaw(ctx.project.data).items() if k != "policy_version"}
-        )
-    except ValidationError as exc:
-        problems = [_field_problem(e) for e in exc.errors()]
+    data = ctx.project.data
+    problems = ctx.parsed.get(data, _application_problems, lambda: _application_problems(data))
+    if problems:
         return refusal("eligibility.application", problems=problems)
     return PASS
 

@@ -201,7 +201,10 @@ def order_valid(ctx: RuleContext) -> Verdict:
 
 def rectification_effect(ctx: RuleContext) -> Effects:
     """Record the rectification order."""
-    order = RectificationOrder.model_validate(dict(ctx.evidence["order"]))
+    # The evaluation.order rule parsed the order through the memo; never None here.
+    order = load(
+        RectificationOrder, ctx.evidence.get("order"), ctx.parsed
+    ) or RectificationOrder.model_validate(dict(ctx.evidence["order"]))
     return Effects(
         records=(make_record("rectification_order", f"order-{ctx.project.version + 1}", order),)
     )

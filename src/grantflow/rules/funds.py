@@ -42,7 +42,7 @@ from grantflow.records import (
     Settlement,
 )
 from grantflow.rubrics import Grade
-from grantflow.rules._base import PASS, RuleContext, rule
+from grantflow.rules._base import PASS, Parsed, RuleContext, rule
 from grantflow.rules._book import Effects, FactRequest
 from grantflow.rules._regime import (
     IMPLEMENTATION_STATES,
@@ -287,10 +287,12 @@ def _refund_due_on(ctx: RuleContext) -> date:
     return working_calendar(ctx.policy).add_working_days(today, ctx.policy.refund_due_working_days)
 
 
-def withholding(project: Project, grade: str, policy: Policy) -> Decimal:
+def withholding(
+    project: Project, grade: str, policy: Policy, memo: Parsed | None = None
+) -> Decimal:
     """Return what the grade withholds of the installments held until assessment."""
     factor = policy.final_installment_by_grade.get(grade, ZERO)
-    held = [i.amount for i in installments(project) if i.released_by == "close"]
+    held = [i.amount for i in installments(project, memo) if i.released_by == "close"]
     return total(part - percent_of(part, factor) for part in held)
 
 
@@ -306,7 +308,7 @@ def close_effect(ctx: RuleContext) -> Effects:
     grade = text(ctx.project.data, "grade") or Grade.FAIL.value
     paid = disbursed(ctx.project, ctx.parsed)
     eligible = eligible_spend(ctx.project, ctx.parsed)
-    held = withholding(ctx.project, grade, ctx.policy)
+    held = withholding(ctx.project, grade, ctx.policy, ctx.parsed)
     result = settle(eligible, paid, awarded(ctx.project, ctx.parsed), held)
     records: list[Record] = []
     if result.final_payment > 0:
@@ -370,10 +372,10 @@ def clawback_effect(ctx: RuleContext) -> Effects:
 # -- refunds -------------------------------------------------------------------------------
 
 
-def refund_outstanding(project: Project) -> Decimal:
+def refund_outstanding(project: Project, memo: Parsed | None = None) -> Decimal:
     """Return what the provider still owes on its refund demand (0 with none)."""
-    demanded = total(d.amount for d in values(project, "refund_demand", RefundDemand))
-    repaid = total(r.amount for r in values(project, "refund_payment", RefundPayment))
+    demanded = total(d.amount for d in values(project, "refund_demand", RefundDemand, memo))
+    repaid = total(r.amount for r in values(project, "refund_payment", RefundPayment, memo))
     return demanded - repaid
 
 
@@ -381,7 +383,7 @@ def refund_outstanding(project: Project) -> Decimal:
 def refund_payment_valid(ctx: RuleContext) -> Verdict:
     """A purchaser books a repayment against an open refund demand, up to what is owed."""
     payment = load(RefundPayment, record_data(ctx), ctx.parsed)
-    owed = refund_outstanding(ctx.project)
+    owed = refund_outstanding(ctx.project, ctx.parsed)
     demands = {r.id for r in ctx.project.records_of("refund_demand")}
     today = local_date(ctx.now, ctx.policy)
     if payment is None:
@@ -401,7 +403,7 @@ def refund_payment_effect(ctx: RuleContext) -> Effects:
     """Keep what was repaid and whether the demand is settled in the project's data."""
     payment = load(RefundPayment, record_data(ctx), ctx.parsed)
     amount = payment.amount if payment is not None else ZERO
-    owed = refund_outstanding(ctx.project) - amount
+    owed = refund_outstanding(ctx.project, ctx.parsed) - amount
     repaid = total(
         r.amount for r in values(ctx.project, "refund_payment", RefundPayment, ctx.parsed)
     )

@@ -1,0 +1,151 @@
+"""Every default rule and effect reads the decision's records through its `Parsed` memo.
+
+The memo only saves work: a rule that parses afresh gives the same answer, so no test of
+answers can tell whether a rule uses it. This test can: it runs two lifecycles (to
+``closed``, and through rectification to a terminated project that repays) with every
+rule and effect of the default regime called twice on the same context, and counts the
+pydantic validations of the second call. A rule or effect that reads through the memo
+parses nothing the second time; one that bypasses it (passes ``None`` or no memo on to
+a reader) parses again, and is named.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from pydantic import BaseModel
+
+from grantflow.rules import RuleBook, RuleContext
+from grantflow.rules.default import default_rules
+
+if TYPE_CHECKING:
+    from conftest import World
+
+
+class _Validations:
+    """Counts `BaseModel.model_validate` calls while `counting` is set."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.models: list[str] = []
+        self.counting = False
+        self.offenders: set[str] = set()
+
+    def twice(self, fn: Callable[[RuleContext], Any]) -> Callable[[RuleContext], Any]:
+        """Wrap a rule or effect: run it, then again on the same context, counting."""
+
+        def run(ctx: RuleContext) -> Any:
+            first = fn(ctx)
+            self.counting, before, self.models = True, self.count, []
+            try:
+                fn(ctx)
+            finally:
+                self.counting = False
+            if self.count != before:
+                parsed = ", ".join(sorted(set(self.models)))
+                self.offenders.add(f"{getattr(fn, '__qualname__', fn)!s} on {ctx.event}: {parsed}")
+            return first
+
+        return run
+
+
+@pytest.fixture
+def validations(monkeypatch: pytest.MonkeyPatch) -> _Validations:
+    """Count every pydantic validation (the parse a memo saves) during second calls."""
+    counter = _Validations()
+    original = BaseModel.__dict__["model_validate"].__func__
+
+    def counted(cls: type[BaseModel], *args: Any, **kwargs: Any) -> Any:
+        if counter.counting:
+            counter.count += 1
+            counter.models.append(cls.__name__)
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(BaseModel, "model_validate", classmethod(counted))
+    return counter
+
+
+def _doubled(book: RuleBook, counter: _Validations) -> RuleBook:
+    """The default book with each rule and effect replaced by its run-twice wrapper."""
+    doubled = book.copy()
+    for table in (doubled._rules, doubled._effects):  # white box: the book's own tables
+        for event, fns in table.items():
+            table[event] = [counter.twice(fn) for fn in fns]
+    return doubled
+
+
+def _world(make_world: Callable[..., World], counter: _Validations) -> World:
+    return make_world(rules=_doubled(default_rules(), counter))
+
+
+def test_a_project_to_closed_parses_each_record_once_per_decision(
+    make_world: Callable[..., World], validations: _Validations
+) -> None:
+    """Submission to settlement: no rule or effect parses what the memo already holds."""
+    world = _world(make_world, validations)
+    engine = world.engine
+    pid = world.submit().raise_for_refusal().project_id
+    for n in (1, 2, 3, 4, 5):
+        world.review(pid, n, 70 + 4 * n).raise_for_refusal()
+    world.approve(pid, "100000.00").raise_for_refusal()
+    world.clock.advance(8)
+    world.sign(pid).raise_for_refusal()
+    world.clock.advance(30)
+    world.spend(pid, "30000.00", "INV-001").raise_for_refusal()
+    world.spend(pid, "38000.00", "INV-002", line="personnel").raise_for_refusal()
+    world.serve(pid, 12, 800).raise_for_refusal()
+    world.midterm(pid)
+    world.spend(pid, "8000.00", "INV-003", line="activities").raise_for_refusal()
+    world.serve(pid, 20, 1500).raise_for_refusal()
+    world.evaluate(pid, "final", 86).raise_for_refusal()
+    closeout = {"closeout": {"report": "final report and ledgers"}}
+    engine.fire(pid, "assess", actor=world.evaluator, evidence=closeout).raise_for_refusal()
+    engine.fire(pid, "close", actor=world.treasurer).raise_for_refusal()
+    assert engine.get(pid).state == "closed"
+    assert engine.get(pid).records_of("refund_demand"), "the settlement demands a refund"
+    assert not validations.offenders, "\n".join(sorted(validations.offenders))
+
+
+def test_a_terminated_project_that_repays_parses_each_record_once_per_decision(
+    make_world: Callable[..., World], validations: _Validations
+) -> None:
+    """Rectification, termination, the clawback and repayments: the memo serves them all."""
+    world = _world(make_world, validations)
+    engine = world.engine
+    pid = world.contracted()
+    world.spend(pid, "12500.50", "INV-9").raise_for_refusal()
+    world.evaluate(pid, "midterm", 50).raise_for_refusal()
+    order = {"order": {"issues": ["ledgers missing"], "deadline": "2025-06-30"}}
+    engine.fire(
+        pid, "order_rectification", actor=world.evaluator, evidence=order
+    ).raise_for_refusal()
+    world.evaluate(pid, "recheck", 40).raise_for_refusal()
+    reason = {"reason": "failed re-check"}
+    engine.fire(pid, "terminate", actor=world.approver, evidence=reason).raise_for_refusal()
+    today = world.clock.now.date().isoformat()
+    for n, amount in enumerate(("20000.00", "7499.50"), start=1):
+        part = {"amount": amount, "paid_on": today, "reference": f"bank-{n}"}
+        engine.add_record(pid, "refund_payment", part, actor=world.treasurer).raise_for_refusal()
+    assert engine.get(pid).data["refund_status"] == "settled"
+    assert not validations.offenders, "\n".join(sorted(validations.offenders))
+
+
+def test_the_count_sees_a_rule_that_parses_afresh(
+    make_world: Callable[..., World], validations: _Validations
+) -> None:
+    """The check can fail: a rule reading the contracts without the memo is named."""
+    from grantflow.records import Contract
+    from grantflow.rules import PASS
+    from grantflow.rules._regime import values
+
+    def afresh(ctx: RuleContext) -> Any:
+        values(ctx.project, "contract", Contract)
+        return PASS
+
+    book = default_rules().on("record.expenditure", afresh)
+    world = make_world(rules=_doubled(book, validations))
+    pid = world.contracted()
+    world.spend(pid, "100.00", "INV-1").raise_for_refusal()
+    assert any("afresh" in name for name in validations.offenders)
