@@ -361,11 +361,7 @@ def clawback_effect(ctx: RuleContext) -> Effects:
     ]
     return Effects(
         records=tuple(records),
-        data={
-            **_settled_data(paid, result),
-            "clawback": str(clawback.amount),
-            "eligible_spend": str(eligible),
-        },
+        data={**_settled_data(paid, result), "clawback": str(clawback.amount)},
     )
 
 
