@@ -111,11 +111,20 @@ def test_a_project_to_closed_parses_each_record_once_per_decision(
 def test_a_terminated_project_that_repays_parses_each_record_once_per_decision(
     make_world: Callable[..., World], validations: _Validations
 ) -> None:
-    """Rectification, termination, the clawback and repayments: the memo serves them all."""
+    """Amendment, report, rectification, termination, clawback, repayments: all memo-fed."""
     world = _world(make_world, validations)
     engine = world.engine
     pid = world.contracted()
     world.spend(pid, "12500.50", "INV-9").raise_for_refusal()
+    move = {"kind": "line_move", "reason": "plan changed", "from_line": "personnel"}
+    move |= {"to_line": "activities", "amount": "1000.00"}
+    engine.add_record(
+        pid, "amendment_request", move, actor=world.applicant, record_id="req-1"
+    ).raise_for_refusal()
+    decision = {"request": "req-1", "approved": True, "note": "checked"}
+    engine.add_record(pid, "amendment_decision", decision, actor=world.approver).raise_for_refusal()
+    report = {"period": 1, "summary": "40 sessions held"}
+    engine.add_record(pid, "progress_report", report, actor=world.applicant)  # early or not
     world.evaluate(pid, "midterm", 50).raise_for_refusal()
     order = {"order": {"issues": ["ledgers missing"], "deadline": "2025-06-30"}}
     engine.fire(

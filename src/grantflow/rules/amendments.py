@@ -21,7 +21,7 @@ from grantflow.messages import problem, refusal
 from grantflow.models import Project, Record, Verdict
 from grantflow.policy import Policy
 from grantflow.records import Amendment, AmendmentDecision, AmendmentRequest
-from grantflow.rules._base import PASS, RuleContext, rule
+from grantflow.rules._base import PASS, Parsed, RuleContext, rule
 from grantflow.rules._book import Effects
 from grantflow.rules._regime import (
     ZERO,
@@ -80,8 +80,10 @@ def request_valid(ctx: RuleContext) -> Verdict:
     return refusal("amendment.request", problems=problems)
 
 
-def _request(project: Project, request_id: str) -> AmendmentRequest | None:
-    found = {r.id: v for r, v in rows(project, "amendment_request", AmendmentRequest)}
+def _request(
+    project: Project, request_id: str, memo: Parsed | None = None
+) -> AmendmentRequest | None:
+    found = {r.id: v for r, v in rows(project, "amendment_request", AmendmentRequest, memo)}
     return found.get(request_id)
 
 
@@ -94,7 +96,7 @@ def decision_valid(ctx: RuleContext) -> Verdict:
     }
     if decision is None:
         found = problem("record.invalid", kind="amendment_decision")
-    elif _request(ctx.project, decision.request) is None:
+    elif _request(ctx.project, decision.request, ctx.parsed) is None:
         found = problem("amendment.no_request", request=decision.request)
     elif decision.request in decided:
         found = problem("amendment.decided", request=decision.request)
@@ -105,15 +107,21 @@ def decision_valid(ctx: RuleContext) -> Verdict:
     return refusal("amendment.decision", problems=[found])
 
 
-def amended_problems(project: Project, change: Amendment, policy: Policy) -> list[Problem]:
-    """Return every cap the project would break with `change` applied (empty: none)."""
+def amended_problems(
+    project: Project, change: Amendment, policy: Policy, memo: Parsed | None = None
+) -> list[Problem]:
+    """Return every cap the project would break with `change` applied (empty: none).
+
+    With `memo` (a rule's ``ctx.parsed``) the project's records are parsed once per
+    decision.
+    """
     problems: list[Problem] = []
-    amount = awarded(project)
-    lines = budget(project)
+    amount = awarded(project, memo)
+    lines = budget(project, memo)
     if change.kind == "line_move" and change.from_line and change.to_line and change.amount:
         lines[change.from_line] = lines.get(change.from_line, ZERO) - change.amount
         lines[change.to_line] = lines.get(change.to_line, ZERO) + change.amount
-        spent = total(e.amount for e in expenditures(project) if e.line == change.from_line)
+        spent = total(e.amount for e in expenditures(project, memo) if e.line == change.from_line)
         if lines[change.from_line] < spent:
             value = lines[change.from_line]
             problems.append(
@@ -127,7 +135,7 @@ def amended_problems(project: Project, change: Amendment, policy: Policy) -> lis
             share = (lines[name] * 100 / amount).quantize(Decimal("0.01")) if amount else ZERO
             problems.append(problem("caps.share", line=name, share=share, cap=cap))
     if change.kind == "extension" and change.new_end is not None:
-        purchase = contracts(project).get("purchase")
+        purchase = contracts(project, memo).get("purchase")
         if purchase is not None:
             latest = add_months(purchase.end, policy.extension_max_months)
             if change.new_end > latest:
@@ -144,10 +152,10 @@ def amended_problems(project: Project, change: Amendment, policy: Policy) -> lis
 def caps_hold(ctx: RuleContext) -> Verdict:
     """An approved amendment keeps every cap on the amended budget and term."""
     decision = load(AmendmentDecision, record_data(ctx), ctx.parsed)
-    request = _request(ctx.project, decision.request) if decision else None
+    request = _request(ctx.project, decision.request, ctx.parsed) if decision else None
     if decision is None or request is None or not decision.approved:
         return PASS
-    problems = amended_problems(ctx.project, request, ctx.policy)
+    problems = amended_problems(ctx.project, request, ctx.policy, ctx.parsed)
     if not problems:
         return PASS
     return refusal(
@@ -160,10 +168,12 @@ def caps_hold(ctx: RuleContext) -> Verdict:
 def decision_effect(ctx: RuleContext) -> Effects:
     """An approval writes the ``amendment`` record (and the new end of an extension)."""
     decision = load(AmendmentDecision, record_data(ctx), ctx.parsed)
-    request = _request(ctx.project, decision.request) if decision else None
+    request = _request(ctx.project, decision.request, ctx.parsed) if decision else None
     if decision is None or request is None or not decision.approved:
         return Effects()
-    change = Amendment.model_validate(request.model_dump())
+    change = ctx.parsed.get(
+        request, Amendment, lambda: Amendment.model_validate(request.model_dump())
+    )
     record: Record = make_record("amendment", f"amendment-{decision.request}", change)
     data = {"term_end": change.new_end} if change.new_end is not None else {}
     return Effects(records=(record,), data=data)
