@@ -149,3 +149,22 @@ def test_the_memo_holds_what_it_keys_on() -> None:
         source = object()  # released each round unless the memo holds it
         assert memo.get(source, "k", parse) == len(calls)
     assert len(calls) == 50
+
+
+def test_read_only_evidence_parses_into_plain_values() -> None:
+    """`load` thaws read-only evidence: a free-form field holds dicts and lists, not proxies."""
+    from pydantic import BaseModel
+
+    from grantflow._canonical import freeze
+
+    class Note(BaseModel):
+        body: Any
+
+    data = {"body": {"lines": [1, 2], "by": {"id": "u"}}}
+    parsed = load(Note, freeze(data))
+    assert parsed is not None
+    assert type(parsed.body) is dict
+    assert parsed.body == {"lines": [1, 2], "by": {"id": "u"}}
+    plain = load(Note, data)
+    assert plain is not None
+    assert plain.body == data["body"]
