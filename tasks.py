@@ -300,8 +300,57 @@ def task_mutate(args: list[str]) -> int:
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     code = run(*nice, str(BIN / "mutmut"), "run", "--max-children", "2", *args, env=env)
     if code == 0:
-        run(str(BIN / "mutmut"), "results")
+        run(str(BIN / "mutmut"), "results")  # the survivors, one per line
+        listed = subprocess.run(
+            [str(BIN / "mutmut"), "results", "--all", "true"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        print(mutation_table(listed.stdout.splitlines()))
     return code
+
+
+#: mutmut's verdicts, in the order of the score table's columns.
+VERDICTS = ("killed", "caught by type check", "survived", "timeout", "no tests")
+
+
+def mutation_table(lines: list[str]) -> str:
+    """The score table of docs/mutation.md from ``mutmut results --all true``.
+
+    One row per module of ``grantflow.rules`` and a total; the score counts a mutant
+    the tests kill or mypy --strict rejects (CI runs both) as killed, and the tests'
+    own score is over the mutants mypy admits.
+    """
+    counts: dict[str, dict[str, int]] = {}
+    for line in lines:
+        name, sep, verdict = line.strip().partition(": ")
+        if not sep or not name.startswith("grantflow.rules."):
+            continue
+        module = name.split(".")[2]
+        row = counts.setdefault(module, dict.fromkeys(VERDICTS, 0))
+        row[verdict] = row.get(verdict, 0) + 1
+    total = {v: sum(row.get(v, 0) for row in counts.values()) for v in VERDICTS}
+    header = "| module | " + " | ".join(VERDICTS) + " |"
+    out = [header, "|---" * (len(VERDICTS) + 1) + "|"]
+    for module, row in sorted(counts.items()):
+        out.append(f"| `{module}` | " + " | ".join(str(row.get(v, 0)) for v in VERDICTS) + " |")
+    out.append("| **all** | " + " | ".join(f"**{total[v]}**" for v in VERDICTS) + " |")
+    mutants = sum(total.values())
+    caught = total["killed"] + total["caught by type check"] + total["timeout"]
+    admitted = mutants - total["caught by type check"]
+    tested = admitted - total["no tests"]
+    if mutants:
+        out.append("")
+        out.append(f"killed (tests or mypy): {caught} / {mutants} = {100 * caught / mutants:.1f} %")
+    if tested:
+        by_tests = total["killed"] + total["timeout"]
+        out.append(
+            f"killed by the tests, of the {tested} mutants mypy admits and a test reaches: "
+            f"{by_tests} / {tested} = {100 * by_tests / tested:.1f} %"
+        )
+    return "\n".join(out)
 
 
 def mutant_type_errors(

@@ -133,3 +133,24 @@ def test_mutation_type_check_keeps_only_the_errors_a_mutation_causes(tasks: Modu
 def test_a_mutant_mypy_accepts_is_left_to_the_tests(tasks: ModuleType) -> None:
     """No error in a mutant (``<`` for ``<=`` type-checks): nothing is reported for it."""
     assert tasks.mutant_type_errors([], {"rules/m.py": MUTANTS}) == []
+
+
+def test_the_mutation_table_counts_each_module_and_both_scores(tasks: ModuleType) -> None:
+    """Per module and in all: killed, caught by mypy, survived; both scores to 0.1 %."""
+    lines = [
+        "    grantflow.rules.funds.x_settle__mutmut_1: killed",
+        "    grantflow.rules.funds.x_settle__mutmut_2: caught by type check",
+        "    grantflow.rules.funds.x_settle__mutmut_3: survived",
+        "    grantflow.rules.review.x_panel__mutmut_1: killed",
+        "    grantflow.rules.review.x_panel__mutmut_2: killed",
+        "    grantflow.rules.review.x_panel__mutmut_3: no tests",
+        "Running mutation testing",
+    ]
+    table = tasks.mutation_table(lines).splitlines()
+    assert table[2] == "| `funds` | 1 | 1 | 1 | 0 | 0 |"
+    assert table[3] == "| `review` | 2 | 0 | 0 | 0 | 1 |"
+    assert table[4] == "| **all** | **3** | **1** | **1** | **0** | **1** |"
+    assert table[-2] == "killed (tests or mypy): 4 / 6 = 66.7 %"
+    assert table[-1] == (
+        "killed by the tests, of the 4 mutants mypy admits and a test reaches: 3 / 4 = 75.0 %"
+    )
