@@ -97,14 +97,17 @@ def test_a_project_to_closed_parses_each_record_once_per_decision(
     world.spend(pid, "38000.00", "INV-002", line="personnel").raise_for_refusal()
     world.serve(pid, 12, 800).raise_for_refusal()
     world.midterm(pid)
-    world.spend(pid, "8000.00", "INV-003", line="activities").raise_for_refusal()
+    later = {"activities": "8000.00", "experts": "5000.00", "training": "5000.00"}
+    later |= {"publicity": "5000.00", "administration": "4000.00"}
+    for n, (line, amount) in enumerate(later.items(), start=3):
+        world.spend(pid, amount, f"INV-00{n}", line=line).raise_for_refusal()
     world.serve(pid, 20, 1500).raise_for_refusal()
     world.evaluate(pid, "final", 86).raise_for_refusal()
     closeout = {"closeout": {"report": "final report and ledgers"}}
     engine.fire(pid, "assess", actor=world.evaluator, evidence=closeout).raise_for_refusal()
     engine.fire(pid, "close", actor=world.treasurer).raise_for_refusal()
     assert engine.get(pid).state == "closed"
-    assert engine.get(pid).records_of("refund_demand"), "the settlement demands a refund"
+    assert engine.get(pid).records_of("disbursement")[-1].data["amount"] == "15000.00"
     assert not validations.offenders, "\n".join(sorted(validations.offenders))
 
 
@@ -121,8 +124,16 @@ def test_a_terminated_project_that_repays_parses_each_record_once_per_decision(
     engine.add_record(
         pid, "amendment_request", move, actor=world.applicant, record_id="req-1"
     ).raise_for_refusal()
-    decision = {"request": "req-1", "approved": True, "note": "checked"}
-    engine.add_record(pid, "amendment_decision", decision, actor=world.approver).raise_for_refusal()
+    longer = {"kind": "extension", "reason": "no-cost extension", "new_end": "2026-06-14"}
+    engine.add_record(
+        pid, "amendment_request", longer, actor=world.applicant, record_id="req-2"
+    ).raise_for_refusal()
+    for request in ("req-1", "req-2"):
+        decision = {"request": request, "approved": True, "note": "checked"}
+        engine.add_record(
+            pid, "amendment_decision", decision, actor=world.approver
+        ).raise_for_refusal()
+    world.spend(pid, "500.00", "INV-10", line="personnel").raise_for_refusal()
     report = {"period": 1, "summary": "40 sessions held"}
     engine.add_record(pid, "progress_report", report, actor=world.applicant)  # early or not
     world.evaluate(pid, "midterm", 50).raise_for_refusal()
@@ -134,7 +145,7 @@ def test_a_terminated_project_that_repays_parses_each_record_once_per_decision(
     reason = {"reason": "failed re-check"}
     engine.fire(pid, "terminate", actor=world.approver, evidence=reason).raise_for_refusal()
     today = world.clock.now.date().isoformat()
-    for n, amount in enumerate(("20000.00", "7499.50"), start=1):
+    for n, amount in enumerate(("20000.00", "6999.50"), start=1):
         part = {"amount": amount, "paid_on": today, "reference": f"bank-{n}"}
         engine.add_record(pid, "refund_payment", part, actor=world.treasurer).raise_for_refusal()
     assert engine.get(pid).data["refund_status"] == "settled"

@@ -219,3 +219,28 @@ def test_the_people_fact_holds_every_reviewer_evaluator_and_the_actor() -> None:
     assert sorted(found) == ["e1", "e2", "r1", "r2", "staff"]
     assert found["r1"] == {"id": "r1", "name": "R1"}
     assert sorted(people(_request(store, project))) == ["e1", "r1", "staff"]
+
+
+def test_the_rectification_effect_records_the_order_and_refuses_to_guess_a_bad_one() -> None:
+    """A valid order becomes the record; a bad one fails, naming the missing field.
+
+    Through the engine the ``evaluation.order`` rule refuses such an order first.
+    """
+    import pytest
+    from pydantic import ValidationError
+
+    from grantflow.rules.evaluation import rectification_effect
+
+    def ctx(order: dict[str, Any]) -> RuleContext:
+        return RuleContext(
+            project=_project("p1"), event="order_rectification", source="midterm",
+            target="rectification", actor=STAFF, evidence={"order": order}, now=NOW,
+            policy=Policy(),
+        )  # fmt: skip
+
+    good = {"issues": ["ledgers missing"], "deadline": "2025-06-30"}
+    (record,) = rectification_effect(ctx(good)).records
+    assert (record.kind, record.id, dict(record.data)) == ("rectification_order", "order-2", good)
+    with pytest.raises(ValidationError) as caught:
+        rectification_effect(ctx({"issues": ["ledgers missing"]}))
+    assert [e["loc"] for e in caught.value.errors()] == [("deadline",)]

@@ -54,7 +54,9 @@ __all__ = [
 ]
 
 
-def _request_problems(request: AmendmentRequest | None, project: Project) -> list[Problem]:
+def _request_problems(
+    request: AmendmentRequest | None, project: Project, memo: Parsed | None = None
+) -> list[Problem]:
     if request is None:
         return [problem("record.invalid", kind="amendment_request")]
     if request.kind == "line_move":
@@ -63,7 +65,7 @@ def _request_problems(request: AmendmentRequest | None, project: Project) -> lis
         if request.from_line == request.to_line:
             return [problem("amendment.same_line")]
     if request.kind == "extension":
-        span = term(project)
+        span = term(project, memo)
         if request.new_end is None or span is None or request.new_end <= span[1]:
             return [problem("amendment.later_end")]
     return []
@@ -74,7 +76,7 @@ def request_valid(ctx: RuleContext) -> Verdict:
     """The provider requests a well-formed amendment of its running project."""
     request = load(AmendmentRequest, record_data(ctx), ctx.parsed)
     problems = record_problems(ctx, "amendment_request", valid=True)
-    problems += _request_problems(request, ctx.project)
+    problems += _request_problems(request, ctx.project, ctx.parsed)
     if not problems:
         return PASS
     return refusal("amendment.request", problems=problems)

@@ -92,8 +92,8 @@ def panel(
         seen.add(review.reviewer)
         if reason is None and total is not None:
             counted.append((review.reviewer, total))
-        else:
-            excluded.append((review.reviewer, reason or "unknown_rubric"))
+        elif reason is not None:  # every branch above that leaves `total` unset names why
+            excluded.append((review.reviewer, reason))
     bonus = dec(project.data.get("priority_bonus"))
     return Panel(tuple(counted), tuple(excluded), f"approval@{version}", bonus)
 
