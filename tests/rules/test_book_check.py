@@ -106,3 +106,51 @@ def test_plug_ins_of_one_name_keep_the_order_they_are_found_in(
         monkeypatch.delitem(sys.modules, module, raising=False)
     book = RuleBook.from_entry_points()
     assert [repr(r) for r in book.rules_for("sign")] == ["first.ok", "second.ok"]
+
+
+def test_a_key_naming_no_record_kind_is_refused_with_the_key_as_its_event() -> None:
+    """``record.`` names no kind; ``record.review`` does."""
+    with pytest.raises(RuleDefinitionError) as exc:
+        RuleBook().on("record.", _ok)
+    assert exc.value.message == "'record.' names no record kind"
+    assert exc.value.event == "record."
+    assert RuleBook().on("record.review", _ok).rules_for("record.review") == (_ok,)
+
+
+def test_a_rule_that_is_not_callable_is_refused_naming_its_event() -> None:
+    """``on`` refuses anything but a callable, with the event it was given."""
+    with pytest.raises(RuleDefinitionError) as exc:
+        RuleBook().on("approve", "review.quorum")  # type: ignore[arg-type]
+    assert exc.value.message == "rule for 'approve' is not callable: 'review.quorum'"
+    assert exc.value.event == "approve"
+
+
+def test_facts_for_a_string_of_events_are_refused_naming_the_string() -> None:
+    """``provide(events="approve")`` is a mistake for ``["approve"]``: refused, with it."""
+    with pytest.raises(RuleDefinitionError) as exc:
+        RuleBook().provide("people", lambda request: {}, events="approve")
+    assert exc.value.event == "approve"
+    assert "not the string 'approve'" in exc.value.message
+
+
+def test_declared_kinds_are_written_directly_unless_effect_owned() -> None:
+    """``declare_records`` alone leaves a kind open to `add_record`; ``effect_owned`` closes it."""
+    book = RuleBook().declare_records("note")
+    assert (book.record_kinds, book.reserved_kinds) == (frozenset({"note"}), frozenset())
+    book.declare_records("ledger", effect_owned=True)
+    assert book.reserved_kinds == frozenset({"ledger"})
+
+
+def test_a_rule_object_without_a_name_is_named_by_its_repr() -> None:
+    """`rule` names a callable object with no ``__name__`` by its ``repr``."""
+    from grantflow.rules import rule
+
+    class Gate:
+        def __call__(self, ctx: RuleContext) -> Verdict:
+            return PASS
+
+        def __repr__(self) -> str:
+            return "Gate()"
+
+    assert repr(rule(Gate())) == "Gate()"
+    assert repr(rule(Gate(), name="gate")) == "gate"

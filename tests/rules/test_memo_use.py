@@ -169,3 +169,19 @@ def test_the_count_sees_a_rule_that_parses_afresh(
     pid = world.contracted()
     world.spend(pid, "100.00", "INV-1").raise_for_refusal()
     assert any("afresh" in name for name in validations.offenders)
+
+
+def test_the_approval_decision_works_out_the_panel_once(
+    make_world: Callable[..., World], validations: _Validations
+) -> None:
+    """Quorum, score and the approval effect share one panel: each review parsed once."""
+    world = make_world()
+    pid = world.submit().raise_for_refusal().project_id
+    for n in (1, 2, 3, 4, 5):
+        world.review(pid, n, 70 + 4 * n).raise_for_refusal()
+    validations.counting = True
+    try:
+        world.approve(pid, "100000.00").raise_for_refusal()
+    finally:
+        validations.counting = False
+    assert validations.models.count("Review") == 5
