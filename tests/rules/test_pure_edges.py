@@ -244,3 +244,20 @@ def test_the_rectification_effect_records_the_order_and_refuses_to_guess_a_bad_o
     with pytest.raises(ValidationError) as caught:
         rectification_effect(ctx({"issues": ["ledgers missing"]}))
     assert [e["loc"] for e in caught.value.errors()] == [("deadline",)]
+
+
+def test_a_grade_rule_on_an_event_from_another_state_reads_the_midterm() -> None:
+    """From a state with no stage of its own, a grade rule reads the mid-term evaluation.
+
+    With none on record, the refusal names that stage.
+    """
+    from grantflow.rules.evaluation import midterm_grade
+
+    ctx = RuleContext(
+        project=_project("p1"), event="custom", source="applied", target="reviewed",
+        actor=STAFF, evidence={}, now=NOW, policy=Policy(),
+    )  # fmt: skip
+    verdict = midterm_grade()(ctx)
+    assert [(r.code, r.details["stage"], r.details["grade"]) for r in verdict.refusals] == [
+        ("evaluation.midterm_grade", "midterm", "none")
+    ]
