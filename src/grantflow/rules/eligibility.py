@@ -163,10 +163,11 @@ def submit_effect(ctx: RuleContext) -> Effects:
 
 def _field_problem(error: Mapping[str, Any]) -> dict[str, Any]:
     """A pydantic error as a catalogue problem naming the field (no pydantic wording)."""
-    field = ".".join(str(p) for p in error["loc"][:1])
+    # The top-level field only: the catalogue names fields, not paths inside them.
+    field = str(error["loc"][0]) if error["loc"] else ""
     if not field:
         return problem("application.dates")
-    kind = str(error.get("type", ""))
+    kind = error["type"]  # every pydantic error has one
     if kind == "missing":
         return problem("field.missing", field=field)
     if kind in {"string_too_short", "too_short"}:
