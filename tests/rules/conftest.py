@@ -231,6 +231,31 @@ class World:
         self.evaluate(pid, "midterm", 85).raise_for_refusal()
         self.engine.fire(pid, "pass_midterm", actor=self.treasurer).raise_for_refusal()
 
+    def main_line(self) -> str:
+        """Submit, review, approve, sign, spend 95,000, pass the mid-term, assess, close."""
+        engine = self.engine
+        pid = self.submit().raise_for_refusal().project_id
+        for n in (1, 2, 3, 4, 5):
+            self.review(pid, n, 70 + 4 * n).raise_for_refusal()
+        self.approve(pid, "100000.00").raise_for_refusal()
+        self.clock.advance(8)
+        self.sign(pid).raise_for_refusal()
+        self.clock.advance(30)  # into the contract term
+        self.spend(pid, "30000.00", "INV-001").raise_for_refusal()
+        self.spend(pid, "38000.00", "INV-002", line="personnel").raise_for_refusal()
+        self.serve(pid, 12, 800).raise_for_refusal()
+        self.midterm(pid)
+        later = {"activities": "8000.00", "experts": "5000.00", "training": "5000.00"}
+        later |= {"publicity": "5000.00", "administration": "4000.00"}
+        for n, (line, amount) in enumerate(later.items(), start=3):
+            self.spend(pid, amount, f"INV-00{n}", line=line).raise_for_refusal()
+        self.serve(pid, 20, 1500).raise_for_refusal()
+        self.evaluate(pid, "final", 86).raise_for_refusal()
+        closeout = {"closeout": {"report": "final report and ledgers"}}
+        engine.fire(pid, "assess", actor=self.evaluator, evidence=closeout).raise_for_refusal()
+        engine.fire(pid, "close", actor=self.treasurer).raise_for_refusal()
+        return pid
+
     def assessed(self, percent: int = 85) -> str:
         pid = self.contracted()
         self.spend(pid, "30000.00", "INV-1").raise_for_refusal()

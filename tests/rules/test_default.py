@@ -28,26 +28,7 @@ def test_open_uses_the_default_rules_and_a_bare_book_disables_them() -> None:
 def test_main_line_from_applied_to_closed(world: World) -> None:
     """A realistic project is submitted, reviewed, signed, spends, evaluated, assessed, closed."""
     engine = world.engine
-    pid = world.submit().raise_for_refusal().project_id
-    for n in (1, 2, 3, 4, 5):
-        world.review(pid, n, 70 + 4 * n).raise_for_refusal()
-    world.approve(pid, "100000.00").raise_for_refusal()
-    world.clock.advance(8)
-    world.sign(pid).raise_for_refusal()
-    world.clock.advance(30)  # into the contract term
-    world.spend(pid, "30000.00", "INV-001").raise_for_refusal()
-    world.spend(pid, "38000.00", "INV-002", line="personnel").raise_for_refusal()
-    world.serve(pid, 12, 800).raise_for_refusal()
-    world.midterm(pid)
-    later = {"activities": "8000.00", "experts": "5000.00", "training": "5000.00"}
-    later |= {"publicity": "5000.00", "administration": "4000.00"}
-    for n, (line, amount) in enumerate(later.items(), start=3):
-        world.spend(pid, amount, f"INV-00{n}", line=line).raise_for_refusal()
-    world.serve(pid, 20, 1500).raise_for_refusal()
-    world.evaluate(pid, "final", 86).raise_for_refusal()
-    closeout = {"closeout": {"report": "final report and ledgers"}}
-    engine.fire(pid, "assess", actor=world.evaluator, evidence=closeout).raise_for_refusal()
-    engine.fire(pid, "close", actor=world.treasurer).raise_for_refusal()
+    pid = world.main_line()
 
     project = engine.get(pid)
     settlement = Settlement.model_validate(dict(project.records_of("settlement")[0].data))

@@ -86,26 +86,7 @@ def test_a_project_to_closed_parses_each_record_once_per_decision(
     """Submission to settlement: no rule or effect parses what the memo already holds."""
     world = _world(make_world, validations)
     engine = world.engine
-    pid = world.submit().raise_for_refusal().project_id
-    for n in (1, 2, 3, 4, 5):
-        world.review(pid, n, 70 + 4 * n).raise_for_refusal()
-    world.approve(pid, "100000.00").raise_for_refusal()
-    world.clock.advance(8)
-    world.sign(pid).raise_for_refusal()
-    world.clock.advance(30)
-    world.spend(pid, "30000.00", "INV-001").raise_for_refusal()
-    world.spend(pid, "38000.00", "INV-002", line="personnel").raise_for_refusal()
-    world.serve(pid, 12, 800).raise_for_refusal()
-    world.midterm(pid)
-    later = {"activities": "8000.00", "experts": "5000.00", "training": "5000.00"}
-    later |= {"publicity": "5000.00", "administration": "4000.00"}
-    for n, (line, amount) in enumerate(later.items(), start=3):
-        world.spend(pid, amount, f"INV-00{n}", line=line).raise_for_refusal()
-    world.serve(pid, 20, 1500).raise_for_refusal()
-    world.evaluate(pid, "final", 86).raise_for_refusal()
-    closeout = {"closeout": {"report": "final report and ledgers"}}
-    engine.fire(pid, "assess", actor=world.evaluator, evidence=closeout).raise_for_refusal()
-    engine.fire(pid, "close", actor=world.treasurer).raise_for_refusal()
+    pid = world.main_line()
     assert engine.get(pid).state == "closed"
     assert engine.get(pid).records_of("disbursement")[-1].data["amount"] == "15000.00"
     assert not validations.offenders, "\n".join(sorted(validations.offenders))
