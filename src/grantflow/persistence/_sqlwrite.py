@@ -281,11 +281,15 @@ class Writer:
         as a hand-written sqlite3 script would do. Every ``UPDATE`` matches at most one
         row (``id`` is the key), so the summed row count says whether every
         compare-and-set held; if not, the caller rolls back and redoes the changes one
-        by one to find the loser. Changes that add records or create projects go
-        through `apply`.
+        by one to find the loser. A project changed several times in the batch has its
+        updates run in the changes' order (one wave of statements per repeat), and its
+        due dates are its last change's, as if the changes were applied one by one.
+        Changes that add records or create projects go through `apply`.
         """
-        keep: list[Any] = []
-        rewrite: list[Any] = []
+        # A project's n-th change of the batch goes in the n-th wave of updates: its
+        # compare-and-set expects the version the project's previous change writes.
+        waves: list[tuple[list[Any], list[Any]]] = []
+        seen: dict[str, int] = {}
         audits: list[Any] = []
         outbox: list[Any] = []
         messages: list[Any] = []
@@ -298,6 +302,11 @@ class Writer:
                 or entry.seq != change.expected_version + 1
             ):
                 raise ValueError("apply_batch takes plain transitions of existing projects")
+            wave = seen.get(entry.project_id, 0)
+            seen[entry.project_id] = wave + 1
+            if wave == len(waves):
+                waves.append(([], []))
+            keep, rewrite = waves[wave]
             values = self._update_values(change, after)
             if entry.data:
                 values["n_data"] = _dumps_plain(after.data)
@@ -307,13 +316,14 @@ class Writer:
             audits.append(self._insert_audit.params(self._audit_values(entry, change)))
             outbox.append(self._insert_outbox.params(self._outbox_values(entry)))
             messages.extend(self._message_params(change))
-        updated = 0
-        for statement, rows in ((self._update_keep_data, keep), (self._update, rewrite)):
-            if rows:
-                cursor.executemany(statement.sql, rows)
-                updated += cursor.rowcount
-        if updated != len(changes):
-            return False
+        for keep, rewrite in waves:
+            updated = 0
+            for statement, rows in ((self._update_keep_data, keep), (self._update, rewrite)):
+                if rows:
+                    cursor.executemany(statement.sql, rows)
+                    updated += cursor.rowcount
+            if updated != len(keep) + len(rewrite):
+                return False
         try:
             cursor.executemany(self._insert_audit.sql, audits)
         except self._integrity:
@@ -350,10 +360,17 @@ class Writer:
         cursor.execute(self._job_lease.sql, self._job_lease.params(values))
 
     def write_obligations(self, cursor: Any, changes: Sequence[Change]) -> None:
-        """Replace the indexed due dates of every change that carries them."""
-        dated = [c for c in changes if c.obligations is not None]
-        if not dated:
+        """Replace the indexed due dates of every change that carries them.
+
+        A project's rows are its last change's: an earlier change's are replaced.
+        """
+        last: dict[str, Change] = {}
+        for change in changes:
+            if change.obligations is not None:
+                last[change.entry.project_id] = change
+        if not last:
             return
+        dated = last.values()
         cursor.executemany(
             self._delete_obligations.sql,
             [self._delete_obligations.params({"o_project_id": c.entry.project_id}) for c in dated],
