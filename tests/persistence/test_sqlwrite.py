@@ -8,16 +8,19 @@ after change, or return False (the caller then redoes the changes one by one).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from grantflow.errors import ConcurrencyError
-from grantflow.models import Project
-from grantflow.persistence import Change, ObligationRow
+from grantflow.models import Project, Record
+from grantflow.persistence import Change, ObligationRow, OutboxMessage
 from grantflow.persistence.sql import SqlStore
 from grantflow.testing.job_contract import progress
 from grantflow.testing.store_contract import submission, transition
@@ -172,3 +175,135 @@ def test_a_lost_compare_and_set_in_a_batch_is_reported(make_store: StoreFactory)
     loaded = store.load("p1")
     assert loaded is not None
     assert loaded.state == "rejected"
+
+
+def test_a_taken_record_id_fails_the_batch_and_the_chunk_is_redone_item_by_item(
+    make_store: StoreFactory,
+) -> None:
+    """A record whose id is taken makes the batch return False and write nothing.
+
+    `commit_chunk` then raises a conflict at a position of the chunk (the bulk runner's
+    signal to redo it item by item), and the items committed one by one go through
+    `Writer.apply`: the good one commits, the bad one fails alone.
+    """
+    store = make_store()
+    p1, p2 = _seeded(store, "p1"), _seeded(store, "p2")
+    taken = Record(kind="review", id="r1", data={"score": 1})
+    store.commit(transition(p2, "reviewed", records=[taken]))
+    p2 = store.load("p2")
+    assert p2 is not None
+    good = transition(p1, "reviewed", records=[Record(kind="review", id="r1", data={"n": 2})])
+    bad = transition(p2, "approved", records=[taken])
+
+    assert _apply_batch(store, [good, bad]) is False
+    with pytest.raises(ConcurrencyError) as info:
+        _commit_chunk(store, [good, bad])
+    assert info.value.index == 0
+    assert store.load("p1") == p1  # nothing of the batch was written
+    assert store.find_records("review", "n", ["2"]) == []
+
+    store.commit_chunk([good], progress("k", 0, "a", 1), now=_NOW, lease=60)
+    with pytest.raises(ConcurrencyError) as info:
+        store.commit_chunk([bad], progress("k", 0, "a", 2), now=_NOW, lease=60)
+    assert info.value.index == 0
+    assert store.load("p1") == good.after
+    assert store.load("p2") == p2
+    assert [(pid, r.id) for pid, r in store.find_records("review", "n", ["2"])] == [("p1", "r1")]
+
+
+# -- the batch equals one by one ------------------------------------------------------
+
+_STATES = ("reviewed", "approved", "signed", "closed")
+#: The tables a change writes to.
+_WRITTEN = ("projects", "audit", "records", "record_keys", "obligations", "outbox")
+_TEXT = st.text(alphabet="aé中 x", max_size=3)
+_STEP = st.fixed_dictionaries(
+    {
+        "project": st.integers(0, 2),
+        "to": st.sampled_from(_STATES),
+        "accepted": st.booleans(),
+        "data": st.none()
+        | st.dictionaries(st.sampled_from(["score", "note"]), _TEXT | st.integers(0, 9)),
+        "records": st.integers(0, 2),
+        "obligations": st.none()
+        | st.lists(
+            st.tuples(st.sampled_from(["interim", "final", "audit"]), st.integers(0, 60)),
+            max_size=3,
+            unique_by=lambda due: due[0],
+        ),
+        "messages": st.lists(st.sampled_from(["m1", "m2", "m3"]), max_size=2, unique=True),
+    }
+)
+
+
+def _changes(
+    prefix: str, projects: dict[str, Project], steps: list[dict[str, Any]]
+) -> list[Change]:
+    """The changes `steps` make, each on what the project's previous change left."""
+    current = dict(projects)
+    ids = sorted(current)
+    numbers = itertools.count()
+    changes: list[Change] = []
+    for step in steps:
+        pid = ids[step["project"] % len(ids)]
+        records = [
+            Record(kind="review", id=f"r{n}", data={"score": n, "by": "eval", "ok": True})
+            for n in itertools.islice(numbers, step["records"])
+        ]
+        change = transition(
+            current[pid], step["to"], accepted=step["accepted"], data=step["data"], records=records
+        )
+        entry = change.entry
+        messages = tuple(
+            OutboxMessage(
+                id=f"{prefix}{name}",
+                topic="reminder",
+                created_at=entry.at,
+                project_id=pid,
+                seq=entry.seq,
+                payload={"name": name, "seq": entry.seq},
+            )
+            for name in step["messages"]
+        )
+        obligations = None
+        if step["obligations"] is not None:
+            obligations = tuple(_due(pid, key, days) for key, days in step["obligations"])
+        change = dataclasses.replace(change, obligations=obligations, messages=messages)
+        current[pid] = _after(change)
+        changes.append(change)
+    return changes
+
+
+def test_a_batch_leaves_the_rows_applying_its_changes_one_by_one_does(
+    make_store: StoreFactory, backend: str
+) -> None:
+    """For random changes (several per project) a batch leaves the rows one by one does.
+
+    `apply_batch` holds, and every table holds exactly the rows `apply` writes change
+    after change: states, data, audit rows, records and their keys, due dates (the last
+    change's) and outbox messages in order.
+    """
+    # No wait for the disk on SQLite (WAL): a few hundred commits per run.
+    options = {"synchronous": "NORMAL"} if backend == "sqlite" else {}
+    batched, single = make_store(**options), make_store(**options)
+    examples = itertools.count()
+
+    @settings(max_examples=30, deadline=None)
+    @given(projects=st.integers(1, 3), steps=st.lists(_STEP, min_size=1, max_size=8))
+    def check(projects: int, steps: list[dict[str, Any]]) -> None:
+        prefix = f"x{next(examples)}-"
+        seeded = {}
+        for n in range(projects):
+            pid = f"{prefix}p{n}"
+            seeded[pid] = _seeded(batched, pid)
+            assert _seeded(single, pid) == seeded[pid]
+        changes = _changes(prefix, seeded, steps)
+
+        assert _apply_batch(batched, changes) is True
+        for change in changes:
+            single.commit(change)
+        for name in _WRITTEN:
+            table, twin = getattr(batched.tables, name), getattr(single.tables, name)
+            assert _rows(batched, table) == _rows(single, twin), name
+
+    check()

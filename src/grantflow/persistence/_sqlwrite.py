@@ -118,6 +118,31 @@ def _dumps_actor(actor: Actor) -> str:
     )
 
 
+class _Batch:
+    """The driver parameters of a batch's rows, one list per statement."""
+
+    __slots__ = ("audits", "keys", "outbox", "records", "seen", "waves")
+
+    def __init__(self) -> None:
+        # A project's n-th change of the batch goes in the n-th wave of updates (rows
+        # keeping the data, rows rewriting it): its compare-and-set expects the version
+        # the project's previous change writes.
+        self.waves: list[tuple[list[Any], list[Any]]] = []
+        self.seen: dict[str, int] = {}
+        self.audits: list[Any] = []
+        self.records: list[Any] = []
+        self.keys: list[Any] = []
+        self.outbox: list[Any] = []
+
+    def wave(self, project_id: str) -> tuple[list[Any], list[Any]]:
+        """The update rows of the wave `project_id`'s next change goes in."""
+        wave = self.seen.get(project_id, 0)
+        self.seen[project_id] = wave + 1
+        if wave == len(self.waves):
+            self.waves.append(([], []))
+        return self.waves[wave]
+
+
 class Writer:
     """Applies changes on a DBAPI cursor; the caller owns the transaction."""
 
@@ -274,6 +299,15 @@ class Writer:
         """
         return [self._apply_one(cursor, change) for change in changes]
 
+    @staticmethod
+    def batchable(change: Change) -> bool:
+        """Whether `apply_batch` takes `change`: a change to an existing project, in sequence."""
+        return (
+            change.expected_state is not None
+            and change.after is not None
+            and change.entry.seq == change.expected_version + 1
+        )
+
     def apply_batch(self, cursor: Any, changes: Sequence[Change]) -> bool:
         """Apply changes to existing projects with ``executemany``; False if any CAS lost.
 
@@ -284,39 +318,14 @@ class Writer:
         by one to find the loser. A project changed several times in the batch has its
         updates run in the changes' order (one wave of statements per repeat), and its
         due dates are its last change's, as if the changes were applied one by one.
-        Changes that add records or create projects go through `apply`.
+        The audit rows, records and their keys are one ``executemany`` each; a
+        constraint they break (a record id taken, ...) returns False as well. Changes
+        that create projects go through `apply` (see `batchable`).
         """
-        # A project's n-th change of the batch goes in the n-th wave of updates: its
-        # compare-and-set expects the version the project's previous change writes.
-        waves: list[tuple[list[Any], list[Any]]] = []
-        seen: dict[str, int] = {}
-        audits: list[Any] = []
-        outbox: list[Any] = []
-        messages: list[Any] = []
+        batch = _Batch()
         for change in changes:
-            entry, after = change.entry, change.after
-            if (
-                change.expected_state is None
-                or after is None
-                or entry.records
-                or entry.seq != change.expected_version + 1
-            ):
-                raise ValueError("apply_batch takes plain transitions of existing projects")
-            wave = seen.get(entry.project_id, 0)
-            seen[entry.project_id] = wave + 1
-            if wave == len(waves):
-                waves.append(([], []))
-            keep, rewrite = waves[wave]
-            values = self._update_values(change, after)
-            if entry.data:
-                values["n_data"] = _dumps_plain(after.data)
-                rewrite.append(self._update.params(values))
-            else:
-                keep.append(self._update_keep_data.params(values))
-            audits.append(self._insert_audit.params(self._audit_values(entry, change)))
-            outbox.append(self._insert_outbox.params(self._outbox_values(entry)))
-            messages.extend(self._message_params(change))
-        for keep, rewrite in waves:
+            self._add_to_batch(batch, change)
+        for keep, rewrite in batch.waves:
             updated = 0
             for statement, rows in ((self._update_keep_data, keep), (self._update, rewrite)):
                 if rows:
@@ -325,13 +334,18 @@ class Writer:
             if updated != len(keep) + len(rewrite):
                 return False
         try:
-            cursor.executemany(self._insert_audit.sql, audits)
+            cursor.executemany(self._insert_audit.sql, batch.audits)
+            if batch.records:
+                cursor.executemany(self._insert_record.sql, batch.records)
+            if batch.keys:
+                cursor.executemany(self._insert_key.sql, batch.keys)
+            self.write_obligations(cursor, changes)
         except self._integrity:
             return False
-        self.write_obligations(cursor, changes)
-        cursor.executemany(self._insert_outbox.sql, outbox)
-        if messages:
-            cursor.executemany(self._insert_message.sql, messages)
+        if any(change.messages for change in changes):
+            cursor.executemany(self._insert_message.sql, self._queued(changes))
+        else:
+            cursor.executemany(self._insert_outbox.sql, batch.outbox)
         return True
 
     def record_progress(self, cursor: Any, progress: ChunkProgress, lease_until: float) -> bool:
@@ -382,6 +396,38 @@ class Writer:
         ]
         if rows:
             cursor.executemany(self._insert_obligation.sql, rows)
+
+    # -- a batch ------------------------------------------------------------------------
+
+    def _add_to_batch(self, batch: _Batch, change: Change) -> None:
+        entry, after = change.entry, change.after
+        if after is None or not self.batchable(change):
+            raise ValueError("apply_batch takes changes to existing projects, in sequence")
+        keep, rewrite = batch.wave(entry.project_id)
+        values = self._update_values(change, after)
+        if entry.data:
+            values["n_data"] = _dumps_plain(after.data)
+            rewrite.append(self._update.params(values))
+        else:
+            keep.append(self._update_keep_data.params(values))
+        batch.audits.append(self._insert_audit.params(self._audit_values(entry, change)))
+        if entry.records:
+            self._record_params(entry, batch.records, batch.keys)
+        batch.outbox.append(self._insert_outbox.params(self._outbox_values(entry)))
+
+    def _queued(self, changes: Sequence[Change]) -> list[Any]:
+        """The outbox rows of `changes` in their order, as applying them one by one queues.
+
+        Each entry's message, then its change's own, all through the statement that skips
+        a message already queued (an entry's message has no id: it never conflicts).
+        """
+        queued: list[Any] = []
+        for change in changes:
+            values = self._outbox_values(change.entry)
+            values["o_id"] = values["o_payload"] = None
+            queued.append(self._insert_message.params(values))
+            queued.extend(self._message_params(change))
+        return queued
 
     # -- one change ----------------------------------------------------------------------
 
@@ -444,43 +490,58 @@ class Writer:
             cursor.execute(self._insert_message.sql, params)
 
     def _insert_records(self, cursor: Any, entry: AuditEntry) -> None:
+        records: list[Any] = []
         keys: list[Any] = []
-        for pos, record in enumerate(entry.records):
-            values = {
-                "p_project_id": entry.project_id,
-                "p_kind": record.kind,
-                "p_id": record.id,
-                "p_seq": record.seq,
-                "p_pos": pos,
-                "p_data": _dumps_plain(record.data),
-            }
+        self._record_params(entry, records, keys)
+        for params, record in zip(records, entry.records, strict=True):
             error = InvalidInput(
                 f"record {record.kind}/{record.id} already exists on project {entry.project_id!r}",
                 field="records",
                 project_id=entry.project_id,
                 event=entry.event,
             )
-            self._run(cursor, self._insert_record, values, error)
+            self._run_params(cursor, self._insert_record.sql, params, error)
+        if keys:  # in the record's transaction: the index never disagrees with the records
+            cursor.executemany(self._insert_key.sql, keys)
+
+    def _record_params(self, entry: AuditEntry, records: list[Any], keys: list[Any]) -> None:
+        """Append the driver parameters of `entry`'s records and of their keys."""
+        pid = entry.project_id
+        record_params, key_params = self._insert_record.params, self._insert_key.params
+        for pos, record in enumerate(entry.records):
+            records.append(
+                record_params(
+                    {
+                        "p_project_id": pid,
+                        "p_kind": record.kind,
+                        "p_id": record.id,
+                        "p_seq": record.seq,
+                        "p_pos": pos,
+                        "p_data": _dumps_plain(record.data),
+                    }
+                )
+            )
             keys.extend(
-                self._insert_key.params(
+                key_params(
                     {
                         "k_kind": record.kind,
                         "k_field": name,
                         "k_value": value,
-                        "k_project_id": entry.project_id,
+                        "k_project_id": pid,
                         "k_record_id": record.id,
                     }
                 )
                 for name, value in record_keys(record.data)
             )
-        if keys:  # in the record's transaction: the index never disagrees with the records
-            cursor.executemany(self._insert_key.sql, keys)
 
     def _run(
         self, cursor: Any, statement: _Statement, values: Mapping[str, Any], error: GrantflowError
     ) -> None:
+        self._run_params(cursor, statement.sql, statement.params(values), error)
+
+    def _run_params(self, cursor: Any, sql: str, params: Any, error: GrantflowError) -> None:
         try:
-            cursor.execute(statement.sql, statement.params(values))
+            cursor.execute(sql, params)
         except self._integrity as exc:
             raise Partial(error) from exc
         if cursor.rowcount != 1:
