@@ -17,10 +17,12 @@ import pytest
 import sqlalchemy
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy.dialects import postgresql, sqlite
 
 from grantflow.errors import ConcurrencyError
 from grantflow.models import Project, Record
 from grantflow.persistence import Change, ObligationRow, OutboxMessage
+from grantflow.persistence._sqlwrite import _Statement
 from grantflow.persistence.sql import SqlStore
 from grantflow.testing.job_contract import progress
 from grantflow.testing.store_contract import submission, transition
@@ -93,6 +95,38 @@ def _due(project_id: str, key: str, days: int) -> ObligationRow:
 def _after(change: Change) -> Project:
     assert change.after is not None
     return change.after
+
+
+# -- statements -----------------------------------------------------------------------
+
+
+def test_a_row_reaches_each_driver_in_its_statements_order() -> None:
+    """Values handed over in `names` order are laid out as each paramstyle binds them.
+
+    SQLite's positional parameters in the statement's order, a literal SQLAlchemy turned
+    into a parameter included; psycopg's named ones as a dict; a statement binding only
+    a literal; and names that are not the statement's parameters are refused.
+    """
+    t = sqlalchemy.table("t", sqlalchemy.column("a"), sqlalchemy.column("b"))
+    stmt = (
+        sqlalchemy.update(t)
+        .where(t.c.a == sqlalchemy.bindparam("w_a"))
+        .values(b=sqlalchemy.func.coalesce(sqlalchemy.bindparam("n_b"), 0))
+    )
+    names = ("w_a", "n_b")
+    assert _Statement(stmt, sqlite.dialect(), names).row(("A", "B")) == ("B", 0, "A")
+    named = _Statement(stmt, postgresql.psycopg.dialect(), names).row(("A", "B"))
+    assert sorted(named.values(), key=str) == [0, "A", "B"]
+    assert (named["w_a"], named["n_b"]) == ("A", "B")
+    plain = sqlalchemy.select(t.c.a).where(t.c.a == sqlalchemy.bindparam("w_a"))
+    assert _Statement(plain, sqlite.dialect(), ("w_a",)).row(("A",)) == ("A",)
+    assert _Statement(sqlalchemy.select(sqlalchemy.literal(1)), sqlite.dialect(), ()).row(()) == (
+        1,
+    )
+    with pytest.raises(ValueError, match="binds"):
+        _Statement(stmt, sqlite.dialect(), ("w_a", "n_b", "extra"))
+    with pytest.raises(ValueError, match="binds"):
+        _Statement(stmt, sqlite.dialect(), ("w_a",))
 
 
 # -- regressions ----------------------------------------------------------------------
