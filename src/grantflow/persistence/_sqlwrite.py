@@ -1,7 +1,8 @@
 """The write path: compare-and-set commits on a raw DBAPI cursor, one or many per transaction.
 
-Statements are SQLAlchemy Core constructs compiled once per store; each change runs as
-plain ``cursor.execute`` calls, without ORM or validation overhead:
+Statements are SQLAlchemy Core constructs compiled once per store, with the layout of
+their parameters for the driver; each change runs as plain ``cursor.execute`` calls,
+without ORM or validation overhead:
 
 * an existing project: ``UPDATE projects ... WHERE id AND state AND version`` (the
   compare-and-set; row count 0 means another writer won), then the audit row (its
@@ -12,6 +13,10 @@ plain ``cursor.execute`` calls, without ORM or validation overhead:
 Nothing is read in Python before a write. A change whose first statement matches no row
 wrote nothing and is reported on its own; if a later statement of a change fails, the
 whole chunk is rolled back and run again with one savepoint per change.
+
+`Writer.apply_batch`, the path of bulk chunks, writes the same rows with one
+``executemany`` per statement: the tables hold what applying the changes one by one
+leaves (a property test holds it on SQLite and PostgreSQL), or it returns False.
 """
 
 from __future__ import annotations
@@ -77,6 +82,7 @@ _AUDIT_COLUMNS = (
 if set(_AUDIT_COLUMNS) != set(AuditEntry.model_fields):  # pragma: no cover - a new field
     raise RuntimeError("the audit table's columns must be AuditEntry's fields")
 _AUDIT_NAMES = tuple(f"p_{c}" for c in _AUDIT_COLUMNS)
+_AUDIT_AT = _AUDIT_COLUMNS.index("at")
 _JSON_AUDIT = frozenset({"actor", "evidence", "refusals", "records", "data", "decided_under"})
 _PROJECT_COLUMNS = ("id", "state", "version", "head", "data", "created_at", "updated_at")
 _RECORD_COLUMNS = ("project_id", "kind", "id", "seq", "pos", "data")
@@ -457,7 +463,8 @@ class Writer:
         """
         last: dict[str, Change] = {}
         for change in changes:
-            if change.obligations is not None:
+            if change.obligations is not None:  # in the order of each project's last change
+                last.pop(change.entry.project_id, None)
                 last[change.entry.project_id] = change
         if not last:
             return
@@ -493,7 +500,7 @@ class Writer:
         ):
             raise ValueError("apply_batch takes changes to existing projects, in sequence")
         audit = self._audit_row(entry)
-        at = audit[8]  # the entry's time as the driver takes it (`_AUDIT_COLUMNS`)
+        at = audit[_AUDIT_AT]  # the entry's time as the driver takes it
         keep, rewrite = batch.wave(entry.project_id)
         move = self._move(change, after, at if after.updated_at is entry.at else None)
         if entry.data:
