@@ -414,15 +414,11 @@ class SqlJobs:
         return stored
 
     def _apply_chunk(self, cursor: Any, changes: Sequence[Change]) -> list[Any]:
-        plain_moves = all(
-            c.expected_state is not None and c.after is not None and not c.entry.records
-            for c in changes
-        )
-        if plain_moves and len(changes) > 1:
+        if len(changes) > 1 and all(map(self._writer.batchable, changes)):
             if self._writer.apply_batch(cursor, changes):
                 return [None] * len(changes)
-            # Some compare-and-set lost: report it without saying which; the bulk runner
-            # redoes the chunk item by item on fresh state.
+            # Some compare-and-set lost (or a row broke a constraint): report it without
+            # saying which; the bulk runner redoes the chunk item by item on fresh state.
             first = changes[0].entry
             return [
                 ConcurrencyError(

@@ -1,7 +1,8 @@
 """The write path: compare-and-set commits on a raw DBAPI cursor, one or many per transaction.
 
-Statements are SQLAlchemy Core constructs compiled once per store; each change runs as
-plain ``cursor.execute`` calls, without ORM or validation overhead:
+Statements are SQLAlchemy Core constructs compiled once per store, with the layout of
+their parameters for the driver; each change runs as plain ``cursor.execute`` calls,
+without ORM or validation overhead:
 
 * an existing project: ``UPDATE projects ... WHERE id AND state AND version`` (the
   compare-and-set; row count 0 means another writer won), then the audit row (its
@@ -12,12 +13,17 @@ plain ``cursor.execute`` calls, without ORM or validation overhead:
 Nothing is read in Python before a write. A change whose first statement matches no row
 wrote nothing and is reported on its own; if a later statement of a change fails, the
 whole chunk is rolled back and run again with one savepoint per change.
+
+`Writer.apply_batch`, the path of bulk chunks, writes the same rows with one
+``executemany`` per statement: the tables hold what applying the changes one by one
+leaves (a property test holds it on SQLite and PostgreSQL), or it returns False.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
@@ -45,19 +51,47 @@ from sqlalchemy.sql.expression import ClauseElement
 
 from grantflow._canonical import plain
 from grantflow.errors import ConcurrencyError, GrantflowError, InvalidInput, ProjectExists
-from grantflow.models import Actor, AuditEntry, DecisionBasis, Project
+from grantflow.models import Actor, AuditEntry, DecisionBasis, Project, Record
 from grantflow.persistence._outbox import AUDIT_TOPIC
-from grantflow.persistence._protocol import Change, ChunkProgress, ObligationRow
+from grantflow.persistence._protocol import Change, ChunkProgress
 from grantflow.persistence._schema import Tables, record_keys
 
 __all__ = ["Partial", "Writer"]
 
-# The audit table's columns are the entry's fields, named once (in `AuditEntry`).
-_AUDIT_COLUMNS = tuple(AuditEntry.model_fields)
+# The audit table's columns are the entry's fields, in the order `Writer._audit_row` lays
+# an entry's values out in.
+_AUDIT_COLUMNS = (
+    "project_id",
+    "seq",
+    "kind",
+    "event",
+    "from_state",
+    "to_state",
+    "accepted",
+    "actor",
+    "at",
+    "evidence",
+    "refusals",
+    "records",
+    "data",
+    "prev_hash",
+    "hash",
+    "decided_under",
+    "clamped_from",
+)
+if set(_AUDIT_COLUMNS) != set(AuditEntry.model_fields):  # pragma: no cover - a new field
+    raise RuntimeError("the audit table's columns must be AuditEntry's fields")
+_AUDIT_NAMES = tuple(f"p_{c}" for c in _AUDIT_COLUMNS)
+_AUDIT_AT = _AUDIT_COLUMNS.index("at")
 _JSON_AUDIT = frozenset({"actor", "evidence", "refusals", "records", "data", "decided_under"})
 _PROJECT_COLUMNS = ("id", "state", "version", "head", "data", "created_at", "updated_at")
 _RECORD_COLUMNS = ("project_id", "kind", "id", "seq", "pos", "data")
 _OBLIGATION_COLUMNS = ("project_id", "key", "kind", "due_on", "status", "hub", "data")
+_KEY_COLUMNS = ("kind", "field", "value", "project_id", "record_id")
+# The compare-and-set's values, in the order `Writer._move` lays them out in.
+_MOVE_NAMES = ("n_state", "n_version", "n_head", "n_updated_at", "w_id", "w_state", "w_version")
+_OUTBOX_NAMES = ("o_topic", "o_project_id", "o_seq", "o_created_at")
+_MESSAGE_NAMES = ("o_id", "o_topic", "o_project_id", "o_seq", "o_payload", "o_created_at")
 
 
 class Partial(Exception):  # noqa: N818 - internal signal, never escapes the store
@@ -69,25 +103,59 @@ class Partial(Exception):  # noqa: N818 - internal signal, never escapes the sto
 
 
 class _Statement:
-    """A compiled statement and how to lay out its parameters for the driver."""
+    """A compiled statement and how the driver takes one row of its values.
 
-    def __init__(self, stmt: ClauseElement, dialect: Dialect) -> None:
+    `names` orders the values a caller hands `row` as a tuple. `row` lays them out for
+    the driver, as worked out once here: the tuple itself when the statement's
+    positional parameters come in that order, else the values picked into the
+    statement's order (one C call), or a dict by name for a named paramstyle.
+    """
+
+    __slots__ = ("names", "row", "sql")
+
+    def __init__(self, stmt: ClauseElement, dialect: Dialect, names: Sequence[str]) -> None:
         compiled = stmt.compile(dialect=dialect)
         assert isinstance(compiled, SQLCompiler)
         self.sql = str(compiled)
-        self._order: tuple[str, ...] | None = (
-            tuple(compiled.positiontup) if compiled.positional and compiled.positiontup else None
-        )
-
+        self.names = tuple(names)
         # Literals SQLAlchemy turned into parameters (e.g. the 0 in COALESCE) keep their value.
-        self._defaults = {k: v for k, v in compiled.params.items() if v is not None}
+        defaults = {k: v for k, v in compiled.params.items() if v is not None}
+        bound = set(compiled.params) - set(defaults)
+        if bound != set(self.names) or len(self.names) != len(bound):
+            raise ValueError(f"the statement binds {sorted(bound)}, not {self.names}")
+        order = tuple(compiled.positiontup or ()) if compiled.positional else None
+        self.row: Callable[[tuple[Any, ...]], Any] = _layout(self.names, defaults, order)
 
     def params(self, values: Mapping[str, Any]) -> Any:
-        if self._defaults:
-            values = {**self._defaults, **values}
-        if self._order is None:
-            return values
-        return tuple(map(values.__getitem__, self._order))
+        """The driver's parameters from values by name (statements off the hot path)."""
+        return self.row(tuple(map(values.__getitem__, self.names)))
+
+
+def _layout(
+    names: tuple[str, ...], defaults: Mapping[str, Any], order: tuple[str, ...] | None
+) -> Callable[[tuple[Any, ...]], Any]:
+    """How to turn a row of values in `names` order into the driver's parameters."""
+    if order is None:  # a named paramstyle (psycopg): a dict per row
+        if defaults:
+            fixed = dict(defaults)
+            return lambda values: {**fixed, **dict(zip(names, values, strict=True))}
+        return lambda values: dict(zip(names, values, strict=True))
+    slots = {name: i for i, name in enumerate(names)}
+    slots.update({name: len(names) + i for i, name in enumerate(defaults)})
+    index = tuple(slots[name] for name in order)
+    if index == tuple(range(len(names))):
+        return _same
+    tail = tuple(defaults.values())
+    pick = operator.itemgetter(*index)
+    if len(index) == 1:
+        return lambda values: (pick((*values, *tail)),)
+    if tail:
+        return lambda values: pick((*values, *tail))
+    return pick
+
+
+def _same(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    return values
 
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
@@ -118,11 +186,38 @@ def _dumps_actor(actor: Actor) -> str:
     )
 
 
+class _Batch:
+    """The driver parameters of a batch's rows, one list per statement."""
+
+    __slots__ = ("audits", "keys", "outbox", "records", "seen", "waves")
+
+    def __init__(self) -> None:
+        # A project's n-th change of the batch goes in the n-th wave of updates (rows
+        # keeping the data, rows rewriting it): its compare-and-set expects the version
+        # the project's previous change writes.
+        self.waves: list[tuple[list[Any], list[Any]]] = []
+        self.seen: dict[str, int] = {}
+        self.audits: list[Any] = []
+        self.records: list[Any] = []
+        self.keys: list[Any] = []
+        self.outbox: list[Any] = []
+
+    def wave(self, project_id: str) -> tuple[list[Any], list[Any]]:
+        """The update rows of the wave `project_id`'s next change goes in."""
+        wave = self.seen.get(project_id, 0)
+        self.seen[project_id] = wave + 1
+        if wave == len(self.waves):
+            self.waves.append(([], []))
+        return self.waves[wave]
+
+
 class Writer:
     """Applies changes on a DBAPI cursor; the caller owns the transaction."""
 
     def __init__(self, tables: Tables, dialect: Dialect, integrity_error: type[Exception]) -> None:
         self._integrity = integrity_error
+        self._last_actor: tuple[Actor | None, str] = (None, "")
+        self._last_basis: tuple[DecisionBasis | None, str | None] = (None, None)
         self._time: Callable[[datetime], Any] = (
             _sqlite_time if dialect.name == "sqlite" else _aware_utc
         )
@@ -139,12 +234,17 @@ class Writer:
             "head": bindparam("n_head"),
             "updated_at": bindparam("n_updated_at"),
         }
-        self._update = _Statement(cas.values(**moved, data=_json_param("n_data", dialect)), dialect)
+        self._update = _Statement(
+            cas.values(**moved, data=_json_param("n_data", dialect)),
+            dialect,
+            (*_MOVE_NAMES, "n_data"),
+        )
         # Most transitions leave the data alone: don't rewrite (or re-encode) it.
-        self._update_keep_data = _Statement(cas.values(**moved), dialect)
+        self._update_keep_data = _Statement(cas.values(**moved), dialect, _MOVE_NAMES)
         self._insert_audit = _Statement(
             insert(t.audit).values({c: _audit_param(c, dialect) for c in _AUDIT_COLUMNS}),
             dialect,
+            _AUDIT_NAMES,
         )
         tip = (
             select(func.coalesce(func.max(t.audit.c.seq), 0))
@@ -162,6 +262,7 @@ class Writer:
             .from_select(list(_AUDIT_COLUMNS), guarded)
             .on_conflict_do_nothing(),
             dialect,
+            (*_AUDIT_NAMES, "w_version"),
         )
         self._insert_project = _Statement(
             insert(t.projects).values(
@@ -171,6 +272,7 @@ class Writer:
                 }
             ),
             dialect,
+            [f"p_{c}" for c in _PROJECT_COLUMNS],
         )
         self._insert_record = _Statement(
             insert(t.records).values(
@@ -180,15 +282,12 @@ class Writer:
                 }
             ),
             dialect,
+            [f"p_{c}" for c in _RECORD_COLUMNS],
         )
         self._insert_key = _Statement(
-            insert(t.record_keys).values(
-                {
-                    c: bindparam(f"k_{c}")
-                    for c in ("kind", "field", "value", "project_id", "record_id")
-                }
-            ),
+            insert(t.record_keys).values({c: bindparam(f"k_{c}") for c in _KEY_COLUMNS}),
             dialect,
+            [f"k_{c}" for c in _KEY_COLUMNS],
         )
         chunks, jobs = t.bulk_chunks, t.bulk_jobs
         self._fence = _Statement(
@@ -208,19 +307,25 @@ class Writer:
                 lease_until=bindparam("n_lease_until"),
             ),
             dialect,
+            [
+                *("w_key", "w_chunk", "w_owner", "w_done", "n_next_index", "n_done"),
+                *("n_digest", "n_counts", "n_items", "n_lease_until"),
+            ],
         )
         self._job_lease = _Statement(
             update(jobs)
             .where(jobs.c.key == bindparam("w_key"))
             .values(lease_until=bindparam("n_lease_until")),
             dialect,
+            ("w_key", "n_lease_until"),
         )
         self._project_exists = _Statement(
-            select(literal(1)).where(t.projects.c.id == bindparam("w_id")), dialect
+            select(literal(1)).where(t.projects.c.id == bindparam("w_id")), dialect, ("w_id",)
         )
         self._delete_obligations = _Statement(
             delete(t.obligations).where(t.obligations.c.project_id == bindparam("o_project_id")),
             dialect,
+            ("o_project_id",),
         )
         self._insert_obligation = _Statement(
             insert(t.obligations).values(
@@ -230,6 +335,7 @@ class Writer:
                 }
             ),
             dialect,
+            [f"o_{c}" for c in _OBLIGATION_COLUMNS],
         )
         self._date: Callable[[date], Any] = (
             date.isoformat if dialect.name == "sqlite" else _same_date
@@ -250,7 +356,9 @@ class Writer:
         }
         # inline(): no RETURNING of the generated position, which nobody reads.
         self._insert_outbox = _Statement(
-            insert(t.outbox).inline().values({**fresh, "id": null(), "payload": null()}), dialect
+            insert(t.outbox).inline().values({**fresh, "id": null(), "payload": null()}),
+            dialect,
+            _OUTBOX_NAMES,
         )
         self._insert_message = _Statement(
             _dialect_insert(t.outbox, dialect)
@@ -262,6 +370,7 @@ class Writer:
                 index_elements=[t.outbox.c.id], index_where=t.outbox.c.id.isnot(None)
             ),
             dialect,
+            _MESSAGE_NAMES,
         )
 
     # -- entry points --------------------------------------------------------------------
@@ -274,6 +383,15 @@ class Writer:
         """
         return [self._apply_one(cursor, change) for change in changes]
 
+    @staticmethod
+    def batchable(change: Change) -> bool:
+        """Whether `apply_batch` takes `change`: a change to an existing project, in sequence."""
+        return (
+            change.expected_state is not None
+            and change.after is not None
+            and change.entry.seq == change.expected_version + 1
+        )
+
     def apply_batch(self, cursor: Any, changes: Sequence[Change]) -> bool:
         """Apply changes to existing projects with ``executemany``; False if any CAS lost.
 
@@ -281,47 +399,37 @@ class Writer:
         as a hand-written sqlite3 script would do. Every ``UPDATE`` matches at most one
         row (``id`` is the key), so the summed row count says whether every
         compare-and-set held; if not, the caller rolls back and redoes the changes one
-        by one to find the loser. Changes that add records or create projects go
-        through `apply`.
+        by one to find the loser. A project changed several times in the batch has its
+        updates run in the changes' order (one wave of statements per repeat), and its
+        due dates are its last change's, as if the changes were applied one by one.
+        The audit rows, records and their keys are one ``executemany`` each; a
+        constraint they break (a record id taken, ...) returns False as well. Changes
+        that create projects go through `apply` (see `batchable`).
         """
-        keep: list[Any] = []
-        rewrite: list[Any] = []
-        audits: list[Any] = []
-        outbox: list[Any] = []
-        messages: list[Any] = []
+        batch = _Batch()
         for change in changes:
-            entry, after = change.entry, change.after
-            if (
-                change.expected_state is None
-                or after is None
-                or entry.records
-                or entry.seq != change.expected_version + 1
-            ):
-                raise ValueError("apply_batch takes plain transitions of existing projects")
-            values = self._update_values(change, after)
-            if entry.data:
-                values["n_data"] = _dumps_plain(after.data)
-                rewrite.append(self._update.params(values))
-            else:
-                keep.append(self._update_keep_data.params(values))
-            audits.append(self._insert_audit.params(self._audit_values(entry, change)))
-            outbox.append(self._insert_outbox.params(self._outbox_values(entry)))
-            messages.extend(self._message_params(change))
-        updated = 0
-        for statement, rows in ((self._update_keep_data, keep), (self._update, rewrite)):
-            if rows:
-                cursor.executemany(statement.sql, rows)
-                updated += cursor.rowcount
-        if updated != len(changes):
-            return False
+            self._add_to_batch(batch, change)
+        for keep, rewrite in batch.waves:
+            updated = 0
+            for statement, rows in ((self._update_keep_data, keep), (self._update, rewrite)):
+                if rows:
+                    cursor.executemany(statement.sql, rows)
+                    updated += cursor.rowcount
+            if updated != len(keep) + len(rewrite):
+                return False
         try:
-            cursor.executemany(self._insert_audit.sql, audits)
+            cursor.executemany(self._insert_audit.sql, batch.audits)
+            if batch.records:
+                cursor.executemany(self._insert_record.sql, batch.records)
+            if batch.keys:
+                cursor.executemany(self._insert_key.sql, batch.keys)
+            self.write_obligations(cursor, changes)
         except self._integrity:
             return False
-        self.write_obligations(cursor, changes)
-        cursor.executemany(self._insert_outbox.sql, outbox)
-        if messages:
-            cursor.executemany(self._insert_message.sql, messages)
+        if any(change.messages for change in changes):
+            cursor.executemany(self._insert_message.sql, self._queued(changes))
+        else:
+            cursor.executemany(self._insert_outbox.sql, batch.outbox)
         return True
 
     def record_progress(self, cursor: Any, progress: ChunkProgress, lease_until: float) -> bool:
@@ -346,25 +454,78 @@ class Writer:
 
     def extend_job_lease(self, cursor: Any, key: str, lease_until: float) -> None:
         """Move job `key`'s lease to `lease_until`."""
-        values = {"w_key": key, "n_lease_until": lease_until}
-        cursor.execute(self._job_lease.sql, self._job_lease.params(values))
+        cursor.execute(self._job_lease.sql, self._job_lease.row((key, lease_until)))
 
     def write_obligations(self, cursor: Any, changes: Sequence[Change]) -> None:
-        """Replace the indexed due dates of every change that carries them."""
-        dated = [c for c in changes if c.obligations is not None]
-        if not dated:
+        """Replace the indexed due dates of every change that carries them.
+
+        A project's rows are its last change's: an earlier change's are replaced.
+        """
+        last: dict[str, Change] = {}
+        for change in changes:
+            if change.obligations is not None:  # in the order of each project's last change
+                last.pop(change.entry.project_id, None)
+                last[change.entry.project_id] = change
+        if not last:
             return
-        cursor.executemany(
-            self._delete_obligations.sql,
-            [self._delete_obligations.params({"o_project_id": c.entry.project_id}) for c in dated],
-        )
+        delete = self._delete_obligations.row
+        cursor.executemany(self._delete_obligations.sql, [delete((pid,)) for pid in last])
+        insert, date_of = self._insert_obligation.row, self._date
         rows = [
-            self._insert_obligation.params(self._obligation_values(row))
-            for c in dated
-            for row in c.obligations or ()
+            insert(
+                (
+                    row.project_id,
+                    row.key,
+                    row.kind,
+                    date_of(row.due_on),
+                    row.status,
+                    row.hub,
+                    _dumps(row.data),
+                )
+            )
+            for change in last.values()
+            for row in change.obligations or ()
         ]
         if rows:
             cursor.executemany(self._insert_obligation.sql, rows)
+
+    # -- a batch ------------------------------------------------------------------------
+
+    def _add_to_batch(self, batch: _Batch, change: Change) -> None:
+        entry, after = change.entry, change.after
+        if (
+            after is None
+            or change.expected_state is None
+            or entry.seq != change.expected_version + 1
+        ):
+            raise ValueError("apply_batch takes changes to existing projects, in sequence")
+        audit = self._audit_row(entry)
+        at = audit[_AUDIT_AT]  # the entry's time as the driver takes it
+        keep, rewrite = batch.wave(entry.project_id)
+        move = self._move(change, after, at if after.updated_at is entry.at else None)
+        if entry.data:
+            rewrite.append(self._update.row((*move, _dumps_plain(after.data))))
+        else:
+            keep.append(self._update_keep_data.row(move))
+        batch.audits.append(self._insert_audit.row(audit))
+        if entry.records:
+            self._record_rows(entry, batch.records, batch.keys)
+        batch.outbox.append(self._insert_outbox.row((AUDIT_TOPIC, entry.project_id, entry.seq, at)))
+
+    def _queued(self, changes: Sequence[Change]) -> list[Any]:
+        """The outbox rows of `changes` in their order, as applying them one by one queues.
+
+        Each entry's message, then its change's own, all through the statement that skips
+        a message already queued (an entry's message has no id: it never conflicts).
+        """
+        queued: list[Any] = []
+        message = self._insert_message.row
+        for change in changes:
+            entry = change.entry
+            created = self._time(entry.at)
+            queued.append(message((None, AUDIT_TOPIC, entry.project_id, entry.seq, None, created)))
+            queued.extend(self._message_rows(change))
+        return queued
 
     # -- one change ----------------------------------------------------------------------
 
@@ -382,16 +543,14 @@ class Writer:
                 project_id=entry.project_id,
                 event=entry.event,
             )
+        move = self._move(change, after, None)
         if entry.data:
-            values = self._update_values(change, after)
-            values["n_data"] = _dumps_plain(after.data)
-            cursor.execute(self._update.sql, self._update.params(values))
+            cursor.execute(self._update.sql, self._update.row((*move, _dumps_plain(after.data))))
         else:
-            update = self._update_keep_data
-            cursor.execute(update.sql, update.params(self._update_values(change, after)))
+            cursor.execute(self._update_keep_data.sql, self._update_keep_data.row(move))
         if cursor.rowcount != 1:
             return _conflict(change)
-        self._run(cursor, self._insert_audit, self._audit_values(entry, change), _conflict(change))
+        self._run(cursor, self._insert_audit, self._audit_row(entry), change, _conflict)
         self._insert_records(cursor, entry)
         self.write_obligations(cursor, (change,))
         self._enqueue(cursor, change)
@@ -399,20 +558,17 @@ class Writer:
 
     def _create(self, cursor: Any, change: Change) -> GrantflowError | None:
         entry = change.entry
-        cursor.execute(
-            self._insert_chain.sql, self._insert_chain.params(self._audit_values(entry, change))
-        )
+        chain = self._insert_chain
+        cursor.execute(chain.sql, chain.row((*self._audit_row(entry), change.expected_version)))
         if cursor.rowcount != 1:
-            cursor.execute(
-                self._project_exists.sql, self._project_exists.params({"w_id": entry.project_id})
-            )
+            exists = self._project_exists
+            cursor.execute(exists.sql, exists.row((entry.project_id,)))
             if cursor.fetchone() is not None:
                 return _exists(entry)
             return _conflict(change)
         if change.after is not None:
-            self._run(
-                cursor, self._insert_project, self._project_values(change.after), _exists(entry)
-            )
+            row = self._project_row(change.after)
+            self._run(cursor, self._insert_project, row, change, _exists_of)
             self._insert_records(cursor, entry)
             self.write_obligations(cursor, (change,))
         self._enqueue(cursor, change)
@@ -421,136 +577,127 @@ class Writer:
     def _enqueue(self, cursor: Any, change: Change) -> None:
         """Queue the entry's outbox message and the change's own, in its transaction."""
         entry = change.entry
-        error = _conflict(change)
-        self._run(cursor, self._insert_outbox, self._outbox_values(entry), error)
-        for params in self._message_params(change):
+        row = (AUDIT_TOPIC, entry.project_id, entry.seq, self._time(entry.at))
+        self._run(cursor, self._insert_outbox, row, change, _conflict)
+        for params in self._message_rows(change):
             cursor.execute(self._insert_message.sql, params)
 
     def _insert_records(self, cursor: Any, entry: AuditEntry) -> None:
+        if not entry.records:
+            return
+        records: list[Any] = []
         keys: list[Any] = []
-        for pos, record in enumerate(entry.records):
-            values = {
-                "p_project_id": entry.project_id,
-                "p_kind": record.kind,
-                "p_id": record.id,
-                "p_seq": record.seq,
-                "p_pos": pos,
-                "p_data": _dumps_plain(record.data),
-            }
-            error = InvalidInput(
-                f"record {record.kind}/{record.id} already exists on project {entry.project_id!r}",
-                field="records",
-                project_id=entry.project_id,
-                event=entry.event,
-            )
-            self._run(cursor, self._insert_record, values, error)
-            keys.extend(
-                self._insert_key.params(
-                    {
-                        "k_kind": record.kind,
-                        "k_field": name,
-                        "k_value": value,
-                        "k_project_id": entry.project_id,
-                        "k_record_id": record.id,
-                    }
-                )
-                for name, value in record_keys(record.data)
-            )
+        self._record_rows(entry, records, keys)
+        for params, record in zip(records, entry.records, strict=True):
+            try:
+                cursor.execute(self._insert_record.sql, params)
+            except self._integrity as exc:
+                raise Partial(_record_exists(entry, record)) from exc
         if keys:  # in the record's transaction: the index never disagrees with the records
             cursor.executemany(self._insert_key.sql, keys)
 
+    def _record_rows(self, entry: AuditEntry, records: list[Any], keys: list[Any]) -> None:
+        """Append the driver parameters of `entry`'s records and of their keys."""
+        pid = entry.project_id
+        record_row, key_row = self._insert_record.row, self._insert_key.row
+        for pos, record in enumerate(entry.records):
+            kind, rid = record.kind, record.id
+            records.append(record_row((pid, kind, rid, record.seq, pos, _dumps_plain(record.data))))
+            keys.extend(
+                key_row((kind, name, value, pid, rid)) for name, value in record_keys(record.data)
+            )
+
     def _run(
-        self, cursor: Any, statement: _Statement, values: Mapping[str, Any], error: GrantflowError
+        self,
+        cursor: Any,
+        statement: _Statement,
+        values: tuple[Any, ...],
+        change: Change,
+        error: Callable[[Change], GrantflowError],
     ) -> None:
+        """Run a statement that must write one row; else raise `Partial` with `error`'s."""
         try:
-            cursor.execute(statement.sql, statement.params(values))
+            cursor.execute(statement.sql, statement.row(values))
         except self._integrity as exc:
-            raise Partial(error) from exc
+            raise Partial(error(change)) from exc
         if cursor.rowcount != 1:
-            raise Partial(error)
+            raise Partial(error(change))
 
     # -- parameters ----------------------------------------------------------------------
 
-    def _audit_values(self, entry: AuditEntry, change: Change) -> dict[str, Any]:
-        values: dict[str, Any] = {
-            "p_project_id": entry.project_id,
-            "p_seq": entry.seq,
-            "p_kind": entry.kind,
-            "p_event": entry.event,
-            "p_from_state": entry.from_state,
-            "p_to_state": entry.to_state,
-            "p_accepted": entry.accepted,
-            "p_at": self._time(entry.at),
-            "p_prev_hash": entry.prev_hash,
-            "p_hash": entry.hash,
-            "p_decided_under": _dumps_basis(entry.decided_under),
-            "p_clamped_from": None
-            if entry.clamped_from is None
-            else self._time(entry.clamped_from),
-            "w_version": change.expected_version,
-        }
-        values["p_actor"] = _dumps_actor(entry.actor)
-        values["p_evidence"] = _dumps_plain(entry.evidence)
-        values["p_data"] = _dumps_plain(entry.data)
-        values["p_refusals"] = _dumps_seq(entry.refusals)
-        values["p_records"] = _dumps_seq(entry.records)
-        return values
+    def _audit_row(self, entry: AuditEntry) -> tuple[Any, ...]:
+        """The entry's values in `_AUDIT_COLUMNS` order, as the driver takes them."""
+        time = self._time
+        clamped = entry.clamped_from
+        return (
+            entry.project_id,
+            entry.seq,
+            entry.kind,
+            entry.event,
+            entry.from_state,
+            entry.to_state,
+            entry.accepted,
+            self._actor_json(entry.actor),
+            time(entry.at),
+            _dumps_plain(entry.evidence),
+            _dumps_seq(entry.refusals),
+            _dumps_seq(entry.records),
+            _dumps_plain(entry.data),
+            entry.prev_hash,
+            entry.hash,
+            self._basis_json(entry.decided_under),
+            None if clamped is None else time(clamped),
+        )
 
-    def _obligation_values(self, row: ObligationRow) -> dict[str, Any]:
-        return {
-            "o_project_id": row.project_id,
-            "o_key": row.key,
-            "o_kind": row.kind,
-            "o_due_on": self._date(row.due_on),
-            "o_status": row.status,
-            "o_hub": row.hub,
-            "o_data": _dumps(row.data),
-        }
+    def _actor_json(self, actor: Actor) -> str:
+        # A bulk run stamps every entry with the same actor object: compare identities
+        # (one reference, swapped whole: safe across threads) before hashing the model.
+        last = self._last_actor
+        if last[0] is actor:
+            return last[1]
+        text = _dumps_actor(actor)
+        self._last_actor = (actor, text)
+        return text
 
-    def _outbox_values(self, entry: AuditEntry) -> dict[str, Any]:
-        return {
-            "o_topic": AUDIT_TOPIC,
-            "o_project_id": entry.project_id,
-            "o_seq": entry.seq,
-            "o_created_at": self._time(entry.at),
-        }
+    def _basis_json(self, basis: DecisionBasis | None) -> str | None:
+        if basis is None:
+            return None
+        last = self._last_basis
+        if last[0] is basis:
+            return last[1]
+        text = _dumps_basis(basis)
+        self._last_basis = (basis, text)
+        return text
 
-    def _message_params(self, change: Change) -> list[Any]:
+    def _message_rows(self, change: Change) -> list[Any]:
+        message, time = self._insert_message.row, self._time
         return [
-            self._insert_message.params(
-                {
-                    "o_id": m.id,
-                    "o_topic": m.topic,
-                    "o_project_id": m.project_id,
-                    "o_seq": m.seq,
-                    "o_created_at": self._time(m.created_at),
-                    "o_payload": _dumps(m.payload),
-                }
-            )
+            message((m.id, m.topic, m.project_id, m.seq, _dumps(m.payload), time(m.created_at)))
             for m in change.messages
         ]
 
-    def _update_values(self, change: Change, after: Project) -> dict[str, Any]:
-        return {
-            "w_id": change.entry.project_id,
-            "w_state": change.expected_state,
-            "w_version": change.expected_version,
-            "n_state": after.state,
-            "n_version": after.version,
-            "n_head": after.head,
-            "n_updated_at": self._time(after.updated_at),
-        }
+    def _move(self, change: Change, after: Project, updated_at: Any) -> tuple[Any, ...]:
+        """The compare-and-set's values in `_MOVE_NAMES` order (`updated_at` if known)."""
+        return (
+            after.state,
+            after.version,
+            after.head,
+            self._time(after.updated_at) if updated_at is None else updated_at,
+            change.entry.project_id,
+            change.expected_state,
+            change.expected_version,
+        )
 
-    def _project_values(self, project: Project) -> dict[str, Any]:
-        return {
-            "p_id": project.id,
-            "p_state": project.state,
-            "p_version": project.version,
-            "p_head": project.head,
-            "p_data": _dumps_plain(project.data),
-            "p_created_at": self._time(project.created_at),
-            "p_updated_at": self._time(project.updated_at),
-        }
+    def _project_row(self, project: Project) -> tuple[Any, ...]:
+        return (
+            project.id,
+            project.state,
+            project.version,
+            project.head,
+            _dumps_plain(project.data),
+            self._time(project.created_at),
+            self._time(project.updated_at),
+        )
 
 
 def _json_param(name: str, dialect: Dialect) -> ColumnElement[Any]:
@@ -603,6 +750,19 @@ def _conflict(change: Change) -> ConcurrencyError:
         event=entry.event,
         state=change.expected_state,
         expected_version=change.expected_version,
+    )
+
+
+def _exists_of(change: Change) -> ProjectExists:
+    return _exists(change.entry)
+
+
+def _record_exists(entry: AuditEntry, record: Record) -> InvalidInput:
+    return InvalidInput(
+        f"record {record.kind}/{record.id} already exists on project {entry.project_id!r}",
+        field="records",
+        project_id=entry.project_id,
+        event=entry.event,
     )
 
 
