@@ -232,17 +232,23 @@ class Connector:
             with conn.begin():
                 yield
             return
+        # BEGIN, COMMIT and ROLLBACK go straight to the driver: SQLAlchemy's execution
+        # context around them cost more than the statements (tens of µs a transaction).
         driver: Any = conn.connection.driver_connection
         saved = driver.isolation_level
         driver.isolation_level = None
         try:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            driver.execute("BEGIN IMMEDIATE")
             try:
                 yield
             except BaseException:
-                conn.rollback()
+                driver.rollback()
+                if conn.in_transaction():  # work that went through SQLAlchemy: its state too
+                    conn.rollback()
                 raise
-            conn.commit()
+            driver.commit()
+            if conn.in_transaction():  # nothing left for the database: only bookkeeping
+                conn.commit()
         finally:
             driver.isolation_level = saved
 
