@@ -109,7 +109,7 @@ def test_a_taken_over_chunk_cannot_be_committed_by_its_old_owner(
 
 _KILL_SCRIPT = textwrap.dedent(
     """
-    import sys, grantflow
+    import sys, time, grantflow
     from grantflow import Actor
     from grantflow.rules import RuleBook
     store_url, prefix, schema = sys.argv[1], sys.argv[2], sys.argv[3] or None
@@ -118,7 +118,10 @@ _KILL_SCRIPT = textwrap.dedent(
         options["schema"] = schema
     else:
         options["synchronous"] = "NORMAL"
-    engine = grantflow.open(store_url, rules=RuleBook(), discover_rules=False, **options)
+    # A listener that takes 1 ms an entry keeps the run going for over a second, so the
+    # parent's kill lands part-way however fast the chunks commit.
+    engine = grantflow.open(store_url, rules=RuleBook(), discover_rules=False,
+                            listeners=[lambda entry: time.sleep(0.001)], **options)
     ids = [f"p{i:05d}" for i in range(int(sys.argv[4]))]
     staff = Actor(id="staff-1", roles=frozenset({"purchaser"}))
     engine.fire_many("approve", ids, actor=staff, idempotency_key="killed", chunk_size=25,

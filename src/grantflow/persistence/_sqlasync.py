@@ -70,6 +70,8 @@ class GreenConnector(Connector):
             # BEGIN IMMEDIATE is the transaction (and reads run in autocommit mode).
             event.listen(engine.sync_engine, "connect", _no_driver_begin)
 
+    _raw_reads = False  # the driver's connection is asyncio's: only through SQLAlchemy
+
     def _pause(self, attempt: int) -> None:
         # Wait on the event loop, not the thread: other tasks run meanwhile.
         await_only(asyncio.sleep(random.uniform(0, 0.01 * 2**attempt)))  # noqa: S311 - jitter

@@ -33,6 +33,7 @@ import sqlalchemy
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import PoolProxiedConnection
 
 from grantflow.errors import InvalidInput, StoreError
 
@@ -155,6 +156,41 @@ class Connector:
         except (SQLAlchemyError, self._dbapi_error) as exc:
             raise self._store_error(exc) from exc
 
+    #: Whether `cursor` may take a pooled DBAPI connection directly: not on a host's
+    #: connection (reads must see the host's transaction) nor on an asyncio driver.
+    _raw_reads = True
+
+    @contextmanager
+    def cursor(self) -> Iterator[Any]:
+        """Yield a DBAPI cursor on a configured pooled connection (reads on the hot path).
+
+        No SQLAlchemy `Connection` around it: for a single project's load its set-up
+        cost as much as the two queries. Errors are raised as by `connect`.
+        """
+        if not self._raw_reads:
+            with self.connect() as conn:
+                cursor = conn.connection.cursor()
+                try:
+                    yield cursor
+                finally:
+                    cursor.close()
+            return
+        try:
+            self._after_fork()
+            raw = self.engine.raw_connection()
+            try:
+                if self.dialect == "sqlite" and self.owned:
+                    self._configure_raw(raw)
+                cursor = raw.cursor()
+                try:
+                    yield cursor
+                finally:
+                    cursor.close()
+            finally:
+                raw.close()  # back to the pool, which rolls back whatever is left
+        except (SQLAlchemyError, self._dbapi_error) as exc:
+            raise self._store_error(exc) from exc
+
     @contextmanager
     def _connect(self) -> Iterator[Connection]:
         self._after_fork()
@@ -205,10 +241,13 @@ class Connector:
             self._pid = pid
 
     def _configure(self, conn: Connection) -> None:
-        info = conn.connection.info
+        self._configure_raw(conn.connection)
+
+    def _configure_raw(self, raw: PoolProxiedConnection) -> None:
+        info = raw.info
         if info.get("grantflow.configured"):
             return
-        driver = conn.connection.driver_connection
+        driver = raw.driver_connection
         assert driver is not None
         for pragma in self._pragmas:
             driver.execute(pragma)
@@ -297,6 +336,8 @@ class HostConnector(Connector):
     transaction usable and holds nothing of grantflow's. Nothing is retried (a conflict
     inside someone else's transaction is theirs to handle) and nothing is configured.
     """
+
+    _raw_reads = False
 
     def __init__(self, source: Connection | Session) -> None:
         self._source = source

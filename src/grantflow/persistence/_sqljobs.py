@@ -65,13 +65,9 @@ class SqlJobs:
         """
         found: dict[str, Project] = {}
         ids = list(dict.fromkeys(project_ids))
-        with self._db.connect() as conn:
-            cursor = conn.connection.cursor()
-            try:
-                for start in range(0, len(ids), _LOAD_BATCH):
-                    self._load_batch(cursor, ids[start : start + _LOAD_BATCH], found)
-            finally:
-                cursor.close()
+        with self._db.cursor() as cursor:
+            for start in range(0, len(ids), _LOAD_BATCH):
+                self._load_batch(cursor, ids[start : start + _LOAD_BATCH], found)
         return found
 
     def _load_batch(self, cursor: Any, batch: list[str], found: dict[str, Project]) -> None:
@@ -110,21 +106,17 @@ class SqlJobs:
         tips: dict[str, tuple[int, str]] = {}
         ids = list(dict.fromkeys(project_ids))
         audit = self._name(self._t.audit)
-        with self._db.connect() as conn:
-            cursor = conn.connection.cursor()
-            try:
-                for start in range(0, len(ids), _LOAD_BATCH):
-                    batch = ids[start : start + _LOAD_BATCH]
-                    marks = ", ".join([self._mark()] * len(batch))
-                    cursor.execute(
-                        f"SELECT a.project_id, a.seq, a.hash FROM {audit} a "
-                        f"WHERE a.project_id IN ({marks}) AND a.seq = (SELECT max(b.seq) "
-                        f"FROM {audit} b WHERE b.project_id = a.project_id)",
-                        batch,
-                    )
-                    tips.update((pid, (int(seq), str(h))) for pid, seq, h in cursor.fetchall())
-            finally:
-                cursor.close()
+        with self._db.cursor() as cursor:
+            for start in range(0, len(ids), _LOAD_BATCH):
+                batch = ids[start : start + _LOAD_BATCH]
+                marks = ", ".join([self._mark()] * len(batch))
+                cursor.execute(
+                    f"SELECT a.project_id, a.seq, a.hash FROM {audit} a "
+                    f"WHERE a.project_id IN ({marks}) AND a.seq = (SELECT max(b.seq) "
+                    f"FROM {audit} b WHERE b.project_id = a.project_id)",
+                    batch,
+                )
+                tips.update((pid, (int(seq), str(h))) for pid, seq, h in cursor.fetchall())
         return tips
 
     def _mark(self) -> str:
