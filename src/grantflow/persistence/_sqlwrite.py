@@ -175,8 +175,8 @@ def _dumps_seq(value: tuple[Any, ...]) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def _dumps_basis(basis: DecisionBasis | None) -> str | None:
-    return None if basis is None else _ENCODER.encode(basis.model_dump())
+def _dumps_basis(basis: DecisionBasis) -> str:
+    return _ENCODER.encode(basis.model_dump())
 
 
 @functools.lru_cache(maxsize=1024)
@@ -211,13 +211,36 @@ class _Batch:
         return self.waves[wave]
 
 
+class _LastJson:
+    """`dumps` of the value last asked for, reused while the same object comes again.
+
+    A bulk run stamps every entry with one actor and one decision basis: comparing
+    identities is cheaper than dumping the model again. One reference, swapped whole,
+    so it is safe across threads.
+    """
+
+    __slots__ = ("_dumps", "_last")
+
+    def __init__(self, dumps: Callable[[Any], str]) -> None:
+        self._dumps = dumps
+        self._last: tuple[object, str] = (object(), "")
+
+    def __call__(self, value: Any) -> str:
+        last = self._last
+        if last[0] is value:
+            return last[1]
+        text = self._dumps(value)
+        self._last = (value, text)
+        return text
+
+
 class Writer:
     """Applies changes on a DBAPI cursor; the caller owns the transaction."""
 
     def __init__(self, tables: Tables, dialect: Dialect, integrity_error: type[Exception]) -> None:
         self._integrity = integrity_error
-        self._last_actor: tuple[Actor | None, str] = (None, "")
-        self._last_basis: tuple[DecisionBasis | None, str | None] = (None, None)
+        self._actor_json = _LastJson(_dumps_actor)
+        self._basis_dumps = _LastJson(_dumps_basis)
         self._time: Callable[[datetime], Any] = (
             _sqlite_time if dialect.name == "sqlite" else _aware_utc
         )
@@ -649,25 +672,8 @@ class Writer:
             None if clamped is None else time(clamped),
         )
 
-    def _actor_json(self, actor: Actor) -> str:
-        # A bulk run stamps every entry with the same actor object: compare identities
-        # (one reference, swapped whole: safe across threads) before hashing the model.
-        last = self._last_actor
-        if last[0] is actor:
-            return last[1]
-        text = _dumps_actor(actor)
-        self._last_actor = (actor, text)
-        return text
-
     def _basis_json(self, basis: DecisionBasis | None) -> str | None:
-        if basis is None:
-            return None
-        last = self._last_basis
-        if last[0] is basis:
-            return last[1]
-        text = _dumps_basis(basis)
-        self._last_basis = (basis, text)
-        return text
+        return None if basis is None else self._basis_dumps(basis)
 
     def _message_rows(self, change: Change) -> list[Any]:
         message, time = self._insert_message.row, self._time
