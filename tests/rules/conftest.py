@@ -256,6 +256,16 @@ class World:
         engine.fire(pid, "close", actor=self.treasurer).raise_for_refusal()
         return pid
 
+    def rectify_then_terminate(self, pid: str) -> None:
+        """Order rectification, fail the re-check (40 %), terminate ("failed re-check")."""
+        order = {"order": {"issues": ["ledgers missing"], "deadline": "2025-06-30"}}
+        self.engine.fire(
+            pid, "order_rectification", actor=self.evaluator, evidence=order
+        ).raise_for_refusal()
+        self.evaluate(pid, "recheck", 40).raise_for_refusal()
+        reason = {"reason": "failed re-check"}
+        self.engine.fire(pid, "terminate", actor=self.approver, evidence=reason).raise_for_refusal()
+
     def assessed(self, percent: int = 85) -> str:
         pid = self.contracted()
         self.spend(pid, "30000.00", "INV-1").raise_for_refusal()

@@ -51,13 +51,7 @@ def test_rectification_then_termination_claws_back_unspent_money(world: World) -
     world.evaluate(pid, "midterm", 50).raise_for_refusal()
     refused = engine.fire(pid, "pass_midterm", actor=world.treasurer)
     assert "evaluation.midterm_grade" in world.codes(refused)
-    order = {"order": {"issues": ["ledgers missing"], "deadline": "2025-06-30"}}
-    engine.fire(
-        pid, "order_rectification", actor=world.evaluator, evidence=order
-    ).raise_for_refusal()
-    world.evaluate(pid, "recheck", 40).raise_for_refusal()
-    reason = {"reason": "failed re-check"}
-    engine.fire(pid, "terminate", actor=world.approver, evidence=reason).raise_for_refusal()
+    world.rectify_then_terminate(pid)
 
     project = engine.get(pid)
     clawback = Clawback.model_validate(dict(project.records_of("clawback")[0].data))

@@ -118,13 +118,7 @@ def test_a_terminated_project_that_repays_parses_each_record_once_per_decision(
     report = {"period": 1, "summary": "40 sessions held"}
     engine.add_record(pid, "progress_report", report, actor=world.applicant)  # early or not
     world.evaluate(pid, "midterm", 50).raise_for_refusal()
-    order = {"order": {"issues": ["ledgers missing"], "deadline": "2025-06-30"}}
-    engine.fire(
-        pid, "order_rectification", actor=world.evaluator, evidence=order
-    ).raise_for_refusal()
-    world.evaluate(pid, "recheck", 40).raise_for_refusal()
-    reason = {"reason": "failed re-check"}
-    engine.fire(pid, "terminate", actor=world.approver, evidence=reason).raise_for_refusal()
+    world.rectify_then_terminate(pid)
     today = world.clock.now.date().isoformat()
     for n, amount in enumerate(("20000.00", "6999.50"), start=1):
         part = {"amount": amount, "paid_on": today, "reference": f"bank-{n}"}
