@@ -50,6 +50,8 @@ from grantflow.rules import (
     PASS,
     Effects,
     FactRequest,
+    ParseCache,
+    Parsed,
     RuleBook,
     RuleContext,
     Verdict,
@@ -155,6 +157,8 @@ class DecisionCore:
         self._roles = {e.name: e.roles for e in lifecycle.events}
         self._policies = {p.version: p for p in (*policies, policy)}
         self._book: dict[str, _BookEntry] = {}
+        # Stored records' parses, kept across decisions (see `Parsed.lasting`).
+        self._parses = ParseCache()
         lifecycle_print, rules_print = lifecycle_fingerprint(lifecycle), book_fingerprint(rules)
         self._bases = {
             version: DecisionBasis(
@@ -357,6 +361,7 @@ class DecisionCore:
             now=now,
             policy=policy,
             facts=facts,
+            parsed=Parsed(self._parses),
         )
         for r in rules:
             refusals.extend(_run_rule(r, ctx).refusals)

@@ -160,3 +160,28 @@ def test_the_approval_decision_works_out_the_panel_once(
     finally:
         validations.counting = False
     assert validations.models.count("Review") == 5
+
+
+def test_a_decision_repeated_on_unchanged_records_parses_none_of_them_again(
+    make_world: Callable[..., World], validations: _Validations
+) -> None:
+    """The core keeps stored records' parses across decisions (`Parsed.lasting`).
+
+    A contracted project with spending: asking twice whether the mid-term may pass reads
+    the same stored records; the second time no record model is validated again (before,
+    every decision parsed every record it read).
+    """
+    world = make_world()
+    engine = world.engine
+    pid = world.contracted()
+    world.spend(pid, "500.00", "INV-1").raise_for_refusal()
+    world.evaluate(pid, "midterm", 85).raise_for_refusal()
+    validations.counting = True
+    first = engine.can_fire(pid, "pass_midterm", actor=world.treasurer)
+    parsed_first, validations.models = list(validations.models), []
+    second = engine.can_fire(pid, "pass_midterm", actor=world.treasurer)
+    validations.counting = False
+    assert second == first
+    record_models = {"Approval", "Contract", "Evaluation", "Expenditure", "Review"}
+    assert record_models & set(parsed_first), parsed_first
+    assert not record_models & set(validations.models), validations.models

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from grantflow.models import Project, Record
 from grantflow.records import Contract, Expenditure
-from grantflow.rules._base import Parsed
+from grantflow.rules._base import ParseCache, Parsed
 from grantflow.rules._regime import (
     awarded,
     budget,
@@ -168,3 +168,67 @@ def test_read_only_evidence_parses_into_plain_values() -> None:
     plain = load(Note, data)
     assert plain is not None
     assert plain.body == data["body"]
+
+
+# -- answers kept across decisions -------------------------------------------------------------
+
+
+def _expenditure_project(pid: str, data: dict[str, Any]) -> Project:
+    record = Record(kind="expenditure", id="e-1", data=data, seq=1)
+    return Project(
+        id=pid,
+        state="contracted",
+        version=1,
+        head="0" * 64,
+        records=(record,),
+        created_at=NOW,
+        updated_at=NOW,
+    )
+
+
+def test_two_decisions_sharing_a_cache_parse_a_stored_record_once() -> None:
+    """Rows read through two `Parsed` on one `ParseCache` parse each record's data once."""
+    cache = ParseCache()
+    data = {"date": "2025-05-01", "line": "activities", "amount": "10.00"}
+    project = _expenditure_project("p-1", data)
+    first = rows(project, "expenditure", Expenditure, Parsed(cache))
+    second = rows(project, "expenditure", Expenditure, Parsed(cache))
+    assert len(first) == 1
+    assert second == first == rows(project, "expenditure", Expenditure)
+    assert second[0][1] is first[0][1]  # the same parse, not a second one
+    alone = rows(project, "expenditure", Expenditure, Parsed())
+    assert alone == first
+    assert alone[0][1] is not first[0][1]  # without a cache a decision parses for itself
+
+
+@given(st.lists(_expenditure, min_size=1, max_size=12))
+def test_a_kept_parse_answers_as_a_fresh_one(datas: list[dict[str, Any]]) -> None:
+    """Through a small shared cache (generations turning over), answers equal fresh parses."""
+    cache = ParseCache(limit=2)
+    projects = [_expenditure_project(f"p-{i}", d) for i, d in enumerate(datas)]
+    for project in [*projects, *reversed(projects), *projects]:
+        assert rows(project, "expenditure", Expenditure, Parsed(cache)) == rows(
+            project, "expenditure", Expenditure
+        )
+    assert len(cache) <= 4
+
+
+def test_the_cache_holds_what_it_keys_on_and_stays_bounded() -> None:
+    """A new object at a reused address is never a hit; at most two generations are kept."""
+    cache = ParseCache(limit=10)
+    calls: list[int] = []
+
+    def parse() -> int:
+        calls.append(1)
+        return len(calls)
+
+    for _ in range(50):
+        source = object()  # released each round unless the cache holds it
+        assert cache.get(source, "k", parse) == len(calls)
+    assert len(calls) == 50
+    assert len(cache) <= 20
+    kept = object()
+    assert cache.get(kept, "k", parse) == 51
+    for _ in range(12):  # the newer generation fills: `kept` moves to the older one
+        cache.get(object(), "k", parse)
+    assert cache.get(kept, "k", parse) == 51  # found in the older generation, not parsed

@@ -36,7 +36,7 @@ from grantflow.persistence._protocol import Change, Leaf, LogLeaf, ObligationRow
 from grantflow.persistence._schema import KEY_FIELD, KEY_VALUE, Tables, build_tables
 from grantflow.persistence._sqlconn import Connector, HostConnector, Synchronous
 from grantflow.persistence._sqlindexes import QUERY_INDEXES
-from grantflow.persistence._sqljobs import SqlJobs
+from grantflow.persistence._sqljobs import SeenRows, SqlJobs
 from grantflow.persistence._sqloutbox import SqlOutbox
 from grantflow.persistence._sqlwrite import Partial, Writer
 
@@ -115,9 +115,10 @@ class SqlStore(SqlJobs, SqlOutbox):
     transaction: a compare-and-set ``UPDATE``, the audit row and the records.
     """
 
-    def __init__(self, connector: Connector, tables: Tables) -> None:
+    def __init__(self, connector: Connector, tables: Tables, seen: SeenRows | None = None) -> None:
         self._db = connector
         self._t = tables
+        self._seen = SeenRows() if seen is None else seen
         self._writer = Writer(tables, connector.engine.dialect, connector.integrity_error)
         self._job_locks = {}
         self._job_locks_guard = threading.Lock()
@@ -202,7 +203,7 @@ class SqlStore(SqlJobs, SqlOutbox):
             raise InvalidInput(
                 "the connection is to another database than the store's", field="source"
             )
-        return type(self)(connector, self._t)
+        return type(self)(connector, self._t, self._seen)
 
     def __repr__(self) -> str:
         url = self._db.engine.url.render_as_string(hide_password=True)

@@ -42,9 +42,79 @@ from grantflow.persistence._schema import Tables
 from grantflow.persistence._sqlconn import Connector, HostConnector
 from grantflow.persistence._sqlwrite import Partial, Writer
 
-__all__ = ["SqlJobs"]
+__all__ = ["SeenRows", "SqlJobs"]
 
 _LOAD_BATCH = 500
+
+
+class SeenRows:
+    """Values read from stored rows before, handed out again while the row is unchanged.
+
+    A bulk run reads the same projects in every run (the demo: 500 projects, 31 runs)
+    and every reload would decode each record's JSON and build its `Record` again.
+    Kept by the row's key with the stored JSON text itself: a row whose text changed
+    (another writer, an edit by hand) is decoded afresh, so a read never returns
+    anything but what is stored. What is handed out again is the same object, as the
+    memory store hands out its own: the models are frozen and their data read-only by
+    contract (a host that changes a returned dict in place changes later reads). Two
+    generations bound the memory (see `ParseCache`); only text is kept this way
+    (PostgreSQL's driver decodes ``jsonb`` itself).
+    """
+
+    __slots__ = ("_limit", "_new", "_old")
+
+    def __init__(self, limit: int = 20_000) -> None:
+        self._limit = limit
+        self._new: dict[tuple[Any, ...], tuple[str, Any]] = {}
+        self._old: dict[tuple[Any, ...], tuple[str, Any]] = {}
+
+    def __len__(self) -> int:
+        return len(self._new) + len(self._old)
+
+    def record(self, project_id: str, kind: str, record_id: str, data: Any, seq: int) -> Record:
+        """The record of this row: the one built before if its stored text is the same."""
+        if type(data) is not str:
+            return trusted(Record, kind=kind, id=record_id, data=_json(data), seq=seq)
+        key = (project_id, kind, record_id, seq)
+        hit = self._find(key, data)
+        if hit is not None:
+            found: Record = hit
+            return found
+        record = trusted(Record, kind=kind, id=record_id, data=json.loads(data), seq=seq)
+        self._keep(key, data, record)
+        return record
+
+    def data(self, project_id: str, data: Any) -> Any:
+        """A project row's data: the dict decoded before if its stored text is the same."""
+        if type(data) is not str:
+            return _json(data)
+        key = (project_id,)
+        hit = self._find(key, data)
+        if hit is not None:
+            return hit
+        value = json.loads(data)
+        self._keep(key, data, value)
+        return value
+
+    def _find(self, key: tuple[Any, ...], text: str) -> Any:
+        new = self._new
+        hit = new.get(key) or self._old.get(key)
+        if hit is None or hit[0] != text:
+            return None
+        if key not in new:
+            self._keep(key, text, hit[1])
+        return hit[1]
+
+    def _keep(self, key: tuple[Any, ...], text: str, value: Any) -> None:
+        new = self._new
+        if len(new) >= self._limit:
+            self._old, self._new = new, {}
+            new = self._new
+        new[key] = (text, value)
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str | bytes) else value
 
 
 class SqlJobs:
@@ -52,6 +122,8 @@ class SqlJobs:
 
     _db: Connector
     _t: Tables
+    #: Rows read before (`SeenRows`), shared by the store and the stores `bind` makes.
+    _seen: SeenRows
     _writer: Writer
     #: Job key -> the connection holding its PostgreSQL advisory lock (our runs only).
     _job_locks: dict[str, sqlalchemy.Connection]
@@ -78,10 +150,9 @@ class SqlJobs:
             batch,
         )
         records: dict[str, list[Record]] = {}
+        seen = self._seen
         for pid, kind, rid, data, seq in cursor.fetchall():
-            records.setdefault(pid, []).append(
-                trusted(Record, kind=kind, id=rid, data=self._json(data), seq=seq)
-            )
+            records.setdefault(pid, []).append(seen.record(pid, kind, rid, data, seq))
         cursor.execute(
             "SELECT id, state, version, head, data, created_at, updated_at "
             f"FROM {self._name(self._t.projects)} WHERE id IN ({marks})",
@@ -95,7 +166,7 @@ class SqlJobs:
                 state=state,
                 version=version,
                 head=head,
-                data=self._json(data),
+                data=seen.data(pid, data),
                 records=tuple(records.get(pid, ())),
                 created_at=self._time(created),
                 updated_at=self._time(updated),
@@ -126,9 +197,7 @@ class SqlJobs:
         preparer = self._db.engine.dialect.identifier_preparer
         return str(preparer.format_table(table))
 
-    @staticmethod
-    def _json(value: Any) -> Any:
-        return json.loads(value) if isinstance(value, str | bytes) else value
+    _json = staticmethod(_json)
 
     @staticmethod
     def _time(value: Any) -> datetime:

@@ -11,7 +11,16 @@ all_of(has_reason, has_reason)
 """
 
 from grantflow.models import Refusal, Verdict
-from grantflow.rules._base import PASS, Rule, RuleContext, refuse, rule, rule_name
+from grantflow.rules._base import (
+    PASS,
+    ParseCache,
+    Parsed,
+    Rule,
+    RuleContext,
+    refuse,
+    rule,
+    rule_name,
+)
 from grantflow.rules._book import (
     ALL_EVENTS,
     BUILTIN_RECORD_KINDS,
@@ -30,6 +39,8 @@ __all__ = [
     "Effects",
     "FactRequest",
     "PASS",
+    "ParseCache",
+    "Parsed",
     "RECORD_PREFIX",
     "Refusal",
     "Rule",

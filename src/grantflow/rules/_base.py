@@ -11,7 +11,7 @@ from grantflow.models import Actor, Project, Refusal, Verdict
 from grantflow.policy import Policy
 from grantflow.typing import Rule
 
-__all__ = ["PASS", "Parsed", "Rule", "RuleContext", "refuse", "rule", "rule_name"]
+__all__ = ["PASS", "ParseCache", "Parsed", "Rule", "RuleContext", "refuse", "rule", "rule_name"]
 
 #: The verdict of a rule that holds.
 PASS = Verdict()
@@ -31,12 +31,18 @@ class Parsed:
     whichever context asks (a context copied with `dataclasses.replace` may share it).
     The decision core builds a fresh context, and so a fresh `Parsed`, per decision.
     Rules sharing an answer must treat it as read-only, as they treat the context.
+
+    `lasting` answers outlive the decision when the core passes a `ParseCache`: a
+    stored record's data is the same object from one decision to the next (the stores
+    hand out the records they read before while the stored row is unchanged), so each
+    record is parsed once per engine rather than once per decision.
     """
 
-    __slots__ = ("_found",)
+    __slots__ = ("_found", "_shared")
 
-    def __init__(self) -> None:
+    def __init__(self, shared: ParseCache | None = None) -> None:
         self._found: dict[tuple[int, Any], tuple[object, Any]] = {}
+        self._shared = shared
 
     def get(self, source: object, key: Any, parse: Callable[[], _T]) -> _T:
         """Return `parse()` for (`source`, `key`), computing it the first time only."""
@@ -48,6 +54,56 @@ class Parsed:
         value = parse()
         self._found[slot] = (source, value)
         return value
+
+    def lasting(self, source: object, key: Any, parse: Callable[[], _T]) -> _T:
+        """`get` for a parse of `source` alone (a stored record's data), kept across decisions.
+
+        Kept in the core's `ParseCache` when there is one, else for this decision.
+        """
+        if self._shared is None:
+            return self.get(source, key, parse)
+        return self._shared.get(source, key, parse)
+
+
+class ParseCache:
+    """Parses kept across decisions, by the identity of what was parsed (held, so kept alive).
+
+    Bounded: two generations of at most `limit` answers each; a hit in the older one
+    moves to the newer, and when the newer fills up the older is dropped. Safe to share
+    between threads: a lookup or insert is one dictionary operation and a generation is
+    swapped by rebinding, so a race costs a parse, never a wrong answer.
+    """
+
+    __slots__ = ("_limit", "_new", "_old")
+
+    def __init__(self, limit: int = 50_000) -> None:
+        self._limit = limit
+        self._new: dict[tuple[int, Any], tuple[object, Any]] = {}
+        self._old: dict[tuple[int, Any], tuple[object, Any]] = {}
+
+    def __len__(self) -> int:
+        return len(self._new) + len(self._old)
+
+    def get(self, source: object, key: Any, parse: Callable[[], _T]) -> _T:
+        """Return `parse()` for (`source`, `key`), computing it only when not kept."""
+        slot = (id(source), key)
+        new = self._new
+        hit = new.get(slot) or self._old.get(slot)
+        if hit is not None and hit[0] is source:
+            if slot not in new:
+                self._keep(slot, hit)
+            found: _T = hit[1]
+            return found
+        value = parse()
+        self._keep(slot, (source, value))
+        return value
+
+    def _keep(self, slot: tuple[int, Any], answer: tuple[object, Any]) -> None:
+        new = self._new
+        if len(new) >= self._limit:
+            self._old, self._new = new, {}
+            new = self._new
+        new[slot] = answer
 
 
 @dataclass(frozen=True, slots=True)

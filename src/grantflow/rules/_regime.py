@@ -6,6 +6,7 @@ any store (where decimals and dates are strings) gives the same values.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -63,14 +64,28 @@ def rows(
 ) -> list[tuple[Record, M]]:
     """Return the project's `kind` records that parse as `model`, oldest first.
 
-    With `memo` (a rule's ``ctx.parsed``) each (project, kind, model) is parsed only
-    once per decision.
+    With `memo` (a rule's ``ctx.parsed``) each (project, kind, model) is worked out
+    only once per decision, and each record's data parsed only once while the core
+    keeps it (`Parsed.lasting`).
     """
     if memo is not None:
-        return list(memo.get(project, (kind, model), lambda: tuple(rows(project, kind, model))))
+        return list(
+            memo.get(project, (kind, model), lambda: tuple(_rows(project, kind, model, memo)))
+        )
+    return _rows(project, kind, model, None)
+
+
+def _rows(
+    project: Project, kind: str, model: type[M], memo: Parsed | None
+) -> list[tuple[Record, M]]:
     found = []
     for record in project.records_of(kind):
-        value = load(model, record.data)
+        data = record.data
+        value = (
+            load(model, data)
+            if memo is None
+            else memo.lasting(data, model, functools.partial(load, model, data))
+        )
         if value is not None:
             found.append((record, value))
     return found

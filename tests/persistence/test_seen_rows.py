@@ -1,0 +1,114 @@
+"""Tests for grantflow.persistence._sqljobs.SeenRows: stored rows decoded once, never stale.
+
+A bulk run reads the same projects run after run. The SQL store hands out the record
+(and the project data) it decoded before while the row's stored text is unchanged, so
+the decision core's parse cache can recognise the record too; a row changed under it is
+decoded afresh.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy
+
+import grantflow
+from grantflow import Actor, Engine
+from grantflow.persistence._sqljobs import SeenRows
+from grantflow.persistence.sql import SqlStore
+from grantflow.rules import RuleBook
+
+from .conftest import StoreFactory
+
+APPLICANT = Actor(id="org-1", roles=frozenset({"applicant"}))
+PURCHASER = Actor(id="staff-1", roles=frozenset({"purchaser"}))
+
+
+def _engine(store: SqlStore) -> Engine:
+    return grantflow.open(store, rules=RuleBook(), discover_rules=False)
+
+
+def _project_with_records(engine: Engine) -> str:
+    pid = engine.submit(actor=APPLICANT, project_id="p1", data={"title": "t"}).project_id
+    engine.add_record(pid, "review", {"score": "81.50"}, actor=PURCHASER, record_id="r1")
+    engine.add_record(pid, "note", {"text": "中文"}, actor=PURCHASER, record_id="n1")
+    return pid
+
+
+def test_a_reload_hands_out_the_records_and_data_it_decoded_before(
+    make_store: StoreFactory, backend: str
+) -> None:
+    """Unchanged rows come back as the same objects on SQLite (stored as text), equal on both."""
+    store = make_store(synchronous="NORMAL")
+    pid = _project_with_records(_engine(store))
+    first = store.load_many([pid])[pid]
+    again = store.load_many([pid])[pid]
+    assert again == first
+    if backend == "sqlite":
+        assert all(a is b for a, b in zip(again.records, first.records, strict=True))
+        assert again.data is first.data
+
+
+def test_a_later_record_keeps_the_earlier_ones_shared(make_store: StoreFactory) -> None:
+    """A project that gained a record reuses its older records and decodes the new one."""
+    store = make_store(synchronous="NORMAL")
+    engine = _engine(store)
+    pid = _project_with_records(engine)
+    before = store.load_many([pid])[pid]
+    engine.add_record(pid, "note", {"text": "more"}, actor=PURCHASER, record_id="n2")
+    after = store.load_many([pid])[pid]
+    assert [r.id for r in after.records] == ["r1", "n1", "n2"]
+    assert after.records[:2] == before.records
+    assert after.records[2].data == {"text": "more"}
+
+
+def test_a_row_edited_under_the_store_is_read_as_stored(make_store: StoreFactory) -> None:
+    """A record or project row changed by another writer is decoded afresh, never stale."""
+    store = make_store(synchronous="NORMAL")
+    pid = _project_with_records(_engine(store))
+    store.load_many([pid])  # decoded and kept
+    t = store.tables
+    with store.engine.begin() as conn:
+        conn.execute(
+            sqlalchemy.update(t.records)
+            .where(t.records.c.project_id == pid, t.records.c.id == "r1")
+            .values(data={"score": "12.00"})
+        )
+        conn.execute(
+            sqlalchemy.update(t.projects).where(t.projects.c.id == pid).values(data={"title": "x"})
+        )
+    edited = store.load_many([pid])[pid]
+    assert edited.records[0].data == {"score": "12.00"}
+    assert edited.data == {"title": "x"}
+    assert store.load(pid) == edited
+
+
+def test_a_bound_store_shares_what_its_store_decoded(tmp_path: object) -> None:
+    """`bind` returns a store that reuses the rows its parent decoded (and adds to them)."""
+    store = SqlStore.open(f"sqlite:///{tmp_path}/bound.db")
+    try:
+        pid = _project_with_records(_engine(store))
+        first = store.load_many([pid])[pid]
+        with store.engine.connect() as conn:
+            bound = store.bind(conn)
+            assert bound.load(pid) is not None
+            assert bound.load_many([pid])[pid].records[0] is first.records[0]
+    finally:
+        store.close()
+
+
+def test_memory_is_bounded_by_two_generations() -> None:
+    """At most twice the limit is kept; a row kept in the older generation moves up on a hit."""
+    seen = SeenRows(limit=3)
+    records = [seen.record("p", "k", f"r{i}", f'{{"i":{i}}}', i) for i in range(10)]
+    assert len(seen) <= 6
+    assert seen.record("p", "k", "r9", '{"i":9}', 9) is records[9]
+    assert seen.record("p", "k", "r0", '{"i":0}', 0) is not records[0]  # dropped long ago
+    assert seen.record("p", "k", "r0", '{"i":0}', 0) == records[0]
+
+
+def test_decoded_values_pass_through() -> None:
+    """A driver that decodes JSON itself (PostgreSQL's jsonb) gets its values as they are."""
+    seen = SeenRows()
+    value = {"a": 1}
+    assert seen.data("p", value) is value
+    assert seen.record("p", "k", "r", value, 1).data is value
+    assert len(seen) == 0
