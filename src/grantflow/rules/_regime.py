@@ -79,7 +79,12 @@ def _rows(
     project: Project, kind: str, model: type[M], memo: Parsed | None
 ) -> list[tuple[Record, M]]:
     found = []
-    for record in project.records_of(kind):
+    of_kind = (
+        project.records_of(kind)
+        if memo is None
+        else memo.get(project, _BY_KIND, lambda: _by_kind(project)).get(kind, ())
+    )
+    for record in of_kind:
         data = record.data
         value = (
             load(model, data)
@@ -89,6 +94,17 @@ def _rows(
         if value is not None:
             found.append((record, value))
     return found
+
+
+#: The `Parsed` key of a project's records grouped by kind (one pass per decision).
+_BY_KIND = "records by kind"
+
+
+def _by_kind(project: Project) -> dict[str, tuple[Record, ...]]:
+    grouped: dict[str, list[Record]] = {}
+    for record in project.records:
+        grouped.setdefault(record.kind, []).append(record)
+    return {kind: tuple(records) for kind, records in grouped.items()}
 
 
 def values(project: Project, kind: str, model: type[M], memo: Parsed | None = None) -> list[M]:
