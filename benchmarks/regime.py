@@ -7,6 +7,9 @@
 * ``invoice_check_growth``: the per-item cost of adding expenditures (every expenditure
   rule, the duplicate-invoice check across all projects included) when the store holds
   10x more expenditures, on otherwise equal databases.
+* ``record_growth``: the cost of one ``add_record`` of an expenditure (every rule) on a
+  project holding 10x more records of its own (300 expenditures against 30), one call
+  after another on one engine, as a service keeps a long project open.
 """
 
 from __future__ import annotations
@@ -273,6 +276,54 @@ def invoice_growth(folder: Path, m: int, stored: int, rounds: int) -> dict[str, 
     }
 
 
+def _own_expenditures(path: Path, stored: int) -> None:
+    """Add `stored` expenditures to the first project of a `contracted` database (bulk)."""
+    clock = DemoClock()
+    clock.advance(30)
+    engine = _engine(path, clock)
+    actor = _applicant(0)
+    items = [(_pid(0), _expenditure(f"OWN-{i:06d}")) for i in range(stored)]
+    _check(engine.fire_many("record.expenditure", items, actor=actor), stored, "own spending")
+    engine.close()
+
+
+def own_spend_cost(path: Path, count: int) -> float:
+    """Seconds per expenditure added to the first project, one `add_record` at a time."""
+    clock = DemoClock()
+    clock.advance(30)
+    engine = _engine(path, clock)
+    actor = _applicant(0)
+    started = time.perf_counter()
+    for i in range(count):
+        data = _expenditure(f"NEW-{i:06d}")
+        engine.add_record(_pid(0), "expenditure", data, actor=actor).raise_for_refusal()
+    elapsed = time.perf_counter() - started
+    engine.close()
+    return elapsed / count
+
+
+def record_growth(folder: Path, stored: int, count: int, rounds: int) -> dict[str, float]:
+    """Per-call cost of an expenditure on a project holding `stored` and 10x as many."""
+    base = folder / "own-base.db"
+    contracted(base, 1)
+    few, many = fresh_copy(base, "own-few"), fresh_copy(base, "own-many")
+    _own_expenditures(few, stored)
+    _own_expenditures(many, stored * 10)
+    samples = interleave(
+        {
+            "few": lambda: own_spend_cost(fresh_copy(few, "own-few-run"), count),
+            "many": lambda: own_spend_cost(fresh_copy(many, "own-many-run"), count),
+        },
+        rounds,
+    )
+    say(f"own expenditure (s/call) with {stored} and {stored * 10} on the project: {samples}")
+    return {
+        "record_item_us": median(samples["few"]) * 1e6,
+        "record_item_us_10x": median(samples["many"]) * 1e6,
+        "record_growth": paired_ratio(samples["many"], samples["few"]),
+    }
+
+
 def run(quick: bool, rounds: int) -> dict[str, float]:
     """Both regime measurements; `quick` shrinks the sizes."""
     with tempfile.TemporaryDirectory(prefix="grantflow-bench-") as tmp:
@@ -282,4 +333,5 @@ def run(quick: bool, rounds: int) -> dict[str, float]:
         # sample of three moved the ratio by a third (1.36 in one run, 1.01 in the next).
         spends = 10 if quick else 1_000
         results.update(invoice_growth(folder, spends, 50 if quick else 2_000, rounds))
+        results.update(record_growth(folder, 3 if quick else 30, 5 if quick else 100, rounds))
     return results

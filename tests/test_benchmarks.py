@@ -24,6 +24,7 @@ KEYS = {
     "verify_floor_ratio",
     "regime_bulk_ratio",
     "invoice_check_growth",
+    "record_growth",
     "scale_1m_over_100k",
     "peak_rss_mb_1m",
     "demo_seconds",
