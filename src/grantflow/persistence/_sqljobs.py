@@ -144,8 +144,10 @@ class SqlJobs:
 
     def _load_batch(self, cursor: Any, batch: list[str], found: dict[str, Project]) -> None:
         marks = ", ".join([self._mark()] * len(batch))
+        # PostgreSQL's jsonb read as its text, so that `SeenRows` can key on it there too.
+        text = "data::text" if self._db.dialect == "postgresql" else "data"
         cursor.execute(
-            f"SELECT project_id, kind, id, data, seq FROM {self._name(self._t.records)} "
+            f"SELECT project_id, kind, id, {text}, seq FROM {self._name(self._t.records)} "
             f"WHERE project_id IN ({marks}) ORDER BY project_id, seq, pos",
             batch,
         )
@@ -154,7 +156,7 @@ class SqlJobs:
         for pid, kind, rid, data, seq in cursor.fetchall():
             records.setdefault(pid, []).append(seen.record(pid, kind, rid, data, seq))
         cursor.execute(
-            "SELECT id, state, version, head, data, created_at, updated_at "
+            f"SELECT id, state, version, head, {text}, created_at, updated_at "
             f"FROM {self._name(self._t.projects)} WHERE id IN ({marks})",
             batch,
         )
