@@ -339,6 +339,9 @@ class DecisionCore:
                 project, event, actor, evidence, None, Verdict(refusals=tuple(refusals)), ()
             )
         rules, providers, effects_for = self._book_for(event)
+        if not (rules or providers or effects_for):  # a bare event: nothing to look at
+            verdict = Verdict(refusals=tuple(refusals)) if refusals else PASS
+            return Decision(project, event, actor, evidence, target, verdict, ())
         policy = self.policy_for(project)
         facts: Mapping[str, Any] = _EMPTY
         if providers:

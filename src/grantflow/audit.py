@@ -334,10 +334,16 @@ def seal(
     """Build an `AuditEntry` with its hash computed."""
     if decided_under is not None and not isinstance(decided_under, DecisionBasis):
         decided_under = DecisionBasis.model_validate(decided_under)
-    refusal_models = tuple(
-        r if isinstance(r, Refusal) else Refusal.model_validate(r) for r in refusals
+    refusal_models = (
+        tuple(r if isinstance(r, Refusal) else Refusal.model_validate(r) for r in refusals)
+        if refusals
+        else ()
     )
-    record_models = tuple(r if isinstance(r, Record) else Record.model_validate(r) for r in records)
+    record_models = (
+        tuple(r if isinstance(r, Record) else Record.model_validate(r) for r in records)
+        if records
+        else ()
+    )
     digest = _digest(
         project_id,
         seq,
