@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from grantflow._values import decimal_or_zero
 from grantflow.audit import GENESIS, Checkpoint
-from grantflow.errors import GrantflowError, InvalidInput
+from grantflow.errors import InvalidInput
 from grantflow.models import AuditEntry, Entity, Project, Record, trusted
 from grantflow.persistence._migrations import apply_pending, check, current_version
 from grantflow.persistence._protocol import Change, Leaf, LogLeaf, ObligationRow
@@ -722,7 +722,7 @@ class SqlStore(SqlJobs, SqlOutbox):
             ProjectExists: a submission's id is already used.
         """
         try:
-            (error,) = self._db.write(lambda conn: self._apply(conn, [change]))
+            (error,) = self._db.write_cursor(lambda cursor: self._writer.apply(cursor, [change]))
         except Partial as partial:
             raise partial.error from None
         if error is not None:
@@ -799,15 +799,6 @@ class SqlStore(SqlJobs, SqlOutbox):
         self._db.dispose()
 
     # -- internals -----------------------------------------------------------------------
-
-    def _apply(
-        self, conn: sqlalchemy.Connection, changes: Sequence[Change]
-    ) -> list[GrantflowError | None]:
-        cursor = conn.connection.cursor()
-        try:
-            return self._writer.apply(cursor, changes)
-        finally:
-            cursor.close()
 
     def _indexed_equals(self, key: str, value: str | int, encoded: str) -> ColumnElement[bool]:
         """`_json_equals` spelled as the query indexes of migration 8 are, so they serve it.

@@ -221,6 +221,51 @@ class Connector:
                 self._pause(attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def write_cursor(self, work: Callable[[Any], T]) -> T:
+        """`write` for work that needs only a DBAPI cursor (a commit's statements).
+
+        On a SQLite file grantflow opened, the transaction runs on a pooled DBAPI
+        connection with no SQLAlchemy `Connection` around it: for one transition its
+        set-up cost more than the statements. Elsewhere (PostgreSQL, a host's
+        connection, an asyncio driver) it is `write` with a cursor of its connection.
+        Retries, errors and durability are `write`'s.
+        """
+        if not (self._raw_reads and self.owned and self.dialect == "sqlite"):
+            return self.write(lambda conn: _on_cursor(conn, work))
+        for attempt in range(_SQLITE_LOCK_RETRIES + 1):
+            try:
+                return self._raw_transaction(work)
+            except self._dbapi_error as exc:
+                if attempt == _SQLITE_LOCK_RETRIES or not self._retryable(exc):
+                    raise self._store_error(exc) from exc
+                self._pause(attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _raw_transaction(self, work: Callable[[Any], T]) -> T:
+        self._after_fork()
+        raw = self.engine.raw_connection()
+        try:
+            self._configure_raw(raw)
+            driver: Any = raw.driver_connection
+            saved = driver.isolation_level
+            driver.isolation_level = None
+            try:
+                driver.execute("BEGIN IMMEDIATE")
+                cursor = driver.cursor()
+                try:
+                    result = work(cursor)
+                except BaseException:
+                    driver.rollback()
+                    raise
+                finally:
+                    cursor.close()
+                driver.commit()
+                return result
+            finally:
+                driver.isolation_level = saved
+        finally:
+            raw.close()  # back to the pool, which rolls back whatever is left
+
     def _pause(self, attempt: int) -> None:
         """Wait before retry `attempt` + 1: exponential backoff with full jitter."""
         time.sleep(random.uniform(0, 0.01 * 2**attempt))
@@ -325,6 +370,14 @@ class Connector:
         if not allow:
             raise StoreError(message + " (or pass allow_network_filesystem=True).")
         warnings.warn(message + ".", StorageWarning, stacklevel=4)
+
+
+def _on_cursor(conn: Connection, work: Callable[[Any], T]) -> T:
+    cursor = conn.connection.cursor()
+    try:
+        return work(cursor)
+    finally:
+        cursor.close()
 
 
 class HostConnector(Connector):

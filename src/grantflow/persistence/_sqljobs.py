@@ -418,35 +418,31 @@ class SqlJobs:
     ) -> None:
         """Apply `changes` and `progress` in one transaction, all or nothing."""
 
-        def work(conn: sqlalchemy.Connection) -> None:
+        def work(cursor: Any) -> None:
             # Every statement on the raw cursor, compiled once per store: this runs per chunk.
-            cursor = conn.connection.cursor()
-            try:
-                # Fence first: if our lease was taken over, write nothing at all.
-                if not self._writer.record_progress(cursor, progress, now + lease):
+            # Fence first: if our lease was taken over, write nothing at all.
+            if not self._writer.record_progress(cursor, progress, now + lease):
+                raise ConcurrencyError(
+                    f"chunk {progress.chunk} of job {progress.key!r} was taken over"
+                )
+            errors: list[Any] = []
+            if changes:
+                try:
+                    errors = self._apply_chunk(cursor, changes)
+                except Partial as partial:
+                    errors = [partial.error]
+            for index, error in enumerate(errors):
+                if error is not None:
                     raise ConcurrencyError(
-                        f"chunk {progress.chunk} of job {progress.key!r} was taken over"
+                        error.message,
+                        project_id=error.project_id,
+                        event=error.event,
+                        state=error.state,
+                        index=index,
                     )
-                errors: list[Any] = []
-                if changes:
-                    try:
-                        errors = self._apply_chunk(cursor, changes)
-                    except Partial as partial:
-                        errors = [partial.error]
-                for index, error in enumerate(errors):
-                    if error is not None:
-                        raise ConcurrencyError(
-                            error.message,
-                            project_id=error.project_id,
-                            event=error.event,
-                            state=error.state,
-                            index=index,
-                        )
-                self._writer.extend_job_lease(cursor, progress.key, now + lease)
-            finally:
-                cursor.close()
+            self._writer.extend_job_lease(cursor, progress.key, now + lease)
 
-        self._db.write(work)
+        self._db.write_cursor(work)
 
     def job_end(self, key: str, *, run_id: str, chunks_total: int) -> StoredJob:
         """Record the number of chunks; mark the job done once every chunk is."""
