@@ -153,3 +153,22 @@ def test_error_paths_escape_control_characters_in_keys() -> None:
         validate_json({"evil\r\nINFO forged": 0.5})
     assert "\n" not in info.value.message
     assert "\r" not in info.value.message
+
+
+def test_last_text_encodes_again_only_for_another_object() -> None:
+    """`LastText` answers the object it last encoded by identity, and any other afresh."""
+    from grantflow._canonical import LastText
+
+    calls: list[object] = []
+
+    def encode(value: object) -> str:
+        calls.append(value)
+        return repr(value)
+
+    last = LastText(encode)
+    first, equal = ["a"], ["a"]
+    assert last(first) == last(first) == "['a']"
+    assert calls == [first]
+    assert last(equal) == "['a']"  # equal but not the same object: encoded again
+    assert last(first) == "['a']"
+    assert calls == [first, equal, first]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Mapping, Set
+from collections.abc import Callable, Mapping, Set
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from types import MappingProxyType
@@ -378,3 +378,27 @@ def is_finite_number(value: Any) -> bool:
     if isinstance(value, int):
         return True
     return isinstance(value, Decimal) and value.is_finite() and not math.isnan(value)
+
+
+class LastText:
+    """`encode` of the value last asked for, reused while the same object comes again.
+
+    A bulk run stamps every entry with one actor and one decision basis: comparing
+    identities is cheaper than encoding the model again, or than a `functools.lru_cache`
+    (which hashes and compares the model each call). One reference, swapped whole, so it
+    is safe across threads.
+    """
+
+    __slots__ = ("_encode", "_last")
+
+    def __init__(self, encode: Callable[[Any], str]) -> None:
+        self._encode = encode
+        self._last: tuple[object, str] = (object(), "")
+
+    def __call__(self, value: Any) -> str:
+        last = self._last
+        if last[0] is value:
+            return last[1]
+        text = self._encode(value)
+        self._last = (value, text)
+        return text

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from grantflow._canonical import canonical_bytes, iso_utc, plain
+from grantflow._canonical import LastText, canonical_bytes, iso_utc, plain
 from grantflow._merkle import (
     EMPTY_ROOT,
     consistency_path,
@@ -99,16 +99,14 @@ __all__ = [
 GENESIS = "0" * 64
 
 
-@functools.lru_cache(maxsize=256)
-def _basis_json(basis: DecisionBasis) -> str:
-    # One basis per engine and policy: encode each once.
-    return canonical_bytes(plain(basis)).decode("utf-8")
+def _encoded(value: BaseModel) -> str:
+    return canonical_bytes(plain(value)).decode("utf-8")
 
 
-@functools.lru_cache(maxsize=1024)
-def _actor_json(actor: Actor) -> str:
-    # Bulk runs seal thousands of entries for one actor: encode it once.
-    return canonical_bytes(plain(actor)).decode("utf-8")
+# One basis per engine and policy, and bulk runs seal thousands of entries for one
+# actor: the same object again is answered by identity, an equal one from the cache.
+_basis_json = LastText(functools.lru_cache(maxsize=256)(_encoded))
+_actor_json = LastText(functools.lru_cache(maxsize=1024)(_encoded))
 
 
 def _json_or(value: Any, empty: str) -> str:

@@ -49,7 +49,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import ClauseElement
 
-from grantflow._canonical import plain
+from grantflow._canonical import LastText, plain
 from grantflow.errors import ConcurrencyError, GrantflowError, InvalidInput, ProjectExists
 from grantflow.models import Actor, AuditEntry, DecisionBasis, Project, Record
 from grantflow.persistence._outbox import AUDIT_TOPIC
@@ -211,36 +211,13 @@ class _Batch:
         return self.waves[wave]
 
 
-class _LastJson:
-    """`dumps` of the value last asked for, reused while the same object comes again.
-
-    A bulk run stamps every entry with one actor and one decision basis: comparing
-    identities is cheaper than dumping the model again. One reference, swapped whole,
-    so it is safe across threads.
-    """
-
-    __slots__ = ("_dumps", "_last")
-
-    def __init__(self, dumps: Callable[[Any], str]) -> None:
-        self._dumps = dumps
-        self._last: tuple[object, str] = (object(), "")
-
-    def __call__(self, value: Any) -> str:
-        last = self._last
-        if last[0] is value:
-            return last[1]
-        text = self._dumps(value)
-        self._last = (value, text)
-        return text
-
-
 class Writer:
     """Applies changes on a DBAPI cursor; the caller owns the transaction."""
 
     def __init__(self, tables: Tables, dialect: Dialect, integrity_error: type[Exception]) -> None:
         self._integrity = integrity_error
-        self._actor_json = _LastJson(_dumps_actor)
-        self._basis_dumps = _LastJson(_dumps_basis)
+        self._actor_json = LastText(_dumps_actor)
+        self._basis_dumps = LastText(_dumps_basis)
         self._time: Callable[[datetime], Any] = (
             _sqlite_time if dialect.name == "sqlite" else _aware_utc
         )
