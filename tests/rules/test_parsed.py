@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -232,3 +233,33 @@ def test_the_cache_holds_what_it_keys_on_and_stays_bounded() -> None:
     for _ in range(12):  # the newer generation fills: `kept` moves to the older one
         cache.get(object(), "k", parse)
     assert cache.get(kept, "k", parse) == 51  # found in the older generation, not parsed
+
+
+def test_a_full_cache_of_expenditures_stays_under_32_mb() -> None:
+    """Both generations full of parsed expenditures take under 32 MB beyond their data.
+
+    docs/performance.md gives the figure (28 MB, measured the same way).
+    """
+    import tracemalloc
+
+    datas = [
+        {
+            "date": "2025-05-01",
+            "line": "activities",
+            "amount": f"{i}.00",
+            "invoice_number": f"INV-{i:08d}",
+            "voucher": f"V-{i:08d}",
+        }
+        for i in range(30_000)
+    ]
+    tracemalloc.start()
+    try:
+        cache = ParseCache()
+        before = tracemalloc.get_traced_memory()[0]
+        for data in datas:
+            cache.get(data, Expenditure, functools.partial(load, Expenditure, data))
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(cache) == 20_000
+    assert kept < 32_000_000

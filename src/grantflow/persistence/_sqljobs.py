@@ -63,7 +63,7 @@ class SeenRows:
 
     __slots__ = ("_limit", "_new", "_old")
 
-    def __init__(self, limit: int = 20_000) -> None:
+    def __init__(self, limit: int = 10_000) -> None:
         self._limit = limit
         self._new: dict[tuple[Any, ...], tuple[str, Any]] = {}
         self._old: dict[tuple[Any, ...], tuple[str, Any]] = {}

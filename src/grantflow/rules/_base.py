@@ -76,7 +76,7 @@ class ParseCache:
 
     __slots__ = ("_limit", "_new", "_old")
 
-    def __init__(self, limit: int = 20_000) -> None:
+    def __init__(self, limit: int = 10_000) -> None:
         self._limit = limit
         self._new: dict[tuple[int, Any], tuple[object, Any]] = {}
         self._old: dict[tuple[int, Any], tuple[object, Any]] = {}
