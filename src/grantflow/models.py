@@ -71,6 +71,22 @@ class _Frozen(BaseModel):
 _M = TypeVar("_M", bound=BaseModel)
 
 
+#: Per model class, the one set of all its field names that `trusted` models share.
+_FIELDS_SET: dict[type[BaseModel], set[str]] = {}
+
+
+def _all_fields(cls: type[BaseModel], fields: dict[str, Any]) -> set[str]:
+    """The fields-set of a model built with every field given: one set per class.
+
+    pydantic only ever adds to it (on assignment), and every field is already in it;
+    sharing it saves a set, and a container for the garbage collector to walk, per model.
+    """
+    shared = _FIELDS_SET.get(cls)
+    if shared is None:
+        shared = _FIELDS_SET.setdefault(cls, set(cls.model_fields))
+    return shared if len(fields) == len(shared) else set(fields)
+
+
 def trusted(cls: type[_M], **fields: Any) -> _M:
     """Build `cls` from values that are already valid, skipping validation entirely.
 
@@ -79,7 +95,7 @@ def trusted(cls: type[_M], **fields: Any) -> _M:
     """
     obj = cls.__new__(cls)
     object.__setattr__(obj, "__dict__", fields)
-    object.__setattr__(obj, "__pydantic_fields_set__", set(fields))
+    object.__setattr__(obj, "__pydantic_fields_set__", _all_fields(cls, fields))
     object.__setattr__(obj, "__pydantic_extra__", None)
     object.__setattr__(obj, "__pydantic_private__", None)
     return obj
