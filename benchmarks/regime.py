@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -254,21 +255,34 @@ def spend_cost(path: Path, m: int) -> float:
     return elapsed / m
 
 
+def _tenfold(
+    base: Path,
+    fill_with: Callable[[Path, int], None],
+    cost: Callable[[Path], float],
+    stored: int,
+    rounds: int,
+    what: str,
+) -> dict[str, list[float]]:
+    """Samples of `cost` on copies of `base` filled by `fill_with` with `stored` and 10x."""
+    small, large = fresh_copy(base, f"{base.stem}-small"), fresh_copy(base, f"{base.stem}-large")
+    fill_with(small, stored)
+    fill_with(large, stored * 10)
+    samples = interleave(
+        {
+            "small": lambda: cost(fresh_copy(small, f"{base.stem}-small-run")),
+            "large": lambda: cost(fresh_copy(large, f"{base.stem}-large-run")),
+        },
+        rounds,
+    )
+    say(f"{what} (s/item) with {stored} and {stored * 10}: {samples}")
+    return samples
+
+
 def invoice_growth(folder: Path, m: int, stored: int, rounds: int) -> dict[str, float]:
     """Per-item expenditure cost with `stored` and ``10 * stored`` expenditures stored."""
     base = folder / "invoice-base.db"
     contracted(base, m)
-    small, large = fresh_copy(base, "invoice-small"), fresh_copy(base, "invoice-large")
-    fill(small, stored)
-    fill(large, stored * 10)
-    samples = interleave(
-        {
-            "small": lambda: spend_cost(fresh_copy(small, "spend-small"), m),
-            "large": lambda: spend_cost(fresh_copy(large, "spend-large"), m),
-        },
-        rounds,
-    )
-    say(f"expenditure (s/item) with {stored} and {stored * 10} stored: {samples}")
+    samples = _tenfold(base, fill, lambda p: spend_cost(p, m), stored, rounds, "expenditure")
     return {
         "invoice_item_us": median(samples["small"]) * 1e6,
         "invoice_item_us_10x": median(samples["large"]) * 1e6,
@@ -306,21 +320,18 @@ def record_growth(folder: Path, stored: int, count: int, rounds: int) -> dict[st
     """Per-call cost of an expenditure on a project holding `stored` and 10x as many."""
     base = folder / "own-base.db"
     contracted(base, 1)
-    few, many = fresh_copy(base, "own-few"), fresh_copy(base, "own-many")
-    _own_expenditures(few, stored)
-    _own_expenditures(many, stored * 10)
-    samples = interleave(
-        {
-            "few": lambda: own_spend_cost(fresh_copy(few, "own-few-run"), count),
-            "many": lambda: own_spend_cost(fresh_copy(many, "own-many-run"), count),
-        },
+    samples = _tenfold(
+        base,
+        _own_expenditures,
+        lambda p: own_spend_cost(p, count),
+        stored,
         rounds,
+        "an expenditure on a project holding its own",
     )
-    say(f"own expenditure (s/call) with {stored} and {stored * 10} on the project: {samples}")
     return {
-        "record_item_us": median(samples["few"]) * 1e6,
-        "record_item_us_10x": median(samples["many"]) * 1e6,
-        "record_growth": paired_ratio(samples["many"], samples["few"]),
+        "record_item_us": median(samples["small"]) * 1e6,
+        "record_item_us_10x": median(samples["large"]) * 1e6,
+        "record_growth": paired_ratio(samples["large"], samples["small"]),
     }
 
 
