@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -137,10 +139,10 @@ def test_a_memo_hands_back_its_rows_without_letting_callers_change_them() -> Non
     assert len(rows(project, "expenditure", Expenditure, memo)) == 1
 
 
-def test_the_memo_holds_what_it_keys_on() -> None:
-    """An answer is tied to the object itself: a new object at a reused address is not a hit."""
-    memo = Parsed()
-    calls: list[int] = []
+@pytest.mark.parametrize("make", [Parsed, ParseCache], ids=["Parsed", "ParseCache"])
+def test_an_answer_is_tied_to_the_object_itself(make: Callable[[], Parsed | ParseCache]) -> None:
+    """A new object at a reused address is not a hit: the memo holds what it keys on."""
+    memo, calls = make(), []
 
     def parse() -> int:
         calls.append(1)
@@ -214,25 +216,23 @@ def test_a_kept_parse_answers_as_a_fresh_one(datas: list[dict[str, Any]]) -> Non
     assert len(cache) <= 4
 
 
-def test_the_cache_holds_what_it_keys_on_and_stays_bounded() -> None:
-    """A new object at a reused address is never a hit; at most two generations are kept."""
+def test_the_cache_stays_bounded_and_promotes_what_it_finds_in_the_older_generation() -> None:
+    """At most two generations are kept; an answer found in the older one is not parsed again."""
     cache = ParseCache(limit=10)
-    calls: list[int] = []
+    for n in range(50):
+        cache.get(object(), "k", lambda n=n: n)
+    assert len(cache) <= 20
+    kept, calls = object(), []
 
     def parse() -> int:
         calls.append(1)
-        return len(calls)
+        return 51
 
-    for _ in range(50):
-        source = object()  # released each round unless the cache holds it
-        assert cache.get(source, "k", parse) == len(calls)
-    assert len(calls) == 50
-    assert len(cache) <= 20
-    kept = object()
     assert cache.get(kept, "k", parse) == 51
-    for _ in range(12):  # the newer generation fills: `kept` moves to the older one
-        cache.get(object(), "k", parse)
-    assert cache.get(kept, "k", parse) == 51  # found in the older generation, not parsed
+    for n in range(12):  # the newer generation fills: `kept` moves to the older one
+        cache.get(object(), "k", lambda n=n: n)
+    assert cache.get(kept, "k", parse) == 51  # found in the older generation
+    assert calls == [1]  # not parsed again
 
 
 def test_a_full_cache_of_expenditures_stays_under_32_mb() -> None:
