@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +28,7 @@ import sqlalchemy
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from grantflow._kept import Kept
 from grantflow.errors import ConcurrencyError, IdempotencyKeyInUse, IdempotencyKeyMismatch
 from grantflow.models import Project, Record, trusted
 from grantflow.persistence._liveness import provably_dead
@@ -57,60 +58,43 @@ class SeenRows:
     anything but what is stored. What is handed out again is the same object, as the
     memory store hands out its own: the models are frozen and their data read-only by
     contract (a host that changes a returned dict in place changes later reads). Two
-    generations bound the memory (see `ParseCache`); only text is kept this way
-    (PostgreSQL's driver decodes ``jsonb`` itself).
+    generations of at most `limit` rows bound the memory (`grantflow._kept`). Rows are
+    read as text (PostgreSQL's ``jsonb`` cast to its text); a value a driver decoded
+    itself is passed on.
     """
 
-    __slots__ = ("_limit", "_new", "_old")
+    __slots__ = ("_kept",)
 
     def __init__(self, limit: int = 10_000) -> None:
-        self._limit = limit
-        self._new: dict[tuple[Any, ...], tuple[str, Any]] = {}
-        self._old: dict[tuple[Any, ...], tuple[str, Any]] = {}
+        self._kept: Kept[tuple[Any, ...], tuple[str, Any]] = Kept(limit)
 
     def __len__(self) -> int:
-        return len(self._new) + len(self._old)
+        return len(self._kept)
 
     def record(self, project_id: str, kind: str, record_id: str, data: Any, seq: int) -> Record:
         """The record of this row: the one built before if its stored text is the same."""
         if type(data) is not str:
             return trusted(Record, kind=kind, id=record_id, data=_json(data), seq=seq)
-        key = (project_id, kind, record_id, seq)
-        hit = self._find(key, data)
-        if hit is not None:
-            found: Record = hit
-            return found
-        record = trusted(Record, kind=kind, id=record_id, data=json.loads(data), seq=seq)
-        self._keep(key, data, record)
+        record: Record = self._decoded(
+            (project_id, kind, record_id, seq),
+            data,
+            lambda: trusted(Record, kind=kind, id=record_id, data=json.loads(data), seq=seq),
+        )
         return record
 
     def data(self, project_id: str, data: Any) -> Any:
         """A project row's data: the dict decoded before if its stored text is the same."""
         if type(data) is not str:
             return _json(data)
-        key = (project_id,)
-        hit = self._find(key, data)
-        if hit is not None:
-            return hit
-        value = json.loads(data)
-        self._keep(key, data, value)
+        return self._decoded((project_id,), data, lambda: json.loads(data))
+
+    def _decoded(self, key: tuple[Any, ...], text: str, decode: Callable[[], Any]) -> Any:
+        hit = self._kept.get(key)
+        if hit is not None and hit[0] == text:
+            return hit[1]
+        value = decode()
+        self._kept.put(key, (text, value))
         return value
-
-    def _find(self, key: tuple[Any, ...], text: str) -> Any:
-        new = self._new
-        hit = new.get(key) or self._old.get(key)
-        if hit is None or hit[0] != text:
-            return None
-        if key not in new:
-            self._keep(key, text, hit[1])
-        return hit[1]
-
-    def _keep(self, key: tuple[Any, ...], text: str, value: Any) -> None:
-        new = self._new
-        if len(new) >= self._limit:
-            self._old, self._new = new, {}
-            new = self._new
-        new[key] = (text, value)
 
 
 def _json(value: Any) -> Any:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar, overload
 
+from grantflow._kept import Kept
 from grantflow.models import Actor, Project, Refusal, Verdict
 from grantflow.policy import Policy
 from grantflow.typing import Rule
@@ -68,42 +69,28 @@ class Parsed:
 class ParseCache:
     """Parses kept across decisions, by the identity of what was parsed (held, so kept alive).
 
-    Bounded: two generations of at most `limit` answers each; a hit in the older one
-    moves to the newer, and when the newer fills up the older is dropped. Safe to share
-    between threads: a lookup or insert is one dictionary operation and a generation is
-    swapped by rebinding, so a race costs a parse, never a wrong answer.
+    Bounded: two generations of at most `limit` answers each (see `grantflow._kept`);
+    safe to share between threads, where a race costs a parse, never a wrong answer.
     """
 
-    __slots__ = ("_limit", "_new", "_old")
+    __slots__ = ("_kept",)
 
     def __init__(self, limit: int = 10_000) -> None:
-        self._limit = limit
-        self._new: dict[tuple[int, Any], tuple[object, Any]] = {}
-        self._old: dict[tuple[int, Any], tuple[object, Any]] = {}
+        self._kept: Kept[tuple[int, Any], tuple[object, Any]] = Kept(limit)
 
     def __len__(self) -> int:
-        return len(self._new) + len(self._old)
+        return len(self._kept)
 
     def get(self, source: object, key: Any, parse: Callable[[], _T]) -> _T:
         """Return `parse()` for (`source`, `key`), computing it only when not kept."""
         slot = (id(source), key)
-        new = self._new
-        hit = new.get(slot) or self._old.get(slot)
+        hit = self._kept.get(slot)
         if hit is not None and hit[0] is source:
-            if slot not in new:
-                self._keep(slot, hit)
             found: _T = hit[1]
             return found
         value = parse()
-        self._keep(slot, (source, value))
+        self._kept.put(slot, (source, value))
         return value
-
-    def _keep(self, slot: tuple[int, Any], answer: tuple[object, Any]) -> None:
-        new = self._new
-        if len(new) >= self._limit:
-            self._old, self._new = new, {}
-            new = self._new
-        new[slot] = answer
 
 
 @dataclass(frozen=True, slots=True)
