@@ -208,18 +208,14 @@ class Connector:
         order, so the next durable commit makes it durable too, and a power cut loses
         at most a suffix of such writes, never corrupts the file.
         """
-        retries = PG_RETRIES if self.dialect == "postgresql" else _SQLITE_LOCK_RETRIES
         relaxed = not durable and self.owned and self.dialect == "sqlite"
         relaxed = relaxed and self._synchronous == "FULL"
-        for attempt in range(retries + 1):
-            try:
-                with self._connect() as conn, self._relaxed(conn, relaxed), self._transaction(conn):
-                    return work(conn)
-            except (DBAPIError, self._dbapi_error) as exc:
-                if attempt == retries or not self._retryable(exc):
-                    raise self._store_error(exc) from exc
-                self._pause(attempt)
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        def attempt() -> T:
+            with self._connect() as conn, self._relaxed(conn, relaxed), self._transaction(conn):
+                return work(conn)
+
+        return self._retrying(attempt)
 
     def write_cursor(self, work: Callable[[Any], T]) -> T:
         """`write` for work that needs only a DBAPI cursor (a commit's statements).
@@ -232,13 +228,18 @@ class Connector:
         """
         if not (self._raw_reads and self.owned and self.dialect == "sqlite"):
             return self.write(lambda conn: _on_cursor(conn, work))
-        for attempt in range(_SQLITE_LOCK_RETRIES + 1):
+        return self._retrying(lambda: self._raw_transaction(work))
+
+    def _retrying(self, attempt: Callable[[], T]) -> T:
+        """Run one transaction `attempt`, again on PostgreSQL conflicts and SQLite busy."""
+        retries = PG_RETRIES if self.dialect == "postgresql" else _SQLITE_LOCK_RETRIES
+        for number in range(retries + 1):
             try:
-                return self._raw_transaction(work)
-            except self._dbapi_error as exc:
-                if attempt == _SQLITE_LOCK_RETRIES or not self._retryable(exc):
+                return attempt()
+            except (DBAPIError, self._dbapi_error) as exc:
+                if number == retries or not self._retryable(exc):
                     raise self._store_error(exc) from exc
-                self._pause(attempt)
+                self._pause(number)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _raw_transaction(self, work: Callable[[Any], T]) -> T:
