@@ -380,6 +380,16 @@ def is_finite_number(value: Any) -> bool:
     return isinstance(value, Decimal) and value.is_finite() and not math.isnan(value)
 
 
+@functools.lru_cache(maxsize=1024)
+def model_text(value: Any) -> str:
+    """The canonical JSON text of a frozen (hashable) model: an actor, a decision basis.
+
+    The one spelling the entry's hash and the audit table's columns share; cached, as a
+    run meets few distinct ones.
+    """
+    return canonical_bytes(plain(value)).decode("utf-8")
+
+
 class LastText:
     """`encode` of the value last asked for, reused while the same object comes again.
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from grantflow._canonical import LastText, canonical_bytes, iso_utc, plain
+from grantflow._canonical import LastText, canonical_bytes, iso_utc, model_text, plain
 from grantflow._merkle import (
     EMPTY_ROOT,
     consistency_path,
@@ -99,14 +99,10 @@ __all__ = [
 GENESIS = "0" * 64
 
 
-def _encoded(value: BaseModel) -> str:
-    return canonical_bytes(plain(value)).decode("utf-8")
-
-
 # One basis per engine and policy, and bulk runs seal thousands of entries for one
 # actor: the same object again is answered by identity, an equal one from the cache.
-_basis_json = LastText(functools.lru_cache(maxsize=256)(_encoded))
-_actor_json = LastText(functools.lru_cache(maxsize=1024)(_encoded))
+_basis_json = LastText(model_text)
+_actor_json = LastText(model_text)
 
 
 def _json_or(value: Any, empty: str) -> str:

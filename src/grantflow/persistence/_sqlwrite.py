@@ -49,9 +49,9 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import ClauseElement
 
-from grantflow._canonical import LastText, plain
+from grantflow._canonical import LastText, model_text, plain
 from grantflow.errors import ConcurrencyError, GrantflowError, InvalidInput, ProjectExists
-from grantflow.models import Actor, AuditEntry, DecisionBasis, Project, Record
+from grantflow.models import AuditEntry, DecisionBasis, Project, Record
 from grantflow.persistence._outbox import AUDIT_TOPIC
 from grantflow.persistence._protocol import Change, ChunkProgress
 from grantflow.persistence._schema import Tables, record_keys
@@ -174,18 +174,6 @@ def _dumps_seq(value: tuple[Any, ...]) -> str:
     return _dumps(value) if value else "[]"
 
 
-@functools.lru_cache(maxsize=256)
-def _dumps_basis(basis: DecisionBasis) -> str:
-    return _ENCODER.encode(basis.model_dump())
-
-
-@functools.lru_cache(maxsize=1024)
-def _dumps_actor(actor: Actor) -> str:
-    return _ENCODER.encode(
-        {"id": actor.id, "organisation": actor.organisation, "roles": sorted(actor.roles)}
-    )
-
-
 class _Batch:
     """The driver parameters of a batch's rows, one list per statement."""
 
@@ -216,8 +204,9 @@ class Writer:
 
     def __init__(self, tables: Tables, dialect: Dialect, integrity_error: type[Exception]) -> None:
         self._integrity = integrity_error
-        self._actor_json = LastText(_dumps_actor)
-        self._basis_dumps = LastText(_dumps_basis)
+        # The entry's own spelling of both (`model_text`), as its hash covers them.
+        self._actor_json = LastText(model_text)
+        self._basis_dumps = LastText(model_text)
         self._time: Callable[[datetime], Any] = (
             _sqlite_time if dialect.name == "sqlite" else _aware_utc
         )
