@@ -339,9 +339,28 @@ class DecisionCore:
                 project, event, actor, evidence, None, Verdict(refusals=tuple(refusals)), ()
             )
         rules, providers, effects_for = self._book_for(event)
-        if not (rules or providers or effects_for):  # a bare event: nothing to look at
-            verdict = Verdict(refusals=tuple(refusals)) if refusals else PASS
-            return Decision(project, event, actor, evidence, target, verdict, ())
+        effects: tuple[Effects, ...] = ()
+        if rules or providers or effects_for:  # a bare event has nothing to look at
+            ctx = self._context(project, event, actor, evidence, now, reader, target, providers)
+            for r in rules:
+                refusals.extend(_run_rule(r, ctx).refusals)
+            if not refusals:
+                effects = tuple(eff(ctx) for eff in effects_for)
+        verdict = Verdict(refusals=tuple(refusals)) if refusals else PASS
+        return Decision(project, event, actor, evidence, target, verdict, effects)
+
+    def _context(
+        self,
+        project: Project,
+        event: str,
+        actor: Actor,
+        evidence: Mapping[str, Any],
+        now: datetime,
+        reader: StoreReader,
+        target: str,
+        providers: Sequence[tuple[str, FactProvider]],
+    ) -> RuleContext:
+        """The immutable context the rules and effects of one decision share."""
         policy = self.policy_for(project)
         facts: Mapping[str, Any] = _EMPTY
         if providers:
@@ -354,7 +373,7 @@ class DecisionCore:
                 policy=policy,
             )
             facts = freeze({name: provider(request) for name, provider in providers})
-        ctx = RuleContext(
+        return RuleContext(
             project=project,
             event=event,
             source=project.state or None,
@@ -366,11 +385,6 @@ class DecisionCore:
             facts=facts,
             parsed=Parsed(self._parses),
         )
-        for r in rules:
-            refusals.extend(_run_rule(r, ctx).refusals)
-        verdict = Verdict(refusals=tuple(refusals)) if refusals else PASS
-        effects = tuple(eff(ctx) for eff in effects_for) if verdict.passed else ()
-        return Decision(project, event, actor, evidence, target, verdict, effects)
 
     def seal(
         self,
