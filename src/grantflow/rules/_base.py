@@ -47,14 +47,8 @@ class Parsed:
 
     def get(self, source: object, key: Any, parse: Callable[[], _T]) -> _T:
         """Return `parse()` for (`source`, `key`), computing it the first time only."""
-        slot = (id(source), key)
-        hit = self._found.get(slot)
-        if hit is not None and hit[0] is source:
-            found: _T = hit[1]
-            return found
-        value = parse()
-        self._found[slot] = (source, value)
-        return value
+        found = self._found
+        return _held(found.get, found.__setitem__, source, key, parse)
 
     def lasting(self, source: object, key: Any, parse: Callable[[], _T]) -> _T:
         """`get` for a parse of `source` alone (a stored record's data), kept across decisions.
@@ -83,14 +77,34 @@ class ParseCache:
 
     def get(self, source: object, key: Any, parse: Callable[[], _T]) -> _T:
         """Return `parse()` for (`source`, `key`), computing it only when not kept."""
-        slot = (id(source), key)
-        hit = self._kept.get(slot)
-        if hit is not None and hit[0] is source:
-            found: _T = hit[1]
-            return found
-        value = parse()
-        self._kept.put(slot, (source, value))
-        return value
+        kept = self._kept
+        return _held(kept.get, kept.put, source, key, parse)
+
+
+_Slot = tuple[int, Any]
+_Answer = tuple[object, Any]
+
+
+def _held(
+    find: Callable[[_Slot], _Answer | None],
+    keep: Callable[[_Slot, _Answer], None],
+    source: object,
+    key: Any,
+    parse: Callable[[], _T],
+) -> _T:
+    """The answer kept for (`source`, `key`) if it was kept for this very object, else parse.
+
+    Kept by the source's identity with the source itself, so an address reused by a new
+    object is never a hit.
+    """
+    slot = (id(source), key)
+    hit = find(slot)
+    if hit is not None and hit[0] is source:
+        found: _T = hit[1]
+        return found
+    value = parse()
+    keep(slot, (source, value))
+    return value
 
 
 @dataclass(frozen=True, slots=True)
