@@ -30,7 +30,7 @@ from typing import Any, Literal
 from grantflow._canonical import canonical_bytes, freeze, lenient, plain, thaw
 from grantflow._log import get_logger
 from grantflow._machine import TransitionTable
-from grantflow.audit import seal
+from grantflow.audit import seal, sealed
 from grantflow.errors import InvalidInput, ProjectExists, ProjectNotFound, UnknownEvent
 from grantflow.messages import catalogue, refusal, render
 from grantflow.models import (
@@ -410,7 +410,7 @@ class DecisionCore:
                 Record(kind=r.kind, id=r.id, data=plain(r.data), seq=seq) for r in eff.records
             )
             patch.update(thaw(plain(eff.data)))
-        entry = seal(
+        entry, texts = sealed(
             project_id=project.id,
             seq=seq,
             kind="submit" if creating else ("record" if record else "fire"),
@@ -435,6 +435,7 @@ class DecisionCore:
             expected_version=project.version,
             after=row,
             obligations=self._due_dates(entry, row),
+            texts=texts,
         )
 
     def migration(

@@ -126,6 +126,7 @@ def _digest(
     prev_hash: str,
     decided_under: DecisionBasis | None = None,
     clamped_from: datetime | None = None,
+    texts: EntryTexts | None = None,
 ) -> str:
     """sha256 of the canonical JSON of the entry's fields, spelled out key by key.
 
@@ -151,6 +152,7 @@ def _digest(
             prev_hash,
             decided_under,
             clamped_from,
+            texts,
         ).encode("utf-8")
     except UnicodeEncodeError as exc:
         raise InvalidInput(
@@ -178,7 +180,10 @@ def _text(
     prev_hash: str,
     decided_under: DecisionBasis | None,
     clamped_from: datetime | None,
+    texts: EntryTexts | None = None,
 ) -> str:
+    if texts is None:
+        texts = value_texts(evidence, refusals, records, data)
     return _assemble(
         project_id,
         seq,
@@ -190,12 +195,33 @@ def _text(
         _actor_json(actor),
         iso_utc(at),
         None if clamped_from is None else iso_utc(clamped_from),
-        _json_or(evidence, "{}"),
-        _json_or([r.model_dump(mode="python") for r in refusals], "[]"),
-        _json_or([r.model_dump(mode="python") for r in records], "[]"),
-        _json_or(data, "{}"),
+        *texts,
         prev_hash,
         None if decided_under is None else _basis_json(decided_under),
+    )
+
+
+#: The canonical JSON of an entry's evidence, refusals, records and data, in that order:
+#: the four texts its hash is assembled from (see `value_texts`).
+EntryTexts = tuple[str, str, str, str]
+
+
+def value_texts(
+    evidence: Mapping[str, Any],
+    refusals: Sequence[Refusal],
+    records: Sequence[Record],
+    data: Mapping[str, Any],
+) -> EntryTexts:
+    """The canonical JSON of an entry's four JSON values, as its hash spells them.
+
+    The SQL store writes these very texts into the audit row's columns (`sealed` hands
+    them over with the entry), so an entry's values are encoded once, not twice.
+    """
+    return (
+        _json_or(evidence, "{}"),
+        _json_or([r.model_dump(mode="python") for r in refusals], "[]") if refusals else "[]",
+        _json_or([r.model_dump(mode="python") for r in records], "[]") if records else "[]",
+        _json_or(data, "{}"),
     )
 
 
@@ -326,6 +352,46 @@ def seal(
     clamped_from: datetime | None = None,
 ) -> AuditEntry:
     """Build an `AuditEntry` with its hash computed."""
+    return sealed(
+        project_id=project_id,
+        seq=seq,
+        kind=kind,
+        event=event,
+        from_state=from_state,
+        to_state=to_state,
+        accepted=accepted,
+        actor=actor,
+        at=at,
+        evidence=evidence,
+        refusals=refusals,
+        records=records,
+        data=data,
+        prev_hash=prev_hash,
+        decided_under=decided_under,
+        clamped_from=clamped_from,
+    )[0]
+
+
+def sealed(
+    *,
+    project_id: str,
+    seq: int,
+    kind: AuditKind,
+    event: str,
+    from_state: str | None,
+    to_state: str | None,
+    accepted: bool,
+    actor: Actor,
+    at: datetime,
+    evidence: Mapping[str, Any],
+    refusals: Sequence[Refusal | Mapping[str, Any]],
+    records: Sequence[Record | Mapping[str, Any]],
+    data: Mapping[str, Any],
+    prev_hash: str,
+    decided_under: DecisionBasis | Mapping[str, Any] | None = None,
+    clamped_from: datetime | None = None,
+) -> tuple[AuditEntry, EntryTexts]:
+    """`seal`, and the entry's `EntryTexts` its hash was computed from (for the writer)."""
     if decided_under is not None and not isinstance(decided_under, DecisionBasis):
         decided_under = DecisionBasis.model_validate(decided_under)
     refusal_models = (
@@ -338,6 +404,7 @@ def seal(
         if records
         else ()
     )
+    texts = value_texts(evidence, refusal_models, record_models, data)
     digest = _digest(
         project_id,
         seq,
@@ -355,10 +422,11 @@ def seal(
         prev_hash,
         decided_under,
         clamped_from,
+        texts,
     )
     # Every field was validated on the way in (engine inputs) or built here: skip a
     # second validation pass, which would double the cost of an entry in bulk runs.
-    return trusted(
+    entry = trusted(
         AuditEntry,
         project_id=project_id,
         seq=seq,
@@ -378,6 +446,7 @@ def seal(
         decided_under=decided_under,
         clamped_from=clamped_from,
     )
+    return entry, texts
 
 
 class Problem(BaseModel):

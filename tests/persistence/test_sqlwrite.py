@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -19,13 +19,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.dialects import postgresql, sqlite
 
+from grantflow._canonical import plain
+from grantflow.audit import sealed
 from grantflow.errors import ConcurrencyError
-from grantflow.models import Project, Record
+from grantflow.models import Actor, Project, Record, Refusal
 from grantflow.persistence import Change, ObligationRow, OutboxMessage
-from grantflow.persistence._sqlwrite import _Statement
+from grantflow.persistence._sqlwrite import _Statement, _values_json
 from grantflow.persistence.sql import SqlStore
 from grantflow.testing.job_contract import progress
 from grantflow.testing.store_contract import submission, transition
+from grantflow.testing.strategies import evidence as evidence_values
 
 from .conftest import StoreFactory
 
@@ -341,3 +344,63 @@ def test_a_batch_leaves_the_rows_applying_its_changes_one_by_one_does(
             assert _rows(batched, table) == _rows(single, twin), name
 
     check()
+
+
+_TEXT = st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=8)
+_DETAIL = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | _TEXT
+    | st.decimals(allow_nan=False, allow_infinity=False, places=2)
+    | st.dates(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    evidence=evidence_values(max_leaves=8),
+    data=evidence_values(max_leaves=8),
+    details=st.dictionaries(_TEXT, _DETAIL, max_size=3),
+    record_data=st.lists(evidence_values(max_leaves=6), max_size=3),
+    accepted=st.booleans(),
+)
+def test_the_sealed_texts_are_the_audit_columns_the_writer_would_encode(
+    evidence: dict[str, Any],
+    data: dict[str, Any],
+    details: dict[str, Any],
+    record_data: list[dict[str, Any]],
+    accepted: bool,
+) -> None:
+    """The writer puts a sealed entry's `EntryTexts` in its JSON columns as they are.
+
+    They must be exactly what it would encode from the entry's values itself (the
+    spelling every audit row had before), for any evidence, data, refusal details
+    (decimals and dates included) and records: else rows written with and without them
+    would differ.
+    """
+    refusals = (
+        () if accepted else (Refusal(code="x.y", message="m", message_zh="中", details=details),)
+    )
+    records = [
+        Record(kind="note", id=f"n{n}", data=value, seq=3) for n, value in enumerate(record_data)
+    ]
+    entry, texts = sealed(
+        project_id="p-1",
+        seq=3,
+        kind="fire",
+        event="approve",
+        from_state="applied",
+        to_state="reviewed" if accepted else "applied",
+        accepted=accepted,
+        actor=Actor(id="staff", roles=frozenset({"purchaser"}), organisation=None),
+        at=datetime(2026, 12, 4, tzinfo=UTC),
+        evidence=plain(evidence),  # JSON at the door, as the engine takes it
+        refusals=refusals,
+        records=records,
+        data=plain(data),
+        prev_hash="0" * 64,
+    )
+    assert texts == _values_json(entry)

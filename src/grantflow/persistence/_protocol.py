@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
-from grantflow.audit import Checkpoint
+from grantflow.audit import Checkpoint, EntryTexts
 from grantflow.models import AuditEntry, Entity, Project, Record
 from grantflow.persistence._outbox import OutboxMessage
 
@@ -61,6 +61,10 @@ class Change:
             ``None`` when the change leaves them as they were.
         messages: outbox messages to commit with the entry, besides the entry's own
             (reminders, ...); stores with an outbox write them in the same transaction.
+        texts: the canonical JSON of the entry's evidence, refusals, records and data
+            as its hash was computed from them (`grantflow.audit.value_texts`), when the
+            decision core sealed it; a store may write them as they are instead of
+            encoding the values again. ``None``: encode them.
     """
 
     entry: AuditEntry
@@ -69,6 +73,7 @@ class Change:
     after: Project | None
     obligations: tuple[ObligationRow, ...] | None = None
     messages: tuple[OutboxMessage, ...] = ()
+    texts: EntryTexts | None = field(default=None, repr=False, compare=False)
 
 
 @runtime_checkable

@@ -50,6 +50,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import ClauseElement
 
 from grantflow._canonical import LastText, model_text, plain
+from grantflow.audit import EntryTexts
 from grantflow.errors import ConcurrencyError, GrantflowError, InvalidInput, ProjectExists
 from grantflow.models import AuditEntry, DecisionBasis, Project, Record
 from grantflow.persistence._outbox import AUDIT_TOPIC
@@ -172,6 +173,16 @@ def _dumps_plain(value: Mapping[str, Any]) -> str:
 
 def _dumps_seq(value: tuple[Any, ...]) -> str:
     return _dumps(value) if value else "[]"
+
+
+def _values_json(entry: AuditEntry) -> EntryTexts:
+    """The entry's evidence, refusals, records and data as the audit row's JSON columns."""
+    return (
+        _dumps_plain(entry.evidence),
+        _dumps_seq(entry.refusals),
+        _dumps_seq(entry.records),
+        _dumps_plain(entry.data),
+    )
 
 
 class _Batch:
@@ -488,7 +499,7 @@ class Writer:
             or entry.seq != change.expected_version + 1
         ):
             raise ValueError("apply_batch takes changes to existing projects, in sequence")
-        audit = self._audit_row(entry)
+        audit = self._audit_row(entry, change.texts)
         at = audit[_AUDIT_AT]  # the entry's time as the driver takes it
         keep, rewrite = batch.wave(entry.project_id)
         move = self._move(change, after, at if after.updated_at is entry.at else None)
@@ -539,7 +550,9 @@ class Writer:
             cursor.execute(self._update_keep_data.sql, self._update_keep_data.row(move))
         if cursor.rowcount != 1:
             return _conflict(change)
-        self._run(cursor, self._insert_audit, self._audit_row(entry), change, _conflict)
+        self._run(
+            cursor, self._insert_audit, self._audit_row(entry, change.texts), change, _conflict
+        )
         self._insert_records(cursor, entry)
         self.write_obligations(cursor, (change,))
         self._enqueue(cursor, change)
@@ -548,7 +561,9 @@ class Writer:
     def _create(self, cursor: Any, change: Change) -> GrantflowError | None:
         entry = change.entry
         chain = self._insert_chain
-        cursor.execute(chain.sql, chain.row((*self._audit_row(entry), change.expected_version)))
+        cursor.execute(
+            chain.sql, chain.row((*self._audit_row(entry, change.texts), change.expected_version))
+        )
         if cursor.rowcount != 1:
             exists = self._project_exists
             cursor.execute(exists.sql, exists.row((entry.project_id,)))
@@ -614,8 +629,12 @@ class Writer:
 
     # -- parameters ----------------------------------------------------------------------
 
-    def _audit_row(self, entry: AuditEntry) -> tuple[Any, ...]:
-        """The entry's values in `_AUDIT_COLUMNS` order, as the driver takes them."""
+    def _audit_row(self, entry: AuditEntry, texts: EntryTexts | None) -> tuple[Any, ...]:
+        """The entry's values in `_AUDIT_COLUMNS` order, as the driver takes them.
+
+        `texts` (the change's, from sealing) are the four JSON columns already encoded:
+        the spelling `_values_json` gives (a test holds the two equal).
+        """
         time = self._time
         clamped = entry.clamped_from
         return (
@@ -628,10 +647,7 @@ class Writer:
             entry.accepted,
             self._actor_json(entry.actor),
             time(entry.at),
-            _dumps_plain(entry.evidence),
-            _dumps_seq(entry.refusals),
-            _dumps_seq(entry.records),
-            _dumps_plain(entry.data),
+            *(_values_json(entry) if texts is None else texts),
             entry.prev_hash,
             entry.hash,
             self._basis_json(entry.decided_under),
