@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from grantflow.bulk import Worker
 from grantflow.persistence import ChunkProgress
 from grantflow.persistence.sql import SqlStore
 from grantflow.rules import RuleBook
+from grantflow.testing.store_contract import T0, submission, transition
 
 from .conftest import StoreFactory
 
@@ -251,6 +253,28 @@ def test_load_many_equals_load(make_store: StoreFactory) -> None:
     assert sorted(loaded) == ids
     for pid in ids:
         assert loaded[pid] == store.load(pid)
+
+
+def test_load_many_gives_each_project_its_own_times(make_store: StoreFactory) -> None:
+    """Times shared by several rows and times of one row each are all read as stored.
+
+    The bulk read parses each distinct stored time once per batch; projects created
+    together and changed apart (and the other way round) keep their own times.
+    """
+    store = make_store(synchronous="NORMAL")
+    ids = [f"t-{n}" for n in range(6)]
+    for n, pid in enumerate(ids):
+        store.commit(submission(pid, at=T0 + timedelta(minutes=n % 2)))
+    for n, pid in enumerate(ids[:4]):
+        project = store.load(pid)
+        assert project is not None
+        store.commit(transition(project, "reviewed", at=T0 + timedelta(hours=1, seconds=n)))
+    loaded = store.load_many(ids)
+    for n, pid in enumerate(ids):
+        assert loaded[pid] == store.load(pid)
+        assert loaded[pid].created_at == T0 + timedelta(minutes=n % 2)
+        expected = T0 + timedelta(hours=1, seconds=n) if n < 4 else T0 + timedelta(minutes=n % 2)
+        assert loaded[pid].updated_at == expected
 
 
 def test_chain_tips_equal_chain_tip(make_store: StoreFactory) -> None:

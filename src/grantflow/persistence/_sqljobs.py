@@ -144,6 +144,10 @@ class SqlJobs:
             f"FROM {self._name(self._t.projects)} WHERE id IN ({marks})",
             batch,
         )
+        # A chunk's rows were mostly written by one transaction, at one instant: each
+        # distinct stored time is parsed once per batch (datetimes are immutable).
+        stamps: dict[Any, datetime] = {}
+        stamp = self._stamp
         for pid, state, version, head, data, created, updated in cursor.fetchall():
             # Rows come from our own tables, written from validated values.
             found[pid] = trusted(
@@ -154,8 +158,8 @@ class SqlJobs:
                 head=head,
                 data=seen.data(pid, data),
                 records=tuple(records.get(pid, ())),
-                created_at=self._time(created),
-                updated_at=self._time(updated),
+                created_at=stamps.get(created) or stamp(stamps, created),
+                updated_at=stamps.get(updated) or stamp(stamps, updated),
             )
 
     def chain_tips(self, project_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
@@ -184,6 +188,12 @@ class SqlJobs:
         return str(preparer.format_table(table))
 
     _json = staticmethod(_json)
+
+    @classmethod
+    def _stamp(cls, stamps: dict[Any, datetime], value: Any) -> datetime:
+        """`_time` of `value`, kept in `stamps` for the rows after it."""
+        stamps[value] = stamp = cls._time(value)
+        return stamp
 
     @staticmethod
     def _time(value: Any) -> datetime:
