@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from grantflow._canonical import (
     canonical_bytes,
     digest_bytes,
     freeze,
+    loads,
     plain,
+    text_decoder,
     thaw,
     validate_json,
 )
@@ -172,3 +178,58 @@ def test_last_text_encodes_again_only_for_another_object() -> None:
     assert last(equal) == "['a']"  # equal but not the same object: encoded again
     assert last(first) == "['a']"
     assert calls == [first, equal, first]
+
+
+_JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True)
+    | st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+_NOISE = st.sampled_from(["", " ", "\n", "\t ", "x", "}", "]", ",1", '"', "{", "0"])
+
+
+def _outcome(decode: Any, text: str) -> tuple[str, Any]:
+    try:
+        return "value", decode(text)
+    except ValueError as exc:
+        return type(exc).__name__, str(exc)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=_JSON_VALUES, before=_NOISE, after=_NOISE, compact=st.booleans())
+def test_the_stored_text_decoder_answers_and_fails_as_json_loads(
+    value: Any, before: str, after: str, compact: bool
+) -> None:
+    """`loads` gives `json.loads`'s value, or its error, for any text.
+
+    Compact JSON (what grantflow stores) takes the short path; JSON with space around
+    or inside it, text with more after the value, and broken text are all decoded (or
+    refused) exactly as `json.loads` does.
+    """
+    separators = (",", ":") if compact else (", ", ": ")
+    text = before + json.dumps(value, separators=separators, ensure_ascii=False) + after
+    got, expected = _outcome(loads, text), _outcome(json.loads, text)
+    if got[0] == "value" and expected[0] == "value":  # NaN != NaN: compare the spelling
+        assert json.dumps(got[1]) == json.dumps(expected[1])
+    else:
+        assert got == expected
+
+
+def test_the_stored_text_decoder_keeps_its_decoders_hooks() -> None:
+    """A decoder's hooks apply on the short path too (the audit's strict decoder)."""
+
+    def refuse(text: str) -> Any:
+        raise ValueError(f"no {text}")
+
+    strict = text_decoder(json.JSONDecoder(parse_float=refuse, parse_constant=refuse))
+    assert strict('{"a":[1,"2"]}') == {"a": [1, "2"]}
+    with pytest.raises(ValueError, match=r"no 1\.5"):
+        strict('{"a":1.5}')
+    with pytest.raises(ValueError, match="no NaN"):
+        strict("[NaN]")

@@ -29,7 +29,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from grantflow._canonical import LastText, canonical_bytes, iso_utc, model_text, plain
+from grantflow._canonical import (
+    LastText,
+    canonical_bytes,
+    iso_utc,
+    model_text,
+    plain,
+    text_decoder,
+)
 from grantflow._merkle import (
     EMPTY_ROOT,
     consistency_path,
@@ -1091,7 +1098,7 @@ def _refuse_number(text: str) -> Any:
 
 # Canonical JSON as `canonical_bytes` writes plain values (no floats: refused on reading).
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
-_STRICT = json.JSONDecoder(parse_float=_refuse_number, parse_constant=_refuse_number).decode
+_STRICT = text_decoder(json.JSONDecoder(parse_float=_refuse_number, parse_constant=_refuse_number))
 # An `Identifier` (grantflow.models): 1-128 characters, no control characters.
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
 _SQLITE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}")

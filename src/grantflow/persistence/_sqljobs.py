@@ -28,6 +28,7 @@ import sqlalchemy
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from grantflow._canonical import loads
 from grantflow._kept import Kept
 from grantflow.errors import ConcurrencyError, IdempotencyKeyInUse, IdempotencyKeyMismatch
 from grantflow.models import Project, Record, trusted
@@ -78,7 +79,7 @@ class SeenRows:
         record: Record = self._decoded(
             (project_id, kind, record_id, seq),
             data,
-            lambda: trusted(Record, kind=kind, id=record_id, data=json.loads(data), seq=seq),
+            lambda: trusted(Record, kind=kind, id=record_id, data=loads(data), seq=seq),
         )
         return record
 
@@ -86,7 +87,7 @@ class SeenRows:
         """A project row's data: the dict decoded before if its stored text is the same."""
         if type(data) is not str:
             return _json(data)
-        return self._decoded((project_id,), data, lambda: json.loads(data))
+        return self._decoded((project_id,), data, lambda: loads(data))
 
     def _decoded(self, key: tuple[Any, ...], text: str, decode: Callable[[], Any]) -> Any:
         hit = self._kept.get(key)
@@ -98,6 +99,8 @@ class SeenRows:
 
 
 def _json(value: Any) -> Any:
+    if type(value) is str:
+        return loads(value)
     return json.loads(value) if isinstance(value, str | bytes) else value
 
 
