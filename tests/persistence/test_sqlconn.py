@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy
@@ -57,6 +58,33 @@ def test_sqlite_connections_get_wal_and_the_chosen_synchronous(tmp_path: Path) -
     with full._db.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2
     full.close()
+
+
+def test_bookkeeping_commits_without_waiting_for_the_disk_then_full_again(
+    tmp_path: Path,
+) -> None:
+    """`write_cursor(durable=False)` (a chunk's claim) runs at NORMAL; the next commit at FULL.
+
+    On a file opened with ``synchronous=FULL``, on the pooled DBAPI connection both paths
+    of `write_cursor` share, and whether the work succeeds or raises.
+    """
+    store = SqlStore.open(f"sqlite:///{tmp_path / 'g.db'}")
+
+    def synchronous(cursor: Any) -> int:
+        return int(cursor.execute("PRAGMA synchronous").fetchone()[0])
+
+    assert store._db.write_cursor(synchronous, durable=False) == 1
+    assert store._db.write_cursor(synchronous) == 2
+
+    def fails(cursor: Any) -> None:
+        raise RuntimeError("work failed")
+
+    with pytest.raises(RuntimeError, match="work failed"):
+        store._db.write_cursor(fails, durable=False)
+    assert store._db.write_cursor(synchronous) == 2
+    with store._db.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2
+    store.close()
 
 
 def test_bad_synchronous_is_refused(tmp_path: Path) -> None:

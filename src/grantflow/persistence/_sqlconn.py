@@ -217,18 +217,19 @@ class Connector:
 
         return self._retrying(attempt)
 
-    def write_cursor(self, work: Callable[[Any], T]) -> T:
+    def write_cursor(self, work: Callable[[Any], T], *, durable: bool = True) -> T:
         """`write` for work that needs only a DBAPI cursor (a commit's statements).
 
         On a SQLite file grantflow opened, the transaction runs on a pooled DBAPI
         connection with no SQLAlchemy `Connection` around it: for one transition its
         set-up cost more than the statements. Elsewhere (PostgreSQL, a host's
         connection, an asyncio driver) it is `write` with a cursor of its connection.
-        Retries, errors and durability are `write`'s.
+        Retries, errors and durability (`durable`) are `write`'s.
         """
         if not (self._raw_reads and self.owned and self.dialect == "sqlite"):
-            return self.write(lambda conn: _on_cursor(conn, work))
-        return self._retrying(lambda: self._raw_transaction(work))
+            return self.write(lambda conn: _on_cursor(conn, work), durable=durable)
+        relaxed = not durable and self._synchronous == "FULL"
+        return self._retrying(lambda: self._raw_transaction(work, relaxed=relaxed))
 
     def _retrying(self, attempt: Callable[[], T]) -> T:
         """Run one transaction `attempt`, again on PostgreSQL conflicts and SQLite busy."""
@@ -242,7 +243,7 @@ class Connector:
                 self._pause(number)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _raw_transaction(self, work: Callable[[Any], T]) -> T:
+    def _raw_transaction(self, work: Callable[[Any], T], *, relaxed: bool = False) -> T:
         self._after_fork()
         raw = self.engine.raw_connection()
         try:
@@ -250,6 +251,8 @@ class Connector:
             driver: Any = raw.driver_connection
             saved = driver.isolation_level
             driver.isolation_level = None
+            if relaxed:  # as `_relaxed`: this commit does not wait for the disk
+                driver.execute("PRAGMA synchronous = NORMAL")
             try:
                 driver.execute("BEGIN IMMEDIATE")
                 cursor = driver.cursor()
@@ -264,6 +267,8 @@ class Connector:
                 return result
             finally:
                 driver.isolation_level = saved
+                if relaxed:
+                    driver.execute(f"PRAGMA synchronous = {self._synchronous}")
         finally:
             raw.close()  # back to the pool, which rolls back whatever is left
 

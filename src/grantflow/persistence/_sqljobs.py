@@ -362,52 +362,26 @@ class SqlJobs:
         self, key: str, chunk: int, *, start: int, end: int, owner: str, now: float, lease: float
     ) -> ChunkClaim | None:
         """Claim a new or abandoned chunk; ``None`` if done or leased to a live worker."""
-        chunks = self._t.bulk_chunks
+        writer = self._writer
 
-        def work(conn: sqlalchemy.Connection) -> ChunkClaim | None:
-            where = (chunks.c.key == key) & (chunks.c.chunk == chunk)
-            row = conn.execute(self._locked(select(chunks).where(where), skip=True)).first()
+        def work(cursor: Any) -> ChunkClaim | None:
+            row = writer.read_chunk(cursor, key, chunk)
             if row is None:
-                inserted = conn.execute(
-                    self._insert(chunks)
-                    .values(
-                        key=key,
-                        chunk=chunk,
-                        owner=owner,
-                        start=start,
-                        stop=end,
-                        next_index=start,
-                        done=False,
-                        digest="",
-                        lease_until=now + lease,
-                        counts={},
-                        items=[],
-                    )
-                    .on_conflict_do_nothing()
-                    .returning(chunks.c.chunk)
-                ).first()
-                if inserted is None:
+                if not writer.insert_chunk(cursor, key, chunk, owner, start, end, now + lease):
                     return None  # another worker created it first, or holds its lock
                 return ChunkClaim(key, chunk, owner, start, end, start, {}, ())
-            if row.done or (
-                row.owner != owner and row.lease_until > now and not provably_dead(row.owner)
-            ):
+            held_by, done, lease_until, first, stop, next_index, counts, items = row
+            if done or (held_by != owner and lease_until > now and not provably_dead(held_by)):
                 return None
-            conn.execute(update(chunks).where(where).values(owner=owner, lease_until=now + lease))
+            writer.lease_chunk(cursor, key, chunk, owner, now + lease)
             return ChunkClaim(
-                key,
-                chunk,
-                owner,
-                row.start,
-                row.stop,
-                row.next_index,
-                dict(row.counts),
-                tuple(row.items),
+                key, chunk, owner, first, stop, next_index, dict(counts), tuple(items)
             )
 
         # A lost lease is harmless (the chunk is claimed again): no need to wait for the
-        # disk, which would double the commits a chunk waits for.
-        claim: ChunkClaim | None = self._db.write(work, durable=False)
+        # disk, which would double the commits a chunk waits for. The statements are
+        # compiled once (`Writer`): this runs once per chunk.
+        claim: ChunkClaim | None = self._db.write_cursor(work, durable=False)
         return claim
 
     def commit_chunk(

@@ -49,7 +49,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import ClauseElement
 
-from grantflow._canonical import LastText, model_text, plain
+from grantflow._canonical import LastText, loads, model_text, plain
 from grantflow.audit import EntryTexts
 from grantflow.errors import ConcurrencyError, GrantflowError, InvalidInput, ProjectExists
 from grantflow.models import AuditEntry, DecisionBasis, Project, Record
@@ -312,6 +312,45 @@ class Writer:
                 *("n_digest", "n_counts", "n_items", "n_lease_until"),
             ],
         )
+        # A chunk's claim (`SqlJobs.chunk_claim`): read it (row-locked, skipping rows
+        # another worker holds, on PostgreSQL), create it, or move its lease.
+        read_chunk = select(
+            chunks.c.owner,
+            chunks.c.done,
+            chunks.c.lease_until,
+            chunks.c.start,
+            chunks.c.stop,
+            chunks.c.next_index,
+            chunks.c.counts,
+            chunks.c["items"],
+        ).where(chunks.c.key == bindparam("w_key"), chunks.c.chunk == bindparam("w_chunk"))
+        if dialect.name == "postgresql":
+            read_chunk = read_chunk.with_for_update(skip_locked=True)
+        self._read_chunk = _Statement(read_chunk, dialect, ("w_key", "w_chunk"))
+        chunk_columns = ("key", "chunk", "owner", "start", "stop", "lease_until")
+        self._insert_chunk = _Statement(
+            _dialect_insert(chunks, dialect)
+            .values(
+                {
+                    **{c: bindparam(f"c_{c}") for c in chunk_columns},
+                    "next_index": bindparam("c_start"),
+                    "done": False,
+                    "digest": "",
+                    "counts": _json_param("c_counts", dialect),
+                    "items": _json_param("c_items", dialect),
+                }
+            )
+            .on_conflict_do_nothing(),
+            dialect,
+            [*(f"c_{c}" for c in chunk_columns), "c_counts", "c_items"],
+        )
+        self._lease_chunk = _Statement(
+            update(chunks)
+            .where(chunks.c.key == bindparam("w_key"), chunks.c.chunk == bindparam("w_chunk"))
+            .values(owner=bindparam("n_owner"), lease_until=bindparam("n_lease_until")),
+            dialect,
+            ("w_key", "w_chunk", "n_owner", "n_lease_until"),
+        )
         self._job_lease = _Statement(
             update(jobs)
             .where(jobs.c.key == bindparam("w_key"))
@@ -451,6 +490,31 @@ class Writer:
         }
         cursor.execute(self._fence.sql, self._fence.params(values))
         return bool(cursor.rowcount == 1)
+
+    def read_chunk(self, cursor: Any, key: str, chunk: int) -> tuple[Any, ...] | None:
+        """Chunk `chunk` of job `key`, its JSON decoded; ``None`` if there is none.
+
+        (owner, done, lease_until, start, stop, next_index, counts, items). On PostgreSQL
+        the row is locked, and a row another worker holds reads as none.
+        """
+        cursor.execute(self._read_chunk.sql, self._read_chunk.row((key, chunk)))
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        *head, counts, items = row
+        return (*head, _decoded(counts), _decoded(items))
+
+    def insert_chunk(
+        self, cursor: Any, key: str, chunk: int, owner: str, start: int, stop: int, until: float
+    ) -> bool:
+        """Create chunk `chunk` of job `key`, leased to `owner`; False if it exists already."""
+        row = self._insert_chunk.row((key, chunk, owner, start, stop, until, "{}", "[]"))
+        cursor.execute(self._insert_chunk.sql, row)
+        return bool(cursor.rowcount == 1)
+
+    def lease_chunk(self, cursor: Any, key: str, chunk: int, owner: str, until: float) -> None:
+        """Lease chunk `chunk` of job `key` to `owner` until `until`."""
+        cursor.execute(self._lease_chunk.sql, self._lease_chunk.row((key, chunk, owner, until)))
 
     def extend_job_lease(self, cursor: Any, key: str, lease_until: float) -> None:
         """Move job `key`'s lease to `lease_until`."""
@@ -686,6 +750,11 @@ class Writer:
             self._time(project.created_at),
             self._time(project.updated_at),
         )
+
+
+def _decoded(value: Any) -> Any:
+    # SQLite hands JSON columns back as text; psycopg decodes jsonb itself.
+    return loads(value) if type(value) is str else value
 
 
 def _json_param(name: str, dialect: Dialect) -> ColumnElement[Any]:
