@@ -19,7 +19,7 @@ from grantflow.models import Project, Verdict
 from grantflow.policy import Policy
 from grantflow.records import Approval, Review, money
 from grantflow.rubrics import DEFAULT_RUBRICS, Rubric, aggregate, find_rubric
-from grantflow.rules._base import PASS, Parsed, Rule, RuleContext, rule
+from grantflow.rules._base import PASS, Rule, RuleContext, rule
 from grantflow.rules._book import Effects
 from grantflow.rules._regime import (
     dec,
@@ -70,13 +70,8 @@ def panel(
     rubrics: Sequence[Rubric],
     policy: Policy,
     today: date,
-    memo: Parsed | None = None,
 ) -> Panel:
-    """Sort the project's reviews into counted (reviewer, total) and excluded (reviewer, why).
-
-    With `memo` (a rule's ``ctx.parsed``) the reviews are read through it, so a stored
-    review is parsed once while the core keeps it rather than once per decision.
-    """
+    """Sort the project's reviews into counted (reviewer, total) and excluded (reviewer, why)."""
     version = pinned_version(project, "approval", policy)
     rubric = find_rubric(rubrics, "approval", version)
     counted: list[tuple[str, Decimal]] = []
@@ -84,7 +79,7 @@ def panel(
     seen: set[str] = set()
     provider = provider_of(project)
     parties = interested(project, facts, policy)
-    for _record, review in rows(project, "review", Review, memo):
+    for _record, review in rows(project, "review", Review):
         total: Decimal | None = None
         person = person_fact(facts, review.reviewer)
         reason = review_conflict(review.conflict, person, provider, today, policy, parties)
@@ -150,7 +145,7 @@ class PanelMemo:
         ):
             return last.panel
         today = local_date(ctx.now, ctx.policy)
-        result = panel(ctx.project, ctx.facts, self._rubrics, ctx.policy, today, ctx.parsed)
+        result = panel(ctx.project, ctx.facts, self._rubrics, ctx.policy, today)
         self._last = _Decided(ctx.project, ctx.facts, ctx.policy, ctx.now, result)
         return result
 
