@@ -337,19 +337,17 @@ class DecisionCore:
         if event.startswith(RECORD_EVENT_PREFIX):
             refusals.extend(self._kind_refusals(event.removeprefix(RECORD_EVENT_PREFIX)))
         target = self.target(event, project.state)
+        effects: tuple[Effects, ...] = ()
         if target is None:
             refusals.append(self._no_edge(project.state, event))
-            return Decision(
-                project, event, actor, evidence, None, Verdict(refusals=tuple(refusals)), ()
-            )
-        rules, providers, effects_for = self._book_for(event)
-        effects: tuple[Effects, ...] = ()
-        if rules or providers or effects_for:  # a bare event has nothing to look at
-            ctx = self._context(project, event, actor, evidence, now, reader, target, providers)
-            for r in rules:
-                refusals.extend(_run_rule(r, ctx).refusals)
-            if not refusals:
-                effects = tuple(eff(ctx) for eff in effects_for)
+        else:  # the book is looked up for lifecycle edges only (it caches per event)
+            rules, providers, effects_for = self._book_for(event)
+            if rules or providers or effects_for:  # a bare event has nothing to look at
+                ctx = self._context(project, event, actor, evidence, now, reader, target, providers)
+                for r in rules:
+                    refusals.extend(_run_rule(r, ctx).refusals)
+                if not refusals:
+                    effects = tuple(eff(ctx) for eff in effects_for)
         verdict = Verdict(refusals=tuple(refusals)) if refusals else PASS
         return Decision(project, event, actor, evidence, target, verdict, effects)
 
