@@ -25,7 +25,7 @@ import random
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -251,24 +251,21 @@ class Connector:
             driver: Any = raw.driver_connection
             saved = driver.isolation_level
             driver.isolation_level = None
-            if relaxed:  # as `_relaxed`: this commit does not wait for the disk
-                driver.execute("PRAGMA synchronous = NORMAL")
             try:
-                driver.execute("BEGIN IMMEDIATE")
-                cursor = driver.cursor()
-                try:
-                    result = work(cursor)
-                except BaseException:
-                    driver.rollback()
-                    raise
-                finally:
-                    cursor.close()
-                driver.commit()
-                return result
+                with self._no_disk_wait(driver) if relaxed else nullcontext():
+                    driver.execute("BEGIN IMMEDIATE")
+                    cursor = driver.cursor()
+                    try:
+                        result = work(cursor)
+                    except BaseException:
+                        driver.rollback()
+                        raise
+                    finally:
+                        cursor.close()
+                    driver.commit()
+                    return result
             finally:
                 driver.isolation_level = saved
-                if relaxed:
-                    driver.execute(f"PRAGMA synchronous = {self._synchronous}")
         finally:
             raw.close()  # back to the pool, which rolls back whatever is left
 
@@ -309,7 +306,12 @@ class Connector:
         if not relaxed:
             yield
             return
-        driver: Any = conn.connection.driver_connection
+        with self._no_disk_wait(conn.connection.driver_connection):
+            yield
+
+    @contextmanager
+    def _no_disk_wait(self, driver: Any) -> Iterator[None]:
+        """Commit on SQLite `driver` without waiting for the disk, then as configured."""
         driver.execute("PRAGMA synchronous = NORMAL")
         try:
             yield

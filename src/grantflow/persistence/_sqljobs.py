@@ -461,11 +461,11 @@ class SqlJobs:
 
     # -- dialect helpers -----------------------------------------------------------------
 
-    def _locked(self, stmt: Any, *, skip: bool = False) -> Any:
+    def _locked(self, stmt: Any) -> Any:
         # SQLite's BEGIN IMMEDIATE already serialises writers; PostgreSQL locks rows.
         if self._db.dialect != "postgresql":
             return stmt
-        return stmt.with_for_update(skip_locked=skip)
+        return stmt.with_for_update()
 
     def _insert(self, table: sqlalchemy.Table) -> Any:
         return (
