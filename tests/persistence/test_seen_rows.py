@@ -1,9 +1,9 @@
 """Tests for grantflow.persistence._sqljobs.SeenRows: stored rows decoded once, never stale.
 
-A bulk run reads the same projects run after run. The SQL store hands out the record
-(and the project data) it decoded before while the row's stored text is unchanged, so
-the decision core's parse cache can recognise the record too; a row changed under it is
-decoded afresh.
+A bulk run reads the same projects run after run. The SQL store hands out the record it
+decoded before while the row's stored text is unchanged, so the decision core's parse
+cache can recognise the record too; a row changed under it is decoded afresh. Project
+rows' data is decoded on every read and kept nowhere.
 """
 
 from __future__ import annotations
@@ -34,17 +34,31 @@ def _project_with_records(engine: Engine) -> str:
     return pid
 
 
-def test_a_reload_hands_out_the_records_and_data_it_decoded_before(
-    make_store: StoreFactory,
-) -> None:
-    """Unchanged rows come back as the same objects (equal, and identical)."""
+def test_a_reload_hands_out_the_records_it_decoded_before(make_store: StoreFactory) -> None:
+    """Unchanged record rows come back as the same objects (equal, and identical)."""
     store = make_store(synchronous="NORMAL")
     pid = _project_with_records(_engine(store))
     first = store.load_many([pid])[pid]
     again = store.load_many([pid])[pid]
     assert again == first
     assert all(a is b for a, b in zip(again.records, first.records, strict=True))
-    assert again.data is first.data
+
+
+def test_project_rows_are_not_kept(make_store: StoreFactory) -> None:
+    """Reading projects without records keeps nothing: their data is decoded per read.
+
+    A one-shot bulk run reads each project once; a kept dict per project only gave the
+    garbage collector more to walk.
+    """
+    store = make_store(synchronous="NORMAL")
+    engine = _engine(store)
+    pids = [f"p{i}" for i in range(50)]
+    engine.fire_many("submit", [(pid, {"title": pid}) for pid in pids], actor=APPLICANT)
+    first = store.load_many(pids)
+    again = store.load_many(pids)
+    assert again == first
+    assert all(again[pid].data["title"] == pid for pid in pids)
+    assert len(store._seen) == 0
 
 
 def test_a_later_record_keeps_the_earlier_ones_shared(make_store: StoreFactory) -> None:
@@ -109,7 +123,6 @@ def test_decoded_values_pass_through() -> None:
     """A driver that decodes JSON itself (PostgreSQL's jsonb) gets its values as they are."""
     seen = SeenRows()
     value = {"a": 1}
-    assert seen.data("p", value) is value
     assert seen.record("p", "k", "r", value, 1).data is value
     assert len(seen) == 0
 
