@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -218,6 +219,31 @@ def _odd_refused(ctx: RuleContext) -> Verdict:
     if int(ctx.project.id[1:]) % 2:
         return refuse("t.odd", "odd ids wait", "单号等待")
     return PASS
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+@pytest.mark.parametrize("keep", ["failures", "all"])
+def test_counts_are_the_same_whatever_is_kept(
+    keep: Literal["failures", "all"], dry_run: bool
+) -> None:
+    """Applied items are counted whether or not their results are kept, in runs and dry runs.
+
+    With ``keep="failures"`` no result is built for an applied item; the counts and the
+    kept refusals are those of ``keep="all"``.
+    """
+    engine = _engine(rules=RuleBook().on("approve", _odd_refused))
+    ids = _seed(engine, 9)
+    result = engine.fire_many(
+        "approve", [*ids, "ghost"], actor=PURCHASER, chunk_size=4, keep=keep, dry_run=dry_run
+    )
+    assert result.counts == {"applied": 5, "refused": 4, "not_found": 1}
+    kept = {r.index: r.status for r in result.items}
+    failures = {1: "refused", 3: "refused", 5: "refused", 7: "refused", 9: "not_found"}
+    if keep == "all":
+        assert kept == {**dict.fromkeys(range(0, 9, 2), "applied"), **failures}
+        assert all(r.state == "reviewed" for r in result.items if r.status == "applied")
+    else:
+        assert kept == failures
 
 
 def test_progress_and_keep_all() -> None:

@@ -123,6 +123,7 @@ class BulkRunner:
         self._size = chunk_size
         self._stop_on_error = stop_on_error
         self._keep = keep
+        self._keep_all = keep == "all"
         self._progress = progress
         self._lease = lease
         self._worker = worker or Worker(run_id=uuid.uuid4().hex, owner=owner_id())
@@ -183,7 +184,10 @@ class BulkRunner:
                 change, item = self._decide(work, now)
                 if change is not None:
                     self._reader.add_pending(change)
-                result.add(item, keep=self._keep == "all")
+                if item is None:  # applied, and not kept
+                    result.counts["applied"] = result.counts.get("applied", 0) + 1
+                else:
+                    result.add(item, keep=self._keep_all)
             if self._progress is not None:
                 self._progress(len(chunk))
             if self._stop_on_error and any(s not in {"applied", "skipped"} for s in result.counts):
@@ -244,7 +248,7 @@ class BulkRunner:
     ) -> bool:
         """Commit `batch` in one transaction; False if a compare-and-set failed (rolled back)."""
         changes: list[Change] = []
-        results: list[ItemResult] = []
+        results: list[ItemResult | None] = []
         now = self._now()  # one transaction, one instant
         self._begin(batch)
         for work in batch:
@@ -255,7 +259,7 @@ class BulkRunner:
                 changes.append(change)
                 self._reader.add_pending(change)
             results.append(result)
-        new_counts, new_kept = _tally(counts, kept, results, self._keep == "all")
+        new_counts, new_kept = _tally(counts, kept, results, self._keep_all)
         progress = _progress(claim, end, new_counts, new_kept, digest)
         try:
             self._jobs.commit_chunk(changes, progress, now=time.time(), lease=self._lease)
@@ -263,7 +267,7 @@ class BulkRunner:
             if exc.index is None:
                 raise
             return False
-        self._after_commit(changes, results, counts, kept, new_counts, new_kept)
+        self._after_commit(changes, counts, kept, new_counts, new_kept)
         return True
 
     def _commit_singly(
@@ -283,7 +287,7 @@ class BulkRunner:
                     change = None
                     result = _result(work, "conflict", error="project kept changing")
                 changes = [change] if change is not None else []
-                new_counts, new_kept = _tally(counts, kept, [result], self._keep == "all")
+                new_counts, new_kept = _tally(counts, kept, [result], self._keep_all)
                 progress = _progress(claim, work.index + 1, new_counts, new_kept, digest)
                 try:
                     self._jobs.commit_chunk(changes, progress, now=time.time(), lease=self._lease)
@@ -291,10 +295,16 @@ class BulkRunner:
                     if exc.index is None:
                         raise
                     continue
-                self._after_commit(changes, [result], counts, kept, new_counts, new_kept)
+                self._after_commit(changes, counts, kept, new_counts, new_kept)
                 break
 
-    def _decide(self, work: _Work, now: datetime) -> tuple[Change | None, ItemResult]:
+    def _decide(self, work: _Work, now: datetime) -> tuple[Change | None, ItemResult | None]:
+        """Decide one item: its change (``None``: nothing to write) and its result.
+
+        The result is ``None`` for an applied item the run does not keep (``keep`` is not
+        ``"all"``): it is only counted, so a run of thousands of successes builds no
+        result object for them.
+        """
         if work.error:
             return None, _result(work, "invalid", error=work.error)
         item = work.item
@@ -324,6 +334,8 @@ class BulkRunner:
             state = current.state if current is not None else None
             return None, _result(work, "invalid", state=state, error=exc.message)
         entry = change.entry
+        if entry.accepted and not self._keep_all:
+            return change, None
         status: ItemStatus = "applied" if entry.accepted else "refused"
         state = change.after.state if change.after else None
         return change, _result(work, status, state=state, refusals=entry.refusals)
@@ -331,7 +343,6 @@ class BulkRunner:
     def _after_commit(
         self,
         changes: list[Change],
-        results: list[ItemResult],
         counts: dict[str, int],
         kept: list[Mapping[str, Any]],
         new_counts: dict[str, int],
@@ -494,12 +505,16 @@ def _progress(
 def _tally(
     counts: Mapping[str, int],
     kept: Sequence[Mapping[str, Any]],
-    results: Sequence[ItemResult],
+    results: Sequence[ItemResult | None],
     keep_applied: bool,
 ) -> tuple[dict[str, int], list[Mapping[str, Any]]]:
+    """Counts and kept results after `results` (``None``: an applied item not kept)."""
     new_counts = dict(counts)
     new_kept = list(kept)
     for r in results:
+        if r is None:
+            new_counts["applied"] = new_counts.get("applied", 0) + 1
+            continue
         new_counts[r.status] = new_counts.get(r.status, 0) + 1
         if keep_applied or r.status != "applied":
             new_kept.append(r.to_dict())
