@@ -15,6 +15,7 @@ from grantflow._canonical import (
     canonical_bytes,
     digest_bytes,
     freeze,
+    iso_utc,
     loads,
     plain,
     text_decoder,
@@ -233,3 +234,16 @@ def test_the_stored_text_decoder_keeps_its_decoders_hooks() -> None:
         strict('{"a":1.5}')
     with pytest.raises(ValueError, match="no NaN"):
         strict("[NaN]")
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(2, 1, 1),  # an offset must not convert to before year 1
+        # UTC itself, a zero offset that is another object, and Beijing time.
+        timezones=st.sampled_from([UTC, timezone(timedelta(0)), timezone(timedelta(hours=8))]),
+    ),
+)
+def test_iso_utc_spells_every_aware_time_as_the_conversion_does(value: datetime) -> None:
+    """UTC times take a short cut; it spells exactly what converting to UTC spells."""
+    converted = value.astimezone(UTC).replace(tzinfo=None)
+    assert iso_utc(value) == converted.isoformat(timespec="microseconds") + "Z"
