@@ -193,12 +193,16 @@ class Schedule:
             return False
         if entry.kind == "migrate":
             return True
-        if any(r.kind in self._kinds for r in entry.records):
+        # Most entries carry no records and no data: test for emptiness before looping.
+        records = entry.records
+        if records and any(r.kind in self._kinds for r in records):
             return True
-        if self._data_keys and not self._data_keys.isdisjoint(entry.data):
+        data = entry.data
+        if data and self._data_keys and not self._data_keys.isdisjoint(data):
             return True
         if entry.from_state != entry.to_state:
-            return any(r.kind in self._anchor_kinds for r in after.records)
+            held = after.records
+            return bool(held) and any(r.kind in self._anchor_kinds for r in held)
         return False
 
     def rows(self, project: Project, policy: Policy) -> tuple[ObligationRow, ...]:
