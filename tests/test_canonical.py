@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import collections
 import json
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -247,3 +250,48 @@ def test_iso_utc_spells_every_aware_time_as_the_conversion_does(value: datetime)
     """UTC times take a short cut; it spells exactly what converting to UTC spells."""
     converted = value.astimezone(UTC).replace(tzinfo=None)
     assert iso_utc(value) == converted.isoformat(timespec="microseconds") + "Z"
+
+
+def _reference_freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return MappingProxyType({k: _reference_freeze(v) for k, v in value.items()})
+    if isinstance(value, list | tuple):
+        return tuple(_reference_freeze(v) for v in value)
+    return value
+
+
+def _reference_thaw(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _reference_thaw(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_reference_thaw(v) for v in value]
+    return value
+
+
+_NESTED = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5) | st.decimals(places=2),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.lists(inner, max_size=3).map(tuple)
+        | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+        | st.dictionaries(st.text(max_size=3), inner, max_size=3).map(MappingProxyType)
+        | st.dictionaries(st.text(max_size=3), inner, max_size=3).map(collections.OrderedDict)
+    ),
+    max_leaves=12,
+)
+
+
+@given(_NESTED)
+def test_freeze_and_thaw_give_what_the_isinstance_walk_gives(value: Any) -> None:
+    """The exact-type short cuts of `freeze` and `thaw` change no answer, types included."""
+
+    def shape(v: Any) -> Any:  # equality that tells a MappingProxyType from a dict
+        if isinstance(v, Mapping):
+            return (type(v).__name__, {k: shape(x) for k, x in v.items()})
+        if isinstance(v, list | tuple):
+            return (type(v).__name__, [shape(x) for x in v])
+        return (type(v).__name__, v)
+
+    assert shape(freeze(value)) == shape(_reference_freeze(value))
+    assert shape(thaw(value)) == shape(_reference_thaw(value))
+    assert shape(thaw(freeze(value))) == shape(_reference_thaw(value))

@@ -387,18 +387,25 @@ def same_json(stored: Any, wanted: Any) -> bool:
 
 def freeze(value: Any) -> Any:
     """Return a read-only deep copy: mappings become `MappingProxyType`, lists tuples."""
-    if isinstance(value, Mapping):
+    # Exact-type checks first, as in `_plain`: facts and evidence are frozen per decision.
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind in _MAPPINGS or isinstance(value, Mapping):
         return MappingProxyType({k: freeze(v) for k, v in value.items()})
-    if isinstance(value, list | tuple):
-        return tuple(freeze(v) for v in value)
+    if kind in _SEQUENCES or isinstance(value, list | tuple):
+        return tuple([freeze(v) for v in value])
     return value
 
 
 def thaw(value: Any) -> Any:
     """Return a plain mutable deep copy of a frozen value (dicts and lists)."""
-    if isinstance(value, Mapping):
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind in _MAPPINGS or isinstance(value, Mapping):
         return {k: thaw(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+    if kind in _SEQUENCES or isinstance(value, list | tuple):
         return [thaw(v) for v in value]
     return value
 
