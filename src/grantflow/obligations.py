@@ -19,7 +19,7 @@ day of it), weekends alone are counted and the obligation says ``provisional``.
 from __future__ import annotations
 
 from calendar import monthrange
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Literal, TypeVar
@@ -174,6 +174,8 @@ class Schedule:
         )
         self._data_keys = frozenset(k for o in self.obligations for k, _v in o.met_data)
         self._by_name = {o.name: o for o in self.obligations}
+        # Each definition with its record anchor, matched once (a regular expression).
+        self._anchored = tuple((o, o.anchor_record) for o in self.obligations)
 
     def __bool__(self) -> bool:
         return bool(self.obligations)
@@ -214,25 +216,34 @@ class Schedule:
     def derive(self, project: Project, policy: Policy) -> tuple[Obligation, ...]:
         """Every obligation of `project` under `policy`, in declaration order, then key."""
         found: list[Obligation] = []
+        # The project's records by kind, once: every definition looks some kind up, up
+        # to three times (its anchor, the contract, what meets it).
+        by_kind: dict[str, list[Record]] = {}
+        for record in project.records:
+            by_kind.setdefault(record.kind, []).append(record)
         # The contract term is parsed (pydantic) from the records once, not once per
         # definition anchored on it.
         term = contract_term(project)
-        for definition in self.obligations:
-            found.extend(self._derive_one(definition, project, policy, term))
+        for definition, source in self._anchored:
+            if term is None if source is None else source[0] not in by_kind:
+                continue  # nothing on the project starts it (no anchor record, no contract)
+            found.extend(self._derive_one(definition, source, project, policy, term, by_kind))
         return tuple(found)
 
     def _derive_one(
         self,
         definition: ObligationDef,
+        source: tuple[str, str] | None,
         project: Project,
         policy: Policy,
         term: tuple[date, date] | None,
+        by_kind: Mapping[str, Sequence[Record]],
     ) -> Iterator[Obligation]:
         hub = project.data.get("hub")
-        for key, anchor, seq, period in _anchors(definition, project, policy, term):
+        for key, anchor, seq, period in _anchors(definition, source, policy, term, by_kind):
             offset = _amount(definition.offset, policy)
             due, provisional = _add_working_days(anchor, offset, policy)
-            status, met_by = _status(definition, project, seq, period)
+            status, met_by = _status(definition, project, seq, period, by_kind)
             # Every value is worked out here with its type: no validation needed.
             yield trusted(
                 Obligation,
@@ -400,19 +411,25 @@ def _fire_on(timer: TimerDef, due: date, policy: Policy) -> date:
 
 
 def _anchors(
-    definition: ObligationDef, project: Project, policy: Policy, span: tuple[date, date] | None
+    definition: ObligationDef,
+    source: tuple[str, str] | None,
+    policy: Policy,
+    span: tuple[date, date] | None,
+    by_kind: Mapping[str, Sequence[Record]],
 ) -> Iterator[tuple[str, date, int, int | None]]:
-    """(key, anchor date, starting seq, period) of each obligation `definition` starts."""
-    source = definition.anchor_record
+    """(key, anchor date, starting seq, period) of each obligation `definition` starts.
+
+    `source` is the definition's `anchor_record`; `by_kind` the project's records by kind.
+    """
     if source is not None:
         kind, field = source
-        for record in project.records_of(kind):
+        for record in by_kind.get(kind, ()):
             day = _as_date(record.data.get(field), policy)
             if day is not None:
                 yield f"{definition.name}:{record.id}", day, record.seq, None
         return
     contract = next(
-        (r for r in project.records_of("contract") if r.data.get("kind") == "purchase"), None
+        (r for r in by_kind.get("contract", ()) if r.data.get("kind") == "purchase"), None
     )
     if span is None or contract is None:
         return
@@ -447,10 +464,14 @@ def _as_date(value: Any, policy: Policy) -> date | None:
 
 
 def _status(
-    definition: ObligationDef, project: Project, started: int, period: int | None
+    definition: ObligationDef,
+    project: Project,
+    started: int,
+    period: int | None,
+    by_kind: Mapping[str, Sequence[Record]],
 ) -> tuple[Literal["open", "met", "waived"], str | None]:
     if definition.met_by:
-        for record in project.records_of(definition.met_by):
+        for record in by_kind.get(definition.met_by, ()):
             if record.seq > started and (period is None or _period(record) == period):
                 return "met", f"record:{record.kind}/{record.id}"
     if definition.met_data and all(str(project.data.get(k)) == v for k, v in definition.met_data):

@@ -315,3 +315,72 @@ def test_reindex_rebuilds_a_lost_index(world_type: type[World], tmp_path: Path) 
         assert engine.due() == before
     with grantflow.open(clock=clock) as memory:
         assert memory.reindex_obligations() == 0
+
+
+def _reference_derive(schedule: Schedule, project: Any, policy: Any) -> tuple[Obligation, ...]:
+    """`Schedule.derive` spelt out the straightforward way, as it was before.
+
+    Every definition, its records looked up with `records_of` each time, none skipped.
+    """
+    from grantflow import obligations as ob
+
+    found: list[Obligation] = []
+    term = ob.contract_term(project)
+    for definition in schedule.obligations:
+        by_kind = {k: project.records_of(k) for k in {r.kind for r in project.records}}
+        source = definition.anchor_record
+        starts: list[tuple[str, date, int, int | None]] = []
+        if source is not None:
+            for record in project.records_of(source[0]):
+                day = ob._as_date(record.data.get(source[1]), policy)
+                if day is not None:
+                    starts.append((f"{definition.name}:{record.id}", day, record.seq, None))
+        else:
+            contracts = project.records_of("contract")
+            contract = next((r for r in contracts if r.data.get("kind") == "purchase"), None)
+            if term is not None and contract is not None:
+                starts.extend(ob._anchors(definition, None, policy, term, by_kind))
+        for key, anchor, seq, period in starts:
+            due, provisional = ob._add_working_days(
+                anchor, ob._amount(definition.offset, policy), policy
+            )
+            status, met_by = ob._status(definition, project, seq, period, by_kind)
+            hub = project.data.get("hub")
+            found.append(
+                Obligation(
+                    project_id=project.id,
+                    kind=definition.name,
+                    key=key,
+                    due_on=due,
+                    status=status,
+                    started_seq=seq,
+                    met_by=met_by,
+                    hub=str(hub) if hub is not None else None,
+                    label=definition.label,
+                    label_zh=definition.label_zh,
+                    provisional=provisional,
+                )
+            )
+    return tuple(found)
+
+
+def test_derive_equals_the_straightforward_derivation_on_every_demo_project() -> None:
+    """Grouping records by kind and skipping unanchored definitions changes no due date.
+
+    The demo's projects cover every obligation of the default lifecycle: applications,
+    signed, amended, reporting, rectified, terminated, refunded and closed projects.
+    """
+    from grantflow.demo import DemoClock, run_demo
+
+    clock = DemoClock()
+    engine = grantflow.open(clock=clock)
+    run_demo(engine, clock=clock, projects=60)
+    schedule = Schedule(engine.lifecycle)
+    derived = 0
+    for listed in engine.projects(limit=1000).projects:
+        project = engine.get(listed.id)
+        policy = engine._core.policy_for(project)
+        expected = _reference_derive(schedule, project, policy)
+        assert schedule.derive(project, policy) == expected
+        derived += len(expected)
+    assert derived > 300  # the demo's projects do have due dates to compare
