@@ -207,15 +207,17 @@ class Rubric(_Frozen):
 
         The approval panel asks this of every review of every project it decides.
         """
-        by_id, bonus_ids = self._by_id, self._bonus_ids
-        base = extra = Decimal(0)
+        limits = self._limits
+        base = extra = _ZERO
         based = 0
         for iid, raw in scores.items():
-            item = by_id.get(iid)
-            value = raw if type(raw) is Decimal and raw.is_finite() else _decimal(raw)
-            if item is None or value is None or not 0 <= value <= item.max:
+            limit = limits.get(iid)
+            if limit is None:
                 return None
-            if iid in bonus_ids:
+            value = raw if type(raw) is Decimal and raw.is_finite() else _decimal(raw)
+            if value is None or not _ZERO <= value <= limit[0]:
+                return None
+            if limit[1]:
                 extra += value
             else:
                 base += value
@@ -225,13 +227,18 @@ class Rubric(_Frozen):
         return base + min(extra, self.bonus_cap, policy.bonus_cap)
 
     @cached_property
-    def _bonus_ids(self) -> frozenset[str]:
-        return frozenset(i.id for i in self.bonus)
+    def _limits(self) -> dict[str, tuple[Decimal, bool]]:
+        """Each item's maximum and whether it is a bonus item, by id."""
+        bonus = {i.id for i in self.bonus}
+        return {i.id: (i.max, i.id in bonus) for i in self.all_items}
 
     def proportional(self, percent: Decimal | int) -> dict[str, str]:
         """Scores giving every base item `percent` % of its maximum (for examples and tests)."""
         share = Decimal(percent) / 100
         return {i.id: str((i.max * share).quantize(_CENT, ROUND_HALF_UP)) for i in self.items}
+
+
+_ZERO = Decimal(0)
 
 
 def _decimal(value: object) -> Decimal | None:
