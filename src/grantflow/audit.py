@@ -144,26 +144,32 @@ def _digest(
     equal), assembled in sorted key order directly: sealing is the hottest step of a
     bulk run.
     """
+    text = _text(
+        project_id,
+        seq,
+        kind,
+        event,
+        from_state,
+        to_state,
+        accepted,
+        actor,
+        at,
+        evidence,
+        refusals,
+        records,
+        data,
+        prev_hash,
+        decided_under,
+        clamped_from,
+        texts,
+    )
+    return _hash_text(text, project_id)
+
+
+def _hash_text(text: str, project_id: str) -> str:
+    """sha256 (hex) of an entry's canonical text, encoded as UTF-8."""
     try:
-        data_bytes = _text(
-            project_id,
-            seq,
-            kind,
-            event,
-            from_state,
-            to_state,
-            accepted,
-            actor,
-            at,
-            evidence,
-            refusals,
-            records,
-            data,
-            prev_hash,
-            decided_under,
-            clamped_from,
-            texts,
-        ).encode("utf-8")
+        data_bytes = text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise InvalidInput(
             f"text that cannot be encoded as UTF-8 in the entry ({exc.reason})",
@@ -455,6 +461,63 @@ def sealed(
         hash=digest,
         decided_under=decided_under,
         clamped_from=clamped_from,
+    )
+    return entry, texts
+
+
+def sealed_move(
+    project_id: str,
+    seq: int,
+    event: str,
+    from_state: str,
+    to_state: str,
+    actor: Actor,
+    at: datetime,
+    evidence: Mapping[str, Any],
+    prev_hash: str,
+    decided_under: DecisionBasis,
+) -> tuple[AuditEntry, EntryTexts]:
+    """`sealed` of an accepted ``fire`` that adds no record and no data, nothing clamped.
+
+    The commonest entry of a bulk run, sealed without `sealed`'s normalising steps
+    (which have nothing to normalise here): the same entry and texts, which a Hypothesis
+    property holds equal. Internal to the decision core: not part of the module's API.
+    """
+    texts = (_json_or(evidence, "{}"), "[]", "[]", "{}")
+    text = _assemble(
+        project_id,
+        seq,
+        "fire",
+        event,
+        from_state,
+        to_state,
+        True,
+        _actor_json(actor),
+        iso_utc(at),
+        None,
+        *texts,
+        prev_hash,
+        _basis_json(decided_under),
+    )
+    entry = trusted(
+        AuditEntry,
+        project_id=project_id,
+        seq=seq,
+        kind="fire",
+        event=event,
+        from_state=from_state,
+        to_state=to_state,
+        accepted=True,
+        actor=actor,
+        at=at,
+        evidence=evidence,
+        refusals=(),
+        records=(),
+        data={},
+        prev_hash=prev_hash,
+        hash=_hash_text(text, project_id),
+        decided_under=decided_under,
+        clamped_from=None,
     )
     return entry, texts
 
