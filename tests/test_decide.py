@@ -129,6 +129,6 @@ def test_the_fast_path_seals_ordinary_moves_and_leaves_the_rest_to_the_general_p
     assert core._bare_change(project, Request("fire", "p1", "approve", staff), behind) is None
     # An event the book gives a rule is not bare.
     ruled = grantflow.open(rules=RuleBook().on("approve", _passes), discover_rules=False)
-    assert not ruled._core._bare("approve")
-    assert core._bare("approve")
-    assert not core._bare("record.note")
+    assert not ruled._core.bare("approve")
+    assert core.bare("approve")
+    assert not core.bare("record.note")

@@ -129,6 +129,8 @@ class BulkRunner:
         self._worker = worker or Worker(run_id=uuid.uuid4().hex, owner=owner_id())
         self._reader = PendingReader(store)
         self._kind = core.request_kind(event)
+        # A bare event's decision reads only its own project (`DecisionCore.bare`).
+        self._bare = self._kind == "fire" and core.bare(event)
         self._stopped = False
         self._skip = skip
 
@@ -251,13 +253,16 @@ class BulkRunner:
         results: list[ItemResult | None] = []
         now = self._now()  # one transaction, one instant
         self._begin(batch)
+        # A later item is decided on what the earlier ones leave behind; the transaction
+        # applies them in order. Under a bare event only a later item of the same
+        # project reads a pending change: the others skip the overlay.
+        again = _repeated(batch) if self._bare else None
         for work in batch:
             change, result = self._decide(work, now)
             if change is not None:
-                # A later item is decided on what this one leaves behind; the
-                # transaction applies them in order.
                 changes.append(change)
-                self._reader.add_pending(change)
+                if again is None or change.entry.project_id in again:
+                    self._reader.add_pending(change)
             results.append(result)
         new_counts, new_kept = _tally(counts, kept, results, self._keep_all)
         progress = _progress(claim, end, new_counts, new_kept, digest)
@@ -405,6 +410,18 @@ def _normalise(index: int, raw: Any) -> _Work:  # noqa: PLR0911
     except InvalidInput as exc:
         return _Work(index, BulkItem(project_id=pid, row=item.row), exc.message)
     return _Work(index, BulkItem(pid, freeze(plain(item.evidence)), item.row, item.actor))
+
+
+def _repeated(batch: Sequence[_Work]) -> set[str]:
+    """The project ids named more than once in `batch`."""
+    seen: set[str] = set()
+    again: set[str] = set()
+    for work in batch:
+        pid = work.item.project_id
+        if pid in seen:
+            again.add(pid)
+        seen.add(pid)
+    return again
 
 
 def chunks(items: Iterable[Any], size: int) -> Iterator[list[_Work]]:

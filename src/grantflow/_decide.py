@@ -315,7 +315,7 @@ class DecisionCore:
     def prepare(self, request: Request, reader: StoreReader, now: datetime) -> Change:
         """Decide `request` as `reader` shows the store at `now`, and seal its change."""
         loaded = None
-        if request.kind == "fire" and self._bare(request.event):
+        if request.kind == "fire" and self.bare(request.event):
             loaded = reader.load(request.project_id)
             if loaded is not None:
                 change = self._bare_change(loaded, request, now)
@@ -326,8 +326,11 @@ class DecisionCore:
         decision = self.decide(project, request.event, request.actor, evidence, at, reader)
         return self.seal(decision, at, record, clock=now)
 
-    def _bare(self, event: str) -> bool:
-        """Whether `event` is a lifecycle event the book gives no rule, fact or effect."""
+    def bare(self, event: str) -> bool:
+        """Whether `event` is a lifecycle event the book gives no rule, fact or effect.
+
+        Its decisions read nothing but the project itself: no facts, no other project.
+        """
         rules, providers, effects = self._book_for(event)
         return not (rules or providers or effects) and self.lifecycle.has_event(event)
 
