@@ -21,6 +21,7 @@ leaves (a property test holds it on SQLite and PostgreSQL), or it returns False.
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import operator
@@ -132,6 +133,22 @@ class _Statement:
         return self.row(tuple(map(values.__getitem__, self.names)))
 
 
+def _positional(dialect: Dialect) -> Dialect:
+    """`dialect`, compiling ``%s`` placeholders where it would compile ``%(name)s``.
+
+    The writer runs its statements on the raw cursor with many rows a chunk: positional
+    parameters go to the driver as the tuples `_Statement.row` picks, where named ones
+    need a dict per row (psycopg then looks every name up again). A shallow copy: the
+    engine's own dialect is left as it is.
+    """
+    if dialect.paramstyle != "pyformat":
+        return dialect
+    positional = copy.copy(dialect)
+    positional.paramstyle = "format"
+    positional.positional = True
+    return positional
+
+
 def _layout(
     names: tuple[str, ...], defaults: Mapping[str, Any], order: tuple[str, ...] | None
 ) -> Callable[[tuple[Any, ...]], Any]:
@@ -221,6 +238,7 @@ class Writer:
         self._time: Callable[[datetime], Any] = (
             _sqlite_time if dialect.name == "sqlite" else _aware_utc
         )
+        dialect = _positional(dialect)
         t = tables
         pid: ColumnElement[Any] = bindparam("p_project_id")
         cas = update(t.projects).where(
