@@ -49,6 +49,9 @@ def _general(core: DecisionCore, request: Request, engine: Engine, now: Any) -> 
     return core.seal(decision, at, record, clock=now)
 
 
+# Evidence text as engines accept it: no control characters, no lone surrogates.
+_TEXT = st.characters(blacklist_categories=("Cc", "Cs"))
+
 _STEPS = st.lists(
     st.tuples(
         st.integers(0, 2),  # which project
@@ -57,7 +60,7 @@ _STEPS = st.lists(
         st.integers(-180, 600),  # minutes the attempt's clock is off the engine's
         st.one_of(
             st.none(),
-            st.fixed_dictionaries({"note": st.text(max_size=8)}),
+            st.fixed_dictionaries({"note": st.text(_TEXT, max_size=8)}),
             st.fixed_dictionaries(
                 {
                     "amount": st.decimals(

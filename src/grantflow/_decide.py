@@ -29,7 +29,7 @@ from typing import Any, Literal, NamedTuple
 from grantflow._canonical import canonical_bytes, freeze, lenient, plain, thaw
 from grantflow._log import get_logger
 from grantflow._machine import TransitionTable
-from grantflow.audit import seal, sealed, sealed_move
+from grantflow.audit import _sealed_move, seal, sealed
 from grantflow.errors import InvalidInput, ProjectExists, ProjectNotFound, UnknownEvent
 from grantflow.messages import catalogue, refusal, render
 from grantflow.models import (
@@ -350,7 +350,7 @@ class DecisionCore:
         if target is None or self._role_refusal(event, actor) is not None:
             return None
         evidence = request.evidence
-        entry, texts = sealed_move(
+        entry, texts = _sealed_move(
             project.id,
             project.version + 1,
             event,

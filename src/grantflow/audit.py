@@ -465,7 +465,7 @@ def sealed(
     return entry, texts
 
 
-def sealed_move(
+def _sealed_move(
     project_id: str,
     seq: int,
     event: str,
@@ -481,7 +481,7 @@ def sealed_move(
 
     The commonest entry of a bulk run, sealed without `sealed`'s normalising steps
     (which have nothing to normalise here): the same entry and texts, which a Hypothesis
-    property holds equal. Internal to the decision core: not part of the module's API.
+    property holds equal. Private: the decision core is its one caller.
     """
     texts = (_json_or(evidence, "{}"), "[]", "[]", "{}")
     text = _assemble(
