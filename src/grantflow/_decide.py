@@ -331,8 +331,10 @@ class DecisionCore:
 
         Its decisions read nothing but the project itself: no facts, no other project.
         """
+        if not self.lifecycle.has_event(event):  # nothing cached for names it lacks
+            return False
         rules, providers, effects = self._book_for(event)
-        return not (rules or providers or effects) and self.lifecycle.has_event(event)
+        return not (rules or providers or effects)
 
     def _bare_change(self, project: Project, request: Request, now: datetime) -> Change | None:
         """The change `prepare` seals for an accepted fire of a bare event, or ``None``.
