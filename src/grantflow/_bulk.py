@@ -29,7 +29,7 @@ from grantflow._canonical import (
     plain,
     validate_json,
 )
-from grantflow._decide import DecisionCore, Request
+from grantflow._decide import DecisionCore, Request, move_entry
 from grantflow._overlay import PendingReader
 from grantflow.audit import GENESIS
 from grantflow.bulk import BulkItem, BulkResult, ItemResult, Worker
@@ -47,6 +47,8 @@ from grantflow.persistence import (
     ChunkClaim,
     ChunkProgress,
     JobStore,
+    Move,
+    MoveCommitter,
     Store,
     StoredJob,
     StoreReader,
@@ -108,6 +110,7 @@ class BulkRunner:
         worker: Worker | None,
         dry_run: bool = False,
         skip: Callable[[BulkItem, StoreReader], str | None] | None = None,
+        observed: Callable[[], bool] | None = None,
     ) -> None:
         if not dry_run and not isinstance(store, JobStore):
             raise StoreError(f"{type(store).__name__} cannot run bulk jobs (no JobStore)")
@@ -133,6 +136,11 @@ class BulkRunner:
         self._bare = self._kind == "fire" and core.bare(event)
         self._stopped = False
         self._skip = skip
+        self._observed = observed
+        # Plain moves of a bare event are written as `Move`s where the store takes them.
+        self._moves = (
+            self._bare and skip is None and not dry_run and isinstance(store, MoveCommitter)
+        )
 
     @property
     def _jobs(self) -> JobStore:
@@ -249,7 +257,7 @@ class BulkRunner:
         digest: str,
     ) -> bool:
         """Commit `batch` in one transaction; False if a compare-and-set failed (rolled back)."""
-        changes: list[Change] = []
+        changes: list[Change | Move] = []
         results: list[ItemResult | None] = []
         now = self._now()  # one transaction, one instant
         self._begin(batch)
@@ -258,6 +266,14 @@ class BulkRunner:
         # project reads a pending change: the others skip the overlay.
         again = _repeated(batch) if self._bare else None
         for work in batch:
+            if self._moves and again is not None and work.item.project_id not in again:
+                move = self._move(work, now)
+                if move is not None:
+                    changes.append(move)
+                    results.append(
+                        _result(work, "applied", state=move.to_state) if self._keep_all else None
+                    )
+                    continue
             change, result = self._decide(work, now)
             if change is not None:
                 changes.append(change)
@@ -267,7 +283,12 @@ class BulkRunner:
         new_counts, new_kept = _tally(counts, kept, results, self._keep_all)
         progress = _progress(claim, end, new_counts, new_kept, digest)
         try:
-            self._jobs.commit_chunk(changes, progress, now=time.time(), lease=self._lease)
+            if self._moves:
+                assert isinstance(self._store, MoveCommitter)
+                self._store.commit_moves(changes, progress, now=time.time(), lease=self._lease)
+            else:
+                plain = [c for c in changes if isinstance(c, Change)]
+                self._jobs.commit_chunk(plain, progress, now=time.time(), lease=self._lease)
         except ConcurrencyError as exc:
             if exc.index is None:
                 raise
@@ -345,9 +366,24 @@ class BulkRunner:
         state = change.after.state if change.after else None
         return change, _result(work, status, state=state, refusals=entry.refusals)
 
+    def _move(self, work: _Work, now: datetime) -> Move | None:
+        """The item as a `Move` (`DecisionCore.move`), or ``None``: the general path decides."""
+        item = work.item
+        project = self._reader.load(item.project_id)
+        if project is None:
+            return None
+        request = Request(
+            kind="fire",
+            project_id=item.project_id,
+            event=self._event,
+            actor=item.actor or self._actor,
+            evidence=item.evidence,
+        )
+        return self._core.move(project, request, now)
+
     def _after_commit(
         self,
-        changes: list[Change],
+        changes: Sequence[Change | Move],
         counts: dict[str, int],
         kept: list[Mapping[str, Any]],
         new_counts: dict[str, int],
@@ -356,8 +392,9 @@ class BulkRunner:
         counts.clear()
         counts.update(new_counts)
         kept[:] = new_kept
-        if changes:
-            self._publish([c.entry for c in changes])
+        if changes and (self._observed is None or self._observed()):
+            # A move's entry is built only for someone who reads it (listeners, the log).
+            self._publish([c.entry if isinstance(c, Change) else move_entry(c) for c in changes])
 
     def _result(self, stored: StoredJob, *, replayed: bool) -> BulkResult:
         result = BulkResult(event=self._event, key=self._key, replayed=replayed)

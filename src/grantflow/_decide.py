@@ -29,7 +29,7 @@ from typing import Any, Literal, NamedTuple
 from grantflow._canonical import canonical_bytes, freeze, lenient, plain, thaw
 from grantflow._log import get_logger
 from grantflow._machine import TransitionTable
-from grantflow.audit import _sealed_move, seal, sealed
+from grantflow.audit import _move_digest, _move_entry, _sealed_move, seal, sealed
 from grantflow.errors import InvalidInput, ProjectExists, ProjectNotFound, UnknownEvent
 from grantflow.messages import catalogue, refusal, render
 from grantflow.models import (
@@ -43,7 +43,7 @@ from grantflow.models import (
     trusted,
 )
 from grantflow.obligations import Schedule
-from grantflow.persistence import Change, ObligationRow, StoreReader
+from grantflow.persistence import Change, Move, ObligationRow, StoreReader
 from grantflow.policy import Policy
 from grantflow.rules import (
     PASS,
@@ -66,6 +66,7 @@ __all__ = [
     "Request",
     "book_fingerprint",
     "lifecycle_fingerprint",
+    "move_entry",
     "outcome_of",
     "policy_fingerprint",
 ]
@@ -336,6 +337,51 @@ class DecisionCore:
         rules, providers, effects = self._book_for(event)
         return not (rules or providers or effects)
 
+    def _plain_target(
+        self, project: Project, event: str, actor: Actor, now: datetime
+    ) -> str | None:
+        """Where a bare `event` moves `project` if nothing refuses or clamps it, else ``None``."""
+        if not project.state or (project.version and now < project.updated_at):
+            return None
+        target = self._table.target(event, project.state)
+        if target is None or self._role_refusal(event, actor) is not None:
+            return None
+        return target
+
+    def move(self, project: Project, request: Request, now: datetime) -> Move | None:
+        """`_bare_change` of `request` as the values its rows need (`Move`), or ``None``.
+
+        ``None`` where `_bare_change` is, and where the move would change the project's
+        due dates (the index rows need the change itself). For bulk runs on stores that
+        write moves (`SqlStore.commit_moves`); `request.event` must be bare. A Hypothesis
+        property holds the rows a move writes equal to those of the change.
+        """
+        event, actor = request.event, request.actor
+        target = self._plain_target(project, event, actor, now)
+        if target is None or self.schedule.moves_dates(project, target):
+            return None
+        evidence = thaw(request.evidence) if request.evidence else {}
+        basis = self.basis_for(project)
+        seq = project.version + 1
+        head = project.head
+        digest, texts = _move_digest(
+            project.id, seq, event, project.state, target, actor, now, evidence, head, basis
+        )
+        return Move(
+            project.id,
+            project.version,
+            event,
+            project.state,
+            target,
+            actor,
+            now,
+            evidence,
+            texts,
+            head,
+            digest,
+            basis,
+        )
+
     def _bare_change(self, project: Project, request: Request, now: datetime) -> Change | None:
         """The change `prepare` seals for an accepted fire of a bare event, or ``None``.
 
@@ -345,13 +391,10 @@ class DecisionCore:
         from a plain move: a role or edge refusal, a clock behind the project's last
         change. A Hypothesis property holds it equal to the general path.
         """
-        if not project.state or (project.version and now < project.updated_at):
+        target = self._plain_target(project, request.event, request.actor, now)
+        if target is None:
             return None
-        event, actor = request.event, request.actor
-        target = self._table.target(event, project.state)
-        if target is None or self._role_refusal(event, actor) is not None:
-            return None
-        evidence = request.evidence
+        event, actor, evidence = request.event, request.actor, request.evidence
         entry, texts = _sealed_move(
             project.id,
             project.version + 1,
@@ -692,6 +735,23 @@ def _rule_refusal(code: str, *, rule: str, **params: str) -> Verdict:
                 details=params,
             ),
         )
+    )
+
+
+def move_entry(move: Move) -> AuditEntry:
+    """The audit entry a `Move` wrote (for listeners and the audit log)."""
+    return _move_entry(
+        move.project_id,
+        move.version + 1,
+        move.event,
+        move.from_state,
+        move.to_state,
+        move.actor,
+        move.at,
+        move.evidence,
+        move.prev_hash,
+        move.hash,
+        move.decided_under,
     )
 
 

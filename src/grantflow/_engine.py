@@ -416,6 +416,7 @@ class Engine:
             actor,
             now=self._now,
             publish=self._publish_batch,
+            observed=self._observed,
             retries=self._retries,
             key=key,
             digest=job_digest(event, actor, (input_digest or "").encode()),
@@ -763,6 +764,10 @@ class Engine:
                     listener(entry)
                 except Exception as exc:  # listeners observe; one failing must not undo a commit
                     _log.error("grantflow.listener_error", listener=repr(listener), error=repr(exc))
+
+    def _observed(self) -> bool:
+        """Whether anyone reads committed entries: a listener, or the audit log at INFO."""
+        return bool(self._listeners) or _log.enabled(logging.INFO)
 
     def _publish_batch(self, entries: Sequence[AuditEntry]) -> None:
         """Log one bulk commit's entries as one record, then tell the listeners of each.

@@ -483,6 +483,38 @@ def _sealed_move(
     (which have nothing to normalise here): the same entry and texts, which a Hypothesis
     property holds equal. Private: the decision core is its one caller.
     """
+    digest, texts = _move_digest(
+        project_id, seq, event, from_state, to_state, actor, at, evidence, prev_hash, decided_under
+    )
+    entry = _move_entry(
+        project_id,
+        seq,
+        event,
+        from_state,
+        to_state,
+        actor,
+        at,
+        evidence,
+        prev_hash,
+        digest,
+        decided_under,
+    )
+    return entry, texts
+
+
+def _move_digest(
+    project_id: str,
+    seq: int,
+    event: str,
+    from_state: str,
+    to_state: str,
+    actor: Actor,
+    at: datetime,
+    evidence: Mapping[str, Any],
+    prev_hash: str,
+    decided_under: DecisionBasis,
+) -> tuple[str, EntryTexts]:
+    """The hash and texts of `_sealed_move`'s entry, without the entry."""
     texts = (_json_or(evidence, "{}"), "[]", "[]", "{}")
     text = _assemble(
         project_id,
@@ -499,7 +531,24 @@ def _sealed_move(
         prev_hash,
         _basis_json(decided_under),
     )
-    entry = trusted(
+    return _hash_text(text, project_id), texts
+
+
+def _move_entry(
+    project_id: str,
+    seq: int,
+    event: str,
+    from_state: str,
+    to_state: str,
+    actor: Actor,
+    at: datetime,
+    evidence: Mapping[str, Any],
+    prev_hash: str,
+    digest: str,
+    decided_under: DecisionBasis,
+) -> AuditEntry:
+    """The entry of `_sealed_move`, its hash `digest` already computed."""
+    return trusted(
         AuditEntry,
         project_id=project_id,
         seq=seq,
@@ -515,11 +564,10 @@ def _sealed_move(
         records=(),
         data={},
         prev_hash=prev_hash,
-        hash=_hash_text(text, project_id),
+        hash=digest,
         decided_under=decided_under,
         clamped_from=None,
     )
-    return entry, texts
 
 
 class Problem(BaseModel):

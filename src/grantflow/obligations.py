@@ -207,6 +207,16 @@ class Schedule:
             return bool(held) and any(r.kind in self._anchor_kinds for r in held)
         return False
 
+    def moves_dates(self, project: Project, target: str) -> bool:
+        """`touches` of an accepted fire taking `project` to `target` and adding nothing.
+
+        Such an entry carries no records and no data: only a change of state can move a
+        due date, and only on a project holding a record that anchors one.
+        """
+        if not self.obligations or project.state == target:
+            return False
+        return any(r.kind in self._anchor_kinds for r in project.records)
+
     def rows(self, project: Project, policy: Policy) -> tuple[ObligationRow, ...]:
         """The index rows of the project's obligations."""
         return tuple(o.to_row() for o in self.derive(project, policy))

@@ -6,16 +6,18 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from grantflow.audit import Checkpoint, EntryTexts
-from grantflow.models import AuditEntry, Entity, Project, Record
+from grantflow.models import Actor, AuditEntry, DecisionBasis, Entity, Project, Record
 from grantflow.persistence._outbox import OutboxMessage
 
 __all__ = [
     "Change",
     "Leaf",
     "LogLeaf",
+    "Move",
+    "MoveCommitter",
     "ObligationIndex",
     "ObligationRow",
     "Store",
@@ -43,6 +45,47 @@ class ObligationRow:
     status: str
     hub: str | None
     data: Mapping[str, Any]
+
+
+class Move(NamedTuple):
+    """An accepted fire of a bare event, sealed down to the values its rows need.
+
+    What the decision core hands a SQL store for the commonest item of a bulk run in
+    place of a `Change` (no `AuditEntry`, no row after it): the project moves from
+    `from_state` at `version` to `to_state` at ``version + 1``, its head becomes `hash`,
+    and the audit row holds the other fields. Bulk runs build moves only for stores
+    that take them (`MoveCommitter`, as the SQL stores do); every other path, and every
+    other store, gets `Change`s.
+    """
+
+    project_id: str
+    version: int
+    event: str
+    from_state: str
+    to_state: str
+    actor: Actor
+    at: datetime
+    evidence: Mapping[str, Any]
+    texts: EntryTexts
+    prev_hash: str
+    hash: str
+    decided_under: DecisionBasis
+
+
+@runtime_checkable
+class MoveCommitter(Protocol):
+    """A job store that writes `Move`s as well as changes (the SQL stores)."""
+
+    def commit_moves(
+        self,
+        changes: Sequence[Change | Move],
+        progress: ChunkProgress,
+        *,
+        now: float,
+        lease: float,
+    ) -> None:
+        """`JobStore.commit_chunk` of changes some of which are `Move`s."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ from grantflow.persistence._protocol import (
     Change,
     ChunkClaim,
     ChunkProgress,
+    Move,
     StoredJob,
     stored_job,
 )
@@ -398,6 +399,23 @@ class SqlJobs:
         self, changes: Sequence[Change], progress: ChunkProgress, *, now: float, lease: float
     ) -> None:
         """Apply `changes` and `progress` in one transaction, all or nothing."""
+        self.commit_moves(changes, progress, now=now, lease=lease)
+
+    def commit_moves(
+        self,
+        changes: Sequence[Change | Move],
+        progress: ChunkProgress,
+        *,
+        now: float,
+        lease: float,
+    ) -> None:
+        """`commit_chunk` of changes some of which are `Move`s (a bare event's plain moves).
+
+        The bulk runner's fast path: a `Move` is written as the change it stands for
+        would be. A batch that cannot go in one `executemany` wave (a compare-and-set
+        lost, a change that is not a plain update) raises `ConcurrencyError` with an
+        index, and the runner redoes it item by item through `commit_chunk`.
+        """
 
         def work(cursor: Any) -> None:
             # Every statement on the raw cursor, compiled once per store: this runs per chunk.
@@ -453,21 +471,26 @@ class SqlJobs:
         assert stored is not None
         return stored
 
-    def _apply_chunk(self, cursor: Any, changes: Sequence[Change]) -> list[Any]:
-        if len(changes) > 1 and all(map(self._writer.batchable, changes)):
-            if self._writer.apply_batch(cursor, changes):
+    def _apply_chunk(self, cursor: Any, changes: Sequence[Change | Move]) -> list[Any]:
+        plain = [c for c in changes if isinstance(c, Change)]
+        batchable = all(map(self._writer.batchable, plain))
+        if len(plain) < len(changes) or (len(changes) > 1 and batchable):
+            if batchable and self._writer.apply_batch(cursor, changes):
                 return [None] * len(changes)
             # Some compare-and-set lost (or a row broke a constraint): report it without
             # saying which; the bulk runner redoes the chunk item by item on fresh state.
-            first = changes[0].entry
+            first = changes[0]
+            pid, event = (
+                (first.entry.project_id, first.entry.event)
+                if isinstance(first, Change)
+                else (first.project_id, first.event)
+            )
             return [
                 ConcurrencyError(
-                    "a project in the chunk changed meanwhile",
-                    project_id=first.project_id,
-                    event=first.event,
+                    "a project in the chunk changed meanwhile", project_id=pid, event=event
                 )
             ]
-        return self._writer.apply(cursor, changes)
+        return self._writer.apply(cursor, plain)
 
     # -- dialect helpers -----------------------------------------------------------------
 

@@ -55,7 +55,7 @@ from grantflow.audit import EntryTexts
 from grantflow.errors import ConcurrencyError, GrantflowError, InvalidInput, ProjectExists
 from grantflow.models import AuditEntry, DecisionBasis, Project, Record
 from grantflow.persistence._outbox import AUDIT_TOPIC
-from grantflow.persistence._protocol import Change, ChunkProgress
+from grantflow.persistence._protocol import Change, ChunkProgress, Move
 from grantflow.persistence._schema import Tables, record_keys
 
 __all__ = ["Partial", "Writer"]
@@ -449,7 +449,7 @@ class Writer:
             and change.entry.seq == change.expected_version + 1
         )
 
-    def apply_batch(self, cursor: Any, changes: Sequence[Change]) -> bool:
+    def apply_batch(self, cursor: Any, changes: Sequence[Change | Move]) -> bool:
         """Apply changes to existing projects with ``executemany``; False if any CAS lost.
 
         The fast path of bulk runs: one statement per kind of row instead of one per row,
@@ -464,8 +464,14 @@ class Writer:
         that create projects go through `apply` (see `batchable`).
         """
         batch = _Batch()
+        full: list[Change] = []  # the changes that are not `Move`s
         for change in changes:
-            self._add_to_batch(batch, change)
+            if type(change) is Move:
+                self._add_move(batch, change)
+            else:
+                assert isinstance(change, Change)
+                self._add_to_batch(batch, change)
+                full.append(change)
         for keep, rewrite in batch.waves:
             updated = 0
             for statement, rows in ((self._update_keep_data, keep), (self._update, rewrite)):
@@ -480,10 +486,10 @@ class Writer:
                 cursor.executemany(self._insert_record.sql, batch.records)
             if batch.keys:
                 cursor.executemany(self._insert_key.sql, batch.keys)
-            self.write_obligations(cursor, changes)
+            self.write_obligations(cursor, full)
         except self._integrity:
             return False
-        if any(change.messages for change in changes):
+        if any(change.messages for change in full):
             cursor.executemany(self._insert_message.sql, self._queued(changes))
         else:
             cursor.executemany(self._insert_outbox.sql, batch.outbox)
@@ -594,7 +600,41 @@ class Writer:
             self._record_rows(entry, batch.records, batch.keys)
         batch.outbox.append(self._insert_outbox.row((AUDIT_TOPIC, entry.project_id, entry.seq, at)))
 
-    def _queued(self, changes: Sequence[Change]) -> list[Any]:
+    def _add_move(self, batch: _Batch, move: Move) -> None:
+        """`_add_to_batch` of the change `move` stands for, from its values alone.
+
+        The same rows, in the same statements (a test holds the stored rows equal):
+        the compare-and-set keeping the data, the audit row, the entry's message.
+        """
+        at = self._time(move.at)
+        seq = move.version + 1
+        pid = move.project_id
+        keep, _rewrite = batch.wave(pid)
+        keep.append(
+            self._update_keep_data.row(
+                (move.to_state, seq, move.hash, at, pid, move.from_state, move.version)
+            )
+        )
+        audit = (
+            pid,
+            seq,
+            "fire",
+            move.event,
+            move.from_state,
+            move.to_state,
+            True,
+            self._actor_json(move.actor),
+            at,
+            *move.texts,
+            move.prev_hash,
+            move.hash,
+            self._basis_json(move.decided_under),
+            None,
+        )
+        batch.audits.append(self._insert_audit.row(audit))
+        batch.outbox.append(self._insert_outbox.row((AUDIT_TOPIC, pid, seq, at)))
+
+    def _queued(self, changes: Sequence[Change | Move]) -> list[Any]:
         """The outbox rows of `changes` in their order, as applying them one by one queues.
 
         Each entry's message, then its change's own, all through the statement that skips
@@ -603,6 +643,11 @@ class Writer:
         queued: list[Any] = []
         message = self._insert_message.row
         for change in changes:
+            if type(change) is Move:  # an entry's message, and nothing of its own
+                seq, created = change.version + 1, self._time(change.at)
+                queued.append(message((None, AUDIT_TOPIC, change.project_id, seq, None, created)))
+                continue
+            assert isinstance(change, Change)
             entry = change.entry
             created = self._time(entry.at)
             queued.append(message((None, AUDIT_TOPIC, entry.project_id, entry.seq, None, created)))
