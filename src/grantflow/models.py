@@ -11,7 +11,14 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_serializer,
+)
 
 from grantflow._canonical import plain
 from grantflow.errors import GrantflowError, TransitionRefused
@@ -111,6 +118,13 @@ class Actor(_Frozen):
     id: Identifier
     roles: frozenset[Identifier] = frozenset()
     organisation: Identifier | None = None
+
+    @field_serializer("roles", when_used="json")
+    def _sorted_roles(self, roles: frozenset[str]) -> list[str]:
+        # A set iterates in an order that depends on the process's string hashing and
+        # on how it was built: JSON (outbox payloads, exports) lists the roles sorted,
+        # as the audit hash's canonical form does.
+        return sorted(roles)
 
     def has_any(self, roles: frozenset[str] | set[str]) -> bool:
         """Return whether the actor holds at least one of ``roles``."""
