@@ -184,3 +184,46 @@ def test_a_bare_bulk_run_on_sqlite_writes_moves(monkeypatch: pytest.MonkeyPatch)
         assert engine.verify().ok
         assert all(engine.get(pid).state == "reviewed" for pid in pids)
         engine.close()
+
+
+def test_the_audit_log_reads_the_same_with_and_without_moves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batch record's lines and per-entry fields are those of the entries moves stand for."""
+    import logging
+
+    class Keep(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[tuple[str, list[Any]]] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            if getattr(record, "event", "") == "grantflow.audit_batch":
+                entries = record.entries  # type: ignore[attr-defined]
+                self.seen.append((record.getMessage(), list(entries)))
+
+    logger = logging.getLogger("grantflow")
+    logs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        seeded = Path(tmp) / "seed.db"
+        pids = _seed(seeded, [("", False)] * 5, FrozenClock())
+        for moves in (True, False):
+            path = Path(tmp) / f"{moves}.db"
+            shutil.copy(seeded, path)
+            handler = Keep()
+            logger.addHandler(handler)
+            logger.setLevel(logging.INFO)
+            try:
+                with monkeypatch.context() as patch:
+                    if not moves:
+                        patch.setattr(BulkRunner, "_move", lambda self, work, now: None)
+                    engine = _open(path, FrozenClock())
+                    engine.fire_many("approve", pids, actor=STAFF, chunk_size=2)
+                    engine.close()
+            finally:
+                logger.removeHandler(handler)
+                logger.setLevel(logging.NOTSET)
+            logs.append(handler.seen)
+    assert len(logs[0]) == 3
+    assert logs[0] == logs[1]
+    assert "seq=2 applied->reviewed accepted=True actor=staff-1" in logs[0][0][0]

@@ -29,7 +29,7 @@ from grantflow._canonical import (
     plain,
     validate_json,
 )
-from grantflow._decide import DecisionCore, Request, move_entry
+from grantflow._decide import DecisionCore, Request
 from grantflow._overlay import PendingReader
 from grantflow.audit import GENESIS
 from grantflow.bulk import BulkItem, BulkResult, ItemResult, Worker
@@ -82,7 +82,8 @@ class BulkRunner:
         event: the event fired on every item (``record.<kind>`` adds records).
         actor: who fires, unless an item names its own actor.
         now: the engine's clock (timezone-aware UTC).
-        publish: told about committed entries, after each commit.
+        publish: told about committed entries (a `Move` stands for its entry), after each
+            commit.
         retries: how often an item that lost a race is decided again.
         dry_run: decide every item and write nothing.
         skip: asked before each item is decided, on the state it is decided on; a reason
@@ -98,7 +99,7 @@ class BulkRunner:
         actor: Actor,
         *,
         now: Callable[[], datetime],
-        publish: Callable[[Sequence[AuditEntry]], None],
+        publish: Callable[[Sequence[AuditEntry | Move]], None],
         retries: int,
         key: str,
         digest: str,
@@ -393,8 +394,9 @@ class BulkRunner:
         counts.update(new_counts)
         kept[:] = new_kept
         if changes and (self._observed is None or self._observed()):
-            # A move's entry is built only for someone who reads it (listeners, the log).
-            self._publish([c.entry if isinstance(c, Change) else move_entry(c) for c in changes])
+            # A move is published as it is: the log renders it as an entry, and only a
+            # listener gets its `AuditEntry` built (`Engine._publish_batch`).
+            self._publish([c.entry if isinstance(c, Change) else c for c in changes])
 
     def _result(self, stored: StoredJob, *, replayed: bool) -> BulkResult:
         result = BulkResult(event=self._event, key=self._key, replayed=replayed)

@@ -28,7 +28,7 @@ from grantflow import audit
 from grantflow._bulk import BulkRunner, job_digest
 from grantflow._bulk import input_digest as items_digest
 from grantflow._canonical import freeze, plain, validate_json
-from grantflow._decide import RECORD_EVENT_PREFIX, DecisionCore, Request, outcome_of
+from grantflow._decide import RECORD_EVENT_PREFIX, DecisionCore, Request, move_entry, outcome_of
 from grantflow._log import get_logger
 from grantflow._query import Order, ProjectPage, ProjectQuery, page, select
 from grantflow.audit import Checkpoint, InclusionProof, TreeHead, VerifyReport
@@ -36,7 +36,7 @@ from grantflow.bulk import BulkItem, BulkResult, Worker
 from grantflow.errors import ConcurrencyError, InvalidInput, ProjectNotFound, UnknownEvent
 from grantflow.models import Actor, AuditEntry, DecisionBasis, Identifier, Outcome, Project
 from grantflow.obligations import Obligation
-from grantflow.persistence import Change, ObligationIndex, ObligationRow, Store
+from grantflow.persistence import Change, Move, ObligationIndex, ObligationRow, Store
 from grantflow.policy import Policy
 from grantflow.rules import RuleBook
 from grantflow.states import PURCHASED_SERVICE, Lifecycle
@@ -742,10 +742,11 @@ class Engine:
             event=event,
         )
 
-    def _publish(self, entries: Sequence[AuditEntry]) -> None:
+    def _publish(self, entries: Sequence[AuditEntry | Move]) -> None:
         """Log committed entries and hand them to the listeners (who observe, never veto)."""
         logging_on = _log.enabled(logging.INFO)  # off: build nothing
-        for entry in entries:
+        for item in entries:
+            entry = item if isinstance(item, AuditEntry) else move_entry(item)
             if logging_on:
                 _log.info(
                     "grantflow.audit",
@@ -769,7 +770,7 @@ class Engine:
         """Whether anyone reads committed entries: a listener, or the audit log at INFO."""
         return bool(self._listeners) or _log.enabled(logging.INFO)
 
-    def _publish_batch(self, entries: Sequence[AuditEntry]) -> None:
+    def _publish_batch(self, entries: Sequence[AuditEntry | Move]) -> None:
         """Log one bulk commit's entries as one record, then tell the listeners of each.
 
         One ``grantflow.audit_batch`` record per committed batch, its message one line
@@ -783,7 +784,10 @@ class Engine:
                 count=len(entries),
                 entries=_EntryLines(entries),
             )
-        for entry in entries:
+        if not self._listeners:
+            return
+        for item in entries:
+            entry = item if isinstance(item, AuditEntry) else move_entry(item)
             for listener in self._listeners:
                 try:
                     listener(entry)
@@ -796,7 +800,8 @@ class _EntryLines(Sequence[Mapping[str, Any]]):
 
     __slots__ = ("_entries",)
 
-    def __init__(self, entries: Sequence[AuditEntry]) -> None:
+    def __init__(self, entries: Sequence[AuditEntry | Move]) -> None:
+        # A bulk run's moves are rendered as the entries they stand for (same fields).
         self._entries = tuple(entries)
 
     def __len__(self) -> int:
@@ -817,7 +822,7 @@ class _EntryLines(Sequence[Mapping[str, Any]]):
         )
 
 
-def _entry_fields(entry: AuditEntry) -> dict[str, Any]:
+def _entry_fields(entry: AuditEntry | Move) -> dict[str, Any]:
     return {
         "project_id": entry.project_id,
         "seq": entry.seq,

@@ -29,7 +29,7 @@ from grantflow.calendar import WorkingCalendar
 from grantflow.errors import CalendarUnavailable
 from grantflow.models import AuditEntry, Project
 from grantflow.obligations import TimerDue, local_date
-from grantflow.persistence import JobStore, ObligationIndex, Store, StoreReader, owner_id
+from grantflow.persistence import JobStore, Move, ObligationIndex, Store, StoreReader, owner_id
 from grantflow.timers import TIMER_ACTOR, SweepResult
 
 __all__ = ["Sweep"]
@@ -46,7 +46,7 @@ class Sweep:
         store: Store,
         now: datetime,
         *,
-        publish: Callable[[Sequence[AuditEntry]], None],
+        publish: Callable[[Sequence[AuditEntry | Move]], None],
         retries: int,
         chunk_size: int,
         lease: float,

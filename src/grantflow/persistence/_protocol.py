@@ -71,6 +71,22 @@ class Move(NamedTuple):
     hash: str
     decided_under: DecisionBasis
 
+    # Read like the entry's own fields (the audit log renders moves and entries alike).
+    @property
+    def seq(self) -> int:
+        """The entry's sequence number: the version the project moves to."""
+        return self.version + 1
+
+    @property
+    def accepted(self) -> bool:
+        """Always true: a move is an accepted fire."""
+        return True
+
+    @property
+    def refusals(self) -> tuple[()]:
+        """Always empty: a move is an accepted fire."""
+        return ()
+
 
 @runtime_checkable
 class MoveCommitter(Protocol):
