@@ -29,7 +29,7 @@ from typing import Any, Literal, NamedTuple
 from grantflow._canonical import canonical_bytes, freeze, lenient, plain, thaw
 from grantflow._log import get_logger
 from grantflow._machine import TransitionTable
-from grantflow.audit import _move_digest, _move_entry, _sealed_move, seal, sealed
+from grantflow.audit import _move_digest, _move_entry, seal, sealed
 from grantflow.errors import InvalidInput, ProjectExists, ProjectNotFound, UnknownEvent
 from grantflow.messages import catalogue, refusal, render
 from grantflow.models import (
@@ -395,17 +395,13 @@ class DecisionCore:
         if target is None:
             return None
         event, actor, evidence = request.event, request.actor, request.evidence
-        entry, texts = _sealed_move(
-            project.id,
-            project.version + 1,
-            event,
-            project.state,
-            target,
-            actor,
-            now,
-            thaw(evidence) if evidence else {},
-            project.head,
-            self.basis_for(project),
+        seq, basis, head = project.version + 1, self.basis_for(project), project.head
+        plain = thaw(evidence) if evidence else {}
+        digest, texts = _move_digest(
+            project.id, seq, event, project.state, target, actor, now, plain, head, basis
+        )
+        entry = _move_entry(
+            project.id, seq, event, project.state, target, actor, now, plain, head, digest, basis
         )
         row = after(project, entry)
         return Change(

@@ -465,43 +465,6 @@ def sealed(
     return entry, texts
 
 
-def _sealed_move(
-    project_id: str,
-    seq: int,
-    event: str,
-    from_state: str,
-    to_state: str,
-    actor: Actor,
-    at: datetime,
-    evidence: Mapping[str, Any],
-    prev_hash: str,
-    decided_under: DecisionBasis,
-) -> tuple[AuditEntry, EntryTexts]:
-    """`sealed` of an accepted ``fire`` that adds no record and no data, nothing clamped.
-
-    The commonest entry of a bulk run, sealed without `sealed`'s normalising steps
-    (which have nothing to normalise here): the same entry and texts, which a Hypothesis
-    property holds equal. Private: the decision core is its one caller.
-    """
-    digest, texts = _move_digest(
-        project_id, seq, event, from_state, to_state, actor, at, evidence, prev_hash, decided_under
-    )
-    entry = _move_entry(
-        project_id,
-        seq,
-        event,
-        from_state,
-        to_state,
-        actor,
-        at,
-        evidence,
-        prev_hash,
-        digest,
-        decided_under,
-    )
-    return entry, texts
-
-
 def _move_digest(
     project_id: str,
     seq: int,
@@ -514,7 +477,12 @@ def _move_digest(
     prev_hash: str,
     decided_under: DecisionBasis,
 ) -> tuple[str, EntryTexts]:
-    """The hash and texts of `_sealed_move`'s entry, without the entry."""
+    """The hash and texts of an accepted ``fire`` adding no record and no data, unclamped.
+
+    The commonest entry of a bulk run, hashed without `sealed`'s normalising steps (which
+    have nothing to normalise here); `_move_entry` builds the entry itself. A Hypothesis
+    property holds the two equal to `sealed`. Private: the decision core is the caller.
+    """
     texts = (_json_or(evidence, "{}"), "[]", "[]", "{}")
     text = _assemble(
         project_id,
@@ -547,7 +515,7 @@ def _move_entry(
     digest: str,
     decided_under: DecisionBasis,
 ) -> AuditEntry:
-    """The entry of `_sealed_move`, its hash `digest` already computed."""
+    """The entry `_move_digest` hashed, its hash `digest` already computed."""
     return trusted(
         AuditEntry,
         project_id=project_id,
