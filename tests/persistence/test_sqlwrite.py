@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from sqlalchemy.dialects import postgresql, sqlite
 
 from grantflow._canonical import plain
-from grantflow.audit import sealed
+from grantflow.audit import sealed, verify
 from grantflow.errors import ConcurrencyError
 from grantflow.models import Actor, Project, Record, Refusal
 from grantflow.persistence import Change, ObligationRow, OutboxMessage
@@ -198,6 +198,58 @@ def test_a_data_change_then_a_plain_move_commit_as_one_chunk(make_store: StoreFa
     )
 
 
+class _Counting:
+    """A DBAPI cursor that counts the statements the server executes through it.
+
+    ``executemany`` executes its statement once per row; ``COPY`` is one statement.
+    """
+
+    def __init__(self, cursor: Any) -> None:
+        self._cursor = cursor
+        self.executed = 0
+
+    def execute(self, sql: Any, params: Any = None) -> Any:
+        self.executed += 1
+        return self._cursor.execute(sql, params)
+
+    def executemany(self, sql: Any, rows: Sequence[Any]) -> Any:
+        self.executed += len(rows)
+        return self._cursor.executemany(sql, rows)
+
+    def copy(self, sql: Any) -> Any:
+        self.executed += 1
+        return self._cursor.copy(sql)
+
+    @property
+    def rowcount(self) -> int:
+        return int(self._cursor.rowcount)
+
+
+@pytest.mark.postgres
+def test_a_postgresql_batch_is_three_statements_whatever_its_size(
+    pg_url: str, pg_schema: str
+) -> None:
+    """On PostgreSQL a batch of plain moves runs three statements, not three per change.
+
+    One set-based compare-and-set, one ``COPY`` of the audit rows and one of their
+    outbox messages; the moves are all written (the row count of the update held).
+    """
+    store = SqlStore.open(pg_url, schema=pg_schema, table_prefix="three_")
+    changes = [transition(_seeded(store, f"p{n}"), "reviewed") for n in range(40)]
+    counting: list[_Counting] = []
+
+    def work(conn: sqlalchemy.Connection) -> bool:
+        cursor = _Counting(conn.connection.cursor())
+        counting.append(cursor)
+        return store._writer.apply_batch(cursor, changes)
+
+    assert store._db.write(work) is True
+    assert counting[0].executed == 3
+    assert [store.load(f"p{n}").state for n in range(40)] == ["reviewed"] * 40  # type: ignore[union-attr]
+    assert verify(store).ok
+    store.close()
+
+
 def test_a_lost_compare_and_set_in_a_batch_is_reported(make_store: StoreFactory) -> None:
     """A stale change makes the batch return False and `commit_chunk` raise a conflict."""
     store = make_store()
@@ -253,7 +305,8 @@ def test_a_taken_record_id_fails_the_batch_and_the_chunk_is_redone_item_by_item(
 _STATES = ("reviewed", "approved", "signed", "closed")
 #: The tables a change writes to.
 _WRITTEN = ("projects", "audit", "records", "record_keys", "obligations", "outbox")
-_TEXT = st.text(alphabet="aé中 x", max_size=3)
+# Backslashes, tabs, newlines and quotes: what PostgreSQL's COPY text must escape.
+_TEXT = st.text(alphabet='aé中 x\\\t\n"\u2028', max_size=3)
 _STEP = st.fixed_dictionaries(
     {
         "project": st.integers(0, 2),
