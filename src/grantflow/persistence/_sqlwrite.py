@@ -231,10 +231,13 @@ class _Sets:
             )
             sets = ", ".join(f"{quote(n[2:])} = v.{n}" for n in names if n.startswith("n_"))
             where = " AND ".join(f"p.{quote(n[2:])} = v.{n}" for n in names if n[0] == "w")
+            # The ids once more, as an array the primary key looks up: without it the
+            # planner may hash-join the whole table, every chunk.
             # Identifiers only (quoted by the dialect), and placeholders: no value.
             return (
                 f"UPDATE {table(projects)} AS p SET {sets} "  # noqa: S608
-                f"FROM unnest({arrays}) AS v({', '.join(names)}) WHERE {where}"
+                f"FROM unnest({arrays}) AS v({', '.join(names)}) "
+                f"WHERE p.{quote('id')} = ANY(%b::text[]) AND {where}"
             )
 
         self._keep = update(_MOVE_NAMES)
@@ -249,7 +252,8 @@ class _Sets:
         updated = 0
         for sql, rows in ((self._keep, keep), (self._rewrite, rewrite)):
             if rows:
-                cursor.execute(sql, [list(column) for column in zip(*rows, strict=True)])
+                columns = [list(column) for column in zip(*rows, strict=True)]
+                cursor.execute(sql, [*columns, columns[_MOVE_NAMES.index("w_id")]])
                 updated += cursor.rowcount
         return updated
 
