@@ -44,6 +44,7 @@ from grantflow.models import (
 )
 from grantflow.obligations import Schedule
 from grantflow.persistence import Change, Move, ObligationRow, StoreReader
+from grantflow.persistence._protocol import sealed_change
 from grantflow.policy import Policy
 from grantflow.rules import (
     PASS,
@@ -404,13 +405,8 @@ class DecisionCore:
             project.id, seq, event, project.state, target, actor, now, plain, head, digest, basis
         )
         row = after(project, entry)
-        return Change(
-            entry=entry,
-            expected_state=project.state,
-            expected_version=project.version,
-            after=row,
-            obligations=self._due_dates(entry, row),
-            texts=texts,
+        return sealed_change(
+            entry, project.state, project.version, row, self._due_dates(entry, row), texts
         )
 
     def preview(self, request: Request, reader: StoreReader, now: datetime) -> Outcome:
@@ -530,13 +526,13 @@ class DecisionCore:
             clamped_from=clock if clock is not None and clock != now else None,
         )
         row = after(project, entry)
-        return Change(
-            entry=entry,
-            expected_state=None if creating else project.state,
-            expected_version=project.version,
-            after=row,
-            obligations=self._due_dates(entry, row),
-            texts=texts,
+        return sealed_change(
+            entry,
+            None if creating else project.state,
+            project.version,
+            row,
+            self._due_dates(entry, row),
+            texts,
         )
 
     def migration(

@@ -91,6 +91,8 @@ class Engine:
         self._clock = clock
         self._listeners = tuple(listeners)
         self._retries = retries
+        #: The events `fire` takes (every event but the one that creates a project).
+        self._fireable = frozenset(e.name for e in lifecycle.events if not e.creates)
 
     def __repr__(self) -> str:
         return f"Engine(store={self._store!r}, lifecycle={self.lifecycle.name!r})"
@@ -700,14 +702,8 @@ class Engine:
         self, project_id: str, event: str, actor: Actor, evidence: Mapping[str, Any] | None
     ) -> Request:
         pid = _check_id(project_id, "project_id")
-        event = _check_id(event, "event")
-        if not self.lifecycle.has_event(event) or self.lifecycle.event(event).creates:
-            raise UnknownEvent(
-                f"lifecycle {self.lifecycle.name!r} has no event {event!r} to fire"
-                + (" (use submit)" if self.lifecycle.has_event(event) else ""),
-                project_id=pid,
-                event=event,
-            )
+        if type(event) is not str or event not in self._fireable:
+            event = self._fire_event(pid, event)
         return Request(
             kind="fire",
             project_id=pid,
@@ -715,6 +711,18 @@ class Engine:
             actor=_check_actor(actor),
             evidence=_clean(evidence, "evidence"),
         )
+
+    def _fire_event(self, pid: str, event: object) -> str:
+        """`event` checked the long way: `InvalidInput`, or `UnknownEvent` unless fireable."""
+        name = _check_id(event, "event")
+        if not self.lifecycle.has_event(name) or self.lifecycle.event(name).creates:
+            raise UnknownEvent(
+                f"lifecycle {self.lifecycle.name!r} has no event {name!r} to fire"
+                + (" (use submit)" if self.lifecycle.has_event(name) else ""),
+                project_id=pid,
+                event=name,
+            )
+        return name
 
     def _run(self, request: Request) -> Outcome:
         """Decide and commit `request`, deciding again on fresh state after a lost race."""

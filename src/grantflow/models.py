@@ -100,12 +100,26 @@ def trusted(cls: type[_M], **fields: Any) -> _M:
     For grantflow's own hot paths (bulk runs build three models per item); every field
     must be given. pydantic's `model_construct` does the same with more bookkeeping.
     """
-    obj = cls.__new__(cls)
-    object.__setattr__(obj, "__dict__", fields)
-    object.__setattr__(obj, "__pydantic_fields_set__", _all_fields(cls, fields))
-    object.__setattr__(obj, "__pydantic_extra__", None)
-    object.__setattr__(obj, "__pydantic_private__", None)
+    obj = _new(cls)
+    _set_dict(obj, fields)
+    shared = _FIELDS_SET.get(cls)
+    _set_fields(
+        obj,
+        shared if shared is not None and len(fields) == len(shared) else _all_fields(cls, fields),
+    )
+    _set_extra(obj, None)
+    _set_private(obj, None)
     return obj
+
+
+# `trusted`'s steps, looked up once: BaseModel's slots are set through their descriptors
+# (a third cheaper than `object.__setattr__` by name), `object.__new__` as pydantic's own
+# `model_construct` does (BaseModel defines no `__new__`).
+_new = object.__new__
+_set_dict = BaseModel.__dict__["__dict__"].__set__
+_set_fields = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
 class Actor(_Frozen):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,12 +16,39 @@ from grantflow.persistence._protocol import Change
 __all__ = ["MemoryOutbox"]
 
 
-@dataclass(slots=True)
 class _Row:
-    message: OutboxMessage
-    lease_owner: str = ""
-    lease_until: float = 0.0
-    done_at: datetime | None = None
+    """One message and its lease; an entry's own message is built when first read.
+
+    Every committed entry queues a message, and most are never read from the memory
+    store: the row holds the entry and makes the message (id, topic, time, project and
+    seq, all the entry's) only when a consumer asks.
+    """
+
+    __slots__ = ("_source", "done_at", "lease_owner", "lease_until")
+
+    def __init__(self, source: OutboxMessage | AuditEntry) -> None:
+        self._source = source
+        self.lease_owner = ""
+        self.lease_until = 0.0
+        self.done_at: datetime | None = None
+
+    @property
+    def message(self) -> OutboxMessage:
+        source = self._source
+        if not isinstance(source, AuditEntry):
+            return source
+        message = self._source = OutboxMessage(
+            id=source.hash,
+            topic=AUDIT_TOPIC,
+            created_at=source.at,
+            project_id=source.project_id,
+            seq=source.seq,
+        )
+        return message
+
+    @message.setter
+    def message(self, message: OutboxMessage) -> None:
+        self._source = message
 
 
 class MemoryOutbox:
@@ -44,14 +71,10 @@ class MemoryOutbox:
         entry = change.entry
         rows = self._outbox()
         added = []
-        own = OutboxMessage(
-            id=entry.hash,
-            topic=AUDIT_TOPIC,
-            created_at=entry.at,
-            project_id=entry.project_id,
-            seq=entry.seq,
-        )
-        for message in (own, *map(_fresh, change.messages)):
+        if entry.hash not in rows:  # the entry's own message: its id is the entry's hash
+            rows[entry.hash] = _Row(entry)
+            added.append(entry.hash)
+        for message in map(_fresh, change.messages):
             if message.id not in rows:
                 rows[message.id] = _Row(message)
                 added.append(message.id)
