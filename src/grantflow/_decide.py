@@ -40,7 +40,7 @@ from grantflow.models import (
     Project,
     Record,
     Refusal,
-    trusted,
+    trusted_fields,
 )
 from grantflow.obligations import Schedule
 from grantflow.persistence import Change, Move, ObligationRow, StoreReader
@@ -300,16 +300,18 @@ class DecisionCore:
 
         Its `updated_at` is the time of the chain's last (refused) entry, if there is one.
         """
-        return trusted(
+        return trusted_fields(
             Project,
-            id=project_id,
-            state="",
-            version=version,
-            head=head,
-            data={**data, "policy_version": self.policy.version},
-            records=(),
-            created_at=now,
-            updated_at=last or now,
+            {
+                "id": project_id,
+                "state": "",
+                "version": version,
+                "head": head,
+                "data": {**data, "policy_version": self.policy.version},
+                "records": (),
+                "created_at": now,
+                "updated_at": last or now,
+            },
         )
 
     # -- deciding --------------------------------------------------------------------------
@@ -761,16 +763,18 @@ def after(project: Project, entry: AuditEntry) -> Project | None:
     else:
         data = project.data
     # Built from validated parts; constructing without re-validation keeps bulk fast.
-    return trusted(
+    return trusted_fields(
         Project,
-        id=project.id,
-        state=(entry.to_state or project.state) if entry.accepted else project.state,
-        version=entry.seq,
-        head=entry.hash,
-        data=data,
-        records=(*project.records, *entry.records) if entry.records else project.records,
-        created_at=entry.at if creating else project.created_at,
-        updated_at=entry.at,
+        {
+            "id": project.id,
+            "state": (entry.to_state or project.state) if entry.accepted else project.state,
+            "version": entry.seq,
+            "head": entry.hash,
+            "data": data,
+            "records": (*project.records, *entry.records) if entry.records else project.records,
+            "created_at": entry.at if creating else project.created_at,
+            "updated_at": entry.at,
+        },
     )
 
 
@@ -778,13 +782,15 @@ def outcome_of(change: Change) -> Outcome:
     """The outcome of a committed change."""
     entry = change.entry
     # Every part comes from the sealed change grantflow built: no second validation.
-    return trusted(
+    return trusted_fields(
         Outcome,
-        project_id=change.after.id if change.after else None,  # a refused submission: none
-        event=entry.event,
-        accepted=entry.accepted,
-        from_state=entry.from_state,
-        state=change.after.state if change.after else None,
-        refusals=entry.refusals,
-        entry=entry,
+        {
+            "project_id": change.after.id if change.after else None,  # a refused submission: none
+            "event": entry.event,
+            "accepted": entry.accepted,
+            "from_state": entry.from_state,
+            "state": change.after.state if change.after else None,
+            "refusals": entry.refusals,
+            "entry": entry,
+        },
     )

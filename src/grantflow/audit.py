@@ -57,6 +57,7 @@ from grantflow.models import (
     Record,
     Refusal,
     trusted,
+    trusted_fields,
 )
 
 if TYPE_CHECKING:
@@ -442,25 +443,27 @@ def sealed(
     )
     # Every field was validated on the way in (engine inputs) or built here: skip a
     # second validation pass, which would double the cost of an entry in bulk runs.
-    entry = trusted(
+    entry = trusted_fields(
         AuditEntry,
-        project_id=project_id,
-        seq=seq,
-        kind=kind,
-        event=event,
-        from_state=from_state,
-        to_state=to_state,
-        accepted=accepted,
-        actor=actor,
-        at=at,
-        evidence=evidence,
-        refusals=refusal_models,
-        records=record_models,
-        data=data,
-        prev_hash=prev_hash,
-        hash=digest,
-        decided_under=decided_under,
-        clamped_from=clamped_from,
+        {
+            "project_id": project_id,
+            "seq": seq,
+            "kind": kind,
+            "event": event,
+            "from_state": from_state,
+            "to_state": to_state,
+            "accepted": accepted,
+            "actor": actor,
+            "at": at,
+            "evidence": evidence,
+            "refusals": refusal_models,
+            "records": record_models,
+            "data": data,
+            "prev_hash": prev_hash,
+            "hash": digest,
+            "decided_under": decided_under,
+            "clamped_from": clamped_from,
+        },
     )
     return entry, texts
 
@@ -516,25 +519,27 @@ def _move_entry(
     decided_under: DecisionBasis,
 ) -> AuditEntry:
     """The entry `_move_digest` hashed, its hash `digest` already computed."""
-    return trusted(
+    return trusted_fields(
         AuditEntry,
-        project_id=project_id,
-        seq=seq,
-        kind="fire",
-        event=event,
-        from_state=from_state,
-        to_state=to_state,
-        accepted=True,
-        actor=actor,
-        at=at,
-        evidence=evidence,
-        refusals=(),
-        records=(),
-        data={},
-        prev_hash=prev_hash,
-        hash=digest,
-        decided_under=decided_under,
-        clamped_from=None,
+        {
+            "project_id": project_id,
+            "seq": seq,
+            "kind": "fire",
+            "event": event,
+            "from_state": from_state,
+            "to_state": to_state,
+            "accepted": True,
+            "actor": actor,
+            "at": at,
+            "evidence": evidence,
+            "refusals": (),
+            "records": (),
+            "data": {},
+            "prev_hash": prev_hash,
+            "hash": digest,
+            "decided_under": decided_under,
+            "clamped_from": None,
+        },
     )
 
 
@@ -728,16 +733,18 @@ class _Replay:
         if self.created is None or self.updated is None:
             return None
         # Built from validated entries: no second validation of the same values.
-        return trusted(
+        return trusted_fields(
             Project,
-            id=self.project_id,
-            state=self.state,
-            version=self.version,
-            head=self.head,
-            data=self.data,
-            records=tuple(self.records),
-            created_at=self.created,
-            updated_at=self.updated,
+            {
+                "id": self.project_id,
+                "state": self.state,
+                "version": self.version,
+                "head": self.head,
+                "data": self.data,
+                "records": tuple(self.records),
+                "created_at": self.created,
+                "updated_at": self.updated,
+            },
         )
 
     def _check(self, entry: AuditEntry) -> str | None:  # noqa: PLR0911 - one per broken rule
@@ -1119,25 +1126,27 @@ def _stored_entry(  # noqa: PLR0911 - one return per value that is not as writte
             return None
     except UnicodeEncodeError:
         return None
-    return trusted(
+    return trusted_fields(
         AuditEntry,
-        project_id=pid,
-        seq=seq,
-        kind=kind,
-        event=event,
-        from_state=src,
-        to_state=dst,
-        accepted=bool(accepted),
-        actor=actor,
-        at=at[0],
-        evidence=evidence,
-        refusals=refusals,
-        records=records,
-        data=data,
-        prev_hash=link,
-        hash=digest,
-        decided_under=basis,
-        clamped_from=None if clamped is None else clamped[0],
+        {
+            "project_id": pid,
+            "seq": seq,
+            "kind": kind,
+            "event": event,
+            "from_state": src,
+            "to_state": dst,
+            "accepted": bool(accepted),
+            "actor": actor,
+            "at": at[0],
+            "evidence": evidence,
+            "refusals": refusals,
+            "records": records,
+            "data": data,
+            "prev_hash": link,
+            "hash": digest,
+            "decided_under": basis,
+            "clamped_from": None if clamped is None else clamped[0],
+        },
     )
 
 
@@ -1150,16 +1159,18 @@ def _stored_project(values: tuple[Any, ...]) -> Project | None:
     data = _stored_object(data_text, hashed=False)
     if type(head) is not str or created is None or updated is None or data is None:
         return None
-    return trusted(
+    return trusted_fields(
         Project,
-        id=pid,
-        state=state,
-        version=version,
-        head=head,
-        data=data,
-        records=(),
-        created_at=created[0],
-        updated_at=updated[0],
+        {
+            "id": pid,
+            "state": state,
+            "version": version,
+            "head": head,
+            "data": data,
+            "records": (),
+            "created_at": created[0],
+            "updated_at": updated[0],
+        },
     )
 
 

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from grantflow._values import local_date as _local_date
 from grantflow.calendar import WorkingCalendar
 from grantflow.errors import CalendarUnavailable
-from grantflow.models import AuditEntry, Project, Record, trusted
+from grantflow.models import AuditEntry, Project, Record, trusted_fields
 from grantflow.persistence import ObligationRow
 from grantflow.policy import Policy
 from grantflow.records import Amendment, Contract
@@ -255,19 +255,21 @@ class Schedule:
             due, provisional = _add_working_days(anchor, offset, policy)
             status, met_by = _status(definition, project, seq, period, by_kind)
             # Every value is worked out here with its type: no validation needed.
-            yield trusted(
+            yield trusted_fields(
                 Obligation,
-                project_id=project.id,
-                kind=definition.name,
-                key=key,
-                due_on=due,
-                status=status,
-                started_seq=seq,
-                met_by=met_by,
-                hub=str(hub) if hub is not None else None,
-                label=definition.label,
-                label_zh=definition.label_zh,
-                provisional=provisional,
+                {
+                    "project_id": project.id,
+                    "kind": definition.name,
+                    "key": key,
+                    "due_on": due,
+                    "status": status,
+                    "started_seq": seq,
+                    "met_by": met_by,
+                    "hub": str(hub) if hub is not None else None,
+                    "label": definition.label,
+                    "label_zh": definition.label_zh,
+                    "provisional": provisional,
+                },
             )
 
     # -- timers --------------------------------------------------------------------------

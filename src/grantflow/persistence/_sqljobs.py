@@ -31,7 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from grantflow._canonical import loads
 from grantflow._kept import Kept
 from grantflow.errors import ConcurrencyError, IdempotencyKeyInUse, IdempotencyKeyMismatch
-from grantflow.models import Project, Record, trusted
+from grantflow.models import Project, Record, trusted, trusted_fields
 from grantflow.persistence._liveness import provably_dead
 from grantflow.persistence._protocol import (
     Change,
@@ -154,16 +154,18 @@ class SqlJobs:
         stamp = self._stamp
         for pid, state, version, head, data, created, updated in cursor.fetchall():
             # Rows come from our own tables, written from validated values.
-            found[pid] = trusted(
+            found[pid] = trusted_fields(
                 Project,
-                id=pid,
-                state=state,
-                version=version,
-                head=head,
-                data=_json(data),  # decoded afresh: see `SeenRows`
-                records=tuple(records.get(pid, ())),
-                created_at=stamps.get(created) or stamp(stamps, created),
-                updated_at=stamps.get(updated) or stamp(stamps, updated),
+                {
+                    "id": pid,
+                    "state": state,
+                    "version": version,
+                    "head": head,
+                    "data": _json(data),  # decoded afresh: see `SeenRows`
+                    "records": tuple(records.get(pid, ())),
+                    "created_at": stamps.get(created) or stamp(stamps, created),
+                    "updated_at": stamps.get(updated) or stamp(stamps, updated),
+                },
             )
 
     def chain_tips(self, project_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
