@@ -12,6 +12,8 @@ from grantflow._canonical import canonical_bytes, iso_utc, plain
 from grantflow.audit import (
     GENESIS,
     _digest,
+    _move_digest,
+    _move_entry,
     check_chain,
     entry_bytes,
     entry_hash,
@@ -19,6 +21,7 @@ from grantflow.audit import (
     merkle_root,
     replay,
     seal,
+    sealed,
 )
 from grantflow.models import Actor, AuditEntry, DecisionBasis, Record, Refusal
 
@@ -252,3 +255,60 @@ def test_a_reference_entry_hashes_to_its_published_value() -> None:
         '"to_state":"reviewed"}'
     )
     assert entry.hash == hashlib.sha256(entry_bytes(entry)).hexdigest()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    project_id=_texts.filter(bool),
+    event=_texts.filter(bool),
+    states=st.tuples(_texts.filter(bool), _texts.filter(bool)),
+    evidence=st.dictionaries(_texts, _json, max_size=3),
+    seq=st.integers(min_value=1, max_value=10**9),
+    roles=st.frozensets(st.sampled_from(["applicant", "purchaser", "评审"]), max_size=3),
+    basis=st.builds(
+        DecisionBasis, lifecycle=_texts, rules=_texts, policy=_texts, policy_hash=_texts
+    ),
+    at=st.datetimes(timezones=st.just(UTC)),
+)
+def test_a_moves_digest_and_entry_are_those_sealed_makes(
+    project_id: str,
+    event: str,
+    states: tuple[str, str],
+    evidence: dict[str, object],
+    seq: int,
+    roles: frozenset[str],
+    basis: DecisionBasis,
+    at: datetime,
+) -> None:
+    """`_move_digest` (its text spelt in one format) and `_move_entry` equal `sealed`.
+
+    Names with quotes, backslashes, line separators and Chinese, spelt twice (the second
+    time from the cache of names): the same hash and texts as the general encoder.
+    """
+    actor = Actor(id='a\u00e9\u4e2d"\\', roles=roles, organisation=None)
+    expected, texts = sealed(
+        project_id=project_id,
+        seq=seq,
+        kind="fire",
+        event=event,
+        from_state=states[0],
+        to_state=states[1],
+        accepted=True,
+        actor=actor,
+        at=at,
+        evidence=evidence,
+        refusals=(),
+        records=(),
+        data={},
+        prev_hash="0" * 64,
+        decided_under=basis,
+    )
+    for _twice in range(2):
+        digest, move_texts = _move_digest(
+            project_id, seq, event, *states, actor, at, evidence, "0" * 64, basis
+        )
+        assert (digest, move_texts) == (expected.hash, texts)
+        entry = _move_entry(
+            project_id, seq, event, *states, actor, at, evidence, "0" * 64, digest, basis
+        )
+        assert entry == expected

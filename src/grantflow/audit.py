@@ -487,22 +487,30 @@ def _move_digest(
     property holds the two equal to `sealed`. Private: the decision core is the caller.
     """
     texts = (_json_or(evidence, "{}"), "[]", "[]", "{}")
-    text = _assemble(
-        project_id,
-        seq,
-        "fire",
-        event,
-        from_state,
-        to_state,
-        True,
-        _actor_json(actor),
-        iso_utc(at),
-        None,
-        *texts,
-        prev_hash,
-        _basis_json(decided_under),
+    names = _NAMES
+    # `_assemble`'s text with this case's constants spelt in (one format, no tuple).
+    text = (
+        f'{{"accepted":true,"actor":{_actor_json(actor)},"at":"{iso_utc(at)}",'
+        f'"data":{{}},"decided_under":{_basis_json(decided_under)},'
+        f'"event":{names.get(event) or _name(event)},"evidence":{texts[0]},'
+        f'"from_state":{names.get(from_state) or _name(from_state)},"kind":"fire",'
+        f'"prev_hash":{_string(prev_hash)},"project_id":{_string(project_id)},'
+        f'"records":[],"refusals":[],"seq":{int(seq)},'
+        f'"to_state":{names.get(to_state) or _name(to_state)}}}'
     )
     return _hash_text(text, project_id), texts
+
+
+#: Event and state names as JSON strings: a lifecycle has a few dozen (bounded all the
+#: same, as names read from a store could be anything).
+_NAMES: dict[str, str] = {}
+
+
+def _name(name: str) -> str:
+    spelled = _string(name)
+    if len(_NAMES) < 512:
+        _NAMES[name] = spelled
+    return spelled
 
 
 def _move_entry(
