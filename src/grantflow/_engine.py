@@ -694,6 +694,8 @@ class Engine:
 
     def _now(self) -> datetime:
         now = self._clock()
+        if type(now) is datetime and now.tzinfo is UTC:
+            return now  # the default clock's reading: UTC already
         if not isinstance(now, datetime) or now.tzinfo is None:
             raise InvalidInput("the engine clock returned a naive datetime", field="clock")
         return now.astimezone(UTC)
