@@ -247,9 +247,20 @@ def test_the_stored_text_decoder_keeps_its_decoders_hooks() -> None:
     ),
 )
 def test_iso_utc_spells_every_aware_time_as_the_conversion_does(value: datetime) -> None:
-    """UTC times take a short cut; it spells exactly what converting to UTC spells."""
+    """Any aware time spells exactly what converting to UTC and `isoformat` spell.
+
+    Asked again (the one-entry cache) or after another time, the same text.
+    """
     converted = value.astimezone(UTC).replace(tzinfo=None)
-    assert iso_utc(value) == converted.isoformat(timespec="microseconds") + "Z"
+    expected = converted.isoformat(timespec="microseconds") + "Z"
+    assert iso_utc(value) == expected
+    assert iso_utc(value) == expected
+    earlier = value - timedelta(microseconds=1)
+    assert (
+        iso_utc(earlier)
+        == (converted - timedelta(microseconds=1)).isoformat(timespec="microseconds") + "Z"
+    )
+    assert iso_utc(value) == expected
 
 
 def _reference_freeze(value: Any) -> Any:

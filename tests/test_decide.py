@@ -8,6 +8,7 @@ entry and hash, the same row after it, the same due dates and the same JSON text
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from typing import Any
 
@@ -17,10 +18,12 @@ from hypothesis import strategies as st
 import grantflow
 from grantflow import Actor, Engine
 from grantflow._canonical import freeze
-from grantflow._decide import DecisionCore, Request, _not_before
+from grantflow._decide import DecisionCore, Request, _not_before, sealed_change
+from grantflow.audit import value_texts
 from grantflow.persistence import Change
 from grantflow.rules import PASS, RuleBook, RuleContext
 from grantflow.testing import FrozenClock
+from grantflow.testing.store_contract import submission, transition
 
 APPLICANT = Actor(id="org-1", roles=frozenset({"applicant"}))
 EVENTS = ["approve", "reject", "withdraw", "sign", "pass_midterm", "order_rectification"]
@@ -135,3 +138,38 @@ def test_the_fast_path_seals_ordinary_moves_and_leaves_the_rest_to_the_general_p
     assert not ruled._core.bare("approve")
     assert core.bare("approve")
     assert not core.bare("record.note")
+
+
+@given(
+    creating=st.booleans(),
+    obligations=st.none() | st.just(()),
+    version=st.integers(0, 5),
+)
+def test_sealed_change_is_the_change_its_init_makes(
+    creating: bool, obligations: tuple[()] | None, version: int
+) -> None:
+    """Every field is set, to the value given; the result equals and hashes as `Change(...)`.
+
+    Fails if `sealed_change` leaves a field unset, swaps two, or `Change` gains a field.
+    """
+    project = submission("p1").after
+    assert project is not None
+    entry = transition(project, "reviewed").entry
+    texts = value_texts(entry.evidence, entry.refusals, entry.records, entry.data)
+    state = None if creating else "applied"
+    built = sealed_change(entry, state, version, project, obligations, texts)
+    expected = Change(
+        entry=entry,
+        expected_state=state,
+        expected_version=version,
+        after=project,
+        obligations=obligations,
+        texts=texts,
+    )
+    assert built == expected
+    assert {f.name: getattr(built, f.name) for f in dataclasses.fields(Change)} == {
+        f.name: getattr(expected, f.name) for f in dataclasses.fields(Change)
+    }
+    assert built.texts is texts
+    assert built.messages == ()
+    assert type(built) is Change

@@ -52,15 +52,38 @@ _INT_LIMIT = 10**MAX_DIGITS
 _LABEL = 60
 
 
-@functools.lru_cache(maxsize=256)
 def iso_utc(value: datetime) -> str:
     """Return `value` as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``; naive datetimes are refused."""
-    if value.tzinfo is UTC:  # the engine's clocks: "+00:00" becomes "Z", no conversion
-        return value.isoformat(timespec="microseconds")[:-6] + "Z"
-    if value.tzinfo is None:
-        raise InvalidInput("datetime must be timezone-aware", field="at")
-    # isoformat is several times faster than strftime and spells the same text.
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    last = _last_iso
+    if last[0] is value:  # a bulk chunk stamps every entry with one instant
+        return last[1]
+    utc = value
+    if value.tzinfo is not UTC:
+        if value.tzinfo is None:
+            raise InvalidInput("datetime must be timezone-aware", field="at")
+        utc = value.astimezone(UTC)
+    # isoformat's spelling without its time-zone calls (a test holds the two equal).
+    text = "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031 - the fastest spelling
+        utc.year,
+        utc.month,
+        utc.day,
+        utc.hour,
+        utc.minute,
+        utc.second,
+        utc.microsecond,
+    )
+    _remember_iso((value, text))
+    return text
+
+
+#: The last datetime `iso_utc` spelt and its text, as one tuple (swapped atomically):
+#: held by identity, so the value stays alive while it is kept.
+_last_iso: tuple[datetime | None, str] = (None, "")
+
+
+def _remember_iso(pair: tuple[datetime, str]) -> None:
+    global _last_iso  # noqa: PLW0603 - a one-entry cache, replaced whole
+    _last_iso = pair
 
 
 def _default(value: Any) -> Any:  # noqa: PLR0911

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import fields
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
@@ -29,7 +30,7 @@ from typing import Any, Literal, NamedTuple
 from grantflow._canonical import canonical_bytes, freeze, lenient, plain, thaw
 from grantflow._log import get_logger
 from grantflow._machine import TransitionTable
-from grantflow.audit import _move_digest, _move_entry, seal, sealed
+from grantflow.audit import EntryTexts, _move_digest, _move_entry, seal, sealed
 from grantflow.errors import InvalidInput, ProjectExists, ProjectNotFound, UnknownEvent
 from grantflow.messages import catalogue, refusal, render
 from grantflow.models import (
@@ -44,7 +45,6 @@ from grantflow.models import (
 )
 from grantflow.obligations import Schedule
 from grantflow.persistence import Change, Move, ObligationRow, StoreReader
-from grantflow.persistence._protocol import sealed_change
 from grantflow.policy import Policy
 from grantflow.rules import (
     PASS,
@@ -747,6 +747,50 @@ def move_entry(move: Move) -> AuditEntry:
         move.hash,
         move.decided_under,
     )
+
+
+_CHANGE_FIELDS = (
+    "entry",
+    "expected_state",
+    "expected_version",
+    "after",
+    "obligations",
+    "messages",
+    "texts",
+)
+if tuple(f.name for f in fields(Change)) != _CHANGE_FIELDS:  # pragma: no cover - a new field
+    raise RuntimeError("sealed_change must set every field of Change")
+_SET_CHANGE = tuple(Change.__dict__[name].__set__ for name in _CHANGE_FIELDS)
+
+
+def sealed_change(
+    entry: AuditEntry,
+    expected_state: str | None,
+    expected_version: int,
+    after: Project | None,
+    obligations: tuple[ObligationRow, ...] | None,
+    texts: EntryTexts,
+) -> Change:
+    """`Change` of the decision core's sealed parts, without its per-field frozen setter.
+
+    A frozen dataclass sets each field through ``object.__setattr__`` by name; this sets
+    the slots through their descriptors (about 2.5x faster, once per attempt). The
+    values are the decision core's own: nothing is checked that ``Change(...)`` checks
+    (it checks nothing either). The same `Change`: a test holds them equal.
+    """
+    change = _new(Change)
+    entry_, state_, version_, after_, obligations_, messages_, texts_ = _SET_CHANGE
+    entry_(change, entry)
+    state_(change, expected_state)
+    version_(change, expected_version)
+    after_(change, after)
+    obligations_(change, obligations)
+    messages_(change, ())
+    texts_(change, texts)
+    return change
+
+
+_new = object.__new__
 
 
 def after(project: Project, entry: AuditEntry) -> Project | None:

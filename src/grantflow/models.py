@@ -37,6 +37,7 @@ __all__ = [
     "Refusal",
     "Verdict",
     "trusted",
+    "trusted_fields",
 ]
 
 
