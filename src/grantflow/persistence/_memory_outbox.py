@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
@@ -17,38 +18,42 @@ __all__ = ["MemoryOutbox"]
 
 
 class _Row:
-    """One message and its lease; an entry's own message is built when first read.
+    """One message and its lease (a message put, or an entry's own once a consumer leased it)."""
 
-    Every committed entry queues a message, and most are never read from the memory
-    store: the row holds the entry and makes the message (id, topic, time, project and
-    seq, all the entry's) only when a consumer asks.
-    """
+    __slots__ = ("done_at", "lease_owner", "lease_until", "message")
 
-    __slots__ = ("_source", "done_at", "lease_owner", "lease_until")
-
-    def __init__(self, source: OutboxMessage | AuditEntry) -> None:
-        self._source = source
+    def __init__(self, message: OutboxMessage) -> None:
+        self.message = message
         self.lease_owner = ""
         self.lease_until = 0.0
         self.done_at: datetime | None = None
 
-    @property
-    def message(self) -> OutboxMessage:
-        source = self._source
-        if not isinstance(source, AuditEntry):
-            return source
-        message = self._source = OutboxMessage(
-            id=source.hash,
-            topic=AUDIT_TOPIC,
-            created_at=source.at,
-            project_id=source.project_id,
-            seq=source.seq,
-        )
-        return message
 
-    @message.setter
-    def message(self, message: OutboxMessage) -> None:
-        self._source = message
+#: An outbox slot: a row, or a committed entry whose own message nobody has leased yet.
+#: Every committed entry queues a message and most are never read from the memory store:
+#: the slot holds the entry itself (no row, no message, one object fewer for the garbage
+#: collector to walk per entry) until a consumer claims it. Such a message is pending,
+#: never attempted and available at once; its id, topic, time, project and seq are the
+#: entry's.
+_Slot = _Row | AuditEntry
+
+
+def _entry_message(entry: AuditEntry) -> OutboxMessage:
+    return OutboxMessage(
+        id=entry.hash,
+        topic=AUDIT_TOPIC,
+        created_at=entry.at,
+        project_id=entry.project_id,
+        seq=entry.seq,
+    )
+
+
+def _message(slot: _Slot) -> OutboxMessage:
+    return slot.message if isinstance(slot, _Row) else _entry_message(slot)
+
+
+def _status(slot: _Slot) -> MessageStatus:
+    return slot.message.status if type(slot) is _Row else "pending"
 
 
 class MemoryOutbox:
@@ -57,8 +62,8 @@ class MemoryOutbox:
     _lock: threading.Lock
     _chains: dict[str, list[AuditEntry]]
 
-    def _outbox(self) -> dict[str, _Row]:
-        rows: dict[str, _Row] | None = getattr(self, "_outbox_rows", None)
+    def _outbox(self) -> dict[str, _Slot]:
+        rows: dict[str, _Slot] | None = getattr(self, "_outbox_rows", None)
         if rows is None:
             rows = {}
             self._outbox_rows = rows
@@ -72,7 +77,7 @@ class MemoryOutbox:
         rows = self._outbox()
         added = []
         if entry.hash not in rows:  # the entry's own message: its id is the entry's hash
-            rows[entry.hash] = _Row(entry)
+            rows[entry.hash] = entry
             added.append(entry.hash)
         for message in map(_fresh, change.messages):
             if message.id not in rows:
@@ -104,9 +109,14 @@ class MemoryOutbox:
         """Lease up to `limit` available messages to `owner`, oldest first."""
         with self._lock:
             claimed: list[OutboxMessage] = []
-            for row in self._outbox().values():
+            rows = self._outbox()
+            for message_id, slot in rows.items():
                 if len(claimed) >= limit:
                     break
+                if isinstance(slot, _Row):
+                    row = slot
+                else:  # an entry's message, pending: it gets a row (and a lease) now
+                    row = rows[message_id] = _Row(_entry_message(slot))
                 message = row.message
                 if message.status != "pending" or message.available_at > now:
                     continue
@@ -130,7 +140,9 @@ class MemoryOutbox:
             acked = 0
             for message_id in dict.fromkeys(ids):
                 row = rows.get(message_id)
-                if row is None or row.lease_owner != owner or row.message.status != "pending":
+                if type(row) is not _Row:  # unknown, or an entry's message nobody leased
+                    continue
+                if row.lease_owner != owner or row.message.status != "pending":
                     continue
                 row.message = replace(row.message, status="acked")
                 row.lease_owner, row.lease_until = "", 0.0
@@ -144,7 +156,9 @@ class MemoryOutbox:
         """Return a failed message for a retry at `retry_at`, or to the dead letters."""
         with self._lock:
             row = self._outbox().get(message_id)
-            if row is None or row.lease_owner != owner or row.message.status != "pending":
+            if type(row) is not _Row:  # unknown, or an entry's message nobody leased
+                return False
+            if row.lease_owner != owner or row.message.status != "pending":
                 return False
             if retry_at is None:
                 row.message = replace(row.message, status="dead", last_error=error)
@@ -158,19 +172,21 @@ class MemoryOutbox:
     ) -> list[OutboxMessage]:
         """Return up to `limit` messages of `status`, oldest first."""
         with self._lock:
-            found = [
-                row.message
-                for row in self._outbox().values()
-                if status is None or row.message.status == status
-            ][:limit]
+            wanted = (
+                slot
+                for slot in self._outbox().values()
+                if status is None or _status(slot) == status
+            )
+            found = [_message(slot) for slot in itertools.islice(wanted, max(limit, 0))]
             return [self._filled(m) for m in found]
 
     def outbox_counts(self) -> dict[str, int]:
         """Count messages per status."""
         counts: dict[str, int] = {}
         with self._lock:
-            for row in self._outbox().values():
-                counts[row.message.status] = counts.get(row.message.status, 0) + 1
+            for slot in self._outbox().values():
+                state = _status(slot)
+                counts[state] = counts.get(state, 0) + 1
         return counts
 
     def outbox_redrive(self, ids: Sequence[str] | None = None) -> int:
@@ -179,6 +195,8 @@ class MemoryOutbox:
         with self._lock:
             moved = 0
             for message_id, row in self._outbox().items():
+                if type(row) is not _Row:  # an entry's message is pending
+                    continue
                 if row.message.status == "dead" and (wanted is None or message_id in wanted):
                     row.message = replace(row.message, status="pending", attempts=0, available_at=0)
                     moved += 1
@@ -191,7 +209,10 @@ class MemoryOutbox:
             old = [
                 k
                 for k, row in rows.items()
-                if row.message.status == "acked" and row.done_at and row.done_at < before
+                if type(row) is _Row
+                and row.message.status == "acked"
+                and row.done_at
+                and row.done_at < before
             ]
             for message_id in old:
                 del rows[message_id]
