@@ -11,7 +11,7 @@ from types import MappingProxyType
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from grantflow._canonical import (
@@ -246,10 +246,14 @@ def test_the_stored_text_decoder_keeps_its_decoders_hooks() -> None:
         timezones=st.sampled_from([UTC, timezone(timedelta(0)), timezone(timedelta(hours=8))]),
     ),
 )
+@example(datetime(2025, 12, 31, 23, 59, 59, 999999, tzinfo=UTC))  # the year turns
+@example(datetime(2026, 1, 1, 0, 0, 0, 0, tzinfo=UTC))  # 1 µs earlier is another minute
+@example(datetime(2026, 1, 1, 8, 0, 0, 0, tzinfo=timezone(timedelta(hours=8))))
 def test_iso_utc_spells_every_aware_time_as_the_conversion_does(value: datetime) -> None:
     """Any aware time spells exactly what converting to UTC and `isoformat` spell.
 
-    Asked again (the one-entry cache) or after another time, the same text.
+    Asked again (the one-entry caches of the time and of its minute) or after another
+    time, in the same minute or the one before, the same text.
     """
     converted = value.astimezone(UTC).replace(tzinfo=None)
     expected = converted.isoformat(timespec="microseconds") + "Z"

@@ -62,16 +62,14 @@ def iso_utc(value: datetime) -> str:
         if value.tzinfo is None:
             raise InvalidInput("datetime must be timezone-aware", field="at")
         utc = value.astimezone(UTC)
-    # isoformat's spelling without its time-zone calls (a test holds the two equal).
-    text = "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031 - the fastest spelling
-        utc.year,
-        utc.month,
-        utc.day,
-        utc.hour,
-        utc.minute,
-        utc.second,
-        utc.microsecond,
-    )
+    # isoformat's spelling without its time-zone calls (a test holds the two equal); the
+    # minute's text is kept, as consecutive stamps mostly share it.
+    minute = (utc.year, utc.month, utc.day, utc.hour, utc.minute)
+    kept = _last_minute
+    if kept[0] != minute:
+        kept = (minute, "%04d-%02d-%02dT%02d:%02d:" % minute)  # noqa: UP031 - fastest
+        _remember_minute(kept)
+    text = "%s%02d.%06dZ" % (kept[1], utc.second, utc.microsecond)  # noqa: UP031
     _remember_iso((value, text))
     return text
 
@@ -84,6 +82,16 @@ _last_iso: tuple[datetime | None, str] = (None, "")
 def _remember_iso(pair: tuple[datetime, str]) -> None:
     global _last_iso  # noqa: PLW0603 - a one-entry cache, replaced whole
     _last_iso = pair
+
+
+#: The minute (year, month, day, hour, minute) `iso_utc` last spelt and its text up to
+#: the seconds, as one tuple (swapped atomically).
+_last_minute: tuple[tuple[int, ...], str] = ((), "")
+
+
+def _remember_minute(pair: tuple[tuple[int, ...], str]) -> None:
+    global _last_minute  # noqa: PLW0603 - a one-entry cache, replaced whole
+    _last_minute = pair
 
 
 def _default(value: Any) -> Any:  # noqa: PLR0911

@@ -79,10 +79,11 @@ class MemoryOutbox:
         if entry.hash not in rows:  # the entry's own message: its id is the entry's hash
             rows[entry.hash] = entry
             added.append(entry.hash)
-        for message in map(_fresh, change.messages):
-            if message.id not in rows:
-                rows[message.id] = _Row(message)
-                added.append(message.id)
+        if change.messages:  # most changes queue no message of their own
+            for message in map(_fresh, change.messages):
+                if message.id not in rows:
+                    rows[message.id] = _Row(message)
+                    added.append(message.id)
         return added
 
     def _unqueue(self, ids: Sequence[str]) -> None:
