@@ -419,16 +419,35 @@ def test_verify_with_checkpoint_detects_truncation() -> None:
     assert [(p.project_id, p.seq) for p in report.problems] == [(pid, 2)]
 
 
-def test_lost_race_is_retried_then_raises() -> None:
-    """A commit that keeps losing its compare-and-set raises ConcurrencyError after retries."""
+@pytest.mark.parametrize("retries", [0, 1, 2])
+def test_lost_race_is_retried_then_raises(retries: int) -> None:
+    """A commit that keeps losing its compare-and-set is tried exactly ``retries + 1`` times.
+
+    Then ConcurrencyError, for a submission and for a fire alike.
+    """
+    attempts: list[str] = []
 
     class Racy(MemoryStore):
+        racing = False
+
         def commit(self, change: Change) -> None:
+            if not self.racing:
+                return super().commit(change)
+            attempts.append(change.entry.event)
             raise ConcurrencyError("lost", project_id=change.entry.project_id)
 
-    eng = grantflow.open(Racy(), rules=RuleBook(), discover_rules=False, retries=2)
-    with pytest.raises(ConcurrencyError, match="after 3 attempts"):
+    store = Racy()
+    eng = grantflow.open(store, rules=RuleBook(), discover_rules=False, retries=retries)
+    pid = eng.submit(actor=APPLICANT).project_id
+    store.racing = True
+    with pytest.raises(ConcurrencyError, match=f"after {retries + 1} attempts"):
         eng.submit(actor=APPLICANT)
+    assert attempts == ["submit"] * (retries + 1)
+    attempts.clear()
+    with pytest.raises(ConcurrencyError, match=f"after {retries + 1} attempts"):
+        eng.fire(pid, "approve", actor=PURCHASER)
+    assert attempts == ["approve"] * (retries + 1)
+    assert eng.get(pid).state == "applied"
 
 
 def test_stale_decision_is_redone_on_fresh_state() -> None:

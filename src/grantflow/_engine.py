@@ -728,16 +728,28 @@ class Engine:
 
     def _run(self, request: Request) -> Outcome:
         """Decide and commit `request`, deciding again on fresh state after a lost race."""
-        return self._commit_retrying(
-            request.project_id,
-            request.event,
-            lambda: self._core.prepare(request, self._store, self._now()),
-        )
+        # The first attempt inline (most never race); `_commit_retrying` takes the rest.
+        store = self._store
+        change = self._core.prepare(request, store, self._now())
+        try:
+            store.commit(change)
+        except ConcurrencyError:
+            _log.debug("grantflow.retry", project_id=request.project_id, transition=request.event)
+            return self._commit_retrying(
+                request.project_id,
+                request.event,
+                lambda: self._core.prepare(request, self._store, self._now()),
+                tried=1,
+            )
+        if self._listeners or _log.enabled(logging.INFO):  # `_observed`, inline
+            self._publish((change.entry,))
+        return outcome_of(change)
 
     def _commit_retrying(
-        self, project_id: str, event: str, prepare: Callable[[], Change]
+        self, project_id: str, event: str, prepare: Callable[[], Change], *, tried: int = 0
     ) -> Outcome:
-        for _attempt in range(self._retries + 1):
+        """Prepare and commit until a commit wins; `tried` attempts were lost already."""
+        for _attempt in range(tried, self._retries + 1):
             change = prepare()
             try:
                 self._store.commit(change)
