@@ -706,13 +706,8 @@ class Engine:
         pid = _check_id(project_id, "project_id")
         if type(event) is not str or event not in self._fireable:
             event = self._fire_event(pid, event)
-        return Request(
-            kind="fire",
-            project_id=pid,
-            event=event,
-            actor=_check_actor(actor),
-            evidence=_clean(evidence, "evidence"),
-        )
+        # kind, project_id, event, actor, evidence: positional (keywords cost a fire 2 %)
+        return Request("fire", pid, event, _check_actor(actor), _clean(evidence, "evidence"))
 
     def _fire_event(self, pid: str, event: object) -> str:
         """`event` checked the long way: `InvalidInput`, or `UnknownEvent` unless fireable."""
