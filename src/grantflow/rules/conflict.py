@@ -97,11 +97,12 @@ def ties(person: Person, orgs: Collection[str], today: date, policy: Policy) -> 
     """Return how `person` is tied to one of `orgs` (employment, past work, family), or None."""
     if person.organisation in orgs:
         return "same_organisation"
-    horizon = add_months(today, -12 * policy.conflict_lookback_years)
-    for past in person.affiliations:
-        if past.organisation in orgs and (past.until is None or past.until >= horizon):
-            return "worked_there"
-    if set(orgs).intersection(person.relatives_at):
+    if person.affiliations:  # the look-back horizon only when there is a past to look at
+        horizon = add_months(today, -12 * policy.conflict_lookback_years)
+        for past in person.affiliations:
+            if past.organisation in orgs and (past.until is None or past.until >= horizon):
+                return "worked_there"
+    if person.relatives_at and not set(orgs).isdisjoint(person.relatives_at):
         return "close_family"
     return None
 
