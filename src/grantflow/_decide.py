@@ -443,8 +443,9 @@ class DecisionCore:
                 ctx = self._context(project, event, actor, evidence, now, reader, target, providers)
                 for r in rules:
                     refusals.extend(_run_rule(r, ctx).refusals)
-                if not refusals:
-                    effects = tuple(eff(ctx) for eff in effects_for)
+                if not refusals and effects_for:
+                    effects, broken = _run_effects(effects_for, ctx, project.version + 1)
+                    refusals.extend(broken.refusals)
         verdict = Verdict(refusals=tuple(refusals)) if refusals else PASS
         return Decision(project, event, actor, evidence, target, verdict, effects)
 
@@ -504,11 +505,9 @@ class DecisionCore:
         creating = project.state == ""
         records: list[Record] = [record] if record is not None and passed else []
         patch: dict[str, Any] = thaw(project.data) if creating else {}
-        for eff in decision.effects:
-            records.extend(
-                Record(kind=r.kind, id=r.id, data=plain(r.data), seq=seq) for r in eff.records
-            )
-            patch.update(thaw(plain(eff.data)))
+        for eff in decision.effects:  # sealable already (`_run_effects`): records at `seq`
+            records.extend(eff.records)
+            patch.update(eff.data)
         entry, texts = sealed(
             project_id=project.id,
             seq=seq,
@@ -675,6 +674,35 @@ def _run_rule(r: Callable[[RuleContext], Verdict], ctx: RuleContext) -> Verdict:
             for r in verdict.refusals
         )
     )
+
+
+def _run_effects(
+    effects_for: Sequence[Effect], ctx: RuleContext, seq: int
+) -> tuple[tuple[Effects, ...], Verdict]:
+    """Run the effects of an accepted attempt, each result made ready to seal at `seq`.
+
+    Records are rebuilt at `seq` (validated: an identifier kind and id, plain JSON data)
+    and attribute changes made plain JSON. An effect that raises, returns anything but
+    `Effects`, or returns what cannot be sealed refuses the attempt as a broken rule does
+    (``rule.error``, ``effect.bad_result``): fail closed, here and not while sealing, so
+    that `can_fire` and every write path see the same refusal.
+    """
+    done: list[Effects] = []
+    for eff in effects_for:
+        name = rule_name(eff)
+        try:
+            result = eff(ctx)
+            if not isinstance(result, Effects):  # type: ignore[unreachable, unused-ignore]
+                returned = type(result).__name__  # type: ignore[unreachable, unused-ignore]
+                return (), _rule_refusal("effect.bad_result", rule=name, returned=returned)
+            records = tuple(
+                Record(kind=r.kind, id=r.id, data=r.data, seq=seq) for r in result.records
+            )
+            done.append(Effects(records=records, data=plain(dict(result.data))))
+        except Exception as exc:  # a broken effect refuses, as a broken rule does
+            _log.warning("grantflow.rule_error", rule=name, error=repr(exc), transition=ctx.event)
+            return (), _rule_refusal("rule.error", rule=name, error=repr(exc))
+    return tuple(done), PASS
 
 
 def _not_before(project: Project, now: datetime) -> datetime:
