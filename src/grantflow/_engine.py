@@ -736,7 +736,11 @@ class Engine:
                 lambda: self._core.prepare(request, self._store, self._now()),
                 tried=1,
             )
-        if self._listeners or _log.enabled(logging.INFO):  # `_observed`, inline
+        return self._committed(change)
+
+    def _committed(self, change: Change) -> Outcome:
+        """The outcome of a committed change, its entry published if anyone reads it."""
+        if self._observed():
             self._publish((change.entry,))
         return outcome_of(change)
 
@@ -751,8 +755,7 @@ class Engine:
             except ConcurrencyError:
                 _log.debug("grantflow.retry", project_id=project_id, transition=event)
                 continue
-            self._publish((change.entry,))
-            return outcome_of(change)
+            return self._committed(change)
         raise ConcurrencyError(
             f"project {project_id!r} kept changing; gave up after {self._retries + 1} attempts",
             project_id=project_id,
