@@ -28,6 +28,7 @@ from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
 from grantflow._canonical import canonical_bytes, freeze, lenient, plain, thaw
+from grantflow._guard import GuardingReader
 from grantflow._log import get_logger
 from grantflow._machine import TransitionTable
 from grantflow.audit import EntryTexts, _move_digest, _move_entry, seal, sealed
@@ -44,7 +45,7 @@ from grantflow.models import (
     trusted_fields,
 )
 from grantflow.obligations import Schedule
-from grantflow.persistence import Change, Move, ObligationRow, StoreReader
+from grantflow.persistence import Change, Guard, Move, ObligationRow, StoreReader
 from grantflow.policy import Policy
 from grantflow.rules import (
     PASS,
@@ -121,6 +122,8 @@ class Decision(NamedTuple):
     verdict: Verdict
     effects: tuple[Effects, ...]
     record: Record | None = None
+    #: The aggregates the facts read (`Guard`): an accepted change commits only on them.
+    guards: tuple[Guard, ...] = ()
 
     def preview(self) -> Outcome:
         """The outcome this decision would have, with no entry (nothing was written)."""
@@ -435,19 +438,25 @@ class DecisionCore:
             refusals.extend(self._kind_refusals(event.removeprefix(RECORD_EVENT_PREFIX)))
         target = self.target(event, project.state)
         effects: tuple[Effects, ...] = ()
+        guards: tuple[Guard, ...] = ()
         if target is None:
             refusals.append(self._no_edge(project.state, event))
         else:  # the book is looked up for lifecycle edges only (it caches per event)
             rules, providers, effects_for = self._book_for(event)
             if rules or providers or effects_for:  # a bare event has nothing to look at
-                ctx = self._context(project, event, actor, evidence, now, reader, target, providers)
+                watch = GuardingReader(reader) if providers else None
+                ctx = self._context(
+                    project, event, actor, evidence, now, watch or reader, target, providers
+                )
                 for r in rules:
                     refusals.extend(_run_rule(r, ctx).refusals)
                 if not refusals and effects_for:
                     effects, broken = _run_effects(effects_for, ctx, project.version + 1)
                     refusals.extend(broken.refusals)
+                if watch is not None and not refusals:  # only acceptances move totals
+                    guards = watch.guards()
         verdict = Verdict(refusals=tuple(refusals)) if refusals else PASS
-        return Decision(project, event, actor, evidence, target, verdict, effects)
+        return Decision(project, event, actor, evidence, target, verdict, effects, None, guards)
 
     def _context(
         self,
@@ -534,6 +543,7 @@ class DecisionCore:
             row,
             self._due_dates(entry, row),
             texts,
+            decision.guards,
         )
 
     def migration(
@@ -785,6 +795,7 @@ _CHANGE_FIELDS = (
     "obligations",
     "messages",
     "texts",
+    "guards",
 )
 if tuple(f.name for f in fields(Change)) != _CHANGE_FIELDS:  # pragma: no cover - a new field
     raise RuntimeError("sealed_change must set every field of Change")
@@ -798,6 +809,7 @@ def sealed_change(
     after: Project | None,
     obligations: tuple[ObligationRow, ...] | None,
     texts: EntryTexts,
+    guards: tuple[Guard, ...] = (),
 ) -> Change:
     """`Change` of the decision core's sealed parts, without its per-field frozen setter.
 
@@ -807,7 +819,7 @@ def sealed_change(
     (it checks nothing either). The same `Change`: a test holds them equal.
     """
     change = _new(Change)
-    entry_, state_, version_, after_, obligations_, messages_, texts_ = _SET_CHANGE
+    entry_, state_, version_, after_, obligations_, messages_, texts_, guards_ = _SET_CHANGE
     entry_(change, entry)
     state_(change, expected_state)
     version_(change, expected_version)
@@ -815,6 +827,7 @@ def sealed_change(
     obligations_(change, obligations)
     messages_(change, ())
     texts_(change, texts)
+    guards_(change, guards)
     return change
 
 

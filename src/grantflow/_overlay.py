@@ -168,6 +168,30 @@ class PendingReader:
             aggregate = self._aggregate(key, stored, field, data_equals, exclude_states)
         return aggregate.value
 
+    def stored_aggregate(
+        self,
+        field: str | None,
+        data_equals: Mapping[str, Any],
+        *,
+        exclude_states: Collection[str] = (),
+    ) -> Decimal | int:
+        """The store's own answer to a sum (a count when `field` is ``None``) of this batch.
+
+        What a `Guard` expects at commit: the batch's pending changes left out.
+        """
+        states = frozenset(exclude_states)
+        if field is None:
+            key: tuple[Any, ...] = ("count", _key(data_equals), states)
+            found = self._aggregates.get(key)
+            if found is None:
+                return self._reader.count_projects(data_equals, exclude_states=states)
+            return int(found.stored)
+        key = ("sum", field, _key(data_equals), states)
+        found = self._aggregates.get(key)
+        if found is None:
+            return self._reader.sum_projects(field, data_equals, exclude_states=states)
+        return found.stored
+
     def _aggregate(
         self,
         key: tuple[Any, ...],
@@ -361,7 +385,7 @@ class _Group:
 class _Aggregate:
     """A count (`field` is ``None``) or a sum over matching project rows, kept current."""
 
-    __slots__ = ("data_equals", "exclude_states", "field", "value")
+    __slots__ = ("data_equals", "exclude_states", "field", "stored", "value")
 
     def __init__(
         self,
@@ -370,6 +394,7 @@ class _Aggregate:
         data_equals: Mapping[str, Any],
         exclude_states: frozenset[str],
     ) -> None:
+        self.stored = value  # the store's answer, before any pending change
         self.value = value
         self.field = field
         self.data_equals = data_equals

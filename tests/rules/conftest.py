@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -138,6 +138,33 @@ class World:
             **extra,
         }
         return self.engine.add_record(pid, "review", data, actor=self.reviewer(n))
+
+    def small_call(self, budget: str = "1000000.00") -> None:
+        """Add ``call-small`` (the city's, 2025) with `budget`."""
+        self.directory.add_call(
+            Call(
+                id="call-small",
+                hub="city",
+                year=2025,
+                opens=datetime(2025, 1, 1, tzinfo=UTC),
+                closes=datetime(2025, 3, 31, tzinfo=UTC),
+                budget=Decimal(budget),
+            )
+        )
+
+    def applications(self, *percents: int, amount: str = "500000.00") -> list[str]:
+        """Applications to ``call-small``, reviewed at `percents`, a minute apart."""
+        pids = []
+        for n, percent in enumerate(percents):
+            by = self.applicant if n % 2 == 0 else self.other_applicant
+            provider = "org-a" if n % 2 == 0 else "org-b"
+            out = self.submit(by, call="call-small", provider=provider, amount_requested=amount)
+            pid = out.raise_for_refusal().project_id
+            for r in (1, 2, 3):
+                self.review(pid, r, percent).raise_for_refusal()
+            pids.append(pid)
+            self.clock.now += timedelta(minutes=1)  # ties go to the earlier submission
+        return pids
 
     def approve(self, pid: str, amount: str = "100000.00", by: Actor | None = None) -> Outcome:
         return self.engine.fire(

@@ -13,9 +13,10 @@ from grantflow._values import decimal_or_zero
 from grantflow.audit import GENESIS, Checkpoint
 from grantflow.errors import ConcurrencyError, ProjectExists
 from grantflow.models import AuditEntry, Entity, Project, Record
+from grantflow.persistence._guards import check_guards
 from grantflow.persistence._memory_jobs import MemoryJobs
 from grantflow.persistence._memory_outbox import MemoryOutbox
-from grantflow.persistence._protocol import Change, Leaf, LogLeaf
+from grantflow.persistence._protocol import Change, Guard, Leaf, LogLeaf
 
 __all__ = ["MemoryStore"]
 
@@ -179,7 +180,12 @@ class MemoryStore(MemoryJobs, MemoryOutbox):
     def commit(self, change: Change) -> None:
         """Apply `change` atomically (compare-and-set under the lock)."""
         with self._lock:
+            if change.guards:
+                check_guards([change], self._guard_value)
             self._apply_one(change, 0)
+
+    def _guard_value(self, guard: Guard) -> Decimal | int:
+        return guard.current(self)  # the caller holds the lock: no commit runs meanwhile
 
     def _apply_all(self, changes: Sequence[Change]) -> None:
         """Apply every change or none (the caller holds the lock)."""

@@ -5,15 +5,18 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from grantflow.errors import ConcurrencyError, IdempotencyKeyInUse, IdempotencyKeyMismatch
 from grantflow.models import AuditEntry, Project
+from grantflow.persistence._guards import check_guards
 from grantflow.persistence._liveness import provably_dead
 from grantflow.persistence._protocol import (
     Change,
     ChunkClaim,
     ChunkProgress,
+    Guard,
     StoredJob,
     stored_job,
 )
@@ -159,6 +162,7 @@ class MemoryJobs:
             chunk = job.chunks.get(progress.chunk)
             if chunk is None or chunk.owner != progress.owner or chunk.done:
                 raise ConcurrencyError(f"chunk {progress.chunk} of {progress.key!r} was taken over")
+            check_guards(changes, self._guard_value)
             self._apply_all(changes)
             chunk.next_index = progress.next_index
             chunk.done = progress.done
@@ -185,4 +189,7 @@ class MemoryJobs:
         return stored_job(key, job, chunks)
 
     def _apply_all(self, changes: Sequence[Change]) -> None:  # provided by MemoryStore
+        raise NotImplementedError
+
+    def _guard_value(self, guard: Guard) -> Decimal | int:  # provided by MemoryStore
         raise NotImplementedError

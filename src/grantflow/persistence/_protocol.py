@@ -8,12 +8,14 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
+from grantflow._canonical import canonical_bytes
 from grantflow.audit import Checkpoint, EntryTexts
 from grantflow.models import Actor, AuditEntry, DecisionBasis, Entity, Project, Record
 from grantflow.persistence._outbox import OutboxMessage
 
 __all__ = [
     "Change",
+    "Guard",
     "Leaf",
     "LogLeaf",
     "Move",
@@ -105,6 +107,49 @@ class MoveCommitter(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Guard:
+    """An aggregate over project rows that a decision read, and its stored value then.
+
+    A fact provider that counts or sums over other projects (`StoreReader.count_projects`,
+    `StoreReader.sum_projects`: a call's reserved budget, a provider's applications) reads
+    a value another writer may change before the decision commits. The decision core
+    notes each such read of an accepted decision as a guard on its `Change`; a store
+    re-reads every guard inside the commit's transaction, serialised against other
+    guarded commits, and raises `ConcurrencyError` when a value moved, so the engine
+    decides again on fresh state instead of committing on a stale total.
+
+    Attributes:
+        field: the data key summed; ``None`` for a count.
+        data_equals: the data values the rows must have (as `count_projects` takes them).
+        exclude_states: the states left out.
+        value: what the store answered when the decision read it (a bulk batch's pending
+            changes not included: they commit in the same transaction).
+    """
+
+    field: str | None
+    data_equals: Mapping[str, Any]
+    exclude_states: frozenset[str]
+    value: Decimal | int
+
+    @property
+    def key(self) -> str:
+        """The aggregate's identity (its value left out), one text per distinct read."""
+        return canonical_bytes(
+            {
+                "field": self.field,
+                "data_equals": dict(self.data_equals),
+                "exclude_states": sorted(self.exclude_states),
+            }
+        ).decode()
+
+    def current(self, reader: StoreReader) -> Decimal | int:
+        """The aggregate's value as `reader` reads it now."""
+        if self.field is None:
+            return reader.count_projects(self.data_equals, exclude_states=self.exclude_states)
+        return reader.sum_projects(self.field, self.data_equals, exclude_states=self.exclude_states)
+
+
+@dataclass(frozen=True, slots=True)
 class Change:
     """One attempt to commit atomically: a compare-and-set plus the audit entry it appends.
 
@@ -124,6 +169,8 @@ class Change:
             as its hash was computed from them (`grantflow.audit.value_texts`), when the
             decision core sealed it; a store may write them as they are instead of
             encoding the values again. ``None``: encode them.
+        guards: the aggregates an accepted decision read (`Guard`); the store commits
+            the change only if each still has the value read.
     """
 
     entry: AuditEntry
@@ -133,6 +180,7 @@ class Change:
     obligations: tuple[ObligationRow, ...] | None = None
     messages: tuple[OutboxMessage, ...] = ()
     texts: EntryTexts | None = field(default=None, repr=False, compare=False)
+    guards: tuple[Guard, ...] = ()
 
 
 @runtime_checkable

@@ -31,8 +31,9 @@ from grantflow._values import decimal_or_zero
 from grantflow.audit import GENESIS, Checkpoint
 from grantflow.errors import InvalidInput
 from grantflow.models import AuditEntry, Entity, Project, Record, trusted
+from grantflow.persistence._guards import check_guards, guard_lock_id
 from grantflow.persistence._migrations import apply_pending, check, current_version
-from grantflow.persistence._protocol import Change, Leaf, LogLeaf, ObligationRow
+from grantflow.persistence._protocol import Change, Guard, Leaf, LogLeaf, Move, ObligationRow
 from grantflow.persistence._schema import KEY_FIELD, KEY_VALUE, Tables, build_tables
 from grantflow.persistence._sqlconn import Connector, HostConnector, Synchronous
 from grantflow.persistence._sqlindexes import QUERY_INDEXES
@@ -463,13 +464,20 @@ class SqlStore(SqlJobs, SqlOutbox):
         """Count projects whose data has every key of `data_equals` equal (as JSON)."""
         if data_equals and all(_indexed_kind(k, v) for k, v in data_equals.items()):
             return self._count_indexed(data_equals, exclude_states)
-        p = self._t.projects
+        with self._db.connect() as conn:
+            return int(conn.execute(self._count_stmt(data_equals, exclude_states)).scalar_one())
+
+    def _where(
+        self, data_equals: Mapping[str, Any], exclude_states: Collection[str]
+    ) -> ColumnElement[bool]:
         conditions = [self._json_equals(key, value) for key, value in data_equals.items()]
         if exclude_states:
-            conditions.append(p.c.state.not_in(sorted(exclude_states)))
-        stmt = select(func.count()).select_from(p).where(and_(True, *conditions))
-        with self._db.connect() as conn:
-            return int(conn.execute(stmt).scalar_one())
+            conditions.append(self._t.projects.c.state.not_in(sorted(exclude_states)))
+        return and_(True, *conditions)
+
+    def _count_stmt(self, data_equals: Mapping[str, Any], exclude_states: Collection[str]) -> Any:
+        p = self._t.projects
+        return select(func.count()).select_from(p).where(self._where(data_equals, exclude_states))
 
     def _count_indexed(
         self, data_equals: Mapping[str, str | int], exclude_states: Collection[str]
@@ -515,23 +523,63 @@ class SqlStore(SqlJobs, SqlOutbox):
         One query reads the matching values; Python adds them, exactly (SQLite has no
         exact decimal type).
         """
+        stmt = self._sum_stmt(field, data_equals, exclude_states)
+        with self._db.connect() as conn:
+            return _summed(conn.execute(stmt).all())
+
+    def _sum_stmt(
+        self, field: str, data_equals: Mapping[str, Any], exclude_states: Collection[str]
+    ) -> Any:
         p = self._t.projects
         if '"' in field or "\\" in field:
             raise InvalidInput("data keys may not contain quotes or backslashes", field="field")
-        conditions = [self._json_equals(key, value) for key, value in data_equals.items()]
-        if exclude_states:
-            conditions.append(p.c.state.not_in(sorted(exclude_states)))
         if self._db.dialect == "postgresql":
             stmt = select(literal("value"), p.c.data[field])
         else:  # SQLite's JSON_EXTRACT turns true into 1: ask for the JSON type too
             path = f'$."{field}"'
             stmt = select(func.json_type(p.c.data, path), func.json_extract(p.c.data, path))
-        with self._db.connect() as conn:
-            rows = conn.execute(stmt.where(and_(True, *conditions))).all()
-        return sum(
-            (decimal_or_zero(value) for kind, value in rows if kind not in {"true", "false"}),
-            Decimal(0),
+        return stmt.where(self._where(data_equals, exclude_states))
+
+    def _check_guards(self, cursor: Any, changes: Sequence[Change | Move]) -> None:
+        """`check_guards` of `changes`, read on the commit's own `cursor`.
+
+        On PostgreSQL each guard's aggregate is first locked for the transaction (an
+        advisory lock), so that two guarded commits of one aggregate run one after the
+        other and the second reads what the first committed; SQLite's ``BEGIN
+        IMMEDIATE`` already runs writers one at a time.
+        """
+        lock = None
+        if self._db.dialect == "postgresql":
+
+            def lock(guard: Guard) -> None:
+                cursor.execute(f"SELECT pg_advisory_xact_lock({guard_lock_id(guard)})")
+
+        check_guards(changes, lambda guard: self._guard_value(cursor, guard), lock)
+
+    def _guard_value(self, cursor: Any, guard: Guard) -> Decimal | int:
+        """`guard`'s aggregate as the transaction of `cursor` sees it."""
+        data_equals, excluded = guard.data_equals, guard.exclude_states
+        if guard.field is not None:
+            stmt = self._sum_stmt(guard.field, data_equals, excluded)
+            return _summed(self._on_cursor(cursor, stmt))
+        if data_equals and all(_indexed_kind(k, v) for k, v in data_equals.items()):
+            sql, params = self._count_sql(data_equals, excluded)
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+            return int(row[0]) if row else 0
+        return int(self._on_cursor(cursor, self._count_stmt(data_equals, excluded))[0][0])
+
+    def _on_cursor(self, cursor: Any, stmt: Any) -> list[Any]:
+        """Run a SQLAlchemy statement on a DBAPI `cursor`; return its rows."""
+        compiled = stmt.compile(
+            dialect=self._db.engine.dialect, compile_kwargs={"render_postcompile": True}
         )
+        params = compiled.construct_params()
+        if compiled.positional:
+            cursor.execute(str(compiled), tuple(params[name] for name in compiled.positiontup))
+        else:
+            cursor.execute(str(compiled), params)
+        return list(cursor.fetchall())
 
     def counts_at(self, when: datetime) -> dict[str, int]:
         """Count projects by state as of `when`, from the audit table alone."""
@@ -721,8 +769,14 @@ class SqlStore(SqlJobs, SqlOutbox):
             ConcurrencyError: the project moved on (state, version or seq taken).
             ProjectExists: a submission's id is already used.
         """
+
+        def work(cursor: Any) -> list[Any]:
+            if change.guards:
+                self._check_guards(cursor, [change])
+            return self._writer.apply(cursor, [change])
+
         try:
-            (error,) = self._db.write_cursor(lambda cursor: self._writer.apply(cursor, [change]))
+            (error,) = self._db.write_cursor(work)
         except Partial as partial:
             raise partial.error from None
         if error is not None:
@@ -867,3 +921,11 @@ def _project(row: Any, records: tuple[Record, ...]) -> Project:
 
 def _entity(row: Any) -> Entity:
     return Entity(kind=row.kind, id=row.id, parent=row.parent, data=row.data)
+
+
+def _summed(rows: Any) -> Decimal:
+    """The exact sum of (JSON type, value) rows, as `SqlStore.sum_projects` reads them."""
+    return sum(
+        (decimal_or_zero(value) for kind, value in rows if kind not in {"true", "false"}),
+        Decimal(0),
+    )

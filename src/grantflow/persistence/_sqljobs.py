@@ -113,6 +113,7 @@ class SqlJobs:
     #: Rows read before (`SeenRows`), shared by the store and the stores `bind` makes.
     _seen: SeenRows
     _writer: Writer
+    _check_guards: Callable[[Any, Sequence[Change | Move]], None]
     #: Job key -> the connection holding its PostgreSQL advisory lock (our runs only).
     _job_locks: dict[str, sqlalchemy.Connection]
     _job_locks_guard: threading.Lock
@@ -419,6 +420,7 @@ class SqlJobs:
         lost, a change that is not a plain update) raises `ConcurrencyError` with an
         index, and the runner redoes it item by item through `commit_chunk`.
         """
+        guarded = any(isinstance(c, Change) and c.guards for c in changes)
 
         def work(cursor: Any) -> None:
             # Every statement on the raw cursor, compiled once per store: this runs per chunk.
@@ -427,6 +429,8 @@ class SqlJobs:
                 raise ConcurrencyError(
                     f"chunk {progress.chunk} of job {progress.key!r} was taken over"
                 )
+            if guarded:  # a total a decision read moved: the runner redoes the items
+                self._check_guards(cursor, changes)
             errors: list[Any] = []
             if changes:
                 try:

@@ -19,6 +19,7 @@ commit, so backend authors can write further tests in the same terms.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -29,7 +30,7 @@ from grantflow._open import open as open_engine
 from grantflow.audit import GENESIS, Checkpoint, entry_hash, seal
 from grantflow.errors import ConcurrencyError, ProjectExists
 from grantflow.models import Actor, Entity, Project, Record, Refusal
-from grantflow.persistence import Change, Store
+from grantflow.persistence import Change, Guard, Store
 from grantflow.rules import RuleBook
 
 __all__ = [
@@ -411,6 +412,38 @@ class StoreContract:
         assert store.sum_projects("held", {}) == Decimal("100012.30")
         assert store.sum_projects("held", {"call": "none"}) == 0
         assert store.sum_projects("missing", {}) == 0
+
+    def test_a_guarded_change_commits_only_on_the_totals_it_read(self, store: Store) -> None:
+        """A change's `Guard`s hold: a count or sum that moved raises ConcurrencyError.
+
+        The store re-reads each total inside the commit and writes nothing when one
+        differs from the value the decision read; with every total as read, it commits.
+        """
+        rows: dict[str, dict[str, Any]] = {
+            "p-1": {"call": "c", "held": "100.10"},
+            "p-2": {"call": "c", "held": True, "tag": ["x"]},
+            "p-3": {"call": "d", "held": "5"},
+        }
+        for pid, data in rows.items():
+            store.commit(submission(pid, data=data))
+        project = _loaded(store, "p-1")
+        held = Guard("held", {"call": "c"}, frozenset({"rejected"}), Decimal("100.10"))
+        count = Guard(None, {"call": "c"}, frozenset(), 2)
+        tagged = Guard(None, {"tag": ["x"]}, frozenset(), 1)  # a value no index holds
+        for stale in (
+            replace(held, value=Decimal("100.11")),
+            replace(count, value=3),
+            replace(tagged, value=0),
+        ):
+            change = replace(transition(project, "reviewed"), guards=(stale,))
+            with pytest.raises(ConcurrencyError) as caught:
+                store.commit(change)
+            assert caught.value.project_id == "p-1"
+            assert store.load("p-1") == project
+            assert store.chain_tip("p-1")[0] == 1
+        change = replace(transition(project, "reviewed"), guards=(held, count, tagged))
+        store.commit(change)
+        assert store.load("p-1") == change.after
 
     def test_counts_at_follow_the_audit_chain(self, store: Store) -> None:
         """counts_at gives each project's state as of a moment; refusals do not count."""

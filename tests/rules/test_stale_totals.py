@@ -1,0 +1,205 @@
+"""Totals over other projects that move between a decision and its commit (`Guard`).
+
+A call's reserved budget and a provider's open applications are read by fact providers
+before the decision commits. Another engine (another process, another host) may commit
+in between. Each case lets a second engine commit at the worst moment, from inside the
+first decision's facts, and checks that the first engine decides again on the new total
+instead of committing on the old one. On the code before guards, the call's budget was
+overspent (1,000,000 reserved of 600,000) and a provider got two applications where
+the rule allowed one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import sqlalchemy
+
+import grantflow
+from grantflow import Actor, Engine
+from grantflow.budget import call_ledger
+from grantflow.demo import DemoClock
+from grantflow.errors import ConcurrencyError
+from grantflow.persistence import Change, Guard, MemoryStore
+from grantflow.rules import PASS, FactRequest, RuleBook, RuleContext, Verdict, refuse, rule
+from grantflow.rules.default import default_rules
+
+if TYPE_CHECKING:
+    from conftest import World
+
+APPLICANT = Actor(id="u-a", roles=frozenset({"applicant"}), organisation="org-a")
+
+
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """Where two engines meet: one memory store, a SQLite file, or a PostgreSQL schema."""
+    opened: list[Engine] = []
+    if request.param != "postgres":
+        url = MemoryStore() if request.param == "memory" else f"sqlite:///{tmp_path / 'g.db'}"
+        yield {"url": url, "opened": opened}
+        for engine in opened:
+            engine.close()
+        return
+    url = os.environ.get("GRANTFLOW_TEST_PG_URL")
+    if not url:
+        pytest.skip("GRANTFLOW_TEST_PG_URL is not set; run the tests through tasks.py")
+    schema = f"gf_stale_{uuid.uuid4().hex[:10]}"
+    yield {"url": url, "schema": schema, "opened": opened}
+    for opened_engine in opened:
+        opened_engine.close()
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    engine.dispose()
+
+
+def _open(database: dict[str, Any], clock: DemoClock, **options: Any) -> Engine:
+    where = {k: v for k, v in database.items() if k not in {"url", "opened"}}
+    engine = grantflow.open(database["url"], clock=clock, **where, **options)
+    database["opened"].append(engine)
+    return engine
+
+
+class _Once:
+    """A fact provider that runs `act` the first time a decision reads facts, then nothing."""
+
+    def __init__(self, act: Callable[[], object]) -> None:
+        self.act = act
+        self.calls = 0
+
+    def __call__(self, request: FactRequest) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            self.act()
+
+
+def _with_meddling(book: RuleBook, event: str, meddle: _Once) -> RuleBook:
+    # Registered after the book's own facts: it runs once they have read the totals.
+    book.provide("meddle", meddle, events=[event])
+    return book
+
+
+def test_an_approval_on_a_stale_call_total_is_decided_again(
+    world: World, database: dict[str, Any]
+) -> None:
+    """Two 500,000 approvals of a 600,000 call, the second committed mid-decision: one stands."""
+    clock, worlds = DemoClock(), type(world)
+    world = worlds(_open(database, clock), clock).seed()
+    world.small_call("600000.00")
+    first, second = world.applications(80, 80)
+    other = worlds(_open(database, clock), clock)  # another process on the same database
+    meddle = _Once(lambda: other.approve(second, "500000.00").raise_for_refusal())
+    engine = _open(database, clock, rules=_with_meddling(default_rules(), "approve", meddle))
+    outcome = engine.fire(
+        first, "approve", actor=world.approver, evidence={"recommended_amount": "500000.00"}
+    )
+    assert world.codes(outcome) == {"budget.call"}
+    assert meddle.calls == 2  # decided, lost the commit to the moved total, decided again
+    ledger = call_ledger(engine, "call-small")
+    assert ledger.reserved == Decimal("500000.00") <= ledger.budget
+    assert engine.verify().ok
+
+
+def test_a_bulk_chunk_on_a_stale_call_total_is_redone_item_by_item(
+    world: World, database: dict[str, Any]
+) -> None:
+    """A chunk decided before another engine reserved is redone: the budget is never overspent."""
+    clock, worlds = DemoClock(), type(world)
+    world = worlds(_open(database, clock), clock).seed()
+    world.small_call()  # 1,000,000
+    first, second, third = world.applications(80, 80, 80)
+    other = worlds(_open(database, clock), clock)
+    meddle = _Once(lambda: other.approve(third, "500000.00").raise_for_refusal())
+    engine = _open(database, clock, rules=_with_meddling(default_rules(), "approve", meddle))
+    items = [(pid, {"recommended_amount": "500000.00"}) for pid in (first, second)]
+    result = engine.fire_many("approve", items, actor=world.approver)
+    assert result.counts == {"applied": 1, "refused": 1}
+    assert {r.refusals[0].code for r in result.items} == {"budget.call"}
+    ledger = call_ledger(engine, "call-small")
+    assert ledger.reserved == Decimal("1000000.00") == ledger.budget
+    assert engine.verify().ok
+
+
+@rule(name="test.one_per_provider")
+def _one_per_provider(ctx: RuleContext) -> Verdict:
+    if ctx.facts["open"] == 0:
+        return PASS
+    return refuse("test.one_open", "one open application", "每家一个在办申请")
+
+
+def _one_per_provider_book(meddle: _Once | None = None) -> RuleBook:
+    book = RuleBook()
+    book.provide(
+        "open",
+        lambda r: r.reader.count_projects({"provider": "org-a"}, exclude_states=("withdrawn",)),
+        events=["submit"],
+    )
+    book.on("submit", _one_per_provider)
+    if meddle is not None:
+        book.provide("meddle", meddle, events=["submit"])
+    return book
+
+
+def test_a_submission_on_a_stale_count_is_decided_again(database: dict[str, Any]) -> None:
+    """A count a rule limits moves before the submission commits: it is refused, not let in."""
+    clock = DemoClock()
+    other = _open(database, clock, rules=_one_per_provider_book(), discover_rules=False)
+    meddle = _Once(
+        lambda: other.submit(actor=APPLICANT, project_id="p2", data={"provider": "org-a"})
+    )
+    engine = _open(database, clock, rules=_one_per_provider_book(meddle), discover_rules=False)
+    outcome = engine.submit(actor=APPLICANT, project_id="p1", data={"provider": "org-a"})
+    assert [r.code for r in outcome.refusals] == ["test.one_open"]
+    assert meddle.calls == 2
+    assert [p.id for p in engine.projects()] == ["p2"]
+
+
+def test_a_change_commits_only_on_the_totals_it_was_decided_on(database: dict[str, Any]) -> None:
+    """The store itself refuses a guarded change whose total moved, and takes it otherwise."""
+    clock = DemoClock()
+    engine = _open(database, clock, rules=_one_per_provider_book(), discover_rules=False)
+    store = engine.store
+    decided: list[Change] = []
+    engine.submit(actor=APPLICANT, project_id="p0", data={"provider": "org-b", "domain": "x"})
+    real_commit = store.commit
+
+    def capture(change: Change) -> None:
+        decided.append(change)
+        raise ConcurrencyError("held back by the test", index=0)
+
+    store.commit = capture  # type: ignore[method-assign]
+    with pytest.raises(ConcurrencyError):
+        engine.submit(actor=APPLICANT, project_id="p1", data={"provider": "org-a"})
+    store.commit = real_commit  # type: ignore[method-assign]
+    change = decided[0]
+    (guard,) = change.guards
+    assert guard == Guard(None, guard.data_equals, frozenset({"withdrawn"}), 0)
+    assert dict(guard.data_equals) == {"provider": "org-a"}
+    wrong = [
+        Guard(None, {"provider": "org-a"}, frozenset({"withdrawn"}), 1),  # indexed count
+        Guard(None, {"domain": "x"}, frozenset(), 0),  # a count off the indexes
+        Guard("amount", {"domain": "x"}, frozenset(), Decimal("1")),  # a sum
+    ]
+    for stale in wrong:
+        with pytest.raises(ConcurrencyError) as raised:
+            store.commit(_replace_guards(change, (stale,)))
+        assert raised.value.project_id == "p1"
+    right = (
+        guard,
+        Guard(None, {"domain": "x"}, frozenset(), 1),
+        Guard("amount", {"domain": "x"}, frozenset(), Decimal("0")),
+    )
+    store.commit(_replace_guards(change, right))
+    assert engine.get("p1").state == "applied"
+    assert engine.verify().ok
+
+
+def _replace_guards(change: Change, guards: tuple[Guard, ...]) -> Change:
+    return dataclasses.replace(change, guards=guards)
