@@ -45,7 +45,7 @@ from grantflow.models import (
     trusted_fields,
 )
 from grantflow.obligations import Schedule
-from grantflow.persistence import Change, Guard, Move, ObligationRow, StoreReader
+from grantflow.persistence import Change, Guard, Move, ObligationRow, RecordGuard, StoreReader
 from grantflow.policy import Policy
 from grantflow.rules import (
     PASS,
@@ -122,8 +122,8 @@ class Decision(NamedTuple):
     verdict: Verdict
     effects: tuple[Effects, ...]
     record: Record | None = None
-    #: The aggregates the facts read (`Guard`): an accepted change commits only on them.
-    guards: tuple[Guard, ...] = ()
+    #: What the facts read of other projects: an accepted change commits only on it.
+    guards: tuple[Guard | RecordGuard, ...] = ()
 
     def preview(self) -> Outcome:
         """The outcome this decision would have, with no entry (nothing was written)."""
@@ -438,7 +438,7 @@ class DecisionCore:
             refusals.extend(self._kind_refusals(event.removeprefix(RECORD_EVENT_PREFIX)))
         target = self.target(event, project.state)
         effects: tuple[Effects, ...] = ()
-        guards: tuple[Guard, ...] = ()
+        guards: tuple[Guard | RecordGuard, ...] = ()
         if target is None:
             refusals.append(self._no_edge(project.state, event))
         else:  # the book is looked up for lifecycle edges only (it caches per event)
@@ -809,7 +809,7 @@ def sealed_change(
     after: Project | None,
     obligations: tuple[ObligationRow, ...] | None,
     texts: EntryTexts,
-    guards: tuple[Guard, ...] = (),
+    guards: tuple[Guard | RecordGuard, ...] = (),
 ) -> Change:
     """`Change` of the decision core's sealed parts, without its per-field frozen setter.
 

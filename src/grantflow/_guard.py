@@ -1,9 +1,10 @@
 """`GuardingReader`: the reader a decision's facts read through, noting what may go stale.
 
-A fact about other projects (a call's reserved budget, a provider's open applications)
-is true when read and may be false by the time the decision commits: another process
-approves a project of the same call in between. The decision core hands fact providers
-a `GuardingReader`, which notes every aggregate they read as a `Guard`; an accepted
+A fact about other projects (a call's reserved budget, a provider's open applications,
+the expenditures already using an invoice number) is true when read and may be false by
+the time the decision commits: another process approves a project of the same call in
+between. The decision core hands fact providers a `GuardingReader`, which notes every
+aggregate they read as a `Guard` and every record look-up as a `RecordGuard`; an accepted
 change carries its guards, and the store re-reads them inside the commit's transaction
 (`grantflow.persistence` `check_guards`), so a stale total makes the commit fail with
 `ConcurrencyError` and the engine decides again.
@@ -23,7 +24,7 @@ from typing import Any
 from grantflow._canonical import freeze
 from grantflow._overlay import PendingReader
 from grantflow.models import AuditEntry, Entity, Project, Record
-from grantflow.persistence import Guard, StoreReader
+from grantflow.persistence import Guard, RecordGuard, StoreReader
 
 __all__ = ["GuardingReader"]
 
@@ -39,16 +40,16 @@ class GuardingReader:
 
     def __init__(self, reader: StoreReader) -> None:
         self._reader = reader
-        self._guards: list[Guard] = []
+        self._guards: list[Guard | RecordGuard] = []
 
     def __repr__(self) -> str:
         return f"GuardingReader({self._reader!r})"
 
-    def guards(self) -> tuple[Guard, ...]:
-        """The aggregates read so far, each once (the first read's value)."""
+    def guards(self) -> tuple[Guard | RecordGuard, ...]:
+        """The totals and look-ups read so far, each once (the first read's answer)."""
         if not self._guards:
             return ()
-        found: dict[str, Guard] = {}
+        found: dict[str, Guard | RecordGuard] = {}
         for guard in self._guards:
             found.setdefault(guard.key, guard)
         return tuple(found.values())
@@ -113,8 +114,18 @@ class GuardingReader:
     def find_records(
         self, kind: str, field: str, values: Collection[str]
     ) -> list[tuple[str, Record]]:
-        """`StoreReader.find_records`."""
-        return self._reader.find_records(kind, field, values)
+        """`StoreReader.find_records`, noted as a `RecordGuard`."""
+        found = self._reader.find_records(kind, field, values)
+        reader = self._reader
+        stored = (
+            reader.stored_records(kind, field, values)
+            if isinstance(reader, PendingReader)
+            else found
+        )
+        guard = RecordGuard.of(kind, field, values, stored)
+        if guard.values:  # looking for nothing finds nothing, whoever commits
+            self._guards.append(guard)
+        return found
 
     def counts_at(self, when: datetime) -> dict[str, int]:
         """`StoreReader.counts_at`."""

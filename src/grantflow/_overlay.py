@@ -62,6 +62,8 @@ class PendingReader:
         # and the same aggregates by the data keys they filter on (see `_Group`).
         self._aggregates: dict[tuple[Any, ...], _Aggregate] = {}
         self._groups: dict[tuple[str, ...], _Group] = {}
+        # The store's answers to record look-ups of this batch, by (kind, field, values).
+        self._found: dict[tuple[str, str, frozenset[str]], tuple[tuple[str, Record], ...]] = {}
 
     def __repr__(self) -> str:
         return f"PendingReader({self._reader!r}, pending={len(self._touched)})"
@@ -90,6 +92,7 @@ class PendingReader:
         self._tips = tips or {}
         self._aggregates.clear()  # the store moved on (a commit): read them again
         self._groups.clear()
+        self._found.clear()
 
     def add_pending(self, change: Change) -> None:
         """Make a decided, not yet committed change visible to every later read."""
@@ -264,13 +267,23 @@ class PendingReader:
         self, kind: str, field: str, values: Collection[str]
     ) -> list[tuple[str, Record]]:
         """Stored matches plus those among the pending records, by (project id, seq)."""
-        found = self._reader.find_records(kind, field, values)
+        found = list(self.stored_records(kind, field, values))
         if self._records:
             index = self._record_index(kind, field)
             # In the order they were added, as the store would list them.
             pending = sorted(m for v in {str(v) for v in values} for m in index.get(v, ()))
             found.extend(self._records[position] for position in pending)
         return sorted(found, key=lambda pair: (pair[0], pair[1].seq))
+
+    def stored_records(
+        self, kind: str, field: str, values: Collection[str]
+    ) -> tuple[tuple[str, Record], ...]:
+        """The store's own answer to `find_records`, read once per batch (see `RecordGuard`)."""
+        key = (kind, field, frozenset(str(v) for v in values))
+        found = self._found.get(key)
+        if found is None:
+            found = self._found[key] = tuple(self._reader.find_records(kind, field, values))
+        return found
 
     def _record_index(self, kind: str, field: str) -> dict[str, list[int]]:
         """Positions of the pending `kind` records by ``str(data[field])``, kept current."""

@@ -1,12 +1,13 @@
-"""Totals over other projects that move between a decision and its commit (`Guard`).
+"""What a decision read of other projects, moving before it commits (`Guard`, `RecordGuard`).
 
-A call's reserved budget and a provider's open applications are read by fact providers
-before the decision commits. Another engine (another process, another host) may commit
-in between. Each case lets a second engine commit at the worst moment, from inside the
-first decision's facts, and checks that the first engine decides again on the new total
-instead of committing on the old one. On the code before guards, the call's budget was
-overspent (1,000,000 reserved of 600,000) and a provider got two applications where
-the rule allowed one.
+A call's reserved budget, a provider's open applications and the expenditures already
+using an invoice number are read by fact providers before the decision commits. Another
+engine (another process, another host) may commit in between. Each case lets a second
+engine commit at the worst moment, from inside the first decision's facts, and checks
+that the first engine decides again on what is stored now instead of committing on what
+it read. On the code before guards, the call's budget was overspent (1,000,000 reserved
+of 600,000), a provider got two applications where the rule allowed one, and one
+invoice was accepted on two projects.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import dataclasses
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -125,6 +127,31 @@ def test_a_bulk_chunk_on_a_stale_call_total_is_redone_item_by_item(
     ledger = call_ledger(engine, "call-small")
     assert ledger.reserved == Decimal("1000000.00") == ledger.budget
     assert engine.verify().ok
+
+
+def test_an_invoice_claimed_meanwhile_by_another_engine_is_refused(
+    world: World, database: dict[str, Any]
+) -> None:
+    """One invoice on two projects at once: the second engine's claim makes the first refuse."""
+    clock, worlds = DemoClock(), type(world)
+    world = worlds(_open(database, clock), clock).seed()
+    first = world.contracted()
+    clock.now -= timedelta(days=8)  # the second project runs in the same weeks
+    second = world.contracted()
+    other = worlds(_open(database, clock), clock)
+    meddle = _Once(lambda: other.spend(second, "10.00", "INV-SHARED").raise_for_refusal())
+    book = _with_meddling(default_rules(), "record.expenditure", meddle)
+    world.engine = _open(database, clock, rules=book)
+    outcome = world.spend(first, "10.00", "INV-SHARED")
+    assert world.codes(outcome) == {"funds.duplicate_invoice"}
+    assert meddle.calls == 2
+    uses = [
+        (pid, r.id)
+        for pid in (first, second)
+        for r in world.engine.get(pid).records_of("expenditure")
+    ]
+    assert len(uses) == 1
+    assert world.engine.verify().ok
 
 
 @rule(name="test.one_per_provider")

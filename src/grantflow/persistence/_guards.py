@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from decimal import Decimal
 
 from grantflow.errors import ConcurrencyError
-from grantflow.persistence._protocol import Change, Guard, Move
+from grantflow.persistence._protocol import Change, Guard, Move, RecordGuard
 
 __all__ = ["check_guards", "guard_lock_id", "guards_of"]
 
 
-def guards_of(changes: Sequence[Change | Move]) -> list[tuple[int, Change, Guard]]:
+def guards_of(changes: Sequence[Change | Move]) -> list[tuple[int, Change, Guard | RecordGuard]]:
     """Each distinct guard of `changes` (by key), with the first change holding it and its index.
 
     Sorted by key, the order in which a store that locks per guard takes its locks (so
     two commits never wait on each other's locks in opposite orders).
     """
-    found: dict[str, tuple[int, Change, Guard]] = {}
+    found: dict[str, tuple[int, Change, Guard | RecordGuard]] = {}
     for index, change in enumerate(changes):
         if isinstance(change, Change):  # a `Move` reads no facts
             for guard in change.guards:
@@ -28,8 +27,8 @@ def guards_of(changes: Sequence[Change | Move]) -> list[tuple[int, Change, Guard
 
 def check_guards(
     changes: Sequence[Change | Move],
-    read: Callable[[Guard], Decimal | int],
-    lock: Callable[[Guard], None] | None = None,
+    read: Callable[[Guard | RecordGuard], object],
+    lock: Callable[[Guard | RecordGuard], None] | None = None,
 ) -> None:
     """Raise `ConcurrencyError` unless every guard of `changes` still reads its value.
 
@@ -48,7 +47,7 @@ def check_guards(
         now = read(guard)
         if now != guard.value:
             raise ConcurrencyError(
-                f"a total the decision read changed before it committed: {guard.key} "
+                f"what the decision read changed before it committed: {guard.key} "
                 f"was {guard.value}, is {now}",
                 project_id=change.entry.project_id,
                 event=change.entry.event,
@@ -58,7 +57,7 @@ def check_guards(
             )
 
 
-def guard_lock_id(guard: Guard) -> int:
+def guard_lock_id(guard: Guard | RecordGuard) -> int:
     """A signed 64-bit number for `guard`'s aggregate (a PostgreSQL advisory lock key)."""
     digest = hashlib.sha256(guard.key.encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)

@@ -16,7 +16,7 @@ from grantflow.models import AuditEntry, Entity, Project, Record
 from grantflow.persistence._guards import check_guards
 from grantflow.persistence._memory_jobs import MemoryJobs
 from grantflow.persistence._memory_outbox import MemoryOutbox
-from grantflow.persistence._protocol import Change, Guard, Leaf, LogLeaf
+from grantflow.persistence._protocol import Change, Guard, Leaf, LogLeaf, RecordGuard
 
 __all__ = ["MemoryStore"]
 
@@ -184,7 +184,7 @@ class MemoryStore(MemoryJobs, MemoryOutbox):
                 check_guards([change], self._guard_value)
             self._apply_one(change, 0)
 
-    def _guard_value(self, guard: Guard) -> Decimal | int:
+    def _guard_value(self, guard: Guard | RecordGuard) -> object:
         return guard.current(self)  # the caller holds the lock: no commit runs meanwhile
 
     def _apply_all(self, changes: Sequence[Change]) -> None:

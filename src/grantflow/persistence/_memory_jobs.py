@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 from grantflow.errors import ConcurrencyError, IdempotencyKeyInUse, IdempotencyKeyMismatch
@@ -17,6 +16,7 @@ from grantflow.persistence._protocol import (
     ChunkClaim,
     ChunkProgress,
     Guard,
+    RecordGuard,
     StoredJob,
     stored_job,
 )
@@ -191,5 +191,5 @@ class MemoryJobs:
     def _apply_all(self, changes: Sequence[Change]) -> None:  # provided by MemoryStore
         raise NotImplementedError
 
-    def _guard_value(self, guard: Guard) -> Decimal | int:  # provided by MemoryStore
+    def _guard_value(self, guard: Guard | RecordGuard) -> object:  # provided by MemoryStore
         raise NotImplementedError

@@ -22,6 +22,7 @@ __all__ = [
     "MoveCommitter",
     "ObligationIndex",
     "ObligationRow",
+    "RecordGuard",
     "Store",
     "StoreReader",
 ]
@@ -150,6 +151,52 @@ class Guard:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordGuard:
+    """A look-up of records across projects that a decision made, and what it found then.
+
+    `Guard`'s counterpart for `StoreReader.find_records` (the expenditures already using
+    an invoice number, a provider's sanctions): a store re-reads it inside the commit's
+    transaction and raises `ConcurrencyError` when the records found are no longer the
+    same, so two engines cannot both accept one invoice on two projects.
+
+    Attributes:
+        kind: the record kind looked up.
+        field: the data key matched.
+        values: the values looked for, sorted.
+        value: (project id, record id) of each record found, sorted (a bulk batch's
+            pending records not included).
+    """
+
+    kind: str
+    field: str
+    values: tuple[str, ...]
+    value: tuple[tuple[str, str], ...]
+
+    @property
+    def key(self) -> str:
+        """The look-up's identity (what it found left out), one text per distinct read."""
+        return canonical_bytes(
+            {"records": self.kind, "field": self.field, "values": list(self.values)}
+        ).decode()
+
+    @classmethod
+    def of(
+        cls, kind: str, field: str, values: Collection[str], found: Sequence[tuple[str, Record]]
+    ) -> RecordGuard:
+        """The guard of a `find_records` look-up of `values` that answered `found`."""
+        return cls(kind, field, tuple(sorted({str(v) for v in values})), found_ids(found))
+
+    def current(self, reader: StoreReader) -> tuple[tuple[str, str], ...]:
+        """What the look-up finds in `reader` now."""
+        return found_ids(reader.find_records(self.kind, self.field, self.values))
+
+
+def found_ids(found: Sequence[tuple[str, Record]]) -> tuple[tuple[str, str], ...]:
+    """The sorted (project id, record id) pairs of a `find_records` answer."""
+    return tuple(sorted((pid, record.id) for pid, record in found))
+
+
+@dataclass(frozen=True, slots=True)
 class Change:
     """One attempt to commit atomically: a compare-and-set plus the audit entry it appends.
 
@@ -169,8 +216,9 @@ class Change:
             as its hash was computed from them (`grantflow.audit.value_texts`), when the
             decision core sealed it; a store may write them as they are instead of
             encoding the values again. ``None``: encode them.
-        guards: the aggregates an accepted decision read (`Guard`); the store commits
-            the change only if each still has the value read.
+        guards: the totals and record look-ups over other projects an accepted decision
+            read (`Guard`, `RecordGuard`); the store commits the change only if each
+            still reads as it did.
     """
 
     entry: AuditEntry
@@ -180,7 +228,7 @@ class Change:
     obligations: tuple[ObligationRow, ...] | None = None
     messages: tuple[OutboxMessage, ...] = ()
     texts: EntryTexts | None = field(default=None, repr=False, compare=False)
-    guards: tuple[Guard, ...] = ()
+    guards: tuple[Guard | RecordGuard, ...] = ()
 
 
 @runtime_checkable

@@ -33,7 +33,15 @@ from grantflow.errors import InvalidInput
 from grantflow.models import AuditEntry, Entity, Project, Record, trusted
 from grantflow.persistence._guards import check_guards, guard_lock_id
 from grantflow.persistence._migrations import apply_pending, check, current_version
-from grantflow.persistence._protocol import Change, Guard, Leaf, LogLeaf, Move, ObligationRow
+from grantflow.persistence._protocol import (
+    Change,
+    Guard,
+    Leaf,
+    LogLeaf,
+    Move,
+    ObligationRow,
+    RecordGuard,
+)
 from grantflow.persistence._schema import KEY_FIELD, KEY_VALUE, Tables, build_tables
 from grantflow.persistence._sqlconn import Connector, HostConnector, Synchronous
 from grantflow.persistence._sqlindexes import QUERY_INDEXES
@@ -418,24 +426,32 @@ class SqlStore(SqlJobs, SqlOutbox):
         wanted = sorted({str(v) for v in values})
         if not wanted:
             return []
-        if len(field) <= KEY_FIELD and all(len(v) <= KEY_VALUE for v in wanted):
+        if _keyed(field, wanted):
             return self._find_keyed(kind, field, wanted)
-        r = self._t.records
-        as_text = cast(r.c.data[field].as_string(), String)
-        stmt = (
-            select(r.c.project_id, r.c.kind, r.c.id, r.c.data, r.c.seq)
-            .where(r.c.kind == kind, as_text.in_(wanted))
-            .order_by(r.c.project_id, r.c.seq, r.c.pos)
-        )
         with self._db.connect() as conn:
-            rows = conn.execute(stmt).all()
+            rows = conn.execute(self._find_stmt(kind, field, wanted)).all()
         return [
             (row.project_id, Record(kind=row.kind, id=row.id, data=row.data, seq=row.seq))
             for row in rows
         ]
 
-    def _find_keyed(self, kind: str, field: str, wanted: list[str]) -> list[tuple[str, Record]]:
-        # Plain DBAPI, no statement building: fact providers call this once per item.
+    def _find_stmt(self, kind: str, field: str, wanted: list[str]) -> Any:
+        r = self._t.records
+        if self._db.dialect == "sqlite":
+            # The JSON path SQLAlchemy's SQLite dialect binds (`'$."%s"'`), spelt out: the
+            # statement also runs on a bare DBAPI cursor (`_guard_value`), where no bind
+            # processor formats it.
+            extracted: Any = func.json_extract(r.c.data, f'$."{field}"')
+        else:
+            extracted = r.c.data[field].as_string()
+        as_text = cast(extracted, String)
+        return (
+            select(r.c.project_id, r.c.kind, r.c.id, r.c.data, r.c.seq)
+            .where(r.c.kind == kind, as_text.in_(wanted))
+            .order_by(r.c.project_id, r.c.seq, r.c.pos)
+        )
+
+    def _find_keyed_sql(self, kind: str, field: str, wanted: list[str]) -> tuple[str, list[str]]:
         mark = self._mark()
         marks = ", ".join([mark] * len(wanted))
         sql = (
@@ -445,10 +461,15 @@ class SqlStore(SqlJobs, SqlOutbox):
             f"WHERE k.kind = {mark} AND k.field = {mark} AND k.value IN ({marks}) "
             "ORDER BY r.project_id, r.seq, r.pos"
         )
+        return sql, [kind, field, *wanted]
+
+    def _find_keyed(self, kind: str, field: str, wanted: list[str]) -> list[tuple[str, Record]]:
+        # Plain DBAPI, no statement building: fact providers call this once per item.
+        sql, params = self._find_keyed_sql(kind, field, wanted)
         with self._db.connect() as conn:
             cursor = conn.connection.cursor()
             try:
-                cursor.execute(sql, [kind, field, *wanted])
+                cursor.execute(sql, params)
                 rows = cursor.fetchall()
             finally:
                 cursor.close()
@@ -551,13 +572,24 @@ class SqlStore(SqlJobs, SqlOutbox):
         lock = None
         if self._db.dialect == "postgresql":
 
-            def lock(guard: Guard) -> None:
+            def lock(guard: Guard | RecordGuard) -> None:
                 cursor.execute(f"SELECT pg_advisory_xact_lock({guard_lock_id(guard)})")
 
         check_guards(changes, lambda guard: self._guard_value(cursor, guard), lock)
 
-    def _guard_value(self, cursor: Any, guard: Guard) -> Decimal | int:
-        """`guard`'s aggregate as the transaction of `cursor` sees it."""
+    def _guard_value(self, cursor: Any, guard: Guard | RecordGuard) -> object:
+        """What `guard` reads as the transaction of `cursor` sees it."""
+        if isinstance(guard, RecordGuard):
+            wanted = sorted(guard.values)
+            if not wanted:
+                return ()
+            if _keyed(guard.field, wanted):
+                sql, params = self._find_keyed_sql(guard.kind, guard.field, wanted)
+                cursor.execute(sql, params)
+                rows = list(cursor.fetchall())
+            else:
+                rows = self._on_cursor(cursor, self._find_stmt(guard.kind, guard.field, wanted))
+            return tuple(sorted((str(row[0]), str(row[2])) for row in rows))
         data_equals, excluded = guard.data_equals, guard.exclude_states
         if guard.field is not None:
             stmt = self._sum_stmt(guard.field, data_equals, excluded)
@@ -929,3 +961,8 @@ def _summed(rows: Any) -> Decimal:
         (decimal_or_zero(value) for kind, value in rows if kind not in {"true", "false"}),
         Decimal(0),
     )
+
+
+def _keyed(field: str, wanted: list[str]) -> bool:
+    """Whether a look-up of `wanted` values of `field` goes through the record-key index."""
+    return len(field) <= KEY_FIELD and all(len(v) <= KEY_VALUE for v in wanted)

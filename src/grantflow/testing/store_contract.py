@@ -30,7 +30,7 @@ from grantflow._open import open as open_engine
 from grantflow.audit import GENESIS, Checkpoint, entry_hash, seal
 from grantflow.errors import ConcurrencyError, ProjectExists
 from grantflow.models import Actor, Entity, Project, Record, Refusal
-from grantflow.persistence import Change, Guard, Store
+from grantflow.persistence import Change, Guard, RecordGuard, Store
 from grantflow.rules import RuleBook
 
 __all__ = [
@@ -442,6 +442,23 @@ class StoreContract:
             assert store.load("p-1") == project
             assert store.chain_tip("p-1")[0] == 1
         change = replace(transition(project, "reviewed"), guards=(held, count, tagged))
+        store.commit(change)
+        assert store.load("p-1") == change.after
+
+    def test_a_record_guard_commits_only_on_the_records_it_found(self, store: Store) -> None:
+        """A `RecordGuard` holds: a look-up that finds other records now raises ConcurrencyError."""
+        store.commit(submission("p-1"))
+        store.commit(submission("p-2"))
+        invoice = Record(kind="review", id="r1", data={"reviewer": "amy", "note": "x" * 300})
+        store.commit(transition(_loaded(store, "p-2"), "reviewed", records=[invoice]))
+        project = _loaded(store, "p-1")
+        found = RecordGuard("review", "reviewer", ("amy", "bob"), (("p-2", "r1"),))
+        long_text = RecordGuard("review", "note", ("x" * 300,), (("p-2", "r1"),))  # unindexed
+        for stale in (replace(found, value=()), replace(long_text, value=())):
+            with pytest.raises(ConcurrencyError):
+                store.commit(replace(transition(project, "reviewed"), guards=(stale,)))
+            assert store.load("p-1") == project
+        change = replace(transition(project, "reviewed"), guards=(found, long_text))
         store.commit(change)
         assert store.load("p-1") == change.after
 
