@@ -14,8 +14,7 @@ __all__ = ["check_guards", "guard_lock_id", "guards_of"]
 def guards_of(changes: Sequence[Change | Move]) -> list[tuple[int, Change, Guard | RecordGuard]]:
     """Each distinct guard of `changes` (by key), with the first change holding it and its index.
 
-    Sorted by key, the order in which a store that locks per guard takes its locks (so
-    two commits never wait on each other's locks in opposite orders).
+    Sorted by key: one order for every commit.
     """
     found: dict[str, tuple[int, Change, Guard | RecordGuard]] = {}
     for index, change in enumerate(changes):
@@ -28,21 +27,20 @@ def guards_of(changes: Sequence[Change | Move]) -> list[tuple[int, Change, Guard
 def check_guards(
     changes: Sequence[Change | Move],
     read: Callable[[Guard | RecordGuard], object],
-    lock: Callable[[Guard | RecordGuard], None] | None = None,
+    lock: Callable[[Sequence[Guard | RecordGuard]], None] | None = None,
 ) -> None:
     """Raise `ConcurrencyError` unless every guard of `changes` still reads its value.
 
     Call it inside the commit's transaction, before writing: `read` must answer what is
     committed now (`Guard.current` on the store, or the transaction's own reads), and
-    `lock` (when given) is called on each guard first, to hold off other guarded commits
+    `lock` (when given) is called with every guard first, to hold off other guarded commits
     of the same aggregate until this transaction ends.
     """
     guarded = guards_of(changes)
     if not guarded:
         return
     if lock is not None:
-        for _index, _change, guard in guarded:
-            lock(guard)
+        lock([guard for _index, _change, guard in guarded])
     for index, change, guard in guarded:
         now = read(guard)
         if now != guard.value:

@@ -31,7 +31,7 @@ from grantflow._values import decimal_or_zero
 from grantflow.audit import GENESIS, Checkpoint
 from grantflow.errors import InvalidInput
 from grantflow.models import AuditEntry, Entity, Project, Record, trusted
-from grantflow.persistence._guards import check_guards, guard_lock_id
+from grantflow.persistence._guards import check_guards, guard_lock_id, guards_of
 from grantflow.persistence._migrations import apply_pending, check, current_version
 from grantflow.persistence._protocol import (
     Change,
@@ -451,11 +451,18 @@ class SqlStore(SqlJobs, SqlOutbox):
             .order_by(r.c.project_id, r.c.seq, r.c.pos)
         )
 
-    def _find_keyed_sql(self, kind: str, field: str, wanted: list[str]) -> tuple[str, list[str]]:
+    def _find_keyed_sql(
+        self,
+        kind: str,
+        field: str,
+        wanted: list[str],
+        columns: str = "r.project_id, r.kind, r.id, r.data, r.seq",
+    ) -> tuple[str, list[str]]:
+        """The record-key look-up of `wanted` values (non-empty), reading `columns`."""
         mark = self._mark()
         marks = ", ".join([mark] * len(wanted))
         sql = (
-            "SELECT r.project_id, r.kind, r.id, r.data, r.seq "
+            f"SELECT {columns} "
             f"FROM {self._name(self._t.record_keys)} k JOIN {self._name(self._t.records)} r "
             "ON r.project_id = k.project_id AND r.kind = k.kind AND r.id = k.record_id "
             f"WHERE k.kind = {mark} AND k.field = {mark} AND k.value IN ({marks}) "
@@ -564,18 +571,59 @@ class SqlStore(SqlJobs, SqlOutbox):
     def _check_guards(self, cursor: Any, changes: Sequence[Change | Move]) -> None:
         """`check_guards` of `changes`, read on the commit's own `cursor`.
 
-        On PostgreSQL each guard's aggregate is first locked for the transaction (an
-        advisory lock), so that two guarded commits of one aggregate run one after the
-        other and the second reads what the first committed; SQLite's ``BEGIN
-        IMMEDIATE`` already runs writers one at a time.
+        On PostgreSQL what each guard reads is first locked for the transaction (an
+        advisory lock per guard, all in one statement, taken in the order of their
+        numbers), so that two guarded commits of one total run one after the other and
+        the second reads what the first committed; SQLite's ``BEGIN IMMEDIATE`` already
+        runs writers one at a time.
         """
         lock = None
         if self._db.dialect == "postgresql":
 
-            def lock(guard: Guard | RecordGuard) -> None:
-                cursor.execute(f"SELECT pg_advisory_xact_lock({guard_lock_id(guard)})")
+            def lock(guards: Sequence[Guard | RecordGuard]) -> None:
+                # Our own 64-bit numbers, written into the text: no driver's paramstyle.
+                numbers = ",".join(str(n) for n in sorted({guard_lock_id(g) for g in guards}))
+                cursor.execute(
+                    "SELECT pg_advisory_xact_lock(k) FROM "
+                    f"(SELECT unnest(ARRAY[{numbers}]::bigint[]) AS k ORDER BY k) AS locks"
+                )
 
-        check_guards(changes, lambda guard: self._guard_value(cursor, guard), lock)
+        known = self._found_together(cursor, guards_of(changes))
+
+        def read(guard: Guard | RecordGuard) -> object:
+            found = known.get(guard.key) if isinstance(guard, RecordGuard) else None
+            return found if found is not None else self._guard_value(cursor, guard)
+
+        check_guards(changes, read, lock)
+
+    def _found_together(
+        self, cursor: Any, guarded: Sequence[tuple[int, Change, Guard | RecordGuard]]
+    ) -> dict[str, tuple[tuple[str, str], ...]]:
+        """What the indexed record look-ups of a chunk find now, one query per kind and field.
+
+        A bulk chunk of expenditures holds a look-up per item (its invoice number):
+        read one by one, each is a round trip inside the transaction.
+        """
+        groups: dict[tuple[str, str], list[RecordGuard]] = {}
+        for _index, _change, guard in guarded:
+            if isinstance(guard, RecordGuard) and _keyed(guard.field, list(guard.values)):
+                groups.setdefault((guard.kind, guard.field), []).append(guard)
+        known: dict[str, tuple[tuple[str, str], ...]] = {}
+        for (kind, field), guards in groups.items():
+            if len(guards) < 2:
+                continue
+            wanted = sorted({v for g in guards for v in g.values})
+            if not wanted:
+                continue
+            columns = "k.value, r.project_id, r.id"
+            cursor.execute(*self._find_keyed_sql(kind, field, wanted, columns))
+            by_value: dict[str, set[tuple[str, str]]] = {}
+            for value, pid, rid in cursor.fetchall():
+                by_value.setdefault(str(value), set()).add((str(pid), str(rid)))
+            for guard in guards:
+                ids = set().union(*(by_value.get(v, set()) for v in guard.values))
+                known[guard.key] = tuple(sorted(ids))
+        return known
 
     def _guard_value(self, cursor: Any, guard: Guard | RecordGuard) -> object:
         """What `guard` reads as the transaction of `cursor` sees it."""

@@ -453,12 +453,17 @@ class StoreContract:
         store.commit(transition(_loaded(store, "p-2"), "reviewed", records=[invoice]))
         project = _loaded(store, "p-1")
         found = RecordGuard("review", "reviewer", ("amy", "bob"), (("p-2", "r1"),))
+        nobody = RecordGuard("review", "reviewer", ("cy",), ())  # read with `found` at once
         long_text = RecordGuard("review", "note", ("x" * 300,), (("p-2", "r1"),))  # unindexed
-        for stale in (replace(found, value=()), replace(long_text, value=())):
+        for guards in (
+            (replace(found, value=()), nobody),
+            (found, replace(nobody, value=(("p-2", "r1"),))),
+            (replace(long_text, value=()),),
+        ):
             with pytest.raises(ConcurrencyError):
-                store.commit(replace(transition(project, "reviewed"), guards=(stale,)))
+                store.commit(replace(transition(project, "reviewed"), guards=guards))
             assert store.load("p-1") == project
-        change = replace(transition(project, "reviewed"), guards=(found, long_text))
+        change = replace(transition(project, "reviewed"), guards=(found, nobody, long_text))
         store.commit(change)
         assert store.load("p-1") == change.after
 
