@@ -22,10 +22,11 @@ from calendar import monthrange
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
+from grantflow._kept import Kept
 from grantflow._values import local_date as _local_date
 from grantflow.calendar import WorkingCalendar
 from grantflow.errors import CalendarUnavailable
@@ -176,6 +177,7 @@ class Schedule:
         self._by_name = {o.name: o for o in self.obligations}
         # Each definition with its record anchor, matched once (a regular expression).
         self._anchored = tuple((o, o.anchor_record) for o in self.obligations)
+        self._parses = _KeptParses()
 
     def __bool__(self) -> bool:
         return bool(self.obligations)
@@ -233,7 +235,7 @@ class Schedule:
             by_kind.setdefault(record.kind, []).append(record)
         # The contract term is parsed (pydantic) from the records once, not once per
         # definition anchored on it.
-        term = contract_term(project)
+        term = contract_term(project, load=self._parses.load)
         for definition, source in self._anchored:
             if term is None if source is None else source[0] not in by_kind:
                 continue  # nothing on the project starts it (no anchor record, no contract)
@@ -340,18 +342,27 @@ def add_months(day: date, months: int) -> date:
     return day.replace(year=year, month=month, day=min(day.day, monthrange(year, month)[1]))
 
 
-def contract_term(project: Project) -> tuple[date, date] | None:
-    """Return the contract term (start, end), extensions included; ``None`` before signing."""
+class _Loader(Protocol):
+    def __call__(self, model: type[_M], data: Any) -> _M | None: ...
+
+
+def contract_term(project: Project, *, load: _Loader | None = None) -> tuple[date, date] | None:
+    """Return the contract term (start, end), extensions included; ``None`` before signing.
+
+    `load` parses a record's data as a model (``None`` when it does not fit); a caller
+    that keeps parses (a `Schedule`) passes its own.
+    """
+    parse: _Loader = load or _load
     purchase = None
     for record in project.records_of("contract"):
-        contract = _load(Contract, record.data)
+        contract = parse(Contract, record.data)
         if contract is not None and contract.kind == "purchase":
             purchase = contract
     if purchase is None:
         return None
     end = purchase.end
     for record in project.records_of("amendment"):
-        amendment = _load(Amendment, record.data)
+        amendment = parse(Amendment, record.data)
         if amendment is not None and amendment.kind == "extension" and amendment.new_end:
             end = max(end, amendment.new_end)
     return purchase.start, end
@@ -362,6 +373,33 @@ def _load(model: type[_M], data: Any) -> _M | None:
         return model.model_validate(data)
     except ValidationError:
         return None
+
+
+class _KeptParses:
+    """Parses of record data kept by the data's identity, the data held with its answer.
+
+    A stored record hands out the same data object while its row is unchanged (the
+    stores keep the records they read, `SeenRows`), and a project after a change shares
+    the records it had: so a project's contracts are parsed once, not at every change
+    that moves its due dates. Holding the data keeps its identity from being reused.
+    Bounded (`Kept`); a race between threads costs a parse.
+    """
+
+    __slots__ = ("_kept",)
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._kept: Kept[tuple[int, type[BaseModel]], tuple[object, Any]] = Kept(limit)
+
+    def load(self, model: type[_M], data: Any) -> _M | None:
+        """`model` parsed from `data`, or ``None`` when it does not fit."""
+        key = (id(data), model)
+        hit = self._kept.get(key)
+        if hit is not None and hit[0] is data:
+            answer: _M | None = hit[1]
+            return answer
+        value = _load(model, data)
+        self._kept.put(key, (data, value))
+        return value
 
 
 def reporting_periods(start: date, end: date, months: int) -> list[tuple[int, date]]:

@@ -382,5 +382,39 @@ def test_derive_equals_the_straightforward_derivation_on_every_demo_project() ->
         policy = engine._core.policy_for(project)
         expected = _reference_derive(schedule, project, policy)
         assert schedule.derive(project, policy) == expected
+        assert schedule.derive(project, policy) == expected  # from the kept contract parses
         derived += len(expected)
     assert derived > 300  # the demo's projects do have due dates to compare
+
+
+def test_a_projects_contracts_are_parsed_once_for_all_its_due_dates(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A signed project's contracts are parsed once per schedule, however often it derives.
+
+    Every change that moves the project's dates derives them again; its stored records
+    stay the same objects, so their parses are kept.
+    """
+    from grantflow import obligations as ob
+    from grantflow.records import Contract
+
+    pid = world.contracted()
+    schedule = Schedule(world.engine.lifecycle)
+    parsed: list[object] = []
+    real = ob._load
+
+    def counted(model: Any, data: Any) -> Any:
+        if model is Contract:
+            parsed.append(data)
+        return real(model, data)
+
+    monkeypatch.setattr(ob, "_load", counted)
+    project = world.engine.get(pid)
+    policy = world.engine.policy_for(project)
+    first = schedule.derive(project, policy)
+    moved = project.model_copy(update={"state": "midterm", "version": project.version + 1})
+    for again in (project, world.engine.get(pid), moved):
+        schedule.derive(again, policy)
+    assert len(parsed) == len(project.records_of("contract")) == 2
+    assert schedule.derive(project, policy) == first
+    assert Schedule(world.engine.lifecycle).derive(project, policy) == first  # a fresh parse
