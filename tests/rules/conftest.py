@@ -49,6 +49,19 @@ def actor(aid: str, role: str, organisation: str | None, *more: str) -> Actor:
     return Actor(id=aid, roles=frozenset({role, *more}), organisation=organisation)
 
 
+def _call(call_id: str, budget: str, rubric_versions: dict[str, int] | None = None) -> Call:
+    """A call of the city's for 2025, open in the first quarter."""
+    return Call(
+        id=call_id,
+        hub="city",
+        year=2025,
+        opens=datetime(2025, 1, 1, tzinfo=UTC),
+        closes=datetime(2025, 3, 31, tzinfo=UTC),
+        budget=Decimal(budget),
+        rubric_versions=rubric_versions or {},
+    )
+
+
 @dataclass
 class World:
     engine: Engine
@@ -88,15 +101,7 @@ class World:
         d.add_provider(Provider(id="org-a", name="Org A", credit_code=code("52310000MJ0000001")))
         d.add_provider(Provider(id="org-b", name="Org B", credit_code=code("52310000MJ0000002")))
         d.add_call(
-            Call(
-                id="call-2025",
-                hub="city",
-                year=2025,
-                opens=datetime(2025, 1, 1, tzinfo=UTC),
-                closes=datetime(2025, 3, 31, tzinfo=UTC),
-                budget=Decimal("5000000.00"),
-                rubric_versions={"approval": 1, "midterm": 1, "performance": 1},
-            )
+            _call("call-2025", "5000000.00", {"approval": 1, "midterm": 1, "performance": 1})
         )
         d.add_brand(Brand(id="heart", name="Heart station", name_zh="心灵驿站"))
         for n in range(1, 7):
@@ -141,16 +146,7 @@ class World:
 
     def small_call(self, budget: str = "1000000.00") -> None:
         """Add ``call-small`` (the city's, 2025) with `budget`."""
-        self.directory.add_call(
-            Call(
-                id="call-small",
-                hub="city",
-                year=2025,
-                opens=datetime(2025, 1, 1, tzinfo=UTC),
-                closes=datetime(2025, 3, 31, tzinfo=UTC),
-                budget=Decimal(budget),
-            )
-        )
+        self.directory.add_call(_call("call-small", budget))
 
     def applications(self, *percents: int, amount: str = "500000.00") -> list[str]:
         """Applications to ``call-small``, reviewed at `percents`, a minute apart."""

@@ -88,17 +88,30 @@ def _with_meddling(book: RuleBook, event: str, meddle: _Once) -> RuleBook:
     return book
 
 
+def _racing_approvals(
+    world: World, database: dict[str, Any], budget: str, count: int
+) -> tuple[World, Engine, _Once, list[str]]:
+    """Applications to a call of `budget`, the last approved by another engine mid-decision.
+
+    `count` reviewed 500,000 applications; the engine returned lets another engine approve
+    the last one during its first decision. Returns the world, that engine, its meddling
+    fact and the applications left to it.
+    """
+    clock, worlds = DemoClock(), type(world)
+    world = worlds(_open(database, clock), clock).seed()
+    world.small_call(budget)
+    *mine, last = world.applications(*([80] * count))
+    other = worlds(_open(database, clock), clock)  # another process on the same database
+    meddle = _Once(lambda: other.approve(last, "500000.00").raise_for_refusal())
+    engine = _open(database, clock, rules=_with_meddling(default_rules(), "approve", meddle))
+    return world, engine, meddle, mine
+
+
 def test_an_approval_on_a_stale_call_total_is_decided_again(
     world: World, database: dict[str, Any]
 ) -> None:
     """Two 500,000 approvals of a 600,000 call, the second committed mid-decision: one stands."""
-    clock, worlds = DemoClock(), type(world)
-    world = worlds(_open(database, clock), clock).seed()
-    world.small_call("600000.00")
-    first, second = world.applications(80, 80)
-    other = worlds(_open(database, clock), clock)  # another process on the same database
-    meddle = _Once(lambda: other.approve(second, "500000.00").raise_for_refusal())
-    engine = _open(database, clock, rules=_with_meddling(default_rules(), "approve", meddle))
+    world, engine, meddle, (first,) = _racing_approvals(world, database, "600000.00", 2)
     outcome = engine.fire(
         first, "approve", actor=world.approver, evidence={"recommended_amount": "500000.00"}
     )
@@ -113,14 +126,8 @@ def test_a_bulk_chunk_on_a_stale_call_total_is_redone_item_by_item(
     world: World, database: dict[str, Any]
 ) -> None:
     """A chunk decided before another engine reserved is redone: the budget is never overspent."""
-    clock, worlds = DemoClock(), type(world)
-    world = worlds(_open(database, clock), clock).seed()
-    world.small_call()  # 1,000,000
-    first, second, third = world.applications(80, 80, 80)
-    other = worlds(_open(database, clock), clock)
-    meddle = _Once(lambda: other.approve(third, "500000.00").raise_for_refusal())
-    engine = _open(database, clock, rules=_with_meddling(default_rules(), "approve", meddle))
-    items = [(pid, {"recommended_amount": "500000.00"}) for pid in (first, second)]
+    world, engine, _meddle, pids = _racing_approvals(world, database, "1000000.00", 3)
+    items = [(pid, {"recommended_amount": "500000.00"}) for pid in pids]
     result = engine.fire_many("approve", items, actor=world.approver)
     assert result.counts == {"applied": 1, "refused": 1}
     assert {r.refusals[0].code for r in result.items} == {"budget.call"}
