@@ -10,12 +10,14 @@ between threads costs a recomputation, never a wrong answer.
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
-__all__ = ["Kept"]
+__all__ = ["Kept", "held"]
 
 K = TypeVar("K")
 V = TypeVar("V")
+T = TypeVar("T")
 
 
 class Kept(Generic[K, V]):
@@ -48,3 +50,30 @@ class Kept(Generic[K, V]):
             self._old, self._new = new, {}
             new = self._new
         new[key] = value
+
+
+#: Where `held` keeps an answer: (the source's id, a key) -> (the source, the answer).
+Slot = tuple[int, Any]
+Answer = tuple[object, Any]
+
+
+def held(
+    find: Callable[[Slot], Answer | None],
+    keep: Callable[[Slot, Answer], None],
+    source: object,
+    key: Any,
+    parse: Callable[[], T],
+) -> T:
+    """The answer kept for (`source`, `key`) if it was kept for this very object, else parse.
+
+    Kept by the source's identity with the source itself, so an address reused by a new
+    object is never a hit (the rules' `Parsed`/`ParseCache`, a `Schedule`'s contracts).
+    """
+    slot = (id(source), key)
+    hit = find(slot)
+    if hit is not None and hit[0] is source:
+        found: T = hit[1]
+        return found
+    value = parse()
+    keep(slot, (source, value))
+    return value

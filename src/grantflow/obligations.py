@@ -26,7 +26,7 @@ from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
-from grantflow._kept import Kept
+from grantflow._kept import Answer, Kept, Slot, held
 from grantflow._values import local_date as _local_date
 from grantflow.calendar import WorkingCalendar
 from grantflow.errors import CalendarUnavailable
@@ -381,25 +381,18 @@ class _KeptParses:
     A stored record hands out the same data object while its row is unchanged (the
     stores keep the records they read, `SeenRows`), and a project after a change shares
     the records it had: so a project's contracts are parsed once, not at every change
-    that moves its due dates. Holding the data keeps its identity from being reused.
-    Bounded (`Kept`); a race between threads costs a parse.
+    that moves its due dates. Bounded (`Kept`); a race between threads costs a parse.
     """
 
     __slots__ = ("_kept",)
 
     def __init__(self, limit: int = 4096) -> None:
-        self._kept: Kept[tuple[int, type[BaseModel]], tuple[object, Any]] = Kept(limit)
+        self._kept: Kept[Slot, Answer] = Kept(limit)
 
     def load(self, model: type[_M], data: Any) -> _M | None:
         """`model` parsed from `data`, or ``None`` when it does not fit."""
-        key = (id(data), model)
-        hit = self._kept.get(key)
-        if hit is not None and hit[0] is data:
-            answer: _M | None = hit[1]
-            return answer
-        value = _load(model, data)
-        self._kept.put(key, (data, value))
-        return value
+        kept = self._kept
+        return held(kept.get, kept.put, data, model, lambda: _load(model, data))
 
 
 def reporting_periods(start: date, end: date, months: int) -> list[tuple[int, date]]:

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar, overload
 
-from grantflow._kept import Kept
+from grantflow._kept import Answer, Kept, Slot
+from grantflow._kept import held as _held
 from grantflow.models import Actor, Project, Refusal, Verdict
 from grantflow.policy import Policy
 from grantflow.typing import Rule
@@ -42,7 +43,7 @@ class Parsed:
     __slots__ = ("_found", "_shared")
 
     def __init__(self, shared: ParseCache | None = None) -> None:
-        self._found: dict[tuple[int, Any], tuple[object, Any]] = {}
+        self._found: dict[Slot, Answer] = {}
         self._shared = shared
 
     def get(self, source: object, key: Any, parse: Callable[[], _T]) -> _T:
@@ -70,7 +71,7 @@ class ParseCache:
     __slots__ = ("_kept",)
 
     def __init__(self, limit: int = 10_000) -> None:
-        self._kept: Kept[tuple[int, Any], tuple[object, Any]] = Kept(limit)
+        self._kept: Kept[Slot, Answer] = Kept(limit)
 
     def __len__(self) -> int:
         return len(self._kept)
@@ -79,32 +80,6 @@ class ParseCache:
         """Return `parse()` for (`source`, `key`), computing it only when not kept."""
         kept = self._kept
         return _held(kept.get, kept.put, source, key, parse)
-
-
-_Slot = tuple[int, Any]
-_Answer = tuple[object, Any]
-
-
-def _held(
-    find: Callable[[_Slot], _Answer | None],
-    keep: Callable[[_Slot, _Answer], None],
-    source: object,
-    key: Any,
-    parse: Callable[[], _T],
-) -> _T:
-    """The answer kept for (`source`, `key`) if it was kept for this very object, else parse.
-
-    Kept by the source's identity with the source itself, so an address reused by a new
-    object is never a hit.
-    """
-    slot = (id(source), key)
-    hit = find(slot)
-    if hit is not None and hit[0] is source:
-        found: _T = hit[1]
-        return found
-    value = parse()
-    keep(slot, (source, value))
-    return value
 
 
 @dataclass(frozen=True, slots=True)
