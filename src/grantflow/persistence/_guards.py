@@ -25,18 +25,18 @@ def guards_of(changes: Sequence[Change | Move]) -> list[tuple[int, Change, Guard
 
 
 def check_guards(
-    changes: Sequence[Change | Move],
+    guarded: Sequence[tuple[int, Change, Guard | RecordGuard]],
     read: Callable[[Guard | RecordGuard], object],
     lock: Callable[[Sequence[Guard | RecordGuard]], None] | None = None,
 ) -> None:
-    """Raise `ConcurrencyError` unless every guard of `changes` still reads its value.
+    """Raise `ConcurrencyError` unless every guard still reads its value.
 
-    Call it inside the commit's transaction, before writing: `read` must answer what is
-    committed now (`Guard.current` on the store, or the transaction's own reads), and
-    `lock` (when given) is called with every guard first, to hold off other guarded commits
-    of the same aggregate until this transaction ends.
+    `guarded` is `guards_of` the commit's changes. Call it inside the commit's
+    transaction, before writing: `read` must answer what is committed now
+    (`Guard.current` on the store, or the transaction's own reads), and `lock` (when
+    given) is called with every guard first, to hold off other guarded commits of the
+    same aggregate until this transaction ends.
     """
-    guarded = guards_of(changes)
     if not guarded:
         return
     if lock is not None:

@@ -13,7 +13,7 @@ from grantflow._values import decimal_or_zero
 from grantflow.audit import GENESIS, Checkpoint
 from grantflow.errors import ConcurrencyError, ProjectExists
 from grantflow.models import AuditEntry, Entity, Project, Record
-from grantflow.persistence._guards import check_guards
+from grantflow.persistence._guards import check_guards, guards_of
 from grantflow.persistence._memory_jobs import MemoryJobs
 from grantflow.persistence._memory_outbox import MemoryOutbox
 from grantflow.persistence._protocol import Change, Guard, Leaf, LogLeaf, RecordGuard
@@ -181,7 +181,7 @@ class MemoryStore(MemoryJobs, MemoryOutbox):
         """Apply `change` atomically (compare-and-set under the lock)."""
         with self._lock:
             if change.guards:
-                check_guards([change], self._guard_value)
+                check_guards(guards_of([change]), self._guard_value)
             self._apply_one(change, 0)
 
     def _guard_value(self, guard: Guard | RecordGuard) -> object:

@@ -9,7 +9,7 @@ from typing import Any
 
 from grantflow.errors import ConcurrencyError, IdempotencyKeyInUse, IdempotencyKeyMismatch
 from grantflow.models import AuditEntry, Project
-from grantflow.persistence._guards import check_guards
+from grantflow.persistence._guards import check_guards, guards_of
 from grantflow.persistence._liveness import provably_dead
 from grantflow.persistence._protocol import (
     Change,
@@ -162,7 +162,7 @@ class MemoryJobs:
             chunk = job.chunks.get(progress.chunk)
             if chunk is None or chunk.owner != progress.owner or chunk.done:
                 raise ConcurrencyError(f"chunk {progress.chunk} of {progress.key!r} was taken over")
-            check_guards(changes, self._guard_value)
+            check_guards(guards_of(changes), self._guard_value)
             self._apply_all(changes)
             chunk.next_index = progress.next_index
             chunk.done = progress.done

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from dataclasses import field as _derived  # `field` is also a guard's attribute
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple, Protocol, runtime_checkable
@@ -131,17 +132,16 @@ class Guard:
     data_equals: Mapping[str, Any]
     exclude_states: frozenset[str]
     value: Decimal | int
+    #: The aggregate's identity (its value left out), one text per distinct read.
+    key: str = _derived(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> str:
-        """The aggregate's identity (its value left out), one text per distinct read."""
-        return canonical_bytes(
-            {
-                "field": self.field,
-                "data_equals": dict(self.data_equals),
-                "exclude_states": sorted(self.exclude_states),
-            }
-        ).decode()
+    def __post_init__(self) -> None:
+        identity = {
+            "field": self.field,
+            "data_equals": dict(self.data_equals),
+            "exclude_states": sorted(self.exclude_states),
+        }
+        object.__setattr__(self, "key", canonical_bytes(identity).decode())
 
     def current(self, reader: StoreReader) -> Decimal | int:
         """The aggregate's value as `reader` reads it now."""
@@ -171,13 +171,12 @@ class RecordGuard:
     field: str
     values: tuple[str, ...]
     value: tuple[tuple[str, str], ...]
+    #: The look-up's identity (what it found left out), one text per distinct read.
+    key: str = _derived(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> str:
-        """The look-up's identity (what it found left out), one text per distinct read."""
-        return canonical_bytes(
-            {"records": self.kind, "field": self.field, "values": list(self.values)}
-        ).decode()
+    def __post_init__(self) -> None:
+        identity = {"records": self.kind, "field": self.field, "values": list(self.values)}
+        object.__setattr__(self, "key", canonical_bytes(identity).decode())
 
     @classmethod
     def of(

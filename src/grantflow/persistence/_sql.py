@@ -588,13 +588,14 @@ class SqlStore(SqlJobs, SqlOutbox):
                     f"(SELECT unnest(ARRAY[{numbers}]::bigint[]) AS k ORDER BY k) AS locks"
                 )
 
-        known = self._found_together(cursor, guards_of(changes))
+        guarded = guards_of(changes)
+        known = self._found_together(cursor, guarded)
 
         def read(guard: Guard | RecordGuard) -> object:
             found = known.get(guard.key) if isinstance(guard, RecordGuard) else None
             return found if found is not None else self._guard_value(cursor, guard)
 
-        check_guards(changes, read, lock)
+        check_guards(guarded, read, lock)
 
     def _found_together(
         self, cursor: Any, guarded: Sequence[tuple[int, Change, Guard | RecordGuard]]
