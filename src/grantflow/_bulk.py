@@ -237,7 +237,9 @@ class BulkRunner:
         ids = [w.item.project_id for w in batch if not w.error]
         tips: dict[str, tuple[int, str]] = {}
         if isinstance(self._store, JobStore):
-            found: Mapping[str, Project] = self._store.load_many(ids)
+            # A SQL store reads only the rows of projects whose records it keeps.
+            load = getattr(self._store, "_load_chunk", None) or self._store.load_many
+            found: Mapping[str, Project] = load(ids)
             if self._kind == "submit":  # new chains: their tips (a refusal leaves one)
                 fresh = [pid for pid in ids if pid not in found]
                 tips = dict.fromkeys(fresh, (0, GENESIS))

@@ -862,6 +862,7 @@ class SqlStore(SqlJobs, SqlOutbox):
             raise partial.error from None
         if error is not None:
             raise error
+        self._seen.hold_after((change,))
 
     def put_entity(self, entity: Entity) -> None:
         """Insert or replace an entity (keyed by kind and id)."""

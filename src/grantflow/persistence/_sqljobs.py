@@ -69,12 +69,44 @@ class SeenRows:
     generations of at most `limit` rows bound the memory (`grantflow._kept`). Rows are
     read as text (PostgreSQL's ``jsonb`` cast to its text); a value a driver decoded
     itself is passed on.
+
+    A project's whole records are kept too, by the project's head (`held`): a project's
+    records are those of its audit chain, which its head (the last entry's hash) fixes.
+    The store keeps them when it reads them and when it commits a change (the row after
+    it), and a bulk chunk's read (`SqlJobs._load_chunk`) skips the records query for
+    the projects whose row still has the head kept: the next chunk of a bulk run over
+    the same projects reads only their rows.
     """
 
-    __slots__ = ("_kept",)
+    __slots__ = ("_held", "_kept")
 
     def __init__(self, limit: int = 10_000) -> None:
         self._kept: Kept[tuple[Any, ...], tuple[str, Any]] = Kept(limit)
+        self._held: Kept[str, tuple[str, tuple[Record, ...]]] = Kept(limit)
+
+    def held(self, project_id: str, head: str) -> tuple[Record, ...] | None:
+        """The records kept for `project_id` at `head`, or ``None``."""
+        hit = self._held.get(project_id)
+        return hit[1] if hit is not None and hit[0] == head else None
+
+    def hold(self, project_id: str, head: str, records: tuple[Record, ...]) -> None:
+        """Keep `records` as those of `project_id` while its head is `head`."""
+        self._held.put(project_id, (head, records))
+
+    def hold_after(self, changes: Sequence[Change | Move]) -> None:
+        """Keep the records of the rows `changes` leave behind (once they are written).
+
+        A change's head is the hash of its entry, which covers the records it adds and
+        the head before it: a row with that head has exactly these records, whether or
+        not this commit is the one that wrote it (a host may roll its transaction back).
+        """
+        for change in changes:
+            if isinstance(change, Move):  # a bare move adds no record
+                kept = self.held(change.project_id, change.prev_hash)
+                if kept is not None:
+                    self.hold(change.project_id, change.hash, kept)
+            elif (row := change.after) is not None:
+                self.hold(row.id, row.head, row.records)
 
     def __len__(self) -> int:
         return len(self._kept)
@@ -123,37 +155,64 @@ class SqlJobs:
 
         The bulk path's read: plain DBAPI rows turned into models directly (no ORM, no
         result processing), because it runs once per chunk of thousands of items.
+        Every row is read as stored now (see `_load_chunk` for the bulk runner's read).
         """
+        return self._load(project_ids, held=False)
+
+    def _load_chunk(self, project_ids: Sequence[str]) -> dict[str, Project]:
+        """`load_many` for a bulk chunk: records kept by head are not read again.
+
+        A project's records are those its audit chain added, which its head fixes
+        (`SeenRows.held`): for a project whose row still has the head they were kept
+        at, only the project row is read. A record row edited by hand under an
+        unchanged head (which `verify` reports) is therefore not seen by a bulk run
+        that kept the project's records before; `load`, `load_many` and `Engine.get`
+        always read the rows.
+        """
+        return self._load(project_ids, held=True)
+
+    def _load(self, project_ids: Sequence[str], *, held: bool) -> dict[str, Project]:
         found: dict[str, Project] = {}
         ids = list(dict.fromkeys(project_ids))
         with self._db.cursor() as cursor:
             for start in range(0, len(ids), _LOAD_BATCH):
-                self._load_batch(cursor, ids[start : start + _LOAD_BATCH], found)
+                self._load_batch(cursor, ids[start : start + _LOAD_BATCH], found, held=held)
         return found
 
-    def _load_batch(self, cursor: Any, batch: list[str], found: dict[str, Project]) -> None:
+    def _load_batch(
+        self, cursor: Any, batch: list[str], found: dict[str, Project], *, held: bool
+    ) -> None:
         members, params = self._members(batch)
         # PostgreSQL's jsonb read as its text, so that `SeenRows` can key on it there too.
         text = "data::text" if self._db.dialect == "postgresql" else "data"
-        cursor.execute(
-            f"SELECT project_id, kind, id, {text}, seq FROM {self._name(self._t.records)} "
-            f"WHERE project_id {members} ORDER BY project_id, seq, pos",
-            params,
-        )
-        records: dict[str, list[Record]] = {}
-        seen = self._seen
-        for pid, kind, rid, data, seq in cursor.fetchall():
-            records.setdefault(pid, []).append(seen.record(pid, kind, rid, data, seq))
         cursor.execute(
             f"SELECT id, state, version, head, {text}, created_at, updated_at "
             f"FROM {self._name(self._t.projects)} WHERE id {members}",
             params,
         )
+        rows = cursor.fetchall()
+        # With `held`, records only of the projects whose head moved since they were kept.
+        seen = self._seen
+        records: dict[str, tuple[Record, ...]] = {}
+        missing: list[str] = []
+        for row in rows:
+            kept = seen.held(row[0], row[3]) if held else None
+            if kept is None:
+                missing.append(row[0])
+            else:
+                records[row[0]] = kept
+        if missing:
+            read = self._read_records(cursor, text, missing)
+            for row in rows:
+                pid = row[0]
+                if pid not in records:
+                    records[pid] = owned = tuple(read.get(pid, ()))
+                    seen.hold(pid, row[3], owned)
         # A chunk's rows were mostly written by one transaction, at one instant: each
         # distinct stored time is parsed once per batch (datetimes are immutable).
         stamps: dict[Any, datetime] = {}
         stamp = self._stamp
-        for pid, state, version, head, data, created, updated in cursor.fetchall():
+        for pid, state, version, head, data, created, updated in rows:
             # Rows come from our own tables, written from validated values.
             found[pid] = trusted_fields(
                 Project,
@@ -163,11 +222,25 @@ class SqlJobs:
                     "version": version,
                     "head": head,
                     "data": _json(data),  # decoded afresh: see `SeenRows`
-                    "records": tuple(records.get(pid, ())),
+                    "records": records[pid],
                     "created_at": stamps.get(created) or stamp(stamps, created),
                     "updated_at": stamps.get(updated) or stamp(stamps, updated),
                 },
             )
+
+    def _read_records(self, cursor: Any, text: str, ids: list[str]) -> dict[str, list[Record]]:
+        """The record rows of the projects `ids`, in their order (seq, then place)."""
+        members, params = self._members(ids)
+        cursor.execute(
+            f"SELECT project_id, kind, id, {text}, seq FROM {self._name(self._t.records)} "
+            f"WHERE project_id {members} ORDER BY project_id, seq, pos",
+            params,
+        )
+        records: dict[str, list[Record]] = {}
+        seen = self._seen
+        for pid, kind, rid, data, seq in cursor.fetchall():
+            records.setdefault(pid, []).append(seen.record(pid, kind, rid, data, seq))
+        return records
 
     def chain_tips(self, project_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
         """Return (last seq, last hash) of the chains among `project_ids`, a query a batch."""
@@ -449,6 +522,7 @@ class SqlJobs:
             self._writer.extend_job_lease(cursor, progress.key, now + lease)
 
         self._db.write_cursor(work)
+        self._seen.hold_after(changes)
 
     def job_end(self, key: str, *, run_id: str, chunks_total: int) -> StoredJob:
         """Record the number of chunks; mark the job done once every chunk is."""
