@@ -149,7 +149,11 @@ def test_the_count_sees_a_rule_that_parses_afresh(
 def test_the_approval_decision_works_out_the_panel_once(
     make_world: Callable[..., World], validations: _Validations
 ) -> None:
-    """Quorum, score and the approval effect share one panel: each review parsed once."""
+    """Quorum, score and the approval effect share one panel: each review parsed once.
+
+    At most once: the reviews an earlier decision on the project parsed are kept
+    (`Parsed.lasting`), so the approval parses only the ones no decision read before.
+    """
     world = make_world()
     pid = world.submit().raise_for_refusal().project_id
     for n in (1, 2, 3, 4, 5):
@@ -159,7 +163,7 @@ def test_the_approval_decision_works_out_the_panel_once(
         world.approve(pid, "100000.00").raise_for_refusal()
     finally:
         validations.counting = False
-    assert validations.models.count("Review") == 5
+    assert 1 <= validations.models.count("Review") <= 5
 
 
 def test_a_decision_repeated_on_unchanged_records_parses_none_of_them_again(
@@ -185,3 +189,23 @@ def test_a_decision_repeated_on_unchanged_records_parses_none_of_them_again(
     record_models = {"Approval", "Contract", "Evaluation", "Expenditure", "Review"}
     assert record_models & set(parsed_first), parsed_first
     assert not record_models & set(validations.models), validations.models
+
+
+def test_a_second_expenditure_parses_no_stored_contract_again(
+    make_world: Callable[..., World], validations: _Validations
+) -> None:
+    """The contract term the spending rules read comes from the kept parses too.
+
+    Regression: `term` (the contract term ``within_term`` and ``service_in_term``
+    judge by) parsed every contract of the project at every decision, outside the
+    kept parses: 4,100 of the demo's 7,500 contract parses for 878 contracts.
+    """
+    world = make_world()
+    pid = world.contracted()
+    world.spend(pid, "500.00", "INV-1").raise_for_refusal()
+    validations.counting = True
+    try:
+        world.spend(pid, "300.00", "INV-2").raise_for_refusal()
+    finally:
+        validations.counting = False
+    assert "Contract" not in validations.models, validations.models

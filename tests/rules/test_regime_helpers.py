@@ -156,11 +156,11 @@ def test_the_progress_report_rule_works_out_the_term_once_per_decision(
 ) -> None:
     """A second call on the same context reads the contract term from the decision's memo."""
     calls: list[str] = []
-    original: Callable[[Project], tuple[date, date] | None] = regime.contract_term
+    original: Callable[..., tuple[date, date] | None] = regime.contract_term
 
-    def counted(project: Project) -> tuple[date, date] | None:
+    def counted(project: Project, **options: Any) -> tuple[date, date] | None:
         calls.append(project.id)
-        return original(project)
+        return original(project, **options)
 
     monkeypatch.setattr(regime, "contract_term", counted)
     project = world.engine.get(world.contracted())

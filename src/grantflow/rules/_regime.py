@@ -219,8 +219,25 @@ def budget(project: Project, memo: Parsed | None = None) -> dict[str, Decimal]:
 def term(project: Project, memo: Parsed | None = None) -> tuple[date, date] | None:
     """Return the contract term (start, end), extensions included; ``None`` before signing."""
     if memo is not None:
-        return memo.get(project, "term", lambda: contract_term(project))
+        return memo.get(project, "term", lambda: contract_term(project, load=LastingLoad(memo)))
     return contract_term(project)
+
+
+class LastingLoad:
+    """`load` of a stored record's data, kept across decisions (`Parsed.lasting`).
+
+    The same answers `rows` keeps: a contract parsed for one rule is not parsed again
+    for the contract term another reads, nor at the next decision on the same records.
+    """
+
+    __slots__ = ("_memo",)
+
+    def __init__(self, memo: Parsed) -> None:
+        self._memo = memo
+
+    def __call__(self, model: type[M], data: Any) -> M | None:
+        """Parse `data` as `model` (``None`` when it does not fit), once while kept."""
+        return self._memo.lasting(data, model, functools.partial(load, model, data))
 
 
 def evaluations(project: Project, *stages: str, memo: Parsed | None = None) -> list[Evaluation]:

@@ -19,7 +19,7 @@ from grantflow.models import Project, Verdict
 from grantflow.policy import Policy
 from grantflow.records import Approval, Review, money
 from grantflow.rubrics import DEFAULT_RUBRICS, Rubric, aggregate, find_rubric
-from grantflow.rules._base import PASS, Rule, RuleContext, rule
+from grantflow.rules._base import PASS, Parsed, Rule, RuleContext, rule
 from grantflow.rules._book import Effects
 from grantflow.rules._regime import (
     dec,
@@ -70,8 +70,13 @@ def panel(
     rubrics: Sequence[Rubric],
     policy: Policy,
     today: date,
+    memo: Parsed | None = None,
 ) -> Panel:
-    """Sort the project's reviews into counted (reviewer, total) and excluded (reviewer, why)."""
+    """Sort the project's reviews into counted (reviewer, total) and excluded (reviewer, why).
+
+    With `memo` (a rule's ``ctx.parsed``) each stored review is parsed once while the
+    decision core keeps it.
+    """
     version = pinned_version(project, "approval", policy)
     rubric = find_rubric(rubrics, "approval", version)
     counted: list[tuple[str, Decimal]] = []
@@ -79,7 +84,7 @@ def panel(
     seen: set[str] = set()
     provider = provider_of(project)
     parties = interested(project, facts, policy)
-    for _record, review in rows(project, "review", Review):
+    for _record, review in rows(project, "review", Review, memo):
         total: Decimal | None = None
         person = person_fact(facts, review.reviewer)
         reason = review_conflict(review.conflict, person, provider, today, policy, parties)
@@ -145,7 +150,7 @@ class PanelMemo:
         ):
             return last.panel
         today = local_date(ctx.now, ctx.policy)
-        result = panel(ctx.project, ctx.facts, self._rubrics, ctx.policy, today)
+        result = panel(ctx.project, ctx.facts, self._rubrics, ctx.policy, today, ctx.parsed)
         self._last = _Decided(ctx.project, ctx.facts, ctx.policy, ctx.now, result)
         return result
 
