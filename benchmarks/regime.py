@@ -10,10 +10,18 @@
 * ``record_growth``: the cost of one ``add_record`` of an expenditure (every rule) on a
   project holding 10x more records of its own (300 expenditures against 30), one call
   after another on one engine, as a service keeps a long project open.
+* ``regime_same_call_two_workers``: the wall time of two processes approving half of
+  one call's applications each, at the same time, over one process approving them all
+  (every approval reads and guards the call's reserved total, so they are serialised:
+  about 1 is the best there is), and ``regime_same_call_conflicts``, the items the two
+  left unapplied.
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -335,6 +343,68 @@ def record_growth(folder: Path, stored: int, count: int, rounds: int) -> dict[st
     }
 
 
+def _same_call_worker(path: Path, start: int, stop: int) -> dict[str, Any]:
+    """Approve applications `start` to `stop` once told to go; report when and how."""
+    engine = _engine(path, DemoClock(), bare=False)
+    items = [(_pid(i), EVIDENCE) for i in range(start, stop)]
+    print("ready", flush=True)
+    sys.stdin.readline()
+    started = time.time()
+    result = engine.fire_many("approve", items, actor=APPROVER)
+    ended = time.time()
+    engine.close()
+    return {"start": started, "end": ended, "counts": result.counts}
+
+
+def same_call_seconds(path: Path, n: int, count: int) -> tuple[float, int]:
+    """Wall time of `count` processes approving a share of `n` each, and the items not applied."""
+    bounds = [(n * k // count, n * (k + 1) // count) for k in range(count)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(Path(__file__)), "worker", str(path), str(lo), str(hi)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for lo, hi in bounds
+    ]
+    for proc in procs:
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("a worker did not start")
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    reports = []
+    for proc in procs:
+        out, _ = proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"a worker failed with {proc.returncode}")
+        reports.append(json.loads(out.strip().splitlines()[-1]))
+    applied = sum(r["counts"].get("applied", 0) for r in reports)
+    return max(r["end"] for r in reports) - min(r["start"] for r in reports), n - applied
+
+
+def same_call_workers(seeded: Path, n: int, rounds: int) -> dict[str, float]:
+    """Two processes approving from one call at once, against one process doing it all."""
+    left: list[int] = []
+
+    def timed(count: int) -> float:
+        seconds, unapplied = same_call_seconds(fresh_copy(seeded, f"same-{count}"), n, count)
+        left.append(unapplied)
+        return seconds
+
+    samples = interleave({"one": lambda: timed(1), "two": lambda: timed(2)}, rounds)
+    say(f"same call, one and two workers (s): {samples}; items not applied: {left}")
+    return {
+        "regime_same_call_one_s": median(samples["one"]),
+        "regime_same_call_two_s": median(samples["two"]),
+        "regime_same_call_two_workers": paired_ratio(samples["two"], samples["one"]),
+        "regime_same_call_conflicts": float(max(left)),
+    }
+
+
 def run(quick: bool, rounds: int) -> dict[str, float]:
     """Both regime measurements; `quick` shrinks the sizes."""
     with tempfile.TemporaryDirectory(prefix="grantflow-bench-") as tmp:
@@ -345,4 +415,10 @@ def run(quick: bool, rounds: int) -> dict[str, float]:
         spends = 10 if quick else 1_000
         results.update(invoice_growth(folder, spends, 50 if quick else 2_000, rounds))
         results.update(record_growth(folder, 3 if quick else 30, 5 if quick else 100, rounds))
+        results.update(same_call_workers(folder / "regime-seed.db", 30 if quick else 2_000, rounds))
     return results
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["worker"]:
+    path, start, stop = sys.argv[2:5]
+    print(json.dumps(_same_call_worker(Path(path), int(start), int(stop))), flush=True)

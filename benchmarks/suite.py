@@ -48,6 +48,8 @@ REQUIRED = (
     "verify_entries_per_s",
     "verify_floor_ratio",
     "regime_bulk_ratio",
+    "regime_same_call_two_workers",
+    "regime_same_call_conflicts",
     "invoice_check_growth",
     "record_growth",
     "scale_1m_over_100k",

@@ -23,6 +23,8 @@ KEYS = {
     "verify_entries_per_s",
     "verify_floor_ratio",
     "regime_bulk_ratio",
+    "regime_same_call_two_workers",
+    "regime_same_call_conflicts",
     "invoice_check_growth",
     "record_growth",
     "scale_1m_over_100k",

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from grantflow._canonical import (
     canonical_bytes,
@@ -46,9 +46,11 @@ from grantflow.persistence import (
     Change,
     ChunkClaim,
     ChunkProgress,
+    Guard,
     JobStore,
     Move,
     MoveCommitter,
+    RecordGuard,
     Store,
     StoredJob,
     StoreReader,
@@ -67,6 +69,15 @@ class _Work:
     index: int
     item: BulkItem
     error: str = ""
+
+
+class _Prepared(NamedTuple):
+    """A batch decided: its changes, and the counts, kept results and progress after it."""
+
+    changes: list[Change | Move]
+    counts: dict[str, int]
+    kept: list[Mapping[str, Any]]
+    progress: ChunkProgress
 
 
 class BulkRunner:
@@ -136,6 +147,8 @@ class BulkRunner:
         # A bare event's decision reads only its own project (`DecisionCore.bare`).
         self._bare = self._kind == "fire" and core.bare(event)
         self._stopped = False
+        #: The totals another writer moved under a batch of this run (see `_commit_batch`).
+        self._contended: Sequence[Guard | RecordGuard] = ()
         self._skip = skip
         self._observed = observed
         # Plain moves of a bare event are written as `Move`s where the store takes them.
@@ -259,7 +272,41 @@ class BulkRunner:
         kept: list[Mapping[str, Any]],
         digest: str,
     ) -> bool:
-        """Commit `batch` in one transaction; False if a compare-and-set failed (rolled back)."""
+        """Commit `batch` in one transaction; False if a compare-and-set failed (rolled back).
+
+        A batch that lost because a total it read moved (another worker approving from
+        the same call) is decided again inside its commit's transaction, with those
+        totals held (`_commit_held`), and so are the run's later batches: redone item
+        by item, every item would read the total again and lose again to the other
+        worker's next commit.
+        """
+        held = getattr(self._store, "_commit_decided", None)
+        if held is not None and self._contended:
+            return self._commit_held(held, self._contended, claim, batch, end, counts, kept, digest)
+        prepared = self._prepare(claim, batch, end, counts, kept, digest)
+        try:
+            self._commit(prepared)
+        except ConcurrencyError as exc:
+            if exc.index is None:
+                raise
+            guards = _guards(prepared.changes)
+            if held is None or not guards:
+                return False
+            self._contended = guards
+            return self._commit_held(held, guards, claim, batch, end, counts, kept, digest)
+        self._after_commit(prepared.changes, counts, kept, prepared.counts, prepared.kept)
+        return True
+
+    def _prepare(
+        self,
+        claim: ChunkClaim,
+        batch: list[_Work],
+        end: int,
+        counts: dict[str, int],
+        kept: list[Mapping[str, Any]],
+        digest: str,
+    ) -> _Prepared:
+        """Load `batch` afresh and decide it: its changes, and the progress they make."""
         changes: list[Change | Move] = []
         results: list[ItemResult | None] = []
         now = self._now()  # one transaction, one instant
@@ -285,18 +332,51 @@ class BulkRunner:
             results.append(result)
         new_counts, new_kept = _tally(counts, kept, results, self._keep_all)
         progress = _progress(claim, end, new_counts, new_kept, digest)
+        return _Prepared(changes, new_counts, new_kept, progress)
+
+    def _commit(self, prepared: _Prepared) -> None:
+        if self._moves:
+            assert isinstance(self._store, MoveCommitter)
+            self._store.commit_moves(
+                prepared.changes, prepared.progress, now=time.time(), lease=self._lease
+            )
+        else:
+            plain = [c for c in prepared.changes if isinstance(c, Change)]
+            self._jobs.commit_chunk(plain, prepared.progress, now=time.time(), lease=self._lease)
+
+    def _commit_held(
+        self,
+        held: Callable[..., None],
+        guards: Sequence[Guard | RecordGuard],
+        claim: ChunkClaim,
+        batch: list[_Work],
+        end: int,
+        counts: dict[str, int],
+        kept: list[Mapping[str, Any]],
+        digest: str,
+    ) -> bool:
+        """`_commit_batch` deciding inside the commit's transaction, with `guards` held.
+
+        No other guarded commit of those totals lands between the reads and the
+        writes, so the batch loses only to a writer that reads no total (False then,
+        and it is redone item by item).
+        """
+        decided: list[_Prepared] = []
+
+        def decide() -> tuple[Sequence[Change | Move], ChunkProgress]:
+            prepared = self._prepare(claim, batch, end, counts, kept, digest)
+            decided[:] = [prepared]
+            return prepared.changes, prepared.progress
+
         try:
-            if self._moves:
-                assert isinstance(self._store, MoveCommitter)
-                self._store.commit_moves(changes, progress, now=time.time(), lease=self._lease)
-            else:
-                plain = [c for c in changes if isinstance(c, Change)]
-                self._jobs.commit_chunk(plain, progress, now=time.time(), lease=self._lease)
+            held(decide, guards, lease=self._lease)
         except ConcurrencyError as exc:
             if exc.index is None:
                 raise
             return False
-        self._after_commit(changes, counts, kept, new_counts, new_kept)
+        prepared = decided[0]
+        self._contended = _guards(prepared.changes) or guards
+        self._after_commit(prepared.changes, counts, kept, prepared.counts, prepared.kept)
         return True
 
     def _commit_singly(
@@ -558,6 +638,11 @@ def _progress(
         items=tuple(kept),
         digest=digest if done else "",
     )
+
+
+def _guards(changes: Sequence[Change | Move]) -> list[Guard | RecordGuard]:
+    """Every guard of `changes` (what their decisions read of other projects)."""
+    return [guard for c in changes if isinstance(c, Change) for guard in c.guards]
 
 
 def _tally(

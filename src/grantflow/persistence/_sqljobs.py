@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -37,7 +38,9 @@ from grantflow.persistence._protocol import (
     Change,
     ChunkClaim,
     ChunkProgress,
+    Guard,
     Move,
+    RecordGuard,
     StoredJob,
     stored_job,
 )
@@ -146,6 +149,7 @@ class SqlJobs:
     _seen: SeenRows
     _writer: Writer
     _check_guards: Callable[[Any, Sequence[Change | Move]], None]
+    _lock_guards: Callable[[Any, Sequence[Guard | RecordGuard]], None]
     #: Job key -> the connection holding its PostgreSQL advisory lock (our runs only).
     _job_locks: dict[str, sqlalchemy.Connection]
     _job_locks_guard: threading.Lock
@@ -493,36 +497,73 @@ class SqlJobs:
         lost, a change that is not a plain update) raises `ConcurrencyError` with an
         index, and the runner redoes it item by item through `commit_chunk`.
         """
-        guarded = any(isinstance(c, Change) and c.guards for c in changes)
 
         def work(cursor: Any) -> None:
-            # Every statement on the raw cursor, compiled once per store: this runs per chunk.
-            # Fence first: if our lease was taken over, write nothing at all.
-            if not self._writer.record_progress(cursor, progress, now + lease):
-                raise ConcurrencyError(
-                    f"chunk {progress.chunk} of job {progress.key!r} was taken over"
-                )
-            if guarded:  # a total a decision read moved: the runner redoes the items
-                self._check_guards(cursor, changes)
-            errors: list[Any] = []
-            if changes:
-                try:
-                    errors = self._apply_chunk(cursor, changes)
-                except Partial as partial:
-                    errors = [partial.error]
-            for index, error in enumerate(errors):
-                if error is not None:
-                    raise ConcurrencyError(
-                        error.message,
-                        project_id=error.project_id,
-                        event=error.event,
-                        state=error.state,
-                        index=index,
-                    )
-            self._writer.extend_job_lease(cursor, progress.key, now + lease)
+            self._write_chunk(cursor, changes, progress, now=now, lease=lease)
 
         self._db.write_cursor(work)
         self._seen.hold_after(changes)
+
+    def _commit_decided(
+        self,
+        decide: Callable[[], tuple[Sequence[Change | Move], ChunkProgress]],
+        guards: Sequence[Guard | RecordGuard],
+        *,
+        lease: float,
+    ) -> None:
+        """Decide a chunk inside the transaction that commits it (`commit_moves` otherwise).
+
+        The bulk runner's way through a chunk whose totals other writers keep moving
+        (a call's budget two workers approve from): the transaction first holds off
+        every other guarded commit of the totals `guards` read (SQLite: its write lock,
+        taken by ``BEGIN IMMEDIATE``; PostgreSQL: their advisory locks), then `decide`
+        reads what is committed and decides the chunk, which is written as
+        `commit_moves` writes it, guards checked. While `decide` runs, those commits
+        wait (on SQLite every commit does).
+        """
+        decided: list[Sequence[Change | Move]] = []
+
+        def work(cursor: Any) -> None:
+            self._lock_guards(cursor, guards)
+            changes, progress = decide()
+            decided[:] = [changes]
+            self._write_chunk(cursor, changes, progress, now=time.time(), lease=lease)
+
+        self._db.write_cursor(work)
+        self._seen.hold_after(decided[0])
+
+    def _write_chunk(
+        self,
+        cursor: Any,
+        changes: Sequence[Change | Move],
+        progress: ChunkProgress,
+        *,
+        now: float,
+        lease: float,
+    ) -> None:
+        """The statements of `commit_moves`, on the commit's `cursor`."""
+        # Every statement on the raw cursor, compiled once per store: this runs per chunk.
+        # Fence first: if our lease was taken over, write nothing at all.
+        if not self._writer.record_progress(cursor, progress, now + lease):
+            raise ConcurrencyError(f"chunk {progress.chunk} of job {progress.key!r} was taken over")
+        if any(isinstance(c, Change) and c.guards for c in changes):
+            self._check_guards(cursor, changes)  # a total read moved: the runner redoes it
+        errors: list[Any] = []
+        if changes:
+            try:
+                errors = self._apply_chunk(cursor, changes)
+            except Partial as partial:
+                errors = [partial.error]
+        for index, error in enumerate(errors):
+            if error is not None:
+                raise ConcurrencyError(
+                    error.message,
+                    project_id=error.project_id,
+                    event=error.event,
+                    state=error.state,
+                    index=index,
+                )
+        self._writer.extend_job_lease(cursor, progress.key, now + lease)
 
     def job_end(self, key: str, *, run_id: str, chunks_total: int) -> StoredJob:
         """Record the number of chunks; mark the job done once every chunk is."""
