@@ -267,7 +267,7 @@ class DecisionCore:
             last = _last_time(reader, pid) if version else None
             draft = self._draft(pid, request.data, version, head, now, last)
             return draft, None, request.evidence
-        project = loaded or reader.load(pid)
+        project = loaded or decision_load(reader, pid)
         if project is None:
             raise ProjectNotFound(f"no project {pid!r}", project_id=pid, event=request.event)
         if request.kind == "fire":
@@ -323,7 +323,7 @@ class DecisionCore:
         """Decide `request` as `reader` shows the store at `now`, and seal its change."""
         loaded = None
         if request.kind == "fire" and self.bare(request.event):
-            loaded = reader.load(request.project_id)
+            loaded = decision_load(reader, request.project_id)
             if loaded is not None:
                 change = self._bare_change(loaded, request, now)
                 if change is not None:
@@ -832,6 +832,20 @@ def sealed_change(
 
 
 _new = object.__new__
+
+
+def decision_load(reader: StoreReader, project_id: str) -> Project | None:
+    """The project a decision is taken on, as `reader` holds it.
+
+    A SQL store reads it as a bulk chunk does (`SqlJobs._load_chunk`: records it kept
+    under the project's head are not read again), so that single fires, previews and
+    bulk runs decide on the same records; other readers' `load`.
+    """
+    load_chunk = getattr(reader, "_load_chunk", None)
+    if load_chunk is None:
+        return reader.load(project_id)
+    found: Project | None = load_chunk((project_id,)).get(project_id)
+    return found
 
 
 def after(project: Project, entry: AuditEntry) -> Project | None:
