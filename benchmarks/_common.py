@@ -7,6 +7,7 @@ import hashlib
 import json
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -141,3 +142,30 @@ def peak_rss_mb() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_workers(commands: list[list[str]]) -> list[dict[str, Any]]:
+    """Start a process per command, let them all go at once, and return their reports.
+
+    Each worker prints ``ready``, waits for a line on its input, works, and prints its
+    report as one JSON line last.
+    """
+    procs = [
+        subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for command in commands
+    ]
+    for proc in procs:
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("a worker did not start")
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    reports = []
+    for proc in procs:
+        out, _ = proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"a worker failed with {proc.returncode}")
+        reports.append(json.loads(out.strip().splitlines()[-1]))
+    return reports

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import subprocess
 import sys
 import time
 import uuid
@@ -164,26 +163,11 @@ def _worker(url: str, prefix: str, n: int, key: str, run_id: str) -> dict[str, A
 
 def workers_seconds(url: str, prefix: str, n: int, count: int) -> float:
     """Wall time of `count` worker processes sharing one job, from ``go`` to the last end."""
+    from _common import run_workers
+
     key, run_id = f"bench-{uuid.uuid4().hex}", uuid.uuid4().hex
     command = [sys.executable, str(Path(__file__)), "worker", url, prefix, str(n), key, run_id]
-    procs = [
-        subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        for _ in range(count)
-    ]
-    for proc in procs:
-        assert proc.stdout is not None
-        if proc.stdout.readline().strip() != "ready":
-            raise RuntimeError("a worker did not start")
-    for proc in procs:
-        assert proc.stdin is not None
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-    reports = []
-    for proc in procs:
-        out, _ = proc.communicate()
-        if proc.returncode != 0:
-            raise RuntimeError(f"a worker failed with {proc.returncode}")
-        reports.append(json.loads(out.strip().splitlines()[-1]))
+    reports = run_workers([command] * count)
     applied = sum(r["counts"].get("applied", 0) for r in reports)
     # Each worker reports the whole job's tally; the last one to finish saw every item.
     if max(r["counts"].get("applied", 0) for r in reports) != n:

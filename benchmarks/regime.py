@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +29,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from _common import fresh_copy, interleave, median, paired_ratio, say
+from _common import fresh_copy, interleave, median, paired_ratio, run_workers, say
 
 import grantflow
 from grantflow import Actor
@@ -359,29 +358,12 @@ def _same_call_worker(path: Path, start: int, stop: int) -> dict[str, Any]:
 def same_call_seconds(path: Path, n: int, count: int) -> tuple[float, int]:
     """Wall time of `count` processes approving a share of `n` each, and the items not applied."""
     bounds = [(n * k // count, n * (k + 1) // count) for k in range(count)]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(Path(__file__)), "worker", str(path), str(lo), str(hi)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for lo, hi in bounds
-    ]
-    for proc in procs:
-        assert proc.stdout is not None
-        if proc.stdout.readline().strip() != "ready":
-            raise RuntimeError("a worker did not start")
-    for proc in procs:
-        assert proc.stdin is not None
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-    reports = []
-    for proc in procs:
-        out, _ = proc.communicate()
-        if proc.returncode != 0:
-            raise RuntimeError(f"a worker failed with {proc.returncode}")
-        reports.append(json.loads(out.strip().splitlines()[-1]))
+    reports = run_workers(
+        [
+            [sys.executable, str(Path(__file__)), "worker", str(path), str(lo), str(hi)]
+            for lo, hi in bounds
+        ]
+    )
     applied = sum(r["counts"].get("applied", 0) for r in reports)
     return max(r["end"] for r in reports) - min(r["start"] for r in reports), n - applied
 

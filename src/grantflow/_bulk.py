@@ -71,6 +71,17 @@ class _Work:
     error: str = ""
 
 
+class _Batch(NamedTuple):
+    """A chunk's items still to do, and where its progress stands before them."""
+
+    claim: ChunkClaim
+    todo: list[_Work]
+    end: int
+    counts: dict[str, int]
+    kept: list[Mapping[str, Any]]
+    digest: str
+
+
 class _Prepared(NamedTuple):
     """A batch decided: its changes, and the counts, kept results and progress after it."""
 
@@ -238,7 +249,7 @@ class BulkRunner:
         todo = [w for w in chunk if w.index >= claim.next_index]
         if todo:
             end = todo[-1].index + 1
-            if not self._commit_batch(claim, todo, end, counts, kept, digest):
+            if not self._commit_batch(_Batch(claim, todo, end, counts, kept, digest)):
                 self._commit_singly(claim, todo, counts, kept, digest)
             if self._progress is not None:
                 self._progress(len(todo))
@@ -250,7 +261,7 @@ class BulkRunner:
         ids = [w.item.project_id for w in batch if not w.error]
         tips: dict[str, tuple[int, str]] = {}
         if isinstance(self._store, JobStore):
-            # A SQL store reads only the rows of projects whose records it keeps.
+            # A SQL store reads only the rows of projects whose records it keeps by head.
             load = getattr(self._store, "_load_chunk", None) or self._store.load_many
             found: Mapping[str, Project] = load(ids)
             if self._kind == "submit":  # new chains: their tips (a refusal leaves one)
@@ -263,15 +274,7 @@ class BulkRunner:
             {pid: found.get(pid) for pid in ids}, tips=tips, keep_pending=keep_pending
         )
 
-    def _commit_batch(
-        self,
-        claim: ChunkClaim,
-        batch: list[_Work],
-        end: int,
-        counts: dict[str, int],
-        kept: list[Mapping[str, Any]],
-        digest: str,
-    ) -> bool:
+    def _commit_batch(self, batch: _Batch) -> bool:
         """Commit `batch` in one transaction; False if a compare-and-set failed (rolled back).
 
         A batch that lost because a total it read moved (another worker approving from
@@ -282,8 +285,8 @@ class BulkRunner:
         """
         held = getattr(self._store, "_commit_decided", None)
         if held is not None and self._contended:
-            return self._commit_held(held, self._contended, claim, batch, end, counts, kept, digest)
-        prepared = self._prepare(claim, batch, end, counts, kept, digest)
+            return self._commit_held(held, self._contended, batch)
+        prepared = self._prepare(batch)
         try:
             self._commit(prepared)
         except ConcurrencyError as exc:
@@ -293,29 +296,23 @@ class BulkRunner:
             if held is None or not guards:
                 return False
             self._contended = guards
-            return self._commit_held(held, guards, claim, batch, end, counts, kept, digest)
-        self._after_commit(prepared.changes, counts, kept, prepared.counts, prepared.kept)
+            return self._commit_held(held, guards, batch)
+        self._after_commit(
+            prepared.changes, batch.counts, batch.kept, prepared.counts, prepared.kept
+        )
         return True
 
-    def _prepare(
-        self,
-        claim: ChunkClaim,
-        batch: list[_Work],
-        end: int,
-        counts: dict[str, int],
-        kept: list[Mapping[str, Any]],
-        digest: str,
-    ) -> _Prepared:
+    def _prepare(self, batch: _Batch) -> _Prepared:
         """Load `batch` afresh and decide it: its changes, and the progress they make."""
         changes: list[Change | Move] = []
         results: list[ItemResult | None] = []
         now = self._now()  # one transaction, one instant
-        self._begin(batch)
+        self._begin(batch.todo)
         # A later item is decided on what the earlier ones leave behind; the transaction
         # applies them in order. Under a bare event only a later item of the same
         # project reads a pending change: the others skip the overlay.
-        again = _repeated(batch) if self._bare else None
-        for work in batch:
+        again = _repeated(batch.todo) if self._bare else None
+        for work in batch.todo:
             if self._moves and again is not None and work.item.project_id not in again:
                 move = self._move(work, now)
                 if move is not None:
@@ -330,9 +327,9 @@ class BulkRunner:
                 if again is None or change.entry.project_id in again:
                     self._reader.add_pending(change)
             results.append(result)
-        new_counts, new_kept = _tally(counts, kept, results, self._keep_all)
-        progress = _progress(claim, end, new_counts, new_kept, digest)
-        return _Prepared(changes, new_counts, new_kept, progress)
+        counts, kept = _tally(batch.counts, batch.kept, results, self._keep_all)
+        progress = _progress(batch.claim, batch.end, counts, kept, batch.digest)
+        return _Prepared(changes, counts, kept, progress)
 
     def _commit(self, prepared: _Prepared) -> None:
         if self._moves:
@@ -345,15 +342,7 @@ class BulkRunner:
             self._jobs.commit_chunk(plain, prepared.progress, now=time.time(), lease=self._lease)
 
     def _commit_held(
-        self,
-        held: Callable[..., None],
-        guards: Sequence[Guard | RecordGuard],
-        claim: ChunkClaim,
-        batch: list[_Work],
-        end: int,
-        counts: dict[str, int],
-        kept: list[Mapping[str, Any]],
-        digest: str,
+        self, held: Callable[..., None], guards: Sequence[Guard | RecordGuard], batch: _Batch
     ) -> bool:
         """`_commit_batch` deciding inside the commit's transaction, with `guards` held.
 
@@ -364,7 +353,7 @@ class BulkRunner:
         decided: list[_Prepared] = []
 
         def decide() -> tuple[Sequence[Change | Move], ChunkProgress]:
-            prepared = self._prepare(claim, batch, end, counts, kept, digest)
+            prepared = self._prepare(batch)
             decided[:] = [prepared]
             return prepared.changes, prepared.progress
 
@@ -376,7 +365,9 @@ class BulkRunner:
             return False
         prepared = decided[0]
         self._contended = _guards(prepared.changes) or guards
-        self._after_commit(prepared.changes, counts, kept, prepared.counts, prepared.kept)
+        self._after_commit(
+            prepared.changes, batch.counts, batch.kept, prepared.counts, prepared.kept
+        )
         return True
 
     def _commit_singly(

@@ -164,6 +164,20 @@ def _twin(store: SqlStore) -> SqlStore:
     return SqlStore.open(url_of(store), schema=t.schema, table_prefix=t.prefix)
 
 
+def _traced(store: SqlStore) -> list[str]:
+    """Every statement a SQLite `store` runs from now on (its connections made afresh)."""
+    statements: list[str] = []
+    store.engine.dispose()
+    sqlalchemy.event.listen(
+        store.engine, "connect", lambda dbapi, _record: dbapi.set_trace_callback(statements.append)
+    )
+    return statements
+
+
+def _record_reads(statements: list[str]) -> list[str]:
+    return [q for q in statements if q.startswith("SELECT") and "_records" in q]
+
+
 def _spy_record_reads(store: SqlStore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The project ids whose record rows `store` reads from now on."""
     read: list[str] = []
@@ -199,17 +213,10 @@ def test_a_bulk_chunk_reads_no_record_rows_of_projects_whose_head_it_kept(
     try:
         engine = _engine(store)
         pids = _ten_with_records(engine)
-        statements: list[str] = []
-        store.engine.dispose()  # new connections report every statement they run
-        sqlalchemy.event.listen(
-            store.engine,
-            "connect",
-            lambda dbapi, _record: dbapi.set_trace_callback(statements.append),
-        )
+        statements = _traced(store)
         assert engine.fire_many("approve", pids, actor=PURCHASER).counts == {"applied": 10}
         assert engine.fire_many("reject", pids, actor=PURCHASER).counts == {"applied": 10}
-        reads = [q for q in statements if q.startswith("SELECT") and "_records" in q]
-        assert reads == []
+        assert _record_reads(statements) == []
         # What the chunks used is what the rows hold, as a store that kept nothing reads.
         other = _twin(store)
         try:
@@ -296,19 +303,12 @@ def test_a_single_fire_reads_no_record_rows_of_a_project_whose_head_it_kept(
     try:
         engine = _engine(store)
         pid = _project_with_records(engine)
-        statements: list[str] = []
-        store.engine.dispose()  # new connections report every statement they run
-        sqlalchemy.event.listen(
-            store.engine,
-            "connect",
-            lambda dbapi, _record: dbapi.set_trace_callback(statements.append),
-        )
+        statements = _traced(store)
         engine.add_record(pid, "note", {"text": "a"}, actor=PURCHASER, record_id="a")
         statements.clear()  # the first read after the reconnect may read the rows
         engine.add_record(pid, "note", {"text": "b"}, actor=PURCHASER, record_id="b")
         engine.fire(pid, "approve", actor=PURCHASER).raise_for_refusal()
-        reads = [q for q in statements if q.startswith("SELECT") and "_records" in q]
-        assert reads == []
+        assert _record_reads(statements) == []
         assert [r.id for r in engine.get(pid).records] == ["r1", "n1", "a", "b"]
     finally:
         store.close()

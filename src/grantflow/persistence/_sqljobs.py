@@ -76,9 +76,9 @@ class SeenRows:
     A project's whole records are kept too, by the project's head (`held`): a project's
     records are those of its audit chain, which its head (the last entry's hash) fixes.
     The store keeps them when it reads them and when it commits a change (the row after
-    it), and a bulk chunk's read (`SqlJobs._load_chunk`) skips the records query for
-    the projects whose row still has the head kept: the next chunk of a bulk run over
-    the same projects reads only their rows.
+    it), and a decision's read (`SqlJobs._load_chunk`: a bulk chunk, a single fire, a
+    preview) skips the records query for the projects whose row still has the head
+    kept: the next chunk of a bulk run over the same projects reads only their rows.
     """
 
     __slots__ = ("_held", "_kept")
@@ -159,18 +159,18 @@ class SqlJobs:
 
         The bulk path's read: plain DBAPI rows turned into models directly (no ORM, no
         result processing), because it runs once per chunk of thousands of items.
-        Every row is read as stored now (see `_load_chunk` for the bulk runner's read).
+        Every row is read as stored now (see `_load_chunk` for what decisions read).
         """
         return self._load(project_ids, held=False)
 
     def _load_chunk(self, project_ids: Sequence[str]) -> dict[str, Project]:
-        """`load_many` for a bulk chunk: records kept by head are not read again.
+        """`load_many` for a decision (a bulk chunk, a single fire, a preview).
 
         A project's records are those its audit chain added, which its head fixes
         (`SeenRows.held`): for a project whose row still has the head they were kept
         at, only the project row is read. A record row edited by hand under an
-        unchanged head (which `verify` reports) is therefore not seen by a bulk run
-        that kept the project's records before; `load`, `load_many` and `Engine.get`
+        unchanged head (which `verify` reports) is therefore not seen by a decision on
+        a project whose records were kept before; `load`, `load_many` and `Engine.get`
         always read the rows.
         """
         return self._load(project_ids, held=True)
