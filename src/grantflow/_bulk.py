@@ -61,6 +61,8 @@ from grantflow.typing import ItemStatus, Keep
 __all__ = ["BulkRunner", "chunks", "input_digest", "job_digest"]
 
 _MAX_ID = 128
+#: Batches decided with the totals held after one lost to another writer's commit.
+_HELD_CHUNKS = 8
 _NO_EVIDENCE: Mapping[str, Any] = MappingProxyType({})
 
 
@@ -158,8 +160,10 @@ class BulkRunner:
         # A bare event's decision reads only its own project (`DecisionCore.bare`).
         self._bare = self._kind == "fire" and core.bare(event)
         self._stopped = False
-        #: The totals another writer moved under a batch of this run (see `_commit_batch`).
+        #: The totals another writer moved under a batch of this run (see `_commit_batch`),
+        #: and how many more batches are decided with them held.
         self._contended: Sequence[Guard | RecordGuard] = ()
+        self._held_left = 0
         self._skip = skip
         self._observed = observed
         # Plain moves of a bare event are written as `Move`s where the store takes them.
@@ -279,13 +283,17 @@ class BulkRunner:
 
         A batch that lost because a total it read moved (another worker approving from
         the same call) is decided again inside its commit's transaction, with those
-        totals held (`_commit_held`), and so are the run's later batches: redone item
-        by item, every item would read the total again and lose again to the other
-        worker's next commit.
+        totals held (`_commit_held`), and so are the run's next `_HELD_CHUNKS` batches
+        (then it tries without holding again): redone item by item, every item would
+        read the total again and lose again to the other worker's next commit.
         """
         held = getattr(self._store, "_commit_decided", None)
         if held is not None and self._contended:
-            return self._commit_held(held, self._contended, batch)
+            self._held_left -= 1
+            guards = self._contended
+            if self._held_left <= 0:  # then try the optimistic way again
+                self._contended = ()
+            return self._commit_held(held, guards, batch)
         prepared = self._prepare(batch)
         try:
             self._commit(prepared)
@@ -295,7 +303,7 @@ class BulkRunner:
             guards = _guards(prepared.changes)
             if held is None or not guards:
                 return False
-            self._contended = guards
+            self._contended, self._held_left = guards, _HELD_CHUNKS
             return self._commit_held(held, guards, batch)
         self._after_commit(
             prepared.changes, batch.counts, batch.kept, prepared.counts, prepared.kept
@@ -364,7 +372,8 @@ class BulkRunner:
                 raise
             return False
         prepared = decided[0]
-        self._contended = _guards(prepared.changes) or guards
+        if self._contended:
+            self._contended = _guards(prepared.changes) or guards
         self._after_commit(
             prepared.changes, batch.counts, batch.kept, prepared.counts, prepared.kept
         )

@@ -266,6 +266,62 @@ class _KeepsApproving:
         self.approved += 1
 
 
+def _reviewed_small_applications(world: World, count: int) -> list[str]:
+    """`count` reviewed applications of 1,000 to ``call-small``, one provider each.
+
+    (The open-application limit is per provider.)
+    """
+    pids = []
+    for n in range(count):
+        org = f"org-t{n}"
+        world.directory.add_provider(
+            Provider(id=org, name=f"Org {n}", credit_code=world.code(f"52310000MJ{n + 100:07d}"))
+        )
+        by = Actor(id=f"u-t{n}", roles=frozenset({"applicant"}), organisation=org)
+        out = world.submit(by, call="call-small", provider=org, amount_requested="1000.00")
+        pid = out.raise_for_refusal().project_id
+        for r in (1, 2, 3):
+            world.review(pid, r, 80).raise_for_refusal()
+        pids.append(pid)
+        world.clock.now += timedelta(minutes=1)
+    return pids
+
+
+def test_after_a_lost_chunk_the_next_eight_are_decided_with_the_total_held(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As docs/bulk.md says: the lost chunk and the next eight hold the total, then not.
+
+    Chunks of one item; another engine approves once, during the first decision.
+    """
+    clock, worlds = DemoClock(), type(world)
+    url = f"sqlite:///{tmp_path / 'held.db'}"
+    world = worlds(grantflow.open(url, clock=clock), clock).seed()
+    world.small_call("100000000.00")
+    mine, last = (pids := _reviewed_small_applications(world, 13))[:12], pids[12]
+    other = worlds(grantflow.open(url, clock=clock), clock)
+    meddle = _Once(lambda: other.approve(last, "1000.00").raise_for_refusal())
+    engine = grantflow.open(
+        url, clock=clock, rules=_with_meddling(default_rules(), "approve", meddle)
+    )
+    held: list[int] = []
+    real = engine.store._commit_decided
+
+    def counted(*args: Any, **kwargs: Any) -> None:
+        held.append(len(held))
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(engine.store, "_commit_decided", counted)
+    try:
+        items = [(pid, {"recommended_amount": "1000.00"}) for pid in mine]
+        result = engine.fire_many("approve", items, actor=world.approver, chunk_size=1)
+        assert result.counts == {"applied": 12}
+        assert len(held) == 9
+    finally:
+        for opened in (engine, other.engine, world.engine):
+            opened.close()
+
+
 def test_a_bulk_run_against_a_worker_approving_from_the_same_call_applies_every_item(
     world: World, tmp_path: Path
 ) -> None:
@@ -282,19 +338,7 @@ def test_a_bulk_run_against_a_worker_approving_from_the_same_call_applies_every_
     url = f"sqlite:///{tmp_path / 'busy.db'}"
     world = worlds(grantflow.open(url, clock=clock), clock).seed()
     world.small_call("100000000.00")
-    pids = []
-    for n in range(24):  # one provider each: the open-application limit is per provider
-        org = f"org-t{n}"
-        world.directory.add_provider(
-            Provider(id=org, name=f"Org {n}", credit_code=world.code(f"52310000MJ{n + 100:07d}"))
-        )
-        by = Actor(id=f"u-t{n}", roles=frozenset({"applicant"}), organisation=org)
-        out = world.submit(by, call="call-small", provider=org, amount_requested="1000.00")
-        pid = out.raise_for_refusal().project_id
-        for r in (1, 2, 3):
-            world.review(pid, r, 80).raise_for_refusal()
-        pids.append(pid)
-        clock.now += timedelta(minutes=1)
+    pids = _reviewed_small_applications(world, 24)
     mine, theirs = pids[:4], pids[4:]
     other = worlds(grantflow.open(url, clock=clock, busy_timeout=0.001), clock)
     meddle = _KeepsApproving(other, theirs)
