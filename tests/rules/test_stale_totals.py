@@ -124,17 +124,19 @@ def test_an_approval_on_a_stale_call_total_is_decided_again(
 
 
 def test_a_bulk_chunk_on_a_stale_call_total_is_decided_again(
-    world: World, database: dict[str, Any]
+    world: World, database: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A chunk decided before another engine reserved is redone: the budget is never overspent.
 
-    On a SQL store the chunk is decided again inside its commit's transaction, with the
-    call's total held; on a memory store it is redone item by item.
+    The chunk is decided again inside its commit's transaction with the call's total
+    held (a memory store: under its lock), and committed whole.
     """
     world, engine, _meddle, pids = _racing_approvals(world, database, "1000000.00", 3)
+    held = _count_held(engine, monkeypatch)
     items = [(pid, {"recommended_amount": "500000.00"}) for pid in pids]
     result = engine.fire_many("approve", items, actor=world.approver)
     assert result.counts == {"applied": 1, "refused": 1}
+    assert len(held) == 1  # the chunk, decided again with the total held
     assert {r.refusals[0].code for r in result.items} == {"budget.call"}
     ledger = call_ledger(engine, "call-small")
     assert ledger.reserved == Decimal("1000000.00") == ledger.budget
@@ -266,6 +268,19 @@ class _KeepsApproving:
         self.approved += 1
 
 
+def _count_held(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One element per chunk `engine`'s store commits with the totals held."""
+    held: list[int] = []
+    real = engine.store._commit_decided
+
+    def counted(*args: Any, **kwargs: Any) -> None:
+        held.append(len(held))
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(engine.store, "_commit_decided", counted)
+    return held
+
+
 def _reviewed_small_applications(world: World, count: int) -> list[str]:
     """`count` reviewed applications of 1,000 to ``call-small``, one provider each.
 
@@ -304,14 +319,7 @@ def test_after_a_lost_chunk_the_next_eight_are_decided_with_the_total_held(
     engine = grantflow.open(
         url, clock=clock, rules=_with_meddling(default_rules(), "approve", meddle)
     )
-    held: list[int] = []
-    real = engine.store._commit_decided
-
-    def counted(*args: Any, **kwargs: Any) -> None:
-        held.append(len(held))
-        real(*args, **kwargs)
-
-    monkeypatch.setattr(engine.store, "_commit_decided", counted)
+    held = _count_held(engine, monkeypatch)
     try:
         items = [(pid, {"recommended_amount": "1000.00"}) for pid in mine]
         result = engine.fire_many("approve", items, actor=world.approver, chunk_size=1)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,19 +159,40 @@ class MemoryJobs:
     ) -> None:
         """Apply changes and progress atomically."""
         with self._lock:
-            job = self._jobs()[progress.key]
-            chunk = job.chunks.get(progress.chunk)
-            if chunk is None or chunk.owner != progress.owner or chunk.done:
-                raise ConcurrencyError(f"chunk {progress.chunk} of {progress.key!r} was taken over")
-            check_guards(guards_of(changes), self._guard_value)
-            self._apply_all(changes)
-            chunk.next_index = progress.next_index
-            chunk.done = progress.done
-            chunk.digest = progress.digest or chunk.digest
-            chunk.counts = dict(progress.counts)
-            chunk.items = progress.items
-            chunk.lease_until = now + lease
-            job.lease_until = now + lease
+            self._commit_chunk_locked(changes, progress, now=now, lease=lease)
+
+    def _commit_decided(
+        self,
+        decide: Callable[[], tuple[Sequence[Change], ChunkProgress]],
+        guards: Sequence[Guard | RecordGuard],
+        *,
+        lease: float,
+    ) -> None:
+        """Decide a chunk under the store's lock, then commit it (see `SqlJobs._commit_decided`).
+
+        Every other commit to this store waits while `decide` reads and decides (reads
+        take no lock), so the totals `guards` read cannot move under the chunk.
+        """
+        with self._lock:
+            changes, progress = decide()
+            self._commit_chunk_locked(changes, progress, now=time.time(), lease=lease)
+
+    def _commit_chunk_locked(
+        self, changes: Sequence[Change], progress: ChunkProgress, *, now: float, lease: float
+    ) -> None:
+        job = self._jobs()[progress.key]
+        chunk = job.chunks.get(progress.chunk)
+        if chunk is None or chunk.owner != progress.owner or chunk.done:
+            raise ConcurrencyError(f"chunk {progress.chunk} of {progress.key!r} was taken over")
+        check_guards(guards_of(changes), self._guard_value)
+        self._apply_all(changes)
+        chunk.next_index = progress.next_index
+        chunk.done = progress.done
+        chunk.digest = progress.digest or chunk.digest
+        chunk.counts = dict(progress.counts)
+        chunk.items = progress.items
+        chunk.lease_until = now + lease
+        job.lease_until = now + lease
 
     def job_end(self, key: str, *, run_id: str, chunks_total: int) -> StoredJob:
         """Record the chunk count; the job is done once every chunk is."""
