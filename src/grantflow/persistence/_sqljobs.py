@@ -494,8 +494,10 @@ class SqlJobs:
 
         The bulk runner's fast path: a `Move` is written as the change it stands for
         would be. A batch that cannot go in one `executemany` wave (a compare-and-set
-        lost, a change that is not a plain update) raises `ConcurrencyError` with an
-        index, and the runner redoes it item by item through `commit_chunk`.
+        lost, a change that is not a plain update) or whose guards moved raises
+        `ConcurrencyError` with an index; the runner decides it again with the totals
+        held (`_commit_decided`) when guards moved, else redoes it item by item
+        through `commit_chunk`.
         """
 
         def work(cursor: Any) -> None:

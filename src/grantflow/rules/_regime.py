@@ -7,7 +7,7 @@ any store (where decimals and dates are strings) gives the same values.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, TypeVar
@@ -79,18 +79,14 @@ def _rows(
     project: Project, kind: str, model: type[M], memo: Parsed | None
 ) -> list[tuple[Record, M]]:
     found = []
-    of_kind = (
-        project.records_of(kind)
-        if memo is None
-        else memo.get(project, _BY_KIND, lambda: _by_kind(project)).get(kind, ())
-    )
+    parse: Callable[[type[M], Any], M | None]
+    if memo is None:
+        of_kind, parse = project.records_of(kind), load
+    else:
+        grouped = memo.get(project, _BY_KIND, lambda: _by_kind(project))
+        of_kind, parse = grouped.get(kind, ()), LastingLoad(memo)
     for record in of_kind:
-        data = record.data
-        value = (
-            load(model, data)
-            if memo is None
-            else memo.lasting(data, model, functools.partial(load, model, data))
-        )
+        value = parse(model, record.data)
         if value is not None:
             found.append((record, value))
     return found
