@@ -29,7 +29,7 @@ from grantflow._canonical import (
     plain,
     validate_json,
 )
-from grantflow._decide import DecisionCore, Request
+from grantflow._decide import DecisionCore, Request, decision_projects
 from grantflow._overlay import PendingReader
 from grantflow.audit import GENESIS
 from grantflow.bulk import BulkItem, BulkResult, ItemResult, Worker
@@ -161,7 +161,7 @@ class BulkRunner:
         self._bare = self._kind == "fire" and core.bare(event)
         self._stopped = False
         #: The totals another writer moved under a batch of this run (see `_commit_batch`),
-        #: and how many more batches are decided with them held.
+        #: and how many more batches are decided with them held (the latest batch's).
         self._contended: Sequence[Guard | RecordGuard] = ()
         self._held_left = 0
         self._skip = skip
@@ -253,8 +253,9 @@ class BulkRunner:
         todo = [w for w in chunk if w.index >= claim.next_index]
         if todo:
             end = todo[-1].index + 1
-            if not self._commit_batch(_Batch(claim, todo, end, counts, kept, digest)):
-                self._commit_singly(claim, todo, counts, kept, digest)
+            batch = _Batch(claim, todo, end, counts, kept, digest)
+            if not self._commit_batch(batch):
+                self._commit_singly(batch)
             if self._progress is not None:
                 self._progress(len(todo))
             if self._stop_on_error and any(s not in {"applied", "skipped"} for s in counts):
@@ -265,9 +266,7 @@ class BulkRunner:
         ids = [w.item.project_id for w in batch if not w.error]
         tips: dict[str, tuple[int, str]] = {}
         if isinstance(self._store, JobStore):
-            # A SQL store reads only the rows of projects whose records it keeps by head.
-            load = getattr(self._store, "_load_chunk", None) or self._store.load_many
-            found: Mapping[str, Project] = load(ids)
+            found: Mapping[str, Project] = decision_projects(self._store, ids)
             if self._kind == "submit":  # new chains: their tips (a refusal leaves one)
                 fresh = [pid for pid in ids if pid not in found]
                 tips = dict.fromkeys(fresh, (0, GENESIS))
@@ -288,12 +287,9 @@ class BulkRunner:
         read the total again and lose again to the other worker's next commit.
         """
         held = getattr(self._store, "_commit_decided", None)
-        if held is not None and self._contended:
+        if held is not None and self._held_left > 0:  # then the optimistic way again
             self._held_left -= 1
-            guards = self._contended
-            if self._held_left <= 0:  # then try the optimistic way again
-                self._contended = ()
-            return self._commit_held(held, guards, batch)
+            return self._commit_held(held, self._contended, batch)
         prepared = self._prepare(batch)
         try:
             self._commit(prepared)
@@ -372,23 +368,16 @@ class BulkRunner:
                 raise
             return False
         prepared = decided[0]
-        if self._contended:
-            self._contended = _guards(prepared.changes) or guards
+        self._contended = _guards(prepared.changes) or guards
         self._after_commit(
             prepared.changes, batch.counts, batch.kept, prepared.counts, prepared.kept
         )
         return True
 
-    def _commit_singly(
-        self,
-        claim: ChunkClaim,
-        batch: list[_Work],
-        counts: dict[str, int],
-        kept: list[Mapping[str, Any]],
-        digest: str,
-    ) -> None:
+    def _commit_singly(self, batch: _Batch) -> None:
         """Redo a batch item by item, deciding each again on fresh state."""
-        for work in batch:
+        claim, counts, kept, digest = batch.claim, batch.counts, batch.kept, batch.digest
+        for work in batch.todo:
             for attempt in itertools.count():
                 self._begin([work])
                 change, result = self._decide(work, self._now())

@@ -45,7 +45,15 @@ from grantflow.models import (
     trusted_fields,
 )
 from grantflow.obligations import Schedule
-from grantflow.persistence import Change, Guard, Move, ObligationRow, RecordGuard, StoreReader
+from grantflow.persistence import (
+    Change,
+    Guard,
+    JobStore,
+    Move,
+    ObligationRow,
+    RecordGuard,
+    StoreReader,
+)
 from grantflow.policy import Policy
 from grantflow.rules import (
     PASS,
@@ -837,14 +845,28 @@ _new = object.__new__
 def decision_load(reader: StoreReader, project_id: str) -> Project | None:
     """The project a decision is taken on, as `reader` holds it.
 
-    A SQL store reads it as a bulk chunk does (`SqlJobs._load_chunk`: records it kept
-    under the project's head are not read again), so that single fires, previews and
-    bulk runs decide on the same records; other readers' `load`.
+    A SQL store reads it as a bulk chunk does (`decision_projects`), so that single
+    fires, previews and bulk runs decide on the same records; other readers' `load`.
     """
-    load_chunk = getattr(reader, "_load_chunk", None)
+    load_chunk = _chunk_loader(reader)
     if load_chunk is None:
         return reader.load(project_id)
-    found: Project | None = load_chunk((project_id,)).get(project_id)
+    return load_chunk((project_id,)).get(project_id)
+
+
+def decision_projects(store: JobStore, project_ids: Sequence[str]) -> dict[str, Project]:
+    """The existing projects among `project_ids`, as decisions read them (one go).
+
+    A SQL store's `SqlJobs._load_chunk`: the records it kept under a project's head are
+    not read again. Any other job store's `load_many`.
+    """
+    load_chunk = _chunk_loader(store)
+    return store.load_many(project_ids) if load_chunk is None else load_chunk(project_ids)
+
+
+def _chunk_loader(reader: object) -> Callable[[Sequence[str]], dict[str, Project]] | None:
+    found: Callable[[Sequence[str]], dict[str, Project]] | None
+    found = getattr(reader, "_load_chunk", None)
     return found
 
 
