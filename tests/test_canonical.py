@@ -16,11 +16,13 @@ from hypothesis import strategies as st
 
 from grantflow._canonical import (
     canonical_bytes,
+    canonical_text,
     digest_bytes,
     freeze,
     iso_utc,
     loads,
     plain,
+    respelt,
     text_decoder,
     thaw,
     validate_json,
@@ -223,6 +225,48 @@ def test_the_stored_text_decoder_answers_and_fails_as_json_loads(
         assert json.dumps(got[1]) == json.dumps(expected[1])
     else:
         assert got == expected
+
+
+def _text_or_error(encode: Any, value: Any) -> tuple[str, str]:
+    try:
+        return "text", encode(value)
+    except ValueError as exc:  # NaN and the infinities
+        return "error", type(exc).__name__
+
+
+def _has_float(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_has_float(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_float(v) for v in value)
+    return isinstance(value, float)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_JSON_VALUES)
+def test_canonical_text_is_what_the_json_encoder_writes(value: Any) -> None:
+    """The shared C encoder gives `JSONEncoder.encode`'s text with grantflow's settings.
+
+    For decoded JSON of every shape (nested, empty, text with quotes, control and
+    non-ASCII characters, large integers, floats although grantflow never stores one),
+    and NaN refused alike. `respelt` of another spelling of a value without floats is
+    that text; with a float, the spelling as given.
+    """
+    encoder = json.JSONEncoder(
+        sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    expected = _text_or_error(encoder.encode, value)
+    assert _text_or_error(canonical_text, value) == expected
+    if expected[0] == "text":
+        spaced = json.dumps(value, indent=1, ensure_ascii=True)
+        assert respelt(spaced) == (spaced if _has_float(value) else expected[1])
+
+
+def test_respelt_keeps_what_grantflow_never_writes_as_given() -> None:
+    """A number with a point or an exponent, NaN, or text that is not JSON: returned as given."""
+    for text in ('{"a": 1.5}', '{"a": 1e3}', '{"a": NaN}', "{", '{"a": 1} x'):
+        assert respelt(text) == text
+    assert respelt('{"b": [1, {"z": "é"}], "a": null}') == '{"a":null,"b":[1,{"z":"é"}]}'
 
 
 def test_the_stored_text_decoder_keeps_its_decoders_hooks() -> None:

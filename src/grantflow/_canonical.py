@@ -17,7 +17,7 @@ import functools
 import json
 import json.scanner
 import math
-from collections.abc import Callable, Mapping, Set
+from collections.abc import Callable, Iterable, Mapping, Set
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from types import MappingProxyType
@@ -30,12 +30,15 @@ __all__ = [
     "MAX_DIGITS",
     "MAX_STRING",
     "canonical_bytes",
+    "canonical_text",
     "describe",
     "digest_bytes",
     "freeze",
     "iso_utc",
     "plain",
+    "respelt",
     "same_json",
+    "strict_loads",
     "thaw",
     "validate_json",
 ]
@@ -154,6 +157,59 @@ def text_decoder(decoder: json.JSONDecoder | None = None) -> Callable[[str], Any
 
 #: `json.loads` of one string, through `text_decoder`.
 loads = text_decoder()
+
+
+def _refuse_number(text: str) -> Any:
+    raise ValueError(f"not canonical JSON: {text}")
+
+
+def _not_json(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _tree_encoder() -> Callable[[Any], str]:
+    """`JSONEncoder.encode` with `canonical_bytes`'s settings, for a tree of plain JSON.
+
+    What decoded JSON is: dicts, lists, text, integers, booleans and ``None``, no value
+    reached twice. The C encoder is made once, without the cycle check a tree does not
+    need (its `markers`), so a call costs half of `encode`, which makes a new encoder
+    and a markers dict each time; the text is the same (tests/test_canonical.py).
+    """
+    make: Any = getattr(json.encoder, "c_make_encoder", None)  # None off CPython
+    fallback = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    if make is None:  # pragma: no cover - CPython has the C encoder
+        return fallback.encode
+    encode: Callable[[Any, int], Iterable[str]] = make(
+        None, _not_json, json.encoder.encode_basestring, None, ":", ",", True, False, False
+    )
+    join = "".join
+
+    def text(value: Any) -> str:
+        return join(encode(value, 0))
+
+    return text
+
+
+#: The canonical text of plain decoded JSON (what `canonical_bytes` encodes, as `str`).
+canonical_text = _tree_encoder()
+#: `loads` refusing what grantflow never stores: numbers with a point or an exponent,
+#: ``NaN`` and the infinities (`ValueError`).
+strict_loads = text_decoder(
+    json.JSONDecoder(parse_float=_refuse_number, parse_constant=_refuse_number)
+)
+
+
+def respelt(text: str) -> str:
+    """JSON `text` spelt canonically; `text` itself when `strict_loads` refuses it.
+
+    For JSON a database hands back in a spelling of its own (PostgreSQL's ``jsonb``):
+    the canonical text of what it holds, or, for anything grantflow never writes, the
+    text as given, which is not canonical and so is not vouched for.
+    """
+    try:
+        return canonical_text(strict_loads(text))
+    except (ValueError, RecursionError):
+        return text
 
 
 def canonical_bytes(value: Any) -> bytes:

@@ -32,10 +32,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from grantflow._canonical import (
     LastText,
     canonical_bytes,
+    canonical_text,
     iso_utc,
     model_text,
     plain,
-    text_decoder,
+    strict_loads,
 )
 from grantflow._merkle import (
     EMPTY_ROOT,
@@ -857,10 +858,10 @@ def verify(
             recorded before grantflow kept the basis, are reported.
         progress: called with the number of entries just checked, every few thousand.
 
-    Streams: a few queries per page and one chain in memory at a time. On SQLite the
-    rows are read raw and a chain whose stored values are exactly as grantflow writes
-    them is checked without validating models again; any other chain goes through the
-    models, so the report is the same either way.
+    Streams: a few queries per page and one chain in memory at a time. On SQLite and
+    PostgreSQL the rows are read raw and a chain whose stored values are exactly as
+    grantflow writes them is checked without validating models again; any other chain
+    goes through the models, so the report is the same either way.
 
     >>> from datetime import UTC, datetime
     >>> from grantflow.persistence import MemoryStore
@@ -932,11 +933,13 @@ def _check_one(
 
 _PROGRESS_EVERY = 2_000
 
-# -- verify's fast path: raw SQLite rows, each value's form checked before it is trusted -----
+# -- verify's fast path: raw SQL rows, each value's form checked before it is trusted -------
 #
 # `_verify_raw` reads the rows `SqlStore._verify_rows` gives (JSON as text, times as SQLite
-# text) and vouches for a chain only when every value is exactly what grantflow writes:
-# canonical JSON, the SQLite time format, the types the models would accept unchanged.
+# text; PostgreSQL's converted to that form, with the JSON an entry's hash covers spelt
+# canonically by the store) and vouches for a chain only when every value is exactly
+# what grantflow writes: canonical JSON, the SQLite time format, the types the models
+# would accept unchanged.
 # Then the models it builds without validation (`trusted`) equal the ones the
 # straightforward path validates, the hash over the stored text equals the hash over
 # their canonical encoding, and the same checks (`_check_facts`, `_check_bases`) run on
@@ -945,6 +948,8 @@ _PROGRESS_EVERY = 2_000
 # report is the same (tests/test_verify_fast.py holds the two equal).
 
 _RawRows = Iterator[tuple[Any, ...]]
+#: Audit, project and record rows, and whether the store spelt the entries' JSON itself.
+_RawStreams = tuple[_RawRows, _RawRows, _RawRows, bool]
 _ModelReader = Callable[[str], tuple[list[AuditEntry], Project | None, list[Record]]]
 
 
@@ -954,14 +959,14 @@ class _Unvouched(Exception):  # noqa: N818 - internal signal, never escapes veri
 
 def _verify_raw(
     store: Store,
-    raw: tuple[_RawRows, _RawRows, _RawRows],
+    raw: _RawStreams,
     read: _ModelReader,
     lifecycle: Lifecycle | None,
     known: frozenset[DecisionBasis] | None,
     progress: Callable[[int], None] | None,
 ) -> VerifyReport | None:
     """Every chain from raw rows, merge-joined in id order; ``None``: use the slow path."""
-    audit_rows, project_rows, record_rows = raw
+    audit_rows, project_rows, record_rows, respelt = raw
     problems: list[Problem] = []
     projects = entries = pending = 0
     try:
@@ -981,7 +986,7 @@ def _verify_raw(
                 else:
                     _orphan_once(problems, record[0], read)
                 record = _keyed(next(record_rows, None))
-            count = _vouch(pid, chain, own_row, records, lifecycle, known)
+            count = _vouch(pid, chain, own_row, records, lifecycle, known, respelt)
             if count is None:
                 count, problem = _check_one(pid, *read(pid), lifecycle, known)
                 if problem is not None:
@@ -1007,8 +1012,8 @@ def _verify_fast(
     known: frozenset[DecisionBasis] | None,
     progress: Callable[[int], None] | None,
 ) -> VerifyReport | None:
-    """The fast path, on a store that offers raw rows (SQLite); ``None`` elsewhere."""
-    rows: Callable[[], tuple[_RawRows, _RawRows, _RawRows] | None] | None
+    """The fast path, on a store that offers raw rows (SQL stores); ``None`` elsewhere."""
+    rows: Callable[[], _RawStreams | None] | None
     rows = getattr(store, "_verify_rows", None)
     read: _ModelReader | None = getattr(store, "_verify_models", None)
     raw = None if rows is None else rows()
@@ -1050,12 +1055,17 @@ def _vouch(
     record_rows: list[tuple[Any, ...]],
     lifecycle: Lifecycle | None,
     known: frozenset[DecisionBasis] | None,
+    respelt: bool = False,
 ) -> int | None:
-    """The number of entries if the chain and its rows are sound as stored, else ``None``."""
+    """The number of entries if the chain and its rows are sound as stored, else ``None``.
+
+    `respelt`: the store spelt the JSON of the audit rows canonically itself (see
+    `SqlStore._verify_rows`), so it is decoded, not compared with its canonical spelling.
+    """
     chain: list[AuditEntry] = []
     prev = GENESIS
     for expected, values in enumerate(rows, start=1):
-        entry = _stored_entry(values, expected, prev)
+        entry = _stored_entry(values, expected, prev, respelt)
         if entry is None:
             return None
         chain.append(entry)
@@ -1080,7 +1090,7 @@ _KINDS = frozenset({"submit", "fire", "record", "migrate"})
 
 
 def _stored_entry(  # noqa: PLR0911 - one return per value that is not as written
-    values: tuple[Any, ...], expected_seq: int, prev: str
+    values: tuple[Any, ...], expected_seq: int, prev: str, respelt: bool = False
 ) -> AuditEntry | None:
     """The entry a raw audit row holds, if every value is exactly as grantflow writes it."""
     pid, seq, kind, event, src, dst, accepted, actor_text, at_text = values[:9]
@@ -1104,9 +1114,11 @@ def _stored_entry(  # noqa: PLR0911 - one return per value that is not as writte
         basis = _stored_basis(basis_text) if type(basis_text) is str else None
         if basis is None:
             return None
-    evidence, data = _stored_object(evidence_text), _stored_object(data_text)
-    refusals = _stored_refusals(refusals_text)
-    records = _stored_records(records_text)
+    hashed = not respelt
+    evidence = _stored_object(evidence_text, hashed=hashed)
+    data = _stored_object(data_text, hashed=hashed)
+    refusals = _stored_refusals(refusals_text, hashed=hashed)
+    records = _stored_records(records_text, hashed=hashed)
     if actor is None or at is None or evidence is None or data is None:
         return None
     if refusals is None or records is None:
@@ -1190,13 +1202,8 @@ def _stored_record_row(values: tuple[Any, ...]) -> Record | None:
     return trusted(Record, kind=kind, id=rid, data=data, seq=seq)
 
 
-def _refuse_number(text: str) -> Any:
-    raise ValueError(f"not canonical JSON: {text}")
-
-
 # Canonical JSON as `canonical_bytes` writes plain values (no floats: refused on reading).
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
-_STRICT = text_decoder(json.JSONDecoder(parse_float=_refuse_number, parse_constant=_refuse_number))
+_CANONICAL, _STRICT = canonical_text, strict_loads
 # An `Identifier` (grantflow.models): 1-128 characters, no control characters.
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
 _SQLITE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}")
@@ -1231,10 +1238,10 @@ def _stored_object(text: Any, *, hashed: bool = True) -> dict[str, Any] | None:
     return value if type(value) is dict else None
 
 
-def _stored_records(text: Any) -> tuple[Record, ...] | None:
+def _stored_records(text: Any, *, hashed: bool = True) -> tuple[Record, ...] | None:
     if text == "[]":
         return ()
-    items = _canonical_json(text)
+    items = _canonical_json(text, hashed=hashed)
     if type(items) is not list:
         return None
     records = []
@@ -1250,10 +1257,10 @@ def _stored_records(text: Any) -> tuple[Record, ...] | None:
     return tuple(records)
 
 
-def _stored_refusals(text: Any) -> tuple[Refusal, ...] | None:
+def _stored_refusals(text: Any, *, hashed: bool = True) -> tuple[Refusal, ...] | None:
     if text == "[]":
         return ()
-    items = _canonical_json(text)
+    items = _canonical_json(text, hashed=hashed)
     if type(items) is not list:
         return None
     refusals = []

@@ -12,8 +12,10 @@ from typing import Any
 
 import sqlalchemy
 from sqlalchemy import (
+    JSON,
     ColumnElement,
     String,
+    Table,
     and_,
     case,
     cast,
@@ -27,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from grantflow._canonical import respelt
 from grantflow._values import decimal_or_zero
 from grantflow.audit import GENESIS, Checkpoint
 from grantflow.errors import InvalidInput
@@ -42,7 +45,13 @@ from grantflow.persistence._protocol import (
     ObligationRow,
     RecordGuard,
 )
-from grantflow.persistence._schema import KEY_FIELD, KEY_VALUE, Tables, build_tables
+from grantflow.persistence._schema import (
+    KEY_FIELD,
+    KEY_VALUE,
+    Tables,
+    UTCDateTime,
+    build_tables,
+)
 from grantflow.persistence._sqlconn import Connector, HostConnector, Synchronous
 from grantflow.persistence._sqlindexes import QUERY_INDEXES
 from grantflow.persistence._sqljobs import SeenRows, SqlJobs
@@ -55,6 +64,35 @@ _PAGE = 500
 # The audit columns in the order `audit.verify`'s fast path reads them.
 _AUDIT_FIELDS = tuple(AuditEntry.model_fields)
 RawRows = Iterator[tuple[Any, ...]]
+
+
+#: Where `_AUDIT_FIELDS` puts the JSON an entry's hash covers: the columns that vary
+#: from entry to entry, and the two that repeat (a few actors, one decision basis).
+_VARIED_JSON, _REPEATED_JSON = (
+    tuple(_AUDIT_FIELDS.index(name) for name in names)
+    for names in (("evidence", "refusals", "records", "data"), ("actor", "decided_under"))
+)
+
+
+def _respelt_entries(rows: RawRows) -> RawRows:
+    """PostgreSQL's audit rows with the JSON their hash covers spelt canonically."""
+    repeated: dict[str, str] = {}
+    for row in rows:
+        values = list(row)
+        for i in _VARIED_JSON:
+            text = values[i]
+            if type(text) is str and text not in ("{}", "[]"):  # NULL and {} as they are
+                values[i] = respelt(text)
+        for i in _REPEATED_JSON:
+            text = values[i]
+            if type(text) is str:
+                found = repeated.get(text)
+                if found is None:
+                    if len(repeated) >= _PAGE:
+                        repeated.clear()
+                    found = repeated[text] = respelt(text)
+                values[i] = found
+        yield tuple(values)
 
 
 def connector_for(
@@ -279,48 +317,76 @@ class SqlStore(SqlJobs, SqlOutbox):
                 return
             after = (rows[-1]["project_id"], rows[-1]["seq"])
 
-    def _verify_rows(self) -> tuple[RawRows, RawRows, RawRows] | None:
-        """Raw SQLite rows for `verify`'s fast path; ``None`` on PostgreSQL.
+    def _verify_rows(self) -> tuple[RawRows, RawRows, RawRows, bool]:
+        """Raw rows for `verify`'s fast path, as SQLite stores them.
 
         Audit rows in (project id, seq) order, project rows in id order and record rows in
         (project id, seq, pos) order, each read a page at a time on the DBAPI cursor, as
-        stored (JSON as text, times as SQLite text): `audit.verify` checks each value's
-        form before it trusts it, and reads a chain again through `_verify_models` when
-        anything about it is not exactly as grantflow writes it.
+        stored on SQLite (JSON as text, times as SQLite text): `audit.verify` checks each
+        value's form before it trusts it, and reads a chain again through `_verify_models`
+        when anything about it is not exactly as grantflow writes it.
+
+        PostgreSQL's rows come in the same form: times as SQLite's UTC text (``to_char``,
+        to the microsecond ``timestamptz`` keeps), ``jsonb`` as text, and the JSON an
+        entry's hash covers spelt canonically again (`respelt`: ``jsonb`` keeps values,
+        not their spelling). What grantflow never writes (a number with a point) keeps
+        PostgreSQL's spelling, is not canonical, and so sends its chain to the models.
         """
-        if self._db.dialect != "sqlite":
-            return None
-        a, p, r = (self._name(t) for t in (self._t.audit, self._t.projects, self._t.records))
+        a, p, r = (self._t.audit, self._t.projects, self._t.records)
+        if self._db.dialect == "sqlite":
+            audit_columns = ", ".join(_AUDIT_FIELDS)
+            project_columns = "id, state, version, head, data, created_at, updated_at"
+            record_columns = "project_id, kind, id, data, seq, pos"
+        else:
+            audit_columns = self._raw_columns(a, _AUDIT_FIELDS)
+            project_columns = self._raw_columns(
+                p, ("id", "state", "version", "head", "data", "created_at", "updated_at")
+            )
+            record_columns = self._raw_columns(
+                r, ("project_id", "kind", "id", "data", "seq", "pos")
+            )
         entries = self._pages(
-            f"SELECT {', '.join(_AUDIT_FIELDS)} FROM {a}",
+            f"SELECT {audit_columns} FROM {self._name(a)}",
             "(project_id, seq)",
             "project_id, seq",
             (0, 1),
         )
-        projects = self._pages(
-            f"SELECT id, state, version, head, data, created_at, updated_at FROM {p}",
-            "id",
-            "id",
-            (0,),
-        )
+        respelt = self._db.dialect != "sqlite"
+        if respelt:
+            entries = _respelt_entries(entries)
+        projects = self._pages(f"SELECT {project_columns} FROM {self._name(p)}", "id", "id", (0,))
         records = self._pages(
-            f"SELECT project_id, kind, id, data, seq, pos FROM {r}",
+            f"SELECT {record_columns} FROM {self._name(r)}",
             "(project_id, seq, pos)",
             "project_id, seq, pos",
             (0, 4, 5),
         )
-        return entries, projects, records
+        return entries, projects, records, respelt
+
+    def _raw_columns(self, table: Table, names: Sequence[str]) -> str:
+        """`names` of `table` as PostgreSQL columns read the way SQLite stores them."""
+        quote = self._db.engine.dialect.identifier_preparer.quote
+        columns = []
+        for name in names:
+            column, quoted = table.c[name], quote(name)
+            if isinstance(column.type, UTCDateTime):
+                quoted = f"to_char({quoted} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"
+            elif isinstance(column.type, JSON):
+                quoted = f"{quoted}::text"
+            columns.append(quoted)
+        return ", ".join(columns)
 
     def _pages(
         self, select_sql: str, key: str, order: str, key_columns: tuple[int, ...]
     ) -> RawRows:
         after: tuple[Any, ...] | None = None
         size = _PAGE * 4  # a page of raw rows is a few MB at most: memory stays flat
+        mark = self._mark()
         while True:
             where = ""
             if after is not None:
-                marks = ", ".join("?" * len(after))
-                where = f" WHERE {key} > ({marks})" if len(after) > 1 else f" WHERE {key} > ?"
+                marks = ", ".join([mark] * len(after))
+                where = f" WHERE {key} > ({marks})" if len(after) > 1 else f" WHERE {key} > {mark}"
             sql = f"{select_sql}{where} ORDER BY {order} LIMIT {size}"
             with self._db.connect() as conn:
                 cursor = conn.connection.cursor()
