@@ -121,15 +121,6 @@ def _encode_default(value: Any) -> Any:
     return _default(value)
 
 
-_ENCODER = json.JSONEncoder(
-    sort_keys=True,
-    separators=(",", ":"),
-    ensure_ascii=False,
-    allow_nan=False,
-    default=_encode_default,
-)
-
-
 def text_decoder(decoder: json.JSONDecoder | None = None) -> Callable[[str], Any]:
     """`decoder.decode` (by default `json.loads`'s), for the text grantflow stores.
 
@@ -167,20 +158,25 @@ def _not_json(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
-def _tree_encoder() -> Callable[[Any], str]:
-    """`JSONEncoder.encode` with `canonical_bytes`'s settings, for a tree of plain JSON.
+def _tree_encoder(default: Callable[[Any], Any]) -> Callable[[Any], str]:
+    """`JSONEncoder.encode` with the canonical settings, for a tree (no value inside itself).
 
-    What decoded JSON is: dicts, lists, text, integers, booleans and ``None``, no value
-    reached twice. The C encoder is made once, without the cycle check a tree does not
-    need (its `markers`), so a call costs half of `encode`, which makes a new encoder
-    and a markers dict each time; the text is the same (tests/test_canonical.py).
+    Sorted keys, no spaces, text as it is (not ASCII-escaped), NaN and the infinities
+    refused, `default` asked for any other type. The C encoder is made once, without
+    the cycle check (its `markers`): a call costs half of `encode`, which makes a new
+    encoder and a markers dict each time, and the text is the same
+    (tests/test_canonical.py). A value that holds itself is not a tree: it recurses to
+    Python's recursion limit (`RecursionError`) instead of `encode`'s `ValueError`.
+    Nothing is kept between calls, so threads may share it.
     """
     make: Any = getattr(json.encoder, "c_make_encoder", None)  # None off CPython
-    fallback = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    fallback = json.JSONEncoder(
+        sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=default
+    )
     if make is None:  # pragma: no cover - CPython has the C encoder
         return fallback.encode
     encode: Callable[[Any, int], Iterable[str]] = make(
-        None, _not_json, json.encoder.encode_basestring, None, ":", ",", True, False, False
+        None, default, json.encoder.encode_basestring, None, ":", ",", True, False, False
     )
     join = "".join
 
@@ -190,8 +186,11 @@ def _tree_encoder() -> Callable[[Any], str]:
     return text
 
 
-#: The canonical text of plain decoded JSON (what `canonical_bytes` encodes, as `str`).
-canonical_text = _tree_encoder()
+#: The canonical text of plain JSON (what `canonical_bytes` encodes, as `str`): decoded
+#: JSON, and record and evidence data (validated: never deeper than `MAX_DEPTH`).
+canonical_text = _tree_encoder(_not_json)
+#: `canonical_text` of values holding decimals, times, read-only mappings, sets, models.
+_canonical_any = _tree_encoder(_encode_default)
 #: `loads` refusing what grantflow never stores: numbers with a point or an exponent,
 #: ``NaN`` and the infinities (`ValueError`).
 strict_loads = text_decoder(
@@ -226,7 +225,7 @@ def canonical_bytes(value: Any) -> bytes:
             to print, a float or a reference cycle, or is nested too deeply to walk.
     """
     try:
-        return _ENCODER.encode(value).encode("utf-8")
+        return _canonical_any(value).encode("utf-8")
     except UnicodeEncodeError as exc:
         raise InvalidInput(
             f"text that cannot be encoded as UTF-8 ({_why_unencodable(exc)})", field="value"

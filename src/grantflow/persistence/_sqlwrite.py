@@ -52,7 +52,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import ClauseElement
 
-from grantflow._canonical import LastText, loads, model_text, plain
+from grantflow._canonical import LastText, canonical_text, loads, model_text, plain
 from grantflow.audit import EntryTexts
 from grantflow.errors import ConcurrencyError, GrantflowError, InvalidInput, ProjectExists
 from grantflow.models import AuditEntry, DecisionBasis, Project, Record
@@ -276,16 +276,13 @@ def _array_type(column: Any, dialect: Dialect) -> str:
     return _ARRAY_TYPES[spelled]
 
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-
-
 def _dumps(value: Any) -> str:
-    return _ENCODER.encode(plain(value))
+    return canonical_text(plain(value))
 
 
 def _dumps_plain(value: Mapping[str, Any]) -> str:
     # Model fields typed JsonObject hold plain JSON already: skip the `plain` walk.
-    return _ENCODER.encode(value) if value else "{}"
+    return canonical_text(value) if value else "{}"
 
 
 def _dumps_seq(value: tuple[Any, ...]) -> str:
