@@ -137,6 +137,39 @@ def raw_entry(
     return update, audit, digest
 
 
+def floor_digest(row: tuple[Any, ...], at: str, clamped: str | None) -> str:
+    """The sha256 a hand-written check recomputes for one audit row, from decoded values.
+
+    `row` is (project id, seq, kind, event, from, to, accepted, actor, at, evidence,
+    refusals, records, data, prev hash, hash, decided under, clamped from) with the JSON
+    columns decoded; `at` and `clamped` are the times as grantflow spells them.
+    """
+    pid, seq, kind, event, src, dst, accepted, actor, _, evidence, refusals, records = row[:12]
+    body = {
+        "accepted": bool(accepted),
+        "actor": actor,
+        "at": at,
+        "data": row[12],
+        "event": event,
+        "evidence": evidence,
+        "from_state": src,
+        "kind": kind,
+        "prev_hash": row[13],
+        "project_id": pid,
+        "records": records,
+        "refusals": refusals,
+        "seq": seq,
+        "to_state": dst,
+    }
+    # The two later fields are hashed only when set (as grantflow does).
+    if row[15] is not None:
+        body["decided_under"] = row[15]
+    if clamped is not None:
+        body["clamped_from"] = clamped
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident set size so far, in MB (Linux reports KiB)."""
     import resource

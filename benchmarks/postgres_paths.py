@@ -1,4 +1,4 @@
-"""PostgreSQL: bulk `fire_many` against raw psycopg, and two workers sharing one job.
+"""PostgreSQL: bulk `fire_many` against raw psycopg, two workers sharing one job, `verify`.
 
 Each contender gets its own fresh tables (a table prefix per run) holding N projects in
 ``applied``, filled with one ``INSERT ... SELECT generate_series``. The floor reads the
@@ -9,6 +9,10 @@ its sha256 hash link, and runs the compare-and-set ``UPDATE`` and audit ``INSERT
 
 Two workers: two processes run the same job (same idempotency key and run id, each its
 own owner), claiming chunks with ``FOR UPDATE SKIP LOCKED``; against one such process.
+`verify`: N projects submitted and approved through grantflow (2N entries), checked by
+`audit.verify` against psycopg reading the same audit rows in chain order (``jsonb``
+decoded by psycopg), re-hashing each and checking the links.
+
 The server is the throwaway one ``tasks.py`` starts (initdb in a temporary directory,
 ``fsync=off``), unless ``--pg-url`` names one.
 """
@@ -133,6 +137,71 @@ def grantflow_rate(url: str, prefix: str, n: int) -> float:
     return n / elapsed
 
 
+def verify_seed(url: str, prefix: str, n: int) -> None:
+    """`n` projects submitted and approved through grantflow (2n entries), for `verify`."""
+    from _common import APPLICANT, STAFF
+
+    import grantflow
+    from grantflow.rules import RuleBook
+
+    engine = grantflow.open(url, table_prefix=prefix, rules=RuleBook(), discover_rules=False)
+    items = ((pid, {"title": "t", "amount": "1000.00"}) for pid in _ids(n))
+    submitted = engine.fire_many("submit", items, actor=APPLICANT, chunk_size=CHUNK)
+    approved = engine.fire_many("approve", _ids(n), actor=STAFF, chunk_size=CHUNK)
+    engine.close()
+    if submitted.count("applied") != n or approved.count("applied") != n:
+        raise RuntimeError(f"verify seed: {submitted.counts} {approved.counts}")
+
+
+def raw_verify_rate(url: str, prefix: str) -> float:
+    """The floor: every audit row read in chain order, re-hashed, its link checked; entries/s.
+
+    psycopg on a server-side cursor, ``jsonb`` decoded by psycopg.
+    """
+    import psycopg
+    from _common import floor_digest
+
+    def iso(moment: datetime) -> str:
+        return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    count, last_pid, prev = 0, None, ""
+    with psycopg.connect(_raw_url(url)) as conn:
+        started = time.perf_counter()
+        with conn.cursor(name="floor") as cursor:
+            cursor.itersize = 10_000
+            cursor.execute(
+                "SELECT project_id, seq, kind, event, from_state, to_state, accepted, actor, "
+                "at, evidence, refusals, records, data, prev_hash, hash, decided_under, "
+                f"clamped_from FROM {prefix}audit ORDER BY project_id, seq"
+            )
+            for row in cursor:
+                pid, link, digest, clamped = row[0], row[13], row[14], row[16]
+                if pid != last_pid:
+                    last_pid, prev = pid, "0" * 64
+                at, when = iso(row[8]), None if clamped is None else iso(clamped)
+                if link != prev or floor_digest(row, at, when) != digest:
+                    raise RuntimeError(f"the floor found a bad entry {pid}/{row[1]}")
+                prev = digest
+                count += 1
+        elapsed = time.perf_counter() - started
+    return count / elapsed
+
+
+def grantflow_verify_rate(url: str, prefix: str) -> float:
+    """`audit.verify` over the same tables; entries/s."""
+    from grantflow import audit
+    from grantflow.persistence.sql import SqlStore
+
+    store = SqlStore.open(url, table_prefix=prefix)
+    started = time.perf_counter()
+    report = audit.verify(store)
+    elapsed = time.perf_counter() - started
+    store.close()
+    if not report.ok:
+        raise RuntimeError(f"verify found problems: {report.problems[:3]}")
+    return report.entries / elapsed
+
+
 def _worker(url: str, prefix: str, n: int, key: str, run_id: str) -> dict[str, Any]:
     """One worker process: wait for ``go`` on stdin, run the shared job, report its span."""
     sys.path.insert(0, str(HERE))
@@ -220,8 +289,24 @@ def run(quick: bool, rounds: int, url: str | None) -> dict[str, float]:
             },
             rounds,
         )
+        verified = f"b{tag}v_"
+        verify_seed(pg, verified, n)
+        try:
+            checks = interleave(
+                {
+                    "raw": lambda: raw_verify_rate(pg, verified),
+                    "grantflow": lambda: grantflow_verify_rate(pg, verified),
+                },
+                rounds,
+            )
+        finally:
+            drop(pg, verified)
     say(f"postgres: {samples}")
+    say(f"postgres verify (entries/s): {checks}")
     return {
+        "pg_verify_entries_per_s": median(checks["grantflow"]),
+        "pg_verify_floor_entries_per_s": median(checks["raw"]),
+        "pg_verify_floor_ratio": paired_ratio(checks["grantflow"], checks["raw"]),
         "pg_bulk_per_s": median(samples["grantflow"]),
         "pg_bulk_raw_per_s": median(samples["raw"]),
         "pg_bulk_ratio": paired_ratio(samples["grantflow"], samples["raw"]),

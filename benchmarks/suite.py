@@ -44,6 +44,8 @@ REQUIRED = (
     "sqlite_single_latency_ratio",
     "pg_bulk_ratio",
     "pg_two_worker_speedup",
+    "pg_verify_entries_per_s",
+    "pg_verify_floor_ratio",
     "memory_fire_ratio",
     "verify_entries_per_s",
     "verify_floor_ratio",

@@ -19,6 +19,8 @@ KEYS = {
     "sqlite_single_latency_ratio",
     "pg_bulk_ratio",
     "pg_two_worker_speedup",
+    "pg_verify_entries_per_s",
+    "pg_verify_floor_ratio",
     "memory_fire_ratio",
     "verify_entries_per_s",
     "verify_floor_ratio",
