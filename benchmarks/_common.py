@@ -170,6 +170,21 @@ def floor_digest(row: tuple[Any, ...], at: str, clamped: str | None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def timed_verify(url: str, **options: Any) -> tuple[int, float]:
+    """`audit.verify` of the SQL store at `url`: (entries, entries/s); raises on a problem."""
+    from grantflow import audit
+    from grantflow.persistence.sql import SqlStore
+
+    store = SqlStore.open(url, **options)
+    started = time.perf_counter()
+    report = audit.verify(store)
+    elapsed = time.perf_counter() - started
+    store.close()
+    if not report.ok:
+        raise RuntimeError(f"verify found problems: {report.problems[:3]}")
+    return report.entries, report.entries / elapsed
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident set size so far, in MB (Linux reports KiB)."""
     import resource

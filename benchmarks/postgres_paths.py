@@ -189,17 +189,9 @@ def raw_verify_rate(url: str, prefix: str) -> float:
 
 def grantflow_verify_rate(url: str, prefix: str) -> float:
     """`audit.verify` over the same tables; entries/s."""
-    from grantflow import audit
-    from grantflow.persistence.sql import SqlStore
+    from _common import timed_verify
 
-    store = SqlStore.open(url, table_prefix=prefix)
-    started = time.perf_counter()
-    report = audit.verify(store)
-    elapsed = time.perf_counter() - started
-    store.close()
-    if not report.ok:
-        raise RuntimeError(f"verify found problems: {report.problems[:3]}")
-    return report.entries / elapsed
+    return timed_verify(url, table_prefix=prefix)[1]
 
 
 def _worker(url: str, prefix: str, n: int, key: str, run_id: str) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from _common import (
     paired_ratio,
     raw_entry,
     say,
+    timed_verify,
 )
 
 import grantflow
@@ -289,14 +290,7 @@ def raw_verify(path: Path) -> tuple[int, float]:
 
 def grantflow_verify(path: Path) -> tuple[int, float]:
     """`grantflow.audit.verify` over the same store."""
-    store = SqlStore.open(f"sqlite:///{path}")
-    started = time.perf_counter()
-    report = audit.verify(store)
-    elapsed = time.perf_counter() - started
-    store.close()
-    if not report.ok:
-        raise RuntimeError(f"verify found problems: {report.problems[:3]}")
-    return report.entries, report.entries / elapsed
+    return timed_verify(f"sqlite:///{path}")
 
 
 def _verify_peak(path: Path) -> float:

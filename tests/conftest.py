@@ -1,12 +1,19 @@
-"""Hooks for the whole suite.
+"""Hooks and shared fixtures for the whole suite.
 
 Under pytest-xdist the slow tests are handed out first; under the mutation profile every
-property test runs a bounded number of examples.
+property test runs a bounded number of examples. PostgreSQL tests need
+``GRANTFLOW_TEST_PG_URL`` (``python3 tasks.py test`` sets it); without it they are
+skipped, except under ``CI=true``, where a missing server is a failure.
 """
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Iterator
+
 import pytest
+import sqlalchemy
 from hypothesis import HealthCheck, Phase, settings
 
 # Examples per property test under the mutation profile, whatever the test asks for.
@@ -53,3 +60,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         _cap_examples(items, MUTATION_EXAMPLES)
     if hasattr(config, "workerinput"):  # set on xdist workers only
         items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """The throwaway PostgreSQL server's URL; skip (or fail in CI) without one."""
+    url = os.environ.get("GRANTFLOW_TEST_PG_URL")
+    if not url:
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail("CI=true but GRANTFLOW_TEST_PG_URL is not set: PostgreSQL did not start")
+        pytest.skip("GRANTFLOW_TEST_PG_URL is not set; run the tests through tasks.py")
+    return url
+
+
+@pytest.fixture(scope="module")
+def pg_schema(pg_url: str) -> Iterator[str]:
+    """A fresh PostgreSQL schema for one test module, dropped afterwards."""
+    schema = f"gf_test_{uuid.uuid4().hex[:12]}"
+    yield schema
+    engine = sqlalchemy.create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    engine.dispose()

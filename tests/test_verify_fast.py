@@ -1,11 +1,12 @@
-"""verify's fast path over raw SQLite rows gives the same report as the straightforward path.
+"""verify's fast path over raw SQL rows gives the same report as the straightforward path.
 
-`audit.verify` on a SQLite store reads raw rows and vouches for a chain only when every
+`audit.verify` on a SQL store reads raw rows and vouches for a chain only when every
 stored value is exactly as grantflow writes it; anything else is checked again through
 the store's models (`audit._verify_chains`, the straightforward path). These tests hold
 the two equal on one portfolio (records, data, evidence, refusals, a refused submission,
 clamped times, decision bases) under random tampering of raw values, rows and hashes,
-each case inside a transaction that is rolled back afterwards.
+each case inside a transaction that is rolled back afterwards: on SQLite, and on
+PostgreSQL, whose rows the store reads into SQLite's form (the last part).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,10 +25,11 @@ import pytest
 import sqlalchemy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import Table, delete, select, update
 
 import grantflow
 from grantflow import Actor, audit
-from grantflow.audit import VerifyReport, verify
+from grantflow.audit import VerifyReport, entry_hash, verify
 from grantflow.models import DecisionBasis, Record
 from grantflow.persistence.sql import SqlStore
 from grantflow.rules import PASS, Effects, RuleBook, RuleContext, Verdict, refuse
@@ -58,13 +61,15 @@ class Portfolio:
     bases: frozenset[DecisionBasis]
 
 
-@pytest.fixture(scope="module")
-def portfolio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portfolio]:
-    path: Path = tmp_path_factory.mktemp("fast") / "grants.db"
+def _filled(source: str | SqlStore) -> grantflow.Engine:
+    """An engine on `source` with a portfolio to verify.
+
+    Records, data, evidence, refusals, a refused submission, clamped times, bases.
+    """
     clock = FrozenClock(T0)
     book = RuleBook().on("submit", _eligible).on("approve", lambda _ctx: PASS)
     engine = grantflow.open(
-        f"sqlite:///{path}", rules=book.effect("sign", _award), discover_rules=False, clock=clock
+        source, rules=book.effect("sign", _award), discover_rules=False, clock=clock
     )
     ids = [f"p-{i}" for i in range(8)]
     for n, pid in enumerate(ids):
@@ -83,6 +88,13 @@ def portfolio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portfolio]:
     assert not engine.submit(
         actor=APPLICANT, project_id="refused", data={"ineligible": True}
     ).accepted
+    return engine
+
+
+@pytest.fixture(scope="module")
+def portfolio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portfolio]:
+    path: Path = tmp_path_factory.mktemp("fast") / "grants.db"
+    engine = _filled(f"sqlite:///{path}")
     store = engine.store
     assert isinstance(store, SqlStore)
     yield Portfolio(store, engine.decision_bases)
@@ -367,3 +379,256 @@ def test_progress_counts_every_entry_once(portfolio: Portfolio) -> None:
     audit._verify_chains(portfolio.store, None, None, slow.append)
     assert fast == slow
     assert sum(fast) == report.entries
+
+
+# -- PostgreSQL: the store reads its rows into the form SQLite stores ----------------------
+#
+# `SqlStore._verify_rows` reads times through ``to_char`` in UTC and ``jsonb`` as text, and
+# spells the JSON an entry's hash covers canonically itself (``jsonb`` keeps values, not
+# their spelling). The tests below hold that path to the straightforward one: untouched,
+# under a session time zone other than UTC, and tampered (every column alone, and random
+# combinations), with SQLAlchemy rather than SQLite's rowid.
+
+
+@pytest.fixture(scope="module")
+def pg_portfolio(pg_url: str, pg_schema: str) -> Iterator[Portfolio]:
+    store = SqlStore.open(pg_url, schema=pg_schema, table_prefix=f"t{uuid.uuid4().hex[:8]}_")
+    engine = _filled(store)
+    yield Portfolio(store, engine.decision_bases)
+    engine.close()
+    store.close()
+
+
+def _both(bound: SqlStore, bases: frozenset[DecisionBasis]) -> tuple[Any, Any]:
+    def outcome(work: Callable[[], VerifyReport]) -> VerifyReport | str:
+        try:
+            return work()
+        except Exception:  # a row no model accepts stops both paths alike
+            return "failed"
+
+    fast = outcome(lambda: verify(bound, lifecycle=PURCHASED_SERVICE, expect=bases))
+    slow = outcome(lambda: audit._verify_chains(bound, PURCHASED_SERVICE, bases, None))
+    return fast, slow
+
+
+def _counting_models(store: SqlStore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The chains `verify` reads again through the models (its straightforward path)."""
+    read: list[str] = []
+    original = store._verify_models
+
+    def counted(project_id: str) -> Any:
+        read.append(project_id)
+        return original(project_id)
+
+    monkeypatch.setattr(store, "_verify_models", counted)
+    return read
+
+
+@pytest.mark.postgres
+def test_postgresql_rows_untouched_are_all_vouched_for(
+    pg_portfolio: Portfolio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL too, untouched, no chain is read through the models; the report is clean."""
+    read = _counting_models(pg_portfolio.store, monkeypatch)
+    report = verify(pg_portfolio.store, lifecycle=PURCHASED_SERVICE, expect=pg_portfolio.bases)
+    assert report.ok
+    assert report.entries > report.projects == 9
+    assert read == []
+    assert report == audit._verify_chains(
+        pg_portfolio.store, PURCHASED_SERVICE, pg_portfolio.bases, None
+    )
+
+
+@pytest.mark.postgres
+def test_a_session_time_zone_other_than_utc_reads_the_same_times(
+    pg_portfolio: Portfolio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a connection set to Asia/Shanghai time, times are still read in UTC: all vouched."""
+    read: list[str] = []
+
+    def run(conn: sqlalchemy.Connection, bound: SqlStore) -> VerifyReport:
+        conn.exec_driver_sql("SET TIME ZONE 'Asia/Shanghai'")
+        counted = _counting_models(bound, monkeypatch)
+        report = verify(bound, lifecycle=PURCHASED_SERVICE, expect=pg_portfolio.bases)
+        read.extend(counted)
+        return report
+
+    report = _in_rollback(pg_portfolio.store, run)
+    assert report.ok
+    assert report.entries > 0
+    assert read == []
+
+
+# -- PostgreSQL pg_tampering ---------------------------------------------------------------
+
+PG_KEYS = {
+    "audit": ("project_id", "seq"),
+    "projects": ("id",),
+    "records": ("project_id", "kind", "id"),
+}
+PG_COLUMNS = {
+    "audit": (
+        "seq", "kind", "event", "from_state", "to_state", "accepted", "actor", "at",
+        "evidence", "refusals", "records", "data", "prev_hash", "hash", "decided_under",
+        "clamped_from",
+    ),
+    "projects": ("state", "version", "head", "data", "created_at", "updated_at"),
+    "records": ("seq", "pos", "data"),
+}  # fmt: skip
+PG_CHANGES = ("edit", "float", "empty", "swap", "delete")
+
+PgTamper = tuple[str, str, int, str, bool]
+
+pg_tampering = st.lists(
+    st.tuples(
+        st.sampled_from(sorted(PG_COLUMNS)),
+        st.integers(0, 20),
+        st.integers(0, 1_000),
+        st.sampled_from(PG_CHANGES),
+        st.booleans(),
+    ).map(lambda t: (t[0], PG_COLUMNS[t[0]][t[1] % len(PG_COLUMNS[t[0]])], t[2], t[3], t[4])),
+    min_size=1,
+    max_size=3,
+)
+
+
+def _pg_changed(value: Any, change: str, other: Any) -> Any:  # noqa: PLR0911 - one per type
+    """`value` edited (still what grantflow could write), with a float, emptied, or `other`."""
+    if change == "swap":
+        return other
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, datetime):
+        return value + timedelta(microseconds=1)
+    if isinstance(value, dict):
+        return {} if change == "empty" else {**value, "n": 1.5 if change == "float" else "x"}
+    if isinstance(value, list):
+        if change == "empty" or not value:
+            return []
+        first = value[0]
+        extra = {"n": 1.5} if change == "float" else {"id": "c-2"}
+        return [{**first, **extra} if isinstance(first, dict) else 1.5, *value[1:]]
+    if isinstance(value, str):
+        return "" if change == "empty" else value + "x"
+    return {} if value is None and change != "empty" else value
+
+
+def _pg_rehash(conn: sqlalchemy.Connection, store: SqlStore, key: tuple[Any, ...]) -> None:
+    """Recompute an audit row's hash from its values, as a forger writing SQL would."""
+    a, p = store.tables.audit, store.tables.projects
+    where = [a.c[name] == value for name, value in zip(PG_KEYS["audit"], key, strict=True)]
+    row = conn.execute(select(a).where(*where)).mappings().first()
+    if row is None:
+        return
+    try:
+        digest = entry_hash(dict(row))
+    except Exception:  # not a value an entry can hold: nothing a forger could hash
+        return
+    conn.execute(update(a).where(*where).values(hash=digest))
+    conn.execute(update(p).where(p.c.head == row["hash"]).values(head=digest))
+
+
+def _pg_apply(conn: sqlalchemy.Connection, store: SqlStore, changes: list[PgTamper]) -> None:
+    for name, column, pick, change, rehash in changes:
+        table: Table = getattr(store.tables, name)
+        keys = [table.c[k] for k in PG_KEYS[name]]
+        rows = conn.execute(select(*keys, table.c[column]).order_by(*keys)).all()
+        if not rows:
+            continue
+        row = rows[pick % len(rows)]
+        key, value = tuple(row[: len(keys)]), row[-1]
+        where = [c == v for c, v in zip(keys, key, strict=True)]
+        with conn.begin_nested() as savepoint:  # a value the schema refuses: not made
+            try:
+                if change == "delete":
+                    conn.execute(delete(table).where(*where))
+                else:
+                    other = rows[(pick + 1) % len(rows)][-1]
+                    new = _pg_changed(value, change, other)
+                    conn.execute(update(table).where(*where).values({column: new}))
+            except sqlalchemy.exc.StatementError:  # refused by the database or the type
+                savepoint.rollback()
+                continue
+        if rehash and name == "audit" and change != "delete":
+            _pg_rehash(conn, store, key)
+
+
+@pytest.mark.postgres
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(changes=pg_tampering)
+def test_tampered_postgresql_rows_give_the_straightforward_report(
+    pg_portfolio: Portfolio, changes: list[PgTamper]
+) -> None:
+    """Values edited, given floats, emptied, swapped or deleted (hashes recomputed or not)."""
+
+    def run(conn: sqlalchemy.Connection, bound: SqlStore) -> tuple[Any, Any]:
+        _pg_apply(conn, bound, changes)
+        return _both(bound, pg_portfolio.bases)
+
+    fast, slow = _in_rollback(pg_portfolio.store, run)
+    assert fast == slow
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_every_column_tampered_alone_gives_the_straightforward_report(
+    pg_portfolio: Portfolio,
+) -> None:
+    """Each column of three rows of each table, changed every way (audit: hash recomputed or not).
+
+    Exhaustive over the single changes, so that none the fast path might vouch for is
+    left to the random combinations above.
+    """
+    cases = [
+        (table, column, pick, change, rehash)
+        for table, columns in PG_COLUMNS.items()
+        for column in columns
+        for pick in (0, 4, 9)
+        for change in PG_CHANGES
+        for rehash in ((False, True) if table == "audit" else (False,))
+        if change != "delete" or column == columns[0]
+    ]
+    differ = []
+    for case in cases:
+
+        def run(conn: sqlalchemy.Connection, bound: SqlStore) -> tuple[Any, Any]:
+            _pg_apply(conn, bound, [case])  # noqa: B023 - called at once, in the loop
+            return _both(bound, pg_portfolio.bases)
+
+        fast, slow = _in_rollback(pg_portfolio.store, run)
+        if fast != slow:
+            differ.append(case)
+    assert len(cases) > 300
+    assert differ == []
+
+
+@pytest.mark.postgres
+def test_a_float_in_hashed_jsonb_sends_the_chain_to_the_models(
+    pg_portfolio: Portfolio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A number with a point is never written by grantflow: that chain is checked by the models.
+
+    The forger also recomputes the hash over the float, so only the models can say what
+    is wrong (the entry does not validate); the report is theirs.
+    """
+    read: list[str] = []
+
+    def run(conn: sqlalchemy.Connection, bound: SqlStore) -> tuple[Any, Any]:
+        a = bound.tables.audit
+        where = (a.c.project_id == "p-4", a.c.seq == 2)
+        conn.execute(update(a).where(*where).values(evidence={"reason": "moved", "n": 2.5}))
+        _pg_rehash(conn, bound, ("p-4", 2))
+        counted = _counting_models(bound, monkeypatch)
+        outcome = _both(bound, pg_portfolio.bases)
+        read.extend(counted)
+        return outcome
+
+    fast, slow = _in_rollback(pg_portfolio.store, run)
+    assert fast == slow
+    assert "p-4" in read

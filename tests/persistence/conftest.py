@@ -1,50 +1,22 @@
-"""Fixtures for the SQL store tests: SQLite files and a throwaway PostgreSQL schema.
+"""Fixtures for the SQL store tests: SQLite files and PostgreSQL tables.
 
-PostgreSQL tests need ``GRANTFLOW_TEST_PG_URL`` (``python3 tasks.py test`` sets it). Without
-it they are skipped, except under ``CI=true``, where a missing server is a failure.
+The PostgreSQL server and the module's schema are the suite's (`pg_url`, `pg_schema` in
+tests/conftest.py).
 """
 
 from __future__ import annotations
 
 import itertools
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy
 
 from grantflow.persistence.sql import SqlStore
 
 StoreFactory = Callable[..., SqlStore]
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-
-
-@pytest.fixture(scope="session")
-def pg_url() -> str:
-    """The throwaway PostgreSQL server's URL; skip (or fail in CI) without one."""
-    url = os.environ.get("GRANTFLOW_TEST_PG_URL")
-    if not url:
-        if _in_ci():
-            pytest.fail("CI=true but GRANTFLOW_TEST_PG_URL is not set: PostgreSQL did not start")
-        pytest.skip("GRANTFLOW_TEST_PG_URL is not set; run the tests through tasks.py")
-    return url
-
-
-@pytest.fixture(scope="module")
-def pg_schema(pg_url: str) -> Iterator[str]:
-    """A fresh PostgreSQL schema for one test module, dropped afterwards."""
-    schema = f"gf_test_{uuid.uuid4().hex[:12]}"
-    yield schema
-    engine = sqlalchemy.create_engine(pg_url)
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
