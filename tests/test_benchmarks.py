@@ -59,3 +59,24 @@ def test_quick_suite_reports_every_key() -> None:
     assert not missing, out.stderr[-3000:]
     assert result["quick"] is True
     assert "failed" not in result
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workload", ["bare", "default"])
+def test_the_instruction_count_workloads_run(workload: str, tmp_path: Path) -> None:
+    """`instructions.py`'s workloads seed and run to the end (here without valgrind).
+
+    The counting itself needs valgrind, which a test machine may not have; what it
+    counts must still run, so a count is never taken of a workload that fails early.
+    """
+    script = ROOT / "benchmarks" / "instructions.py"
+    for go in ([], ["--go"]):
+        done = subprocess.run(
+            [sys.executable, str(script), workload, "--folder", str(tmp_path), "--inner", *go],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / f"{workload}-run.db").exists()
