@@ -64,6 +64,9 @@ _PAGE = 500
 # The audit columns in the order `audit.verify`'s fast path reads them.
 _AUDIT_FIELDS = tuple(AuditEntry.model_fields)
 RawRows = Iterator[tuple[Any, ...]]
+#: The project and record columns `verify` reads raw, in the order it unpacks them.
+_RAW_PROJECT = ("id", "state", "version", "head", "data", "created_at", "updated_at")
+_RAW_RECORD = ("project_id", "kind", "id", "data", "seq", "pos")
 
 
 #: Where `_AUDIT_FIELDS` puts the JSON an entry's hash covers: the columns that vary
@@ -333,20 +336,8 @@ class SqlStore(SqlJobs, SqlOutbox):
         PostgreSQL's spelling, is not canonical, and so sends its chain to the models.
         """
         a, p, r = (self._t.audit, self._t.projects, self._t.records)
-        if self._db.dialect == "sqlite":
-            audit_columns = ", ".join(_AUDIT_FIELDS)
-            project_columns = "id, state, version, head, data, created_at, updated_at"
-            record_columns = "project_id, kind, id, data, seq, pos"
-        else:
-            audit_columns = self._raw_columns(a, _AUDIT_FIELDS)
-            project_columns = self._raw_columns(
-                p, ("id", "state", "version", "head", "data", "created_at", "updated_at")
-            )
-            record_columns = self._raw_columns(
-                r, ("project_id", "kind", "id", "data", "seq", "pos")
-            )
         entries = self._pages(
-            f"SELECT {audit_columns} FROM {self._name(a)}",
+            f"SELECT {self._raw_columns(a, _AUDIT_FIELDS)} FROM {self._name(a)}",
             "(project_id, seq)",
             "project_id, seq",
             (0, 1),
@@ -354,9 +345,11 @@ class SqlStore(SqlJobs, SqlOutbox):
         respelt = self._db.dialect != "sqlite"
         if respelt:
             entries = _respelt_entries(entries)
-        projects = self._pages(f"SELECT {project_columns} FROM {self._name(p)}", "id", "id", (0,))
+        projects = self._pages(
+            f"SELECT {self._raw_columns(p, _RAW_PROJECT)} FROM {self._name(p)}", "id", "id", (0,)
+        )
         records = self._pages(
-            f"SELECT {record_columns} FROM {self._name(r)}",
+            f"SELECT {self._raw_columns(r, _RAW_RECORD)} FROM {self._name(r)}",
             "(project_id, seq, pos)",
             "project_id, seq, pos",
             (0, 4, 5),
@@ -364,7 +357,9 @@ class SqlStore(SqlJobs, SqlOutbox):
         return entries, projects, records, respelt
 
     def _raw_columns(self, table: Table, names: Sequence[str]) -> str:
-        """`names` of `table` as PostgreSQL columns read the way SQLite stores them."""
+        """`names` of `table` as columns that read the way SQLite stores them."""
+        if self._db.dialect == "sqlite":
+            return ", ".join(names)
         quote = self._db.engine.dialect.identifier_preparer.quote
         columns = []
         for name in names:
