@@ -31,6 +31,7 @@ import grantflow
 from grantflow import Actor, audit
 from grantflow.audit import VerifyReport, entry_hash, verify
 from grantflow.models import DecisionBasis, Record
+from grantflow.persistence import _sql as sql_module
 from grantflow.persistence.sql import SqlStore
 from grantflow.rules import PASS, Effects, RuleBook, RuleContext, Verdict, refuse
 from grantflow.states import PURCHASED_SERVICE
@@ -632,3 +633,33 @@ def test_a_float_in_hashed_jsonb_sends_the_chain_to_the_models(
     fast, slow = _in_rollback(pg_portfolio.store, run)
     assert fast == slow
     assert "p-4" in read
+
+
+@pytest.mark.postgres
+def test_postgresql_reads_each_table_with_one_query(
+    pg_portfolio: Portfolio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The audit, project and record tables are each read by one query, however many pages.
+
+    Pages of four rows here. A query a page is planned again every page, and before
+    autovacuum has analysed a freshly filled table each of those plans scans and sorts
+    the whole table; one server-side cursor is planned once.
+    """
+    monkeypatch.setattr(sql_module, "_PAGE", 1)
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    engine = pg_portfolio.store.engine
+    sqlalchemy.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        report = verify(pg_portfolio.store)
+    finally:
+        sqlalchemy.event.remove(engine, "before_cursor_execute", seen)
+    assert report.ok
+    assert report.entries > 4 * 3
+    tables = pg_portfolio.store.tables
+    for table in (tables.audit, tables.projects, tables.records):
+        reads = [s for s in statements if table.name in s and "ORDER BY" in s]
+        assert len(reads) == 1, (table.name, reads)

@@ -374,8 +374,20 @@ class SqlStore(SqlJobs, SqlOutbox):
     def _pages(
         self, select_sql: str, key: str, order: str, key_columns: tuple[int, ...]
     ) -> RawRows:
-        after: tuple[Any, ...] | None = None
+        """Every row `select_sql` reads, in `order` (the table's key), a page at a time.
+
+        SQLite: one query a page, after the last page's `key` (`key_columns` of its last
+        row). PostgreSQL: one server-side cursor, so the ordered read is planned once. A
+        query a page is planned again every page, and before autovacuum has analysed a
+        freshly filled table the planner reads each page by scanning and sorting the
+        whole table: 20 pages of a 40,000-row audit took 0.33 s against 0.07 s for the
+        cursor's one sort (tests/test_verify_fast.py counts the queries).
+        """
         size = _PAGE * 4  # a page of raw rows is a few MB at most: memory stays flat
+        if self._db.dialect == "postgresql":
+            yield from self._cursor_pages(f"{select_sql} ORDER BY {order}", size)
+            return
+        after: tuple[Any, ...] | None = None
         mark = self._mark()
         while True:
             where = ""
@@ -395,6 +407,22 @@ class SqlStore(SqlJobs, SqlOutbox):
                 return
             last = rows[-1]
             after = tuple(last[i] for i in key_columns)
+
+    def _cursor_pages(self, sql: str, size: int) -> RawRows:
+        """The rows of `sql` from a server-side cursor, `size` rows a fetch.
+
+        SQLAlchemy's `stream_results` (a named cursor with psycopg, also through the
+        asyncio engine): in the host's transaction for a bound store, otherwise on a
+        connection of its own, whose transaction ends (nothing was written) when the
+        rows are read or the reader stops.
+        """
+        with self._db.connect() as conn:
+            result = conn.execution_options(stream_results=True).exec_driver_sql(sql)
+            try:
+                for rows in result.partitions(size):
+                    yield from map(tuple, rows)
+            finally:
+                result.close()  # the server's cursor too, when the reader stops early
 
     def _verify_models(
         self, project_id: str
