@@ -77,6 +77,10 @@ _VARIED_JSON, _REPEATED_JSON = (
 )
 
 
+#: At most this many actor and basis texts kept spelt while `verify` reads PostgreSQL.
+_REPEATED_KEPT = 1_000
+
+
 def _respelt_entries(rows: RawRows) -> RawRows:
     """PostgreSQL's audit rows with the JSON their hash covers spelt canonically."""
     repeated: dict[str, str] = {}
@@ -91,7 +95,7 @@ def _respelt_entries(rows: RawRows) -> RawRows:
             if type(text) is str:
                 found = repeated.get(text)
                 if found is None:
-                    if len(repeated) >= _PAGE:
+                    if len(repeated) >= _REPEATED_KEPT:
                         repeated.clear()
                     found = repeated[text] = respelt(text)
                 values[i] = found
